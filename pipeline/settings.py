@@ -43,6 +43,18 @@ class RankingSettings(_Section):
     max_history: int = Field(20, ge=1, le=200, description="most recent events used as context")
 
 
+class TrainingSettings(_Section):
+    # Layout of ../shared/data: specs/*.json (always train) and apisguru/*.yaml (split by spec).
+    data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
+    # Development set for model selection and reports; never trained on.
+    dev_cases: Path = PROJECT_ROOT.parent / "shared" / "data" / "restbench" / "tmdb_cases.jsonl"
+    valid_percent: int = Field(20, ge=5, le=50)
+    max_operations: int = Field(1000, ge=2, description="larger specs are skipped: sessions would be too sparse")
+    scale: float = Field(1.0, gt=0, description="multiplies the number of sessions per spec")
+    history_fraction: float = Field(0.5, ge=0, le=1, description="share of specs with per-spec transition counts")
+    seed: int = 13
+
+
 class PathSettings(_Section):
     var_dir: Path = PROJECT_ROOT / "var"
     model_dir: Path = PROJECT_ROOT / "var" / "model"
@@ -52,6 +64,7 @@ class PathSettings(_Section):
 class Settings(_Section):
     fetch: FetchSettings = FetchSettings()
     ranking: RankingSettings = RankingSettings()
+    training: TrainingSettings = TrainingSettings()
     paths: PathSettings = PathSettings()
 
 

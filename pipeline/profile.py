@@ -1,0 +1,176 @@
+"""Spec-agnostic structure of a catalogue: what each operation *does* (kind), where it sits in the path tree,
+which entities it needs (path parameters) and which it produces (collections it lists, searches or creates).
+
+Everything the ranking features say about an operation comes from here, never from its identity, which is
+what lets one model rank operations of specs it has never seen.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from pipeline.catalogue import Catalogue, Operation, words
+from pipeline.catalogue import Parameter
+from pipeline.text import GENERIC_NAMES, head, is_plural, tokens
+
+_VERSION_SEGMENT = re.compile(r"^(v\d+(\.\d+)*|api|rest|\d+(\.\d+)*)$", re.IGNORECASE)
+SEARCH_WORDS = frozenset({"search", "query", "find", "lookup", "autocomplete", "suggest"})
+
+
+class Kind(IntEnum):
+    LIST = 0
+    GET = 1
+    CREATE = 2
+    UPDATE = 3
+    DELETE = 4
+    SEARCH = 5
+    ACTION = 6
+    OTHER = 7
+
+
+METHOD_CODES = {"GET": 0, "POST": 1, "PUT": 2, "PATCH": 3, "DELETE": 4, "HEAD": 5, "OPTIONS": 6, "TRACE": 7}
+
+
+def _is_param(segment: str) -> bool:
+    return "{" in segment
+
+
+def classify(op: Operation, segments: list[str]) -> Kind:
+    # Trailing enum parameters select a view (/trending/{media_type}/{time_window}); they do not name an item.
+    enums = {p.name for p in op.path_params if p.enum}
+    while segments and _is_param(segments[-1]) and segments[-1].strip("{}") in enums:
+        segments = segments[:-1]
+    last = segments[-1] if segments else ""
+    ends_in_param = _is_param(last)
+    literal_words = {w for s in segments if not _is_param(s) for w in s.lower().replace("-", "_").split("_")}
+    if op.method == "DELETE":
+        return Kind.DELETE
+    if op.method in ("PUT", "PATCH"):
+        return Kind.UPDATE
+    if op.method in ("HEAD", "OPTIONS", "TRACE"):
+        return Kind.OTHER
+    if op.method == "GET":
+        if literal_words & SEARCH_WORDS:
+            return Kind.SEARCH
+        return Kind.GET if ends_in_param else Kind.LIST
+    # POST
+    if literal_words & SEARCH_WORDS and not ends_in_param:
+        return Kind.SEARCH
+    if ends_in_param:
+        return Kind.UPDATE  # Stripe-style POST /v1/invoices/{invoice}
+    after_param = len(segments) > 1 and _is_param(segments[-2])
+    if after_param and not is_plural(last):
+        return Kind.ACTION  # POST /invoices/{invoice}/pay
+    return Kind.CREATE
+
+
+@dataclass(frozen=True, slots=True)
+class OpProfile:
+    kind: Kind
+    method: int
+    segments: tuple[str, ...]  # lower-case; parameters as "{}" so /a/{id} and /a/{x} compare equal
+    depth: int
+    root: str
+    required: tuple[str, ...]  # required path parameter names, in path order
+    required_entities: tuple[str, ...]  # head nouns of the required path parameters
+    enum_params: frozenset[str]  # path parameters a client can fill from the spec alone
+    produces: frozenset[str]  # entities this call lists, searches, creates or reads (by path)
+    returns: frozenset[str]  # entities named by fields of its success response
+    action: frozenset[str]  # stemmed words of the last literal segment and operationId
+    tokens: frozenset[str]  # stemmed words of path, operationId and summary
+
+
+def is_version_segment(segment: str) -> bool:
+    return bool(_VERSION_SEGMENT.match(segment))
+
+
+def _root(literals: list[str]) -> str:
+    """First literal segment that names a resource, skipping version and API prefixes (/v1, /api, /3)."""
+    return next((s.lower() for s in literals if not is_version_segment(s)), "")
+
+
+def _param_entities(segments: list[str], params: tuple[Parameter, ...]) -> tuple[str, ...]:
+    """Head noun of each path parameter; a generic name (`{id}`) takes the noun of the segment before it."""
+    before: dict[str, str] = {}
+    previous = ""
+    for segment in segments:
+        if _is_param(segment):
+            before[segment.strip("{}")] = previous
+        else:
+            previous = segment
+    return tuple(
+        head(before.get(p.name) or p.name) if p.name.lower() in GENERIC_NAMES else head(p.name) for p in params
+    )
+
+
+def profile_operation(op: Operation) -> OpProfile:
+    raw = [s for s in op.path.split("/") if s]
+    shape = tuple("{}" if _is_param(s) else s.lower() for s in raw)
+    literals = [s for s in raw if not _is_param(s)]
+    kind = classify(op, raw)
+    path_params = op.path_params
+    produces: set[str] = set()
+    if kind in (Kind.LIST, Kind.SEARCH, Kind.CREATE):
+        # Every word: /person/{id}/movie_credits lists movies, /v1/payment_intents creates intents.
+        produces = {head(w) for s in literals for w in words(s)}
+    elif kind == Kind.GET:
+        produces = {head(literals[-1])} if literals else set()
+    last_literal = literals[-1] if literals else ""
+    return OpProfile(
+        kind=kind,
+        method=METHOD_CODES.get(op.method, 7),
+        segments=shape,
+        depth=len(shape),
+        root=_root(literals),
+        required=tuple(p.name for p in path_params),
+        required_entities=_param_entities(raw, path_params),
+        enum_params=frozenset(p.name for p in path_params if p.enum),
+        produces=frozenset(produces),
+        returns=frozenset(head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES),
+        action=tokens(last_literal) | (tokens(op.operation_id) if op.operation_id else frozenset()),
+        tokens=tokens(" ".join(literals)) | tokens(op.operation_id or "") | tokens(op.summary),
+    )
+
+
+class SpecProfile:
+    """Profiles of every operation plus the arrays and indexes the features need, built once per spec."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self.operations = catalogue.operations
+        self.index = {op.id: i for i, op in enumerate(catalogue.operations)}
+        self.ops = [profile_operation(op) for op in catalogue.operations]
+        self.kind = np.array([p.kind for p in self.ops], dtype=np.int8)
+        self.method = np.array([p.method for p in self.ops], dtype=np.int8)
+        self.depth = np.array([p.depth for p in self.ops], dtype=np.float32)
+        self.n_required = np.array([len(p.required) for p in self.ops], dtype=np.float32)
+        self.n_free_required = np.array(
+            [len([r for r in p.required if r not in p.enum_params]) for p in self.ops], dtype=np.float32
+        )
+        self.destructive = np.array([op.destructive for op in self.operations], dtype=bool)
+        self.deprecated = np.array([op.deprecated for op in self.operations], dtype=bool)
+        self.has_body = np.array([op.has_body for op in self.operations], dtype=bool)
+        # enables[i]: operations needing an entity operation i produces (search person -> person credits);
+        # enables_by_response[i]: ... one its response names (tv show -> its network), when not already enabled.
+        by_entity: dict[str, list[int]] = {}
+        for j, p in enumerate(self.ops):
+            for e in set(p.required_entities) - {e for n, e in zip(p.required, p.required_entities) if n in p.enum_params}:
+                by_entity.setdefault(e, []).append(j)
+        self.enables = [self._needing(p.produces, by_entity, i) for i, p in enumerate(self.ops)]
+        self.enables_by_response = [
+            np.setdiff1d(self._needing(p.returns, by_entity, i), self.enables[i]) for i, p in enumerate(self.ops)
+        ]
+        self.by_shape: dict[tuple[str, ...], list[int]] = {}
+        for i, p in enumerate(self.ops):
+            self.by_shape.setdefault(p.segments, []).append(i)
+
+    @staticmethod
+    def _needing(entities: frozenset[str], by_entity: dict[str, list[int]], source: int) -> np.ndarray:
+        return np.array(sorted({j for e in entities for j in by_entity.get(e, ()) if j != source}), dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self.ops)

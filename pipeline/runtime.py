@@ -1,0 +1,29 @@
+"""Building an in-process predictor from settings: the one place that loads the model and MiniLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.embedding import CachedEmbedder, MiniLMEmbedder, OperationEmbeddings
+from pipeline.predict import Predictor
+from pipeline.ranker import RankerModel
+from pipeline.settings import Settings
+from pipeline.stats import InMemoryTransitions, TransitionCounts
+
+
+def build_predictor(
+    settings: Settings,
+    model: RankerModel | None = None,
+    model_dir: Path | None = None,
+    counts: TransitionCounts | None = None,
+    embedder: MiniLMEmbedder | None = None,
+) -> Predictor:
+    model = model or RankerModel.load(model_dir or settings.paths.model_dir)
+    embedder = embedder or MiniLMEmbedder()
+    return Predictor(
+        model=model,
+        embedder=CachedEmbedder(embedder),
+        op_embeddings=OperationEmbeddings(embedder, settings.paths.embedding_cache),
+        counts=counts or InMemoryTransitions(),
+        settings=settings.ranking,
+    )

@@ -1,0 +1,87 @@
+"""Per-request arrays over *all* operations of the spec, computed once and shared by sources and features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.context import Context
+from pipeline.relations import links, relations_from
+from pipeline.catalogue import words
+from pipeline.text import stem
+
+_NAN = np.float32(np.nan)
+
+
+@dataclass(slots=True)
+class Signals:
+    prompt_sim: np.ndarray | None  # cosine(prompt, op)
+    goal_sim: np.ndarray | None  # best cosine(prompt, g) over operations g that this op enables
+    last_sim: np.ndarray | None  # cosine(last op, op)
+    history_sim: np.ndarray | None  # best cosine(any earlier op, op)
+    rel_last: np.ndarray | None  # Relation of each op to the last op
+    linked_last: np.ndarray  # op needs an entity the last op lists, searches, creates or reads
+    linked_response: np.ndarray  # ... one that the last op's response names (and not already linked)
+    linked_any: np.ndarray  # ... that any op of the history produced
+    known_required: np.ndarray  # required path params fillable from history values or enums
+    known_from_last: np.ndarray  # required path params fillable from the last call's values
+    times_called: np.ndarray
+    calls_since: np.ndarray  # events since the op was last called (NaN if never)
+    unfillable: np.ndarray  # required path params nothing in the history or the spec can fill
+    prompt_fills: np.ndarray  # unfillable params whose noun the prompt mentions ("the second season")
+
+
+def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per op: required params known (history or enum), known from the last call, named by the prompt."""
+    profile = ctx.spec.profile
+    prompt_words = {stem(w) for w in words(ctx.prompt)}
+    last_values = ctx.history[-1].path_params if ctx.history else {}
+    last_entities = ctx.last_entities
+    known = np.zeros(len(profile), dtype=np.float32)
+    from_last = np.zeros(len(profile), dtype=np.float32)
+    by_prompt = np.zeros(len(profile), dtype=np.float32)
+    for i, op in enumerate(profile.ops):
+        for name, ent in zip(op.required, op.required_entities):
+            if name in op.enum_params or name in ctx.values or ent in ctx.entity_values:
+                known[i] += 1
+            elif stem(ent) in prompt_words:
+                by_prompt[i] += 1
+            if name in last_values or ent in last_entities:
+                from_last[i] += 1
+    return known, from_last, by_prompt
+
+
+def compute_signals(ctx: Context) -> Signals:
+    spec = ctx.spec
+    n = len(spec.profile)
+    emb = spec.embeddings
+    prompt_sim = goal_sim = last_sim = history_sim = rel_last = None
+    if ctx.prompt_vec is not None:
+        prompt_sim = emb @ ctx.prompt_vec
+        goal_sim = np.full(n, _NAN, dtype=np.float32)
+        for i, enabled in enumerate(spec.profile.enables):
+            if len(enabled):
+                goal_sim[i] = prompt_sim[enabled].max()
+    linked_last = np.zeros(n, dtype=bool)
+    linked_response = np.zeros(n, dtype=bool)
+    linked_any = np.zeros(n, dtype=bool)
+    times_called = np.zeros(n, dtype=np.float32)
+    calls_since = np.full(n, _NAN, dtype=np.float32)
+    if ctx.op_history:
+        last = ctx.op_history[-1]
+        last_sim = emb @ emb[last]
+        history_sim = (emb @ emb[ctx.op_history].T).max(axis=1)
+        rel_last = relations_from(spec.profile, last)
+        linked_last = links(spec.profile, last)
+        linked_response[spec.profile.enables_by_response[last]] = True
+        for age, op in enumerate(reversed(ctx.op_history)):
+            linked_any |= links(spec.profile, op)
+            times_called[op] += 1
+            if np.isnan(calls_since[op]):
+                calls_since[op] = age
+    known, from_last, prompt_fills = _fillable(ctx)
+    return Signals(
+        prompt_sim, goal_sim, last_sim, history_sim, rel_last, linked_last, linked_response, linked_any, known,
+        from_last, times_called, calls_since, spec.profile.n_required - known, prompt_fills,
+    )

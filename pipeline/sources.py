@@ -1,0 +1,162 @@
+"""Candidate sources. Each proposes scored operations (index -> score) under its own name; their union is
+what the ranker orders. Sources are cheap recall, not the final order: the ranker sees their scores and ranks
+as features. An `llm` source (the vLLM generator) plugs in from outside as one more named source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.context import Context
+from pipeline.profile import Kind
+from pipeline.relations import links, relations_from
+from pipeline.signals import Signals
+from pipeline.stats import START, PatternStats, TransitionCounts, first_key, transition_key
+
+SOURCE_NAMES = ("retrieval", "structure", "transitions", "popular", "llm")
+Hits = dict[int, float]
+
+# How strongly a path relation to a recent call suggests the candidate (a prior; the ranker learns the rest).
+_RELATION_WEIGHT = np.array([0.6, 1.0, 0.8, 0.3, 0.5, 0.2, 0.6, 0.2, 0.0], dtype=np.float32)
+_RECENCY = 0.6  # weight of a call one step older than the last
+
+
+def _top(scores: np.ndarray, limit: int, mask: np.ndarray | None = None) -> Hits:
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    count = min(limit, int(np.isfinite(scores).sum()))
+    if count == 0:
+        return {}
+    order = np.argpartition(-scores, count - 1)[:count]
+    return {int(i): float(scores[i]) for i in order}
+
+
+def retrieval(ctx: Context, signals: Signals, limit: int) -> Hits:
+    """Prompt against operation texts, nudged toward the recent context when there is one."""
+    if signals.prompt_sim is None:
+        return {}
+    scores = signals.prompt_sim.copy()
+    if signals.last_sim is not None:
+        scores += 0.25 * signals.last_sim
+    return _top(scores, limit)
+
+
+def structure(ctx: Context, signals: Signals, limit: int) -> Hits:
+    """Path-tree neighbours of the recent calls, operations they enable, and operations the history can fill."""
+    if not ctx.op_history:
+        return {}
+    profile = ctx.spec.profile
+    scores = np.zeros(len(profile), dtype=np.float32)
+    for age, op in enumerate(reversed(ctx.op_history[-3:])):
+        weight = _RECENCY**age
+        rel = signals.rel_last if age == 0 else relations_from(profile, op)
+        by_response = np.zeros(len(profile), dtype=np.float32)
+        by_response[profile.enables_by_response[op]] = 0.5
+        scores += weight * (_RELATION_WEIGHT[rel] + 0.9 * links(profile, op) + by_response)
+    needs = profile.n_required > 0
+    all_known = needs & (signals.known_required >= profile.n_required)
+    scores += 0.5 * all_known
+    return _top(scores, limit, mask=scores > 0.15)
+
+
+def transitions(
+    ctx: Context, signals: Signals, limit: int, counts: TransitionCounts, patterns: PatternStats
+) -> tuple[Hits, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-spec operation->operation frequencies, backed off to spec-agnostic kind/relation patterns.
+
+    Returns the hits plus, for features, the per-spec probability, its support and the pattern rate per op.
+    """
+    profile = ctx.spec.profile
+    n = len(profile)
+    previous = ctx.spec.catalogue.operations[ctx.last_op].id if ctx.last_op is not None else START
+    observed = counts.next_counts(ctx.spec.content_hash, previous)
+    total = float(sum(observed.values()))
+    spec_prob = np.zeros(n, dtype=np.float32)
+    for op_id, count in observed.items():
+        index = profile.index.get(op_id)
+        if index is not None:
+            spec_prob[index] = count / total
+    pattern = pattern_rates(ctx, signals, patterns)
+    # Dirichlet-style blend: with little per-spec evidence the agnostic pattern dominates.
+    strength = 3.0
+    scores = (spec_prob * total + strength * pattern) / (total + strength)
+    support = np.full(n, total, dtype=np.float32)
+    return _top(scores, limit), spec_prob, support, pattern
+
+
+def pattern_rates(ctx: Context, signals: Signals, patterns: PatternStats) -> np.ndarray:
+    profile = ctx.spec.profile
+    kinds = profile.kind
+    if ctx.last_op is None:
+        return _first_rates(ctx, signals, patterns)
+    last_kind = int(kinds[ctx.last_op])
+    assert signals.rel_last is not None
+    rel, linked = signals.rel_last, signals.linked_last
+    cache: dict[str, float] = {}
+    out = np.empty(len(profile), dtype=np.float32)
+    for j in range(len(profile)):
+        key = transition_key(last_kind, int(rel[j]), int(kinds[j]), bool(linked[j]))
+        rate = cache.get(key)
+        if rate is None:
+            rate = cache[key] = patterns.transition_rate(key)
+        out[j] = rate
+    return out
+
+
+def _first_rates(ctx: Context, signals: Signals, patterns: PatternStats) -> np.ndarray:
+    profile = ctx.spec.profile
+    unfillable = signals.unfillable
+    return np.fromiter(
+        (patterns.first_rate(first_key(int(profile.kind[j]), int(profile.depth[j]), int(unfillable[j])))
+         for j in range(len(profile))),
+        dtype=np.float32, count=len(profile),
+    )
+
+
+def popular(ctx: Context, signals: Signals, limit: int, patterns: PatternStats) -> Hits:
+    """Entry points: operations callable with what the client already has (no unfillable path parameter),
+    ranked by the learned first-call pattern and preferring lists and searches, the usual way into an API."""
+    profile = ctx.spec.profile
+    rates = _first_rates(ctx, signals, patterns)
+    browse = np.isin(profile.kind, (Kind.LIST, Kind.SEARCH))
+    scores = rates + 0.05 * browse - 0.01 * profile.depth
+    return _top(scores, limit, mask=(signals.unfillable == 0) & ~profile.deprecated)
+
+
+@dataclass(slots=True)
+class CandidateSet:
+    """The union of all sources' proposals, with each source's score and rank for every candidate."""
+
+    indices: np.ndarray  # operation indices, in a stable order
+    scores: dict[str, np.ndarray]  # source -> score per candidate (NaN where the source did not propose it)
+    ranks: dict[str, np.ndarray]  # source -> 1-based rank within the source (NaN where not proposed)
+
+    def sources_of(self, position: int) -> list[str]:
+        return [name for name, s in self.scores.items() if not np.isnan(s[position])]
+
+
+def union(hits: dict[str, Hits], pool: int) -> CandidateSet:
+    """Merge sources round-robin by rank so every source gets its best into a pool of `pool` candidates."""
+    ordered = {name: sorted(h.items(), key=lambda kv: -kv[1]) for name, h in hits.items()}
+    chosen: dict[int, None] = {}
+    depth = max((len(v) for v in ordered.values()), default=0)
+    for r in range(depth):
+        for name in SOURCE_NAMES:
+            row = ordered.get(name)
+            if row and r < len(row) and len(chosen) < pool:
+                chosen.setdefault(row[r][0], None)
+    indices = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
+    position = {int(op): i for i, op in enumerate(indices)}
+    scores: dict[str, np.ndarray] = {}
+    ranks: dict[str, np.ndarray] = {}
+    for name in SOURCE_NAMES:
+        s = np.full(len(indices), np.nan, dtype=np.float32)
+        r = np.full(len(indices), np.nan, dtype=np.float32)
+        for rank, (op, score) in enumerate(ordered.get(name, []), start=1):
+            if op in position:
+                s[position[op]] = score
+                r[position[op]] = rank
+        scores[name], ranks[name] = s, r
+    return CandidateSet(indices, scores, ranks)

@@ -1,0 +1,59 @@
+"""Which specs train the ranker and which validate it: split by spec, never by problem.
+
+A spec's split is a hash of its file name, so it is stable across runs and machines. Stripe and GitHub always
+train (they are the richest workflows); APIs.guru specs split ~80/20. RestBench TMDB is the development set
+and is refused here: it must never be trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.catalogue import Catalogue
+from pipeline.errors import OpenSesameError
+from pipeline.settings import FetchSettings
+from pipeline.specs import load_catalogue
+
+_DEV_SET_MARKERS = ("tmdb",)
+
+
+@dataclass(frozen=True, slots=True)
+class SpecSplit:
+    train: list[Path]
+    valid: list[Path]
+
+
+def is_validation(path: Path, valid_percent: int) -> bool:
+    digest = hashlib.sha256(path.name.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < valid_percent
+
+
+def discover(data_dir: Path) -> list[Path]:
+    """Spec files under `data_dir/specs` and `data_dir/apisguru` (the layout of ../shared/data)."""
+    found = sorted((data_dir / "specs").glob("*.json")) + sorted((data_dir / "apisguru").glob("*.yaml"))
+    found += sorted((data_dir / "apisguru").glob("*.json"))
+    return [p for p in found if not any(m in p.name.lower() for m in _DEV_SET_MARKERS)]
+
+
+def split(paths: list[Path], valid_percent: int) -> SpecSplit:
+    train, valid = [], []
+    for path in paths:
+        always_train = path.parent.name == "specs"
+        (valid if not always_train and is_validation(path, valid_percent) else train).append(path)
+    return SpecSplit(train, valid)
+
+
+def load_all(paths: list[Path], max_operations: int) -> list[tuple[str, Catalogue]]:
+    """Parse every spec it can; specs that fail or are too large to be useful sessions are skipped."""
+    out = []
+    fetch = FetchSettings(max_bytes=64 * 1024 * 1024)
+    for path in paths:
+        try:
+            catalogue = load_catalogue(path, fetch)
+        except OpenSesameError:
+            continue
+        if 2 <= len(catalogue.operations) <= max_operations:
+            out.append((path.name, catalogue))
+    return out

@@ -1,0 +1,155 @@
+"""From specs to a learning-to-rank matrix: sessions -> problems -> candidates and features -> labels.
+
+Feature rows are produced by `pipeline.predict.assemble`, the very function serving uses.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.catalogue import Catalogue
+from pipeline.context import PreparedSpec, build_context
+from pipeline.embedding import Embedder, OperationEmbeddings
+from pipeline.predict import assemble
+from pipeline.relations import links, relations_from
+from pipeline.settings import RankingSettings
+from pipeline.sources import Hits
+from pipeline.stats import START, InMemoryTransitions, PatternStats, TransitionCounts, first_key, transition_key
+from train.sessions import Problem, SessionGenerator
+
+
+@dataclass(slots=True)
+class Dataset:
+    X: np.ndarray
+    y: np.ndarray
+    group_sizes: np.ndarray
+    group_specs: list[str]  # spec of each group, for per-spec splits and reports
+    problems: int  # problems seen, including those whose answer no source proposed
+    recalled: int  # problems whose expected operation was among the candidates
+
+    @property
+    def recall(self) -> float:
+        return self.recalled / max(1, self.problems)
+
+
+@dataclass(slots=True)
+class Corpus:
+    specs: dict[str, PreparedSpec]
+    problems: list[Problem]
+    counts: InMemoryTransitions = field(default_factory=InMemoryTransitions)
+
+
+def sessions_for(n_operations: int, scale: float) -> int:
+    return int(np.clip(scale * 4 * np.sqrt(n_operations), 8, 150 * scale))
+
+
+def generate(
+    catalogues: list[tuple[str, Catalogue]],
+    op_embeddings: OperationEmbeddings,
+    seed: int,
+    scale: float = 1.0,
+    history_fraction: float = 0.5,
+) -> Corpus:
+    """Problems for every spec. For `history_fraction` of the specs, a second, disjoint set of sessions feeds
+    the per-spec transition counts, as real traffic would; the others start cold, like a new spec."""
+    rng = random.Random(seed)
+    corpus = Corpus(specs={}, problems=[])
+    for name, catalogue in catalogues:
+        generator = SessionGenerator(catalogue, random.Random(rng.random()))
+        n = sessions_for(len(catalogue.operations), scale)
+        problems: list[Problem] = []
+        for s in range(n):
+            session = generator.session()
+            if session is not None:
+                problems.extend(generator.problems(session, name, f"{name}#{s}"))
+        if not problems:
+            continue
+        corpus.specs[name] = PreparedSpec.build(catalogue, op_embeddings.get(catalogue))
+        corpus.problems.extend(problems)
+        if rng.random() < history_fraction:
+            ops = catalogue.operations
+            for _ in range(n):
+                session = generator.session()
+                if session is None:
+                    continue
+                previous = START
+                for i in session.ops:
+                    corpus.counts.add(catalogue.content_hash, previous, ops[i].id)
+                    previous = ops[i].id
+    return corpus
+
+
+def learn_patterns(corpus: Corpus) -> PatternStats:
+    """Spec-agnostic pattern rates over all operations of each training problem (chosen / available)."""
+    transition: Counter[str] = Counter()
+    transition_chosen: Counter[str] = Counter()
+    first: Counter[str] = Counter()
+    first_chosen: Counter[str] = Counter()
+    for problem in corpus.problems:
+        spec = corpus.specs[problem.spec]
+        profile = spec.profile
+        expected = profile.index[problem.expected]
+        last = spec.matcher.match(problem.events[-1].endpoint).operation if problem.events else None
+        if last is None:
+            keys = [first_key(int(k), int(d), int(f)) for k, d, f in
+                    zip(profile.kind, profile.depth, profile.n_free_required)]
+            first.update(keys)
+            first_chosen[keys[expected]] += 1
+            continue
+        a = profile.index[last.id]
+        rel, linked = relations_from(profile, a), links(profile, a)
+        last_kind = int(profile.kind[a])
+        keys = [transition_key(last_kind, int(r), int(k), bool(lk)) for r, k, lk in zip(rel, profile.kind, linked)]
+        transition.update(keys)
+        transition_chosen[keys[expected]] += 1
+    return PatternStats(
+        transition={k: (transition_chosen[k], n) for k, n in transition.items()},
+        first={k: (first_chosen[k], n) for k, n in first.items()},
+    )
+
+
+def embed_prompts(problems: list[Problem], embedder: Embedder) -> dict[str, np.ndarray]:
+    texts = sorted({p.prompt.strip() for p in problems if p.prompt.strip()})
+    return dict(zip(texts, embedder.embed(texts))) if texts else {}
+
+
+def build(
+    corpus: Corpus,
+    patterns: PatternStats,
+    counts: TransitionCounts,
+    settings: RankingSettings,
+    prompt_vectors: dict[str, np.ndarray],
+    extra_sources: dict[str, dict[str, Hits]] | None = None,
+) -> Dataset:
+    rows: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    sizes: list[int] = []
+    group_specs: list[str] = []
+    recalled = 0
+    for problem in corpus.problems:
+        spec = corpus.specs[problem.spec]
+        prompt = problem.prompt.strip()
+        ctx = build_context(spec, problem.events, prompt, prompt_vectors.get(prompt), settings.max_history)
+        extra = extra_sources.get(problem.id) if extra_sources else None
+        assembled = assemble(ctx, patterns, counts, settings, extra)
+        y = (assembled.candidates.indices == spec.profile.index[problem.expected]).astype(np.float32)
+        if not y.any():
+            continue  # nothing to learn from a list without the answer; counted against recall
+        recalled += 1
+        rows.append(assembled.X)
+        labels.append(y)
+        sizes.append(len(y))
+        group_specs.append(problem.spec)
+    width = len(rows[0][0]) if rows else 0
+    return Dataset(
+        X=np.vstack(rows) if rows else np.zeros((0, width), dtype=np.float32),
+        y=np.concatenate(labels) if labels else np.zeros(0, dtype=np.float32),
+        group_sizes=np.array(sizes, dtype=np.int32),
+        group_specs=group_specs,
+        problems=len(corpus.problems),
+        recalled=recalled,
+    )

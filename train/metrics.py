@@ -1,0 +1,29 @@
+"""Ranking metrics for one relevant answer per problem. `rank` is 1-based, None when it was not ranked."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def hit_at(ranks: Sequence[int | None], k: int) -> float:
+    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks) if ranks else 0.0
+
+
+def mrr(ranks: Sequence[int | None]) -> float:
+    return sum(1.0 / r for r in ranks if r is not None) / len(ranks) if ranks else 0.0
+
+
+def ndcg_at(ranks: Sequence[int | None], k: int) -> float:
+    """With one relevant item the ideal DCG is 1, so NDCG is 1/log2(rank + 1) inside the cut-off."""
+    return sum(1.0 / math.log2(r + 1) for r in ranks if r is not None and r <= k) / len(ranks) if ranks else 0.0
+
+
+def summary(ranks: Sequence[int | None]) -> dict[str, float]:
+    return {
+        "hit@1": round(hit_at(ranks, 1), 4),
+        "hit@3": round(hit_at(ranks, 3), 4),
+        "hit@5": round(hit_at(ranks, 5), 4),
+        "mrr": round(mrr(ranks), 4),
+        "ndcg@5": round(ndcg_at(ranks, 5), 4),
+    }

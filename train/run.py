@@ -1,0 +1,68 @@
+"""`opensesame train`: specs -> sessions -> features -> LightGBM -> a saved model with its report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.embedding import MiniLMEmbedder, OperationEmbeddings
+from pipeline.ranker import RankerModel
+from pipeline.runtime import build_predictor
+from pipeline.settings import Settings
+from train import corpus as corpus_mod
+from train.dataset import build, embed_prompts, generate, learn_patterns
+from train.evaluate import evaluate, load_cases
+from train.fit import FitConfig, fit_ranker
+
+
+def train(settings: Settings, out_dir: Path, log=print) -> tuple[RankerModel, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    cfg = settings.training
+    stages: dict[str, float] = {}
+    started = mark = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        stages[name] = round(now - mark, 1)
+        mark = now
+        log(f"[train] {name}: {stages[name]} s")
+
+    paths = corpus_mod.discover(cfg.data_dir)
+    if not paths:
+        raise FileNotFoundError(f"no training specs under {cfg.data_dir} (expected specs/*.json, apisguru/*.yaml)")
+    split = corpus_mod.split(paths, cfg.valid_percent)
+    train_specs = corpus_mod.load_all(split.train, cfg.max_operations)
+    valid_specs = corpus_mod.load_all(split.valid, cfg.max_operations)
+    stage(f"load {len(train_specs)} train + {len(valid_specs)} validation specs")
+
+    embedder = MiniLMEmbedder()
+    op_embeddings = OperationEmbeddings(embedder, settings.paths.embedding_cache, capacity=10_000)
+    train_corpus = generate(train_specs, op_embeddings, cfg.seed, cfg.scale, cfg.history_fraction)
+    valid_corpus = generate(valid_specs, op_embeddings, cfg.seed + 1, cfg.scale, cfg.history_fraction)
+    stage(f"sessions + operation embeddings ({len(train_corpus.problems)} train / {len(valid_corpus.problems)} valid problems)")
+
+    patterns = learn_patterns(train_corpus)
+    vectors = embed_prompts(train_corpus.problems + valid_corpus.problems, embedder)
+    stage(f"patterns + {len(vectors)} prompt embeddings")
+
+    train_ds = build(train_corpus, patterns, train_corpus.counts, settings.ranking, vectors)
+    valid_ds = build(valid_corpus, patterns, valid_corpus.counts, settings.ranking, vectors)
+    stage(f"features ({len(train_ds.y)} train rows, candidate recall {train_ds.recall:.3f} / {valid_ds.recall:.3f})")
+
+    info = {"train_specs": [n for n, _ in train_specs], "valid_specs": [n for n, _ in valid_specs]}
+    model, report = fit_ranker(train_ds, valid_ds, patterns, FitConfig(seed=cfg.seed), info)
+    stage("fit")
+    model.save(out_dir)
+    report["model_version"] = model.version
+    report["model_dir"] = str(out_dir)
+    if cfg.dev_cases.exists():
+        predictor = build_predictor(settings, model=model, embedder=embedder)
+        dev = evaluate(predictor, load_cases(cfg.dev_cases), cfg.dev_cases.parent, settings.fetch)
+        report["dev"] = {k: v for k, v in dev.items() if k != "misses"}
+        stage("dev-set evaluation")
+    report["stages_s"] = stages
+    report["total_s"] = round(time.perf_counter() - started, 1)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    return model, report

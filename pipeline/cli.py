@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.matching import CallMatcher
 from pipeline.settings import get_settings
+from pipeline.sources import SOURCE_NAMES
 from pipeline.specs import inspect_spec, load_catalogue
 
 
@@ -53,6 +55,95 @@ def cmd_spec_match(args: argparse.Namespace) -> int:
     return 0 if match.matched else 1
 
 
+def _model_dir(args: argparse.Namespace) -> Path:
+    return Path(args.model) if getattr(args, "model", None) else get_settings().paths.model_dir
+
+
+def _ensure_model(model_dir: Path) -> None:
+    """`predict`, `eval` and `bench` train a default model first when there is none (as `make serve` does)."""
+    if (model_dir / "model.txt").exists():
+        return
+    from train.run import train
+
+    print(f"no ranker model in {model_dir}: training one first (opensesame train)", file=sys.stderr)
+    train(get_settings(), model_dir, log=lambda line: print(line, file=sys.stderr))
+
+
+def _predictor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pipeline.runtime import build_predictor
+
+    model_dir = _model_dir(args)
+    _ensure_model(model_dir)
+    return build_predictor(get_settings(), model_dir=model_dir)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from train.run import train
+
+    settings = get_settings()
+    updates = {k: v for k, v in {"data_dir": args.data, "scale": args.scale, "seed": args.seed}.items() if v is not None}
+    settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
+    out = Path(args.out) if args.out else settings.paths.model_dir
+    _, report = train(settings, out)
+    summary = {k: v for k, v in report.items() if k not in ("stages_s",)}
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"model {report['model_version']} saved to {out} in {report['total_s']} s")
+        print(f"validation (held-out specs): {report['valid']}")
+        if "dev" in summary:
+            dev = {k: v for k, v in report["dev"].items() if k != "baseline"}
+            print(f"dev set: {dev}\n  baseline (MiniLM retrieval): {report['dev']['baseline']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline.context import Event
+
+    predictor = _predictor(args)
+    spec = predictor.prepare(load_catalogue(args.spec, get_settings().fetch))
+    outcome = predictor.predict(spec, [Event(endpoint=e) for e in args.event], args.prompt or "", k=args.k)
+    if args.json:
+        _print_json(asdict(outcome))
+        return 0
+    for n, call in enumerate(outcome.predictions, start=1):
+        print(f"{n}. {call.method} {call.path}  score={call.score:.3f}  ({call.reason})")
+    if outcome.unmatched_events:
+        print(f"unmatched events (not in the spec): {outcome.unmatched_events}")
+    print(f"model {outcome.model_version}, {outcome.timing_ms['total']} ms")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from train.evaluate import evaluate, load_cases
+
+    predictor = _predictor(args)
+    cases_path = Path(args.cases)
+    report = evaluate(predictor, load_cases(cases_path), cases_path.parent, get_settings().fetch,
+                      disabled=frozenset(args.without))
+    if not args.misses:
+        report.pop("misses")
+    if args.json:
+        _print_json(report)
+    else:
+        base = report["baseline"]
+        print(f"{report['cases']} cases  " + "  ".join(f"{m}={report[m]}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")))
+        print("baseline   " + "  ".join(f"{m}={base[m]}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")))
+        print(f"params_exact={report['params_exact']}  p50={report['p50_ms']} ms  p95={report['p95_ms']} ms")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from train.bench import bench_in_process
+
+    report = bench_in_process(_predictor(args), args.spec, get_settings().fetch, args.n, args.k, args.seed)
+    if args.json:
+        _print_json(report)
+    else:
+        print("  ".join(f"{k}={v}" for k, v in report.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opensesame", description="Predict the next REST API call.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +158,40 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("call", metavar='"METHOD PATH"')
     match.add_argument("--json", action="store_true")
     match.set_defaults(handler=cmd_spec_match)
+
+    train = commands.add_parser("train", help="generate sessions, train the ranker, print validation metrics")
+    train.add_argument("--out", help="model directory (default: paths.model_dir)")
+    train.add_argument("--data", type=Path, help="training data dir with specs/ and apisguru/ (default: ../shared/data)")
+    train.add_argument("--scale", type=float, help="sessions per spec multiplier (default from config)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(handler=cmd_train)
+
+    predict = commands.add_parser("predict", help="predict the next calls in-process")
+    predict.add_argument("--spec", required=True, help="spec path, URL or inline JSON/YAML")
+    predict.add_argument("--event", action="append", default=[], metavar='"METHOD PATH"', help="oldest first; repeat")
+    predict.add_argument("--prompt", default="")
+    predict.add_argument("-k", type=int, default=5, choices=range(1, 51), metavar="K")
+    predict.add_argument("--model", help="model directory (default: paths.model_dir)")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=cmd_predict)
+
+    evaluate = commands.add_parser("eval", help="hit@k, MRR, NDCG@5 on eval cases, with a MiniLM baseline")
+    evaluate.add_argument("--cases", required=True, help="JSON Lines file of eval cases")
+    evaluate.add_argument("--without", action="append", default=[], choices=SOURCE_NAMES, help="ablate a source")
+    evaluate.add_argument("--model", help="model directory (default: paths.model_dir)")
+    evaluate.add_argument("--misses", action="store_true", help="include every case not ranked first")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    bench = commands.add_parser("bench", help="in-process prediction latency on a spec")
+    bench.add_argument("--spec", required=True)
+    bench.add_argument("-n", type=int, default=300, help="predictions to time")
+    bench.add_argument("-k", type=int, default=5)
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--model", help="model directory (default: paths.model_dir)")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

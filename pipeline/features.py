@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.catalogue import words
 from pipeline.context import Context
-from pipeline.intent import asks_for, destructive_words, named_mentions, prompt_intents
+from pipeline.intent import asks_for, destructive_words, name_types, named_mentions, prompt_intents
 from pipeline.signals import Signals
 from pipeline.sources import SOURCE_NAMES, CandidateSet
 from pipeline.text import stem, tokens
@@ -26,15 +26,16 @@ FEATURE_NAMES: tuple[str, ...] = (
     "prompt_sim", "prompt_sim_rank", "prompt_sim_gap", "prompt_sim_z",
     "goal_sim", "goal_sim_gap",
     # Rank of the prompt match *within* a group: among ops needing what the last call returned, among ops
-    # callable right now. "Best match among the person operations" is the signal, not the raw cosine.
-    "prompt_rank_linked", "prompt_rank_callable", "goal_rank_callable", "prompt_rank_kind",
+    # reachable now (ids known, in the last response or named by the prompt), among ops of the same kind.
+    # "Best match among the person operations" is the signal, not the raw cosine.
+    "prompt_rank_linked", "prompt_rank_reachable", "goal_rank_reachable", "prompt_rank_kind",
     "last_sim", "last_sim_rank", "history_sim", "prompt_last_sim",
     "trans_spec_prob", "trans_support", "trans_pattern",
     "rel_last", "linked_last", "linked_response", "linked_any",
     "cand_kind", "cand_method", "cand_depth", "depth_diff",
-    "n_required", "unfillable", "prompt_fills", "known_from_last", "has_body", "deprecated", "destructive",
+    "n_required", "unfillable", "prompt_fills", "unreachable", "known_from_last", "has_body", "deprecated", "destructive",
     "last_kind", "last_method", "n_events", "n_matched", "times_called", "calls_since", "is_last_op",
-    "has_prompt", "n_names", "intent_match", "n_intents", "lex_overlap", "lex_action", "destructive_intent",
+    "has_prompt", "n_names", "name_type_match", "intent_match", "n_intents", "lex_overlap", "lex_action", "destructive_intent",
     "log_n_ops",
 )
 CATEGORICAL: tuple[str, ...] = ("rel_last", "cand_kind", "cand_method", "last_kind", "last_method")
@@ -47,12 +48,14 @@ class PromptReading:
     intents: frozenset[int]  # operation kinds the prompt's verbs ask for
     destructive: frozenset[str]  # destructive verbs it uses
     names: int  # proper names / quoted titles: a named thing usually has to be searched for first
+    name_types: frozenset[str]  # entity nouns written next to those names ("the collection Harry Potter")
 
 
 def read_prompt(prompt: str) -> PromptReading:
     all_words = frozenset(stem(w) for w in words(prompt))
     return PromptReading(
-        tokens(prompt), prompt_intents(all_words), destructive_words(all_words), len(named_mentions(prompt))
+        tokens(prompt), prompt_intents(all_words), destructive_words(all_words), len(named_mentions(prompt)),
+        name_types(prompt),
     )
 
 
@@ -106,10 +109,10 @@ def featurize(
         put("goal_sim", signals.goal_sim[idx])
         if np.isfinite(signals.goal_sim).any():
             put("goal_sim_gap", np.nanmax(signals.goal_sim) - signals.goal_sim[idx])
-        callable_now = signals.unfillable == 0
+        reachable = signals.unreachable == 0
         put("prompt_rank_linked", _rank_within(sim, signals.linked_last)[idx])
-        put("prompt_rank_callable", _rank_within(sim, callable_now)[idx])
-        put("goal_rank_callable", _rank_within(signals.goal_sim, callable_now)[idx])
+        put("prompt_rank_reachable", _rank_within(sim, reachable)[idx])
+        put("goal_rank_reachable", _rank_within(signals.goal_sim, reachable)[idx])
         kind_rank = np.full(len(sim), np.nan, dtype=np.float32)
         for kind in np.unique(profile.kind[idx]):
             same = profile.kind == kind
@@ -135,6 +138,7 @@ def featurize(
     put("linked_response", signals.linked_response[idx])
     put("linked_any", signals.linked_any[idx])
     put("prompt_fills", signals.prompt_fills[idx])
+    put("unreachable", signals.unreachable[idx])
     put("cand_kind", profile.kind[idx])
     put("cand_method", profile.method[idx])
     put("cand_depth", profile.depth[idx])
@@ -160,6 +164,9 @@ def featurize(
         put("lex_action", np.fromiter((bool(content & op.action) for op in ops), np.float32, len(ops)))
         put("n_intents", float(len(reading.intents)))
         put("n_names", float(reading.names))
+        if reading.names:
+            put("name_type_match", np.fromiter(
+                (bool(reading.name_types & op.produces) for op in ops), np.float32, len(ops)))
         if reading.intents:
             put("intent_match", np.isin(profile.kind[idx], list(reading.intents)).astype(np.float32))
         methods = [ctx.spec.catalogue.operations[int(i)].method for i in idx]

@@ -11,7 +11,7 @@ import re
 
 from pipeline.catalogue import DESTRUCTIVE_WORDS
 from pipeline.profile import Kind, OpProfile
-from pipeline.text import stem
+from pipeline.text import singular, stem
 
 _VERBS: dict[Kind, frozenset[str]] = {
     Kind.CREATE: frozenset("create add new make register open post submit generate start issue invite upload".split()),
@@ -75,3 +75,26 @@ def named_mentions(prompt: str) -> list[str]:
     if run:
         found.append(" ".join(run))
     return found
+
+
+_ARTICLES = frozenset({"the", "a", "an", "this", "that", "my", "our", "its"})
+
+
+def name_types(prompt: str) -> frozenset[str]:
+    """Entity nouns written next to a named mention: "the collection Harry Potter" -> collection, "Star Wars
+    collection" -> collection, "the movie 'Twilight'" -> movie. A name after "by" or with a possessive
+    ("directed by Sofia Coppola", "Clint Eastwood's film") is an agent: person."""
+    found: set[str] = set()
+    lowered = prompt
+    for name in named_mentions(prompt):
+        at = lowered.find(name)
+        if at < 0:
+            continue
+        before = [w.lower() for w in _WORD.findall(lowered[:at])]
+        while before and before[-1] in _ARTICLES:
+            before.pop()
+        after = [w.lower() for w in _WORD.findall(lowered[at + len(name) :])][:1]
+        if before and before[-1] == "by" or name.endswith(("'s", "’s")):
+            found.add("person")
+        found.update(singular(w) for w in [*before[-1:], *after] if w.isalpha() and len(w) > 2)
+    return frozenset(found)

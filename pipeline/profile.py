@@ -115,8 +115,13 @@ def profile_operation(op: Operation) -> OpProfile:
     path_params = op.path_params
     produces: set[str] = set()
     if kind in (Kind.LIST, Kind.SEARCH, Kind.CREATE):
-        # Every word: /person/{id}/movie_credits lists movies, /v1/payment_intents creates intents.
-        produces = {head(w) for s in literals for w in words(s)}
+        # Every word after the last parameter (before it is the parent, already known): /person/{id}/movie_credits
+        # lists movies and credits, /v1/payment_intents creates intents; enum values name what a view lists
+        # (/trending/{media_type} with media_type in movie, tv, person).
+        last_param = max((i for i, s in enumerate(raw) if _is_param(s)), default=-1)
+        own = [s for s in raw[last_param + 1 :] if not _is_param(s)]
+        produces = {head(w) for s in own for w in words(s)}
+        produces |= {head(v) for p in path_params if p.enum for v in p.enum}
     elif kind == Kind.GET:
         produces = {head(literals[-1])} if literals else set()
     last_literal = literals[-1] if literals else ""

@@ -30,26 +30,33 @@ class Signals:
     calls_since: np.ndarray  # events since the op was last called (NaN if never)
     unfillable: np.ndarray  # required path params nothing in the history or the spec can fill
     prompt_fills: np.ndarray  # unfillable params whose noun the prompt mentions ("the second season")
+    unreachable: np.ndarray  # required params neither known, nor in the last response, nor named by the prompt
 
 
-def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per op: required params known (history or enum), known from the last call, named by the prompt."""
+def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per op: required params known (history or enum), known from the last call, named by the prompt, and
+    not reachable at all (neither of those nor an entity the last call lists or returns)."""
     profile = ctx.spec.profile
+    last = profile.ops[ctx.last_op] if ctx.last_op is not None else None
+    last_outputs = (last.produces | last.returns) if last is not None else frozenset()
     prompt_words = {stem(w) for w in words(ctx.prompt)}
     last_values = ctx.history[-1].path_params if ctx.history else {}
     last_entities = ctx.last_entities
     known = np.zeros(len(profile), dtype=np.float32)
     from_last = np.zeros(len(profile), dtype=np.float32)
     by_prompt = np.zeros(len(profile), dtype=np.float32)
+    unreachable = np.zeros(len(profile), dtype=np.float32)
     for i, op in enumerate(profile.ops):
         for name, ent in zip(op.required, op.required_entities):
             if name in op.enum_params or name in ctx.values or ent in ctx.entity_values:
                 known[i] += 1
             elif stem(ent) in prompt_words:
                 by_prompt[i] += 1
+            elif ent not in last_outputs:
+                unreachable[i] += 1
             if name in last_values or ent in last_entities:
                 from_last[i] += 1
-    return known, from_last, by_prompt
+    return known, from_last, by_prompt, unreachable
 
 
 def compute_signals(ctx: Context) -> Signals:
@@ -80,8 +87,8 @@ def compute_signals(ctx: Context) -> Signals:
             times_called[op] += 1
             if np.isnan(calls_since[op]):
                 calls_since[op] = age
-    known, from_last, prompt_fills = _fillable(ctx)
+    known, from_last, prompt_fills, unreachable = _fillable(ctx)
     return Signals(
         prompt_sim, goal_sim, last_sim, history_sim, rel_last, linked_last, linked_response, linked_any, known,
-        from_last, times_called, calls_since, spec.profile.n_required - known, prompt_fills,
+        from_last, times_called, calls_since, spec.profile.n_required - known, prompt_fills, unreachable,
     )

@@ -13,7 +13,7 @@ from pipeline.context import Context
 from pipeline.profile import Kind
 from pipeline.relations import links, relations_from
 from pipeline.signals import Signals
-from pipeline.stats import START, PatternStats, TransitionCounts, first_key, transition_key
+from pipeline.stats import START, PatternStats, TransitionCounts, first_key, link_levels, transition_key
 
 SOURCE_NAMES = ("retrieval", "structure", "transitions", "popular", "llm")
 Hits = dict[int, float]
@@ -93,11 +93,11 @@ def pattern_rates(ctx: Context, signals: Signals, patterns: PatternStats) -> np.
         return _first_rates(ctx, signals, patterns)
     last_kind = int(kinds[ctx.last_op])
     assert signals.rel_last is not None
-    rel, linked = signals.rel_last, signals.linked_last
+    rel, link = signals.rel_last, link_levels(signals.linked_last, signals.linked_response)
     cache: dict[str, float] = {}
     out = np.empty(len(profile), dtype=np.float32)
     for j in range(len(profile)):
-        key = transition_key(last_kind, int(rel[j]), int(kinds[j]), bool(linked[j]))
+        key = transition_key(last_kind, int(rel[j]), int(kinds[j]), int(link[j]))
         rate = cache.get(key)
         if rate is None:
             rate = cache[key] = patterns.transition_rate(key)

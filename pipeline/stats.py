@@ -6,6 +6,8 @@ spec with no history still get sensible transitions.
 from __future__ import annotations
 
 import threading
+
+import numpy as np
 from collections import Counter, defaultdict
 from typing import Protocol
 
@@ -39,7 +41,8 @@ class InMemoryTransitions:
 class PatternStats(BaseModel):
     """Counts of (context pattern -> chosen?) learned from training sessions, stored with the model.
 
-    `transition[key]` with key "last_kind:relation:cand_kind:linked" and `first[key]` with key
+    `transition[key]` with key "last_kind:relation:cand_kind:link" (link 2: needs what the last call lists or
+    creates, 1: what its response names, 0: neither) and `first[key]` with key
     "cand_kind:depth:free_required" hold [chosen, available]: how often a candidate with that pattern was the
     next call, out of how often one was there to choose.
     """
@@ -59,8 +62,13 @@ class PatternStats(BaseModel):
         return self._rate(self.first, key, prior=0.01)
 
 
-def transition_key(last_kind: int, relation: int, cand_kind: int, linked: bool) -> str:
-    return f"{last_kind}:{relation}:{cand_kind}:{int(linked)}"
+def transition_key(last_kind: int, relation: int, cand_kind: int, link: int) -> str:
+    return f"{last_kind}:{relation}:{cand_kind}:{link}"
+
+
+def link_levels(strong: np.ndarray, by_response: np.ndarray) -> np.ndarray:
+    """2 where the candidate needs what the last call lists/creates, 1 what its response names, else 0."""
+    return np.where(strong, 2, np.where(by_response, 1, 0))
 
 
 def first_key(cand_kind: int, depth: int, free_required: int) -> str:

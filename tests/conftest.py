@@ -64,3 +64,64 @@ def spec_server() -> Iterator[SpecServer]:
 def local_fetch() -> FetchSettings:
     """Fetch settings that allow exactly 127.0.0.1, as the brief prescribes for tests."""
     return FetchSettings(allow_addresses=["127.0.0.1/32"], connect_timeout_s=2, read_timeout_s=2)
+
+
+TRAINING_FIXTURES = {
+    "specs": ["events_oas31.json"],
+    "apisguru": ["billing_oas30.yaml", "pets_swagger2.yaml"],
+    "apisguru_real": [
+        "adyen.com__PayoutService__30__openapi.yaml",
+        "posty-api.herokuapp.com__v1__swagger.yaml",
+        "googleapis.com__libraryagent__v1__openapi.yaml",  # hashes into the validation split
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 from its PyPI package, loaded once per test session."""
+    from pipeline.embedding import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+@pytest.fixture(scope="session")
+def tiny_training_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fixture specs in the layout `opensesame train` reads (specs/ always train, apisguru/ split by spec)."""
+    root = tmp_path_factory.mktemp("training-data")
+    (root / "specs").mkdir()
+    (root / "apisguru").mkdir()
+    for name in TRAINING_FIXTURES["specs"]:
+        (root / "specs" / name).symlink_to(FIXTURES / name)
+    for name in TRAINING_FIXTURES["apisguru"]:
+        (root / "apisguru" / name).symlink_to(FIXTURES / name)
+    for name in TRAINING_FIXTURES["apisguru_real"]:
+        (root / "apisguru" / name).symlink_to(REAL / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from pipeline.settings import PathSettings, Settings, TrainingSettings
+
+    var = tmp_path_factory.mktemp("var")
+    return Settings(
+        training=TrainingSettings(data_dir=tiny_training_dir, dev_cases=TMDB_CASES, scale=3.0, seed=3),
+        paths=PathSettings(var_dir=var, model_dir=var / "model", embedding_cache=var / "embeddings"),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_settings, minilm):
+    """A real LightGBM ranker trained in the test run on the fixture specs (never on the TMDB dev set)."""
+    from train.run import train
+
+    model, report = train(tiny_settings, tiny_settings.paths.model_dir, log=lambda _: None, embedder=minilm)
+    return model, report
+
+
+@pytest.fixture(scope="session")
+def predictor(tiny_settings, tiny_model, minilm):
+    from pipeline.runtime import build_predictor
+
+    return build_predictor(tiny_settings, model=tiny_model[0], embedder=minilm)

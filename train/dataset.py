@@ -18,7 +18,9 @@ from pipeline.predict import assemble
 from pipeline.relations import links, relations_from
 from pipeline.settings import RankingSettings
 from pipeline.sources import Hits
-from pipeline.stats import START, InMemoryTransitions, PatternStats, TransitionCounts, first_key, transition_key
+from pipeline.stats import (
+    START, InMemoryTransitions, PatternStats, TransitionCounts, first_key, link_levels, transition_key,
+)
 from train.sessions import Problem, SessionGenerator
 
 
@@ -101,9 +103,12 @@ def learn_patterns(corpus: Corpus) -> PatternStats:
             first_chosen[keys[expected]] += 1
             continue
         a = profile.index[last.id]
-        rel, linked = relations_from(profile, a), links(profile, a)
+        by_response = np.zeros(len(profile), dtype=bool)
+        by_response[profile.enables_by_response[a]] = True
+        link = link_levels(links(profile, a), by_response)
         last_kind = int(profile.kind[a])
-        keys = [transition_key(last_kind, int(r), int(k), bool(lk)) for r, k, lk in zip(rel, profile.kind, linked)]
+        keys = [transition_key(last_kind, int(r), int(k), int(lk))
+                for r, k, lk in zip(relations_from(profile, a), profile.kind, link)]
         transition.update(keys)
         transition_chosen[keys[expected]] += 1
     return PatternStats(

@@ -68,3 +68,15 @@ def phrase(op: Operation, profile: OpProfile, rng: random.Random, entity_name: s
     if rng.random() < 0.2:
         text += rng.choice(["?", " please", " asap", " now"])
     return text.strip()
+
+
+_OPENERS = ["quick question: ", "for a report, ", "I'm curious, ", "my manager asks: ", "", "hey, "]
+_DISTRACTORS = ["and later maybe the {}", "before I look at the {}", "then compare with the {}", "not the {}"]
+
+
+def with_context(prompt: str, other: Operation, rng: random.Random) -> str:
+    """Wrap a goal prompt the way real questions come: an opener, and a clause about something else."""
+    text = rng.choice(_OPENERS) + prompt
+    if rng.random() < 0.5:
+        text = f"{text}, {rng.choice(_DISTRACTORS).format(object_phrase(other, rng))}"
+    return text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.embedding import MiniLMEmbedder, OperationEmbeddings
 from pipeline.ranker import RankerModel
@@ -17,7 +17,12 @@ from train.evaluate import evaluate, load_cases
 from train.fit import FitConfig, fit_ranker
 
 
-def train(settings: Settings, out_dir: Path, log=print) -> tuple[RankerModel, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def train(
+    settings: Settings,
+    out_dir: Path,
+    log: Callable[[str], object] = print,
+    embedder: MiniLMEmbedder | None = None,
+) -> tuple[RankerModel, dict[str, Any]]:
     cfg = settings.training
     stages: dict[str, float] = {}
     started = mark = time.perf_counter()
@@ -35,9 +40,14 @@ def train(settings: Settings, out_dir: Path, log=print) -> tuple[RankerModel, di
     split = corpus_mod.split(paths, cfg.valid_percent)
     train_specs = corpus_mod.load_all(split.train, cfg.max_operations)
     valid_specs = corpus_mod.load_all(split.valid, cfg.max_operations)
+    if not train_specs or not valid_specs:
+        raise ValueError(
+            f"need training and validation specs, got {len(train_specs)} and {len(valid_specs)} from {cfg.data_dir}; "
+            "add specs or change training.valid_percent"
+        )
     stage(f"load {len(train_specs)} train + {len(valid_specs)} validation specs")
 
-    embedder = MiniLMEmbedder()
+    embedder = embedder or MiniLMEmbedder()
     op_embeddings = OperationEmbeddings(embedder, settings.paths.embedding_cache, capacity=10_000)
     train_corpus = generate(train_specs, op_embeddings, cfg.seed, cfg.scale, cfg.history_fraction)
     valid_corpus = generate(valid_specs, op_embeddings, cfg.seed + 1, cfg.scale, cfg.history_fraction)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from pipeline.catalogue import Catalogue
 from pipeline.context import Event
-from pipeline.profile import Kind, SpecProfile
+from pipeline.profile import Kind, OpProfile, SpecProfile
 from pipeline.relations import Relation, relation
-from train.prompts import NAMES, object_phrase, phrase
+from train.prompts import NAMES, object_phrase, phrase, with_context
 
 _STEP_WEIGHT = {
     Relation.ITEM: 3.0, Relation.SAME_PATH: 1.5, Relation.CHILD: 1.5, Relation.SIBLING: 0.5,
@@ -55,6 +55,22 @@ class Session:
     prompt_mode: str  # "goal", "step" or "none"
     goal: int | None
     prompts: list[str]
+
+
+def named(searched: OpProfile, rng: random.Random) -> str:
+    """How a prompt names the thing to search for: bare ("for Titanic"), with its type ("of the movie
+    Titanic", "the Titanic movie"), or as an agent when it is a person ("by Sofia Coppola")."""
+    name = rng.choice(NAMES)
+    nouns = sorted(searched.produces - {"search", "query", "find"})
+    noun = rng.choice(nouns).replace("_", " ") if nouns else ""
+    roll = rng.random()
+    if noun == "person" and roll < 0.3:
+        return f"by {name}"
+    if noun and roll < 0.4:
+        return f"{rng.choice(['for the', 'of the', 'about the'])} {noun} {name}"
+    if noun and roll < 0.55:
+        return f"{rng.choice(['for the', 'of the'])} {name} {noun}"
+    return f"{rng.choice(['for', 'of', 'about', 'from'])} {name}"
 
 
 class IdMaker:
@@ -180,18 +196,22 @@ class SessionGenerator:
         if goal in self.reachers and (goal not in self.producers or self.rng.random() < 0.35):
             middle = self.rng.choice(self.reachers[goal])
         first_target = middle if middle is not None else goal
+        ops = self.catalogue.operations
         producers = self.producers[first_target]
         searches = [p for p in producers if self.profile.kind[p] == Kind.SEARCH]
-        ops = self.catalogue.operations
+        prompt = phrase(ops[goal], self.profile.ops[goal], self.rng)
+        if middle is not None:  # "the credits of the movie credits of ...": the hop shows in the question
+            prompt = f"{prompt} {self.rng.choice(['of the', 'from the', 'in the'])} {object_phrase(ops[middle], self.rng)}"
         if searches and self.rng.random() < 0.6:
             producer = self.rng.choice(searches)
-            prompt = phrase(ops[goal], self.profile.ops[goal], self.rng, entity_name=self.rng.choice(NAMES))
+            prompt = f"{prompt} {named(self.profile.ops[producer], self.rng)}"
         else:
             lists = [p for p in producers if self.profile.kind[p] == Kind.LIST] or producers
             producer = self.rng.choice(lists)
-            prompt = phrase(ops[goal], self.profile.ops[goal], self.rng)
             if self.rng.random() < 0.6:
                 prompt = f"{prompt} {self.rng.choice(['of the', 'for the', 'in'])} {object_phrase(ops[producer], self.rng)}"
+        if self.rng.random() < 0.4:
+            prompt = with_context(prompt, ops[self.rng.randrange(len(ops))], self.rng)
         chain = [producer] + ([middle] if middle is not None else []) + [goal]
         supplied: dict[str, str] = {}
         available = {e for i in chain[:-1] for e in self.profile.ops[i].produces | self.profile.ops[i].returns}
@@ -210,7 +230,7 @@ class SessionGenerator:
         goal: int | None = None
         goal_prompt: str | None = None
         chain: list[int] = []
-        if self.rng.random() < 0.5 and (found := self._goal_chain()) is not None:
+        if self.rng.random() < 0.6 and (found := self._goal_chain()) is not None:
             chain, goal, goal_prompt, supplied = found
             values.update(supplied)
         else:
@@ -231,7 +251,8 @@ class SessionGenerator:
             if not self._fillable(i, values):
                 break
             call(i)
-        length = self.rng.randint(len(ops), max(len(ops), max_len))
+        # A goal session ends at its goal (now and then one more step); browsing wanders for a while.
+        length = len(ops) + (self.rng.random() < 0.25) if goal is not None else self.rng.randint(len(ops), max_len)
         while len(ops) < length:
             step = self._next_step(ops[-1], values, ops)
             if step is None:
@@ -239,9 +260,10 @@ class SessionGenerator:
             call(step)
         if len(ops) < 2 and self.rng.random() < 0.5:
             return None  # one-call sessions teach only cold start; keep some, not all
-        mode = self.rng.choices(["goal", "step", "none"], weights=[0.5, 0.2, 0.3])[0]
-        if mode == "goal" and goal is None:
-            goal = ops[-1]
+        if goal is not None:
+            mode = self.rng.choices(["goal", "none"], weights=[0.85, 0.15])[0]
+        else:
+            mode = self.rng.choices(["step", "none"], weights=[0.4, 0.6])[0]
         prompts = self._prompts(mode, goal, goal_prompt, ops)
         return Session(ops, calls, params, mode, goal, prompts)
 

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+
+from pipeline.cli import main
+from tests.conftest import FIXTURES, TMDB_CASES
+
+
+def test_predict_json(capsys, tiny_settings, tiny_model) -> None:
+    code = main(["predict", "--spec", str(FIXTURES / "billing_oas30.yaml"), "--event", "GET /v1/invoices/in_5",
+                 "--prompt", "pay this invoice", "-k", "3", "--json", "--model", str(tiny_settings.paths.model_dir)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(out["predictions"]) == 3
+    assert out["predictions"][0]["endpoint"] == "POST /invoices/{invoice}/pay"
+    assert out["predictions"][0]["path"] == "/v1/invoices/in_5/pay"
+    assert set(out["predictions"][0]) == {"endpoint", "method", "path", "params", "score", "reason", "sources"}
+
+
+def test_eval_json_has_the_documented_keys(capsys, tiny_settings, tiny_model) -> None:
+    code = main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", str(tiny_settings.paths.model_dir)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert set(out) == {"cases", "hit@1", "hit@3", "hit@5", "mrr", "ndcg@5", "params_exact", "p50_ms", "p95_ms",
+                        "baseline"}
+    assert out["cases"] == 225 and out["params_exact"] is None  # TMDB cases carry no expected_params
+    assert 0.0 <= out["hit@1"] <= out["hit@3"] <= out["hit@5"] <= 1.0
+
+
+def test_eval_without_a_source_changes_the_candidates(capsys, tiny_settings, tiny_model) -> None:
+    model = str(tiny_settings.paths.model_dir)
+    main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", model])
+    full = json.loads(capsys.readouterr().out)
+    main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", model, "--without", "retrieval",
+          "--without", "structure"])
+    ablated = json.loads(capsys.readouterr().out)
+    assert ablated["hit@5"] < full["hit@5"]

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.catalogue import Operation
+from pipeline.features import read_prompt
+from pipeline.intent import asks_for, name_types, named_mentions
+from pipeline.profile import Kind, profile_operation
+
+
+@pytest.mark.parametrize(
+    ("prompt", "names"),
+    [
+        ("give me the number of movies directed by Sofia Coppola", ["Sofia Coppola"]),
+        ('Who is the director of the movie "Twilight"?', ["Twilight"]),
+        ("Star Wars is great", ["Star Wars"]),
+        ("Who directed the top-1 rated movie?", []),  # a sentence-initial capital alone is no name
+        ("show me the TV listings", []),  # short acronyms are not names
+    ],
+)
+def test_named_mentions(prompt: str, names: list[str]) -> None:
+    assert named_mentions(prompt) == names
+
+
+def test_name_types_read_the_noun_next_to_the_name() -> None:
+    assert name_types("a movie from the collection Harry Potter") == {"collection"}
+    assert name_types("the first movie of Star Wars collection") == {"collection"}
+    assert "person" in name_types("movies directed by Sofia Coppola")
+    assert "person" in name_types("When is Clint Eastwood's latest movie out?")
+
+
+def op(method: str, path: str, operation_id: str | None = None) -> tuple[Operation, object]:
+    from pipeline.catalogue import is_destructive
+
+    operation = Operation(id=f"{method} {path}", method=method, path=path, operation_id=operation_id,
+                          destructive=is_destructive(method, path, operation_id))
+    return operation, profile_operation(operation)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "method", "path", "asked"),
+    [
+        ("delete the webhook", "DELETE", "/webhooks/{id}", True),
+        ("remove this webhook endpoint", "DELETE", "/webhooks/{id}", True),
+        ("clean up my invoices list", "DELETE", "/invoices/{id}", False),
+        ("cancel my subscription", "POST", "/subscriptions/{id}/cancel", True),
+        ("delete the subscription", "POST", "/subscriptions/{id}/cancel", False),  # cancel was not asked for
+        ("void the invoice", "POST", "/invoices/{id}/void", True),
+        ("I need a cancellation", "POST", "/orders/{id}/cancel", True),
+    ],
+)
+def test_explicit_destructive_intent(prompt: str, method: str, path: str, asked: bool) -> None:
+    operation, profile = op(method, path)
+    assert operation.destructive
+    assert asks_for(read_prompt(prompt).destructive, profile, method) is asked
+
+
+def test_prompt_intents_map_to_kinds() -> None:
+    assert Kind.CREATE in read_prompt("create a new customer").intents
+    assert Kind.SEARCH in read_prompt("find invoices over 100").intents
+    assert Kind.GET in read_prompt("what is the status").intents  # stop words still carry intent
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kind"),
+    [
+        ("GET", "/v1/invoices", Kind.LIST),
+        ("GET", "/v1/invoices/{invoice}", Kind.GET),
+        ("GET", "/v1/invoices/search", Kind.SEARCH),
+        ("POST", "/v1/invoices", Kind.CREATE),
+        ("POST", "/v1/invoices/{invoice}", Kind.UPDATE),
+        ("POST", "/v1/invoices/{invoice}/pay", Kind.ACTION),
+        ("POST", "/v1/invoices/{invoice}/lines", Kind.CREATE),
+        ("DELETE", "/v1/invoices/{invoice}", Kind.DELETE),
+    ],
+)
+def test_operation_kinds(method: str, path: str, kind: Kind) -> None:
+    assert op(method, path)[1].kind == kind

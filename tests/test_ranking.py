@@ -1,0 +1,112 @@
+"""The ranking core end to end with real components: MiniLM, a LightGBM model trained in this test run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pipeline.context import Event
+from pipeline.features import FEATURE_NAMES
+from pipeline.guardrails import DEMOTED_REASON
+from pipeline.ranker import ModelSchemaError, RankerModel
+from pipeline.settings import FetchSettings
+from pipeline.specs import load_catalogue
+from tests.conftest import FIXTURES, REAL
+
+FETCH = FetchSettings()
+
+
+@pytest.fixture(scope="module")
+def billing(predictor):
+    return predictor.prepare(load_catalogue(FIXTURES / "billing_oas30.yaml", FETCH))
+
+
+def events(*calls: str) -> list[Event]:
+    return [Event(endpoint=c) for c in calls]
+
+
+def test_training_reports_held_out_validation(tiny_model) -> None:
+    _, report = tiny_model
+    assert report["valid_groups"] > 0 and report["train_groups"] > report["valid_groups"]
+    assert 0.0 < report["valid"]["ndcg@5"] <= 1.0
+    assert set(report["dev"]) >= {"hit@1", "hit@3", "mrr", "baseline"}
+
+
+def test_obvious_next_call_ranks_first_with_params_carried(predictor, billing) -> None:
+    outcome = predictor.predict(billing, events("GET /v1/invoices/in_123"), "pay this invoice", k=5)
+    top = outcome.predictions[0]
+    assert top.endpoint == "POST /invoices/{invoice}/pay"
+    assert top.path == "/v1/invoices/in_123/pay" and top.params == {"invoice": "in_123"}
+    scores = [p.score for p in outcome.predictions]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    assert outcome.model_version.startswith("local-")
+
+
+def test_unseen_spec_is_ranked_by_meaning(predictor) -> None:
+    spec = predictor.prepare(load_catalogue(REAL / "googleapis.com__libraryagent__v1__openapi.yaml", FETCH))
+    outcome = predictor.predict(spec, events("GET /v1/shelves"), "borrow a book from the library", k=3)
+    assert "POST /v1/{name}:borrow" in [p.endpoint for p in outcome.predictions]
+
+
+def test_every_prediction_is_a_real_operation(predictor, billing) -> None:
+    outcome = predictor.predict(billing, events("GET /v1/invoices", "GET /v1/nowhere"), "", k=10)
+    real = {op.id for op in billing.catalogue.operations}
+    assert outcome.predictions and all(p.endpoint in real for p in outcome.predictions)
+    assert outcome.unmatched_events == ["GET /v1/nowhere"] and outcome.matched_events == 1
+
+
+def test_unresolved_parameters_stay_placeholders(predictor, billing) -> None:
+    outcome = predictor.predict(billing, [], "show me the line items of an invoice", k=10)
+    lines = next(p for p in outcome.predictions if p.endpoint == "GET /invoices/{invoice}/lines")
+    assert lines.path == "/v1/invoices/{invoice}/lines" and lines.params == {}
+
+
+def test_destructive_never_first_without_explicit_intent(predictor, billing) -> None:
+    history = events("GET /v1/invoices/in_9")
+    for prompt in ["clean up my invoices list", "", "tidy the invoice", "get rid of clutter"]:
+        top = predictor.predict(billing, history, prompt, k=5).predictions[0]
+        operation = billing.catalogue.by_id()[top.endpoint]
+        assert not operation.destructive, (prompt, top.endpoint)
+
+
+def test_explicit_destructive_request_may_rank_first(predictor, billing) -> None:
+    outcome = predictor.predict(billing, events("GET /v1/invoices/in_9"), "delete this draft invoice", k=5)
+    assert outcome.predictions[0].endpoint == "DELETE /invoices/{invoice}"
+    assert DEMOTED_REASON not in outcome.predictions[0].reason
+
+
+def test_demotion_is_visible_in_the_reason() -> None:
+    from pipeline.guardrails import demote_destructive
+
+    order = np.array([2, 0, 1])
+    destructive = np.array([False, False, True])
+    asked = np.zeros(3, dtype=bool)
+    scores = np.array([0.5, 0.2, 0.9])
+    new_order, ordered_scores, demoted = demote_destructive(order, destructive, asked, scores)
+    assert list(new_order) == [0, 2, 1] and demoted == {2}
+    assert list(ordered_scores) == [0.5, 0.5, 0.2]  # monotone: the demoted one may not outscore the new first
+
+
+def test_model_with_another_feature_schema_is_refused(tiny_model, tmp_path) -> None:
+    model, _ = tiny_model
+    model.save(tmp_path / "m")
+    assert RankerModel.load(tmp_path / "m").version == model.version
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    meta["schema_version"] = "opensesame-features-v0"
+    (tmp_path / "m" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelSchemaError, match="does not match this code's"):
+        RankerModel.load(tmp_path / "m")
+    shutil.rmtree(tmp_path / "m")
+
+
+def test_feature_rows_have_the_schema_width(predictor, billing) -> None:
+    from pipeline.context import build_context
+    from pipeline.predict import assemble
+
+    ctx = build_context(billing, events("GET /v1/invoices"), "", None, 20)
+    assembled = assemble(ctx, predictor.model.patterns, predictor.counts, predictor.settings)
+    assert assembled.X.shape[1] == len(FEATURE_NAMES)
+    assert np.isnan(assembled.X[:, FEATURE_NAMES.index("llm_rank")]).all()  # no LLM: the slot stays missing

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pipeline.matching import CallMatcher
+from pipeline.settings import FetchSettings
+from pipeline.specs import load_catalogue
+from tests.conftest import FIXTURES, REAL
+from train.sessions import SessionGenerator
+
+SPECS = [FIXTURES / "billing_oas30.yaml", FIXTURES / "pets_swagger2.yaml", REAL / "adyen.com__PayoutService__30__openapi.yaml",
+         REAL / "googleapis.com__libraryagent__v1__openapi.yaml"]
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_generated_call_matches_its_own_operation(path) -> None:
+    catalogue = load_catalogue(path, FetchSettings())
+    matcher = CallMatcher(catalogue)
+    generator = SessionGenerator(catalogue, random.Random(5))
+    sessions = [s for s in (generator.session() for _ in range(60)) if s is not None]
+    assert sessions, "the generator produced no session"
+    for session in sessions:
+        for index, call in zip(session.ops, session.calls):
+            match = matcher.match(call)
+            assert match.operation is not None and match.operation.id == catalogue.operations[index].id, call
+            assert "{" not in call  # concrete ids, never templates
+
+
+def test_ids_are_carried_through_a_session_and_problems_record_them() -> None:
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    generator = SessionGenerator(catalogue, random.Random(11))
+    problems = [p for _ in range(80) if (s := generator.session()) for p in generator.problems(s, "billing", "s")]
+    carried = [p for p in problems if p.expected_params]
+    assert carried, "some problem should reuse an id seen earlier in its session"
+    for problem in carried:
+        history = " ".join(e.endpoint for e in problem.events)
+        assert all(value in history for value in problem.expected_params.values())
+
+
+def test_prompt_modes_cover_goal_step_and_none() -> None:
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    generator = SessionGenerator(catalogue, random.Random(2))
+    modes = {s.prompt_mode for s in (generator.session() for _ in range(200)) if s is not None}
+    assert modes == {"goal", "step", "none"}

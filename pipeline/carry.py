@@ -7,6 +7,7 @@ of the same entity (`invoice_id` fills `{invoice}`); a generic `{id}` by positio
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -14,6 +15,9 @@ from pipeline.catalogue import Operation
 from pipeline.context import Context
 from pipeline.matching import split_path
 from pipeline.text import GENERIC_NAMES
+
+
+_WHOLE_PARAM = re.compile(r"\{[^{}]+\}")  # `{id}`, not a mixed segment like `{id}.json`
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +36,7 @@ def _positional(template: list[str], ctx: Context) -> dict[str, str]:
     last_concrete = split_path(last.path)
     found: dict[str, str] = {}
     for i, (mine, theirs) in enumerate(zip(template, last_template)):
-        both_params = mine.startswith("{") and theirs.startswith("{")
+        both_params = bool(_WHOLE_PARAM.fullmatch(mine) and _WHOLE_PARAM.fullmatch(theirs))
         if not both_params and mine.lower() != theirs.lower():
             break
         if both_params and i < len(last_concrete) and not last_concrete[i].startswith("{"):

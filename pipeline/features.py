@@ -20,16 +20,20 @@ from pipeline.text import stem, tokens
 
 SCHEMA_VERSION = "opensesame-features-v1"
 
+# Prompt similarity enters only scale-free (ranks, z-scores, ratios to the best match): real questions sit at
+# about half the cosine of operation-summary-like prompts, and an absolute threshold learned on one style
+# would not transfer to the other. Retrieval's raw score is a cosine too, so only its rank is a feature.
 FEATURE_NAMES: tuple[str, ...] = (
-    *(f"{source}_{what}" for source in SOURCE_NAMES for what in ("score", "rank")),
+    *(f"{source}_score" for source in SOURCE_NAMES if source != "retrieval"),
+    *(f"{source}_rank" for source in SOURCE_NAMES),
     "n_sources",
-    "prompt_sim", "prompt_sim_rank", "prompt_sim_gap", "prompt_sim_z",
-    "goal_sim", "goal_sim_gap",
+    "prompt_sim_rank", "prompt_sim_ratio", "prompt_sim_z",
+    "goal_sim_ratio",
     # Rank of the prompt match *within* a group: among ops needing what the last call returned, among ops
     # reachable now (ids known, in the last response or named by the prompt), among ops of the same kind.
     # "Best match among the person operations" is the signal, not the raw cosine.
     "prompt_rank_linked", "prompt_rank_reachable", "goal_rank_reachable", "prompt_rank_kind",
-    "last_sim", "last_sim_rank", "history_sim", "prompt_last_sim",
+    "last_sim", "last_sim_rank", "history_sim", "prompt_last_ratio",
     "trans_spec_prob", "trans_support", "trans_pattern",
     "rel_last", "linked_last", "linked_response", "linked_any",
     "cand_kind", "cand_method", "cand_depth", "depth_diff",
@@ -95,20 +99,19 @@ def featurize(
         X[:, _COLUMN[name]] = values
 
     for source in SOURCE_NAMES:
-        put(f"{source}_score", candidates.scores[source])
+        if source != "retrieval":
+            put(f"{source}_score", candidates.scores[source])
         put(f"{source}_rank", candidates.ranks[source])
     put("n_sources", sum((~np.isnan(candidates.scores[s])).astype(np.float32) for s in SOURCE_NAMES))
 
     if signals.prompt_sim is not None:
         sim = signals.prompt_sim
-        put("prompt_sim", sim[idx])
+        best = max(float(sim.max()), 1e-3)
         put("prompt_sim_rank", _rank_of(sim)[idx])
-        put("prompt_sim_gap", sim.max() - sim[idx])
+        put("prompt_sim_ratio", sim[idx] / best)
         put("prompt_sim_z", (sim[idx] - sim.mean()) / (sim.std() + 1e-6))
         assert signals.goal_sim is not None
-        put("goal_sim", signals.goal_sim[idx])
-        if np.isfinite(signals.goal_sim).any():
-            put("goal_sim_gap", np.nanmax(signals.goal_sim) - signals.goal_sim[idx])
+        put("goal_sim_ratio", signals.goal_sim[idx] / best)
         reachable = signals.unreachable == 0
         put("prompt_rank_linked", _rank_within(sim, signals.linked_last)[idx])
         put("prompt_rank_reachable", _rank_within(sim, reachable)[idx])
@@ -124,7 +127,7 @@ def featurize(
         assert signals.history_sim is not None and signals.rel_last is not None
         put("history_sim", signals.history_sim[idx])
         if signals.prompt_sim is not None:
-            put("prompt_last_sim", float(signals.prompt_sim[ctx.last_op]))
+            put("prompt_last_ratio", float(signals.prompt_sim[ctx.last_op]) / max(float(signals.prompt_sim.max()), 1e-3))
         put("rel_last", signals.rel_last[idx])
         put("last_kind", float(profile.kind[ctx.last_op]))
         put("last_method", float(profile.method[ctx.last_op]))

@@ -18,6 +18,7 @@ from pipeline.catalogue import Parameter
 from pipeline.text import GENERIC_NAMES, head, is_plural, tokens
 
 _VERSION_SEGMENT = re.compile(r"^(v\d+(\.\d+)*|api|rest|\d+(\.\d+)*)$", re.IGNORECASE)
+_PARAM_NAME = re.compile(r"\{([^{}]+)\}")
 SEARCH_WORDS = frozenset({"search", "query", "find", "lookup", "autocomplete", "suggest"})
 
 
@@ -99,7 +100,8 @@ def _param_entities(segments: list[str], params: tuple[Parameter, ...]) -> tuple
     previous = ""
     for segment in segments:
         if _is_param(segment):
-            before[segment.strip("{}")] = previous
+            for name in _PARAM_NAME.findall(segment):  # also `{id}.json`
+                before[name] = previous
         else:
             previous = segment
     return tuple(

@@ -27,14 +27,16 @@ def explain(
     parts: list[str] = []
     if demoted:
         parts.append(DEMOTED_REASON)
-    if ctx.last_op is not None:
+    if signals.known_from_last[op_index] > 0:
+        parts.append("acts on what your last call addressed")
+    elif ctx.last_op is not None:
         last_id = ops[ctx.last_op].id
         if signals.linked_last[op_index]:
-            parts.append(f"uses an id that {last_id} returns")
+            parts.append(f"needs an id that {last_id} lists or creates")
+        elif signals.linked_response[op_index]:
+            parts.append(f"needs an id named in the response of {last_id}")
         elif signals.rel_last is not None and Relation(int(signals.rel_last[op_index])) in _RELATION_TEXT:
             parts.append(f"{_RELATION_TEXT[Relation(int(signals.rel_last[op_index]))]} {last_id}")
-    if signals.known_from_last[op_index] > 0:
-        parts.append("fills its path parameters from your last call")
     if signals.prompt_sim is not None:
         rank = int((signals.prompt_sim > signals.prompt_sim[op_index]).sum()) + 1
         if rank <= 3:
@@ -49,4 +51,6 @@ def explain(
         parts.append("a common first call")
     if "llm" in sources:
         parts.append("suggested by the language model")
+    if not parts and "transitions" in sources:
+        parts.append("a common next step after a call like your last one")
     return "; ".join(parts[:_MAX_PARTS]) or f"proposed by {', '.join(sources)}"

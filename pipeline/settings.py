@@ -43,6 +43,20 @@ class RankingSettings(_Section):
     max_history: int = Field(20, ge=1, le=200, description="most recent events used as context")
 
 
+class FitSettings(_Section):
+    """LightGBM lambdarank; early stopping on held-out specs."""
+
+    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(0.05, gt=0)
+    rounds: int = Field(600, ge=1)
+    early_stopping: int = Field(60, ge=1)
+    min_data_in_leaf: int = Field(40, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(0.0, ge=0)
+    lambdarank_truncation_level: int = Field(20, ge=1)
+
+
 class TrainingSettings(_Section):
     # Layout of ../shared/data: specs/*.json (always train) and apisguru/*.yaml (split by spec).
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
@@ -50,9 +64,10 @@ class TrainingSettings(_Section):
     dev_cases: Path = PROJECT_ROOT.parent / "shared" / "data" / "restbench" / "tmdb_cases.jsonl"
     valid_percent: int = Field(20, ge=5, le=50)
     max_operations: int = Field(1000, ge=2, description="larger specs are skipped: sessions would be too sparse")
-    scale: float = Field(1.0, gt=0, description="multiplies the number of sessions per spec")
+    scale: float = Field(1.5, gt=0, description="multiplies the number of sessions per spec")
     history_fraction: float = Field(0.5, ge=0, le=1, description="share of specs with per-spec transition counts")
     seed: int = 13
+    fit: FitSettings = FitSettings()
 
 
 class PathSettings(_Section):

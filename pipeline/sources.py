@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.context import Context
 from pipeline.profile import Kind
-from pipeline.relations import links, relations_from
+from pipeline.relations import Relation, links, relations_from
 from pipeline.signals import Signals
 from pipeline.stats import START, PatternStats, TransitionCounts, first_key, link_levels, transition_key
 
@@ -19,7 +19,9 @@ SOURCE_NAMES = ("retrieval", "structure", "transitions", "popular", "llm")
 Hits = dict[int, float]
 
 # How strongly a path relation to a recent call suggests the candidate (a prior; the ranker learns the rest).
-_RELATION_WEIGHT = np.array([0.6, 1.0, 0.8, 0.3, 0.5, 0.2, 0.6, 0.2, 0.0], dtype=np.float32)
+_PRIOR = {Relation.SAME_PATH: 0.6, Relation.ITEM: 1.0, Relation.CHILD: 0.8, Relation.DESCENDANT: 0.3,
+          Relation.PARENT: 0.5, Relation.ANCESTOR: 0.2, Relation.SIBLING: 0.6, Relation.SAME_ROOT: 0.2}
+_RELATION_WEIGHT = np.array([_PRIOR.get(r, 0.0) for r in Relation], dtype=np.float32)
 _RECENCY = 0.6  # weight of a call one step older than the last
 
 

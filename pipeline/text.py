@@ -33,8 +33,18 @@ def singular(word: str) -> str:
     return w
 
 
+# Irregular past forms users write ("get this invoice paid") mapped to the verb an API path uses (/pay).
+_IRREGULAR = {"paid": "pay", "sent": "send", "made": "make", "built": "build", "bought": "buy", "sold": "sell",
+              "gave": "give", "given": "give", "took": "take", "taken": "take", "wrote": "write", "written": "write",
+              "shown": "show", "ran": "run", "began": "begin", "begun": "begin", "chose": "choose", "chosen": "choose",
+              "froze": "freeze", "frozen": "freeze", "found": "find", "held": "hold", "kept": "keep", "told": "tell",
+              "spent": "spend", "lost": "lose", "left": "leave", "won": "win", "undone": "undo", "split": "split"}
+
+
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
+    if word.lower() in _IRREGULAR:
+        return _IRREGULAR[word.lower()]
     w = singular(word)
     if len(w) > 5 and w.endswith("ing"):
         return w[:-3]

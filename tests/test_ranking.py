@@ -110,3 +110,22 @@ def test_feature_rows_have_the_schema_width(predictor, billing) -> None:
     assembled = assemble(ctx, predictor.model.patterns, predictor.counts, predictor.settings)
     assert assembled.X.shape[1] == len(FEATURE_NAMES)
     assert np.isnan(assembled.X[:, FEATURE_NAMES.index("llm_rank")]).all()  # no LLM: the slot stays missing
+
+
+def test_reason_says_why(predictor, billing) -> None:
+    top = predictor.predict(billing, events("GET /v1/invoices/in_123"), "pay this invoice", k=1).predictions[0]
+    assert "acts on what your last call addressed" in top.reason
+
+
+def test_generic_id_is_not_carried_across_resources(billing) -> None:
+    from pipeline.carry import carry_params
+    from pipeline.context import build_context
+
+    ctx = build_context(billing, events("GET /v1/invoices/in_1", "GET /v1/customers/cu_7/sources/src_3"), "", None, 20)
+    ops = billing.catalogue.by_id()
+    same = carry_params(ops["GET /customers/{customer}/sources/{id}.json"], ctx, billing.catalogue.base_path)
+    assert same.params == {"customer": "cu_7", "id": "src_3"}  # same position under the same prefix
+    ctx = build_context(billing, events("GET /v1/invoices/in_1"), "", None, 20)
+    other = carry_params(ops["GET /customers/{customer}/sources/{id}"], ctx, billing.catalogue.base_path)
+    assert other.params == {} and other.unresolved == ("customer", "id")
+    assert other.path == "/v1/customers/{customer}/sources/{id}"

@@ -8,44 +8,33 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from pydantic import BaseModel
 from sklearn.linear_model import LogisticRegression
 
 from pipeline.features import CATEGORICAL, FEATURE_NAMES, SCHEMA_VERSION
 from pipeline.ranker import Calibration, ModelMeta, RankerModel
+from pipeline.settings import FitSettings
 from pipeline.stats import PatternStats
 from train.dataset import Dataset
 from train.metrics import summary
 
 
-class FitConfig(BaseModel):
-    num_leaves: int = 31
-    learning_rate: float = 0.05
-    rounds: int = 600
-    early_stopping: int = 60
-    min_data_in_leaf: int = 40
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
-    lambdarank_truncation_level: int = 20
-    seed: int = 7
-    threads: int = 2
-
-    def lgb_params(self) -> dict[str, Any]:
-        return {
-            "objective": "lambdarank",
-            "metric": "ndcg",
-            "eval_at": [1, 3, 5],
-            "num_leaves": self.num_leaves,
-            "learning_rate": self.learning_rate,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": 1,
-            "lambdarank_truncation_level": self.lambdarank_truncation_level,
-            "seed": self.seed,
-            "num_threads": self.threads,
-            "verbosity": -1,
-        }
+def lgb_params(config: FitSettings, seed: int, threads: int) -> dict[str, Any]:
+    return {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [1, 3, 5],
+        "num_leaves": config.num_leaves,
+        "learning_rate": config.learning_rate,
+        "min_data_in_leaf": config.min_data_in_leaf,
+        "feature_fraction": config.feature_fraction,
+        "bagging_fraction": config.bagging_fraction,
+        "bagging_freq": 1,
+        "lambda_l2": config.lambda_l2,
+        "lambdarank_truncation_level": config.lambdarank_truncation_level,
+        "seed": seed,
+        "num_threads": threads,
+        "verbosity": -1,
+    }
 
 
 def lgb_dataset(data: Dataset, reference: lgb.Dataset | None = None) -> lgb.Dataset:
@@ -83,13 +72,18 @@ def model_version(booster: lgb.Booster) -> str:
 
 
 def fit_ranker(
-    train: Dataset, valid: Dataset, patterns: PatternStats, config: FitConfig, info: dict[str, Any] | None = None
+    train: Dataset,
+    valid: Dataset,
+    patterns: PatternStats,
+    config: FitSettings,
+    seed: int,
+    info: dict[str, Any] | None = None,
 ) -> tuple[RankerModel, dict[str, Any]]:
     started = time.perf_counter()
     train_set = lgb_dataset(train)
     valid_set = lgb_dataset(valid, reference=train_set)
     booster = lgb.train(
-        config.lgb_params(), train_set, num_boost_round=config.rounds, valid_sets=[valid_set], valid_names=["valid"],
+        lgb_params(config, seed, threads=2), train_set, num_boost_round=config.rounds, valid_sets=[valid_set], valid_names=["valid"],
         callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
     )
     fit_seconds = time.perf_counter() - started

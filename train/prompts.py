@@ -12,7 +12,7 @@ import re
 
 from pipeline.catalogue import Operation, words
 from pipeline.profile import Kind, OpProfile, is_version_segment
-from pipeline.text import singular
+from pipeline.text import head, singular
 
 _TAG = re.compile(r"<[^>]+>")
 _VERB_SYNONYMS: dict[Kind, list[str]] = {
@@ -46,11 +46,11 @@ def object_phrase(op: Operation, rng: random.Random) -> str:
     return " ".join(nouns) or (" ".join(words(op.operation_id or "")) or op.path)
 
 
-def phrase(op: Operation, profile: OpProfile, rng: random.Random, entity_name: str | None = None) -> str:
-    """One natural-language request for `op`; `entity_name` names the thing it is about ("Sofia Coppola").
+def phrase(op: Operation, profile: OpProfile, rng: random.Random, implicit: frozenset[str] = frozenset()) -> str:
+    """One natural-language request for `op`.
 
-    Only sessions that look the named thing up first pass a name: a name the user must resolve to an id
-    implies a search, and the training data must not teach otherwise."""
+    `implicit` are entity nouns the user leaves out because the name they give implies them: someone asking for
+    "movies directed by Sofia Coppola" never says "person", though the call is `/person/{id}/movie_credits`."""
     if profile.kind == Kind.ACTION:
         action = " ".join(w for s in op.path.split("/")[-1:] for w in words(s))
         obj = " ".join(words(op.path.split("/")[-3])) if op.path.count("/") >= 3 else ""
@@ -59,9 +59,7 @@ def phrase(op: Operation, profile: OpProfile, rng: random.Random, entity_name: s
         core = _TAG.sub("", op.description).split(". ")[0].split("\n")[0][:120].rstrip(".").lower()
     else:
         core = f"{rng.choice(_VERB_SYNONYMS[profile.kind])} {object_phrase(op, rng)}"
-    if entity_name:
-        core = f"{core} {rng.choice(['for', 'of', 'about', 'from'])} {entity_name}"
-    tokens = core.split()
+    tokens = [t for t in core.split() if head(t) not in implicit] if implicit else core.split()
     if len(tokens) > 4 and rng.random() < 0.3:
         del tokens[rng.randrange(1, len(tokens))]  # users drop words
     text = rng.choice(_LEADS) + " ".join(tokens)

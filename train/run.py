@@ -14,7 +14,7 @@ from pipeline.settings import Settings
 from train import corpus as corpus_mod
 from train.dataset import build, embed_prompts, generate, learn_patterns
 from train.evaluate import evaluate, load_cases
-from train.fit import FitConfig, fit_ranker
+from train.fit import fit_ranker
 
 
 def train(
@@ -62,7 +62,7 @@ def train(
     stage(f"features ({len(train_ds.y)} train rows, candidate recall {train_ds.recall:.3f} / {valid_ds.recall:.3f})")
 
     info = {"train_specs": [n for n, _ in train_specs], "valid_specs": [n for n, _ in valid_specs]}
-    model, report = fit_ranker(train_ds, valid_ds, patterns, FitConfig(seed=cfg.seed), info)
+    model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info)
     stage("fit")
     model.save(out_dir)
     report["model_version"] = model.version

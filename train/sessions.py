@@ -199,11 +199,13 @@ class SessionGenerator:
         ops = self.catalogue.operations
         producers = self.producers[first_target]
         searches = [p for p in producers if self.profile.kind[p] == Kind.SEARCH]
-        prompt = phrase(ops[goal], self.profile.ops[goal], self.rng)
+        producer = self.rng.choice(searches) if searches and self.rng.random() < 0.6 else None
+        # Naming the thing makes its type implicit: mostly the prompt never says what kind of thing it is.
+        implicit = self.profile.ops[producer].produces if producer is not None and self.rng.random() < 0.7 else frozenset()
+        prompt = phrase(ops[goal], self.profile.ops[goal], self.rng, implicit)
         if middle is not None:  # "the credits of the movie credits of ...": the hop shows in the question
             prompt = f"{prompt} {self.rng.choice(['of the', 'from the', 'in the'])} {object_phrase(ops[middle], self.rng)}"
-        if searches and self.rng.random() < 0.6:
-            producer = self.rng.choice(searches)
+        if producer is not None:
             prompt = f"{prompt} {named(self.profile.ops[producer], self.rng)}"
         else:
             lists = [p for p in producers if self.profile.kind[p] == Kind.LIST] or producers

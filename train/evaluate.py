@@ -6,7 +6,6 @@ exactly as the `retrieval` source scores) — what a plain embedding search woul
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -97,7 +96,3 @@ def evaluate(
     report["baseline"] = summary(base)
     report["misses"] = misses
     return report
-
-
-def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2)

@@ -15,6 +15,7 @@ from pipeline.catalogue import Catalogue
 from pipeline.context import PreparedSpec, build_context
 from pipeline.embedding import Embedder, OperationEmbeddings
 from pipeline.predict import assemble
+from pipeline.profile import Kind
 from pipeline.relations import links, relations_from
 from pipeline.settings import RankingSettings
 from pipeline.sources import Hits
@@ -45,8 +46,11 @@ class Corpus:
     counts: InMemoryTransitions = field(default_factory=InMemoryTransitions)
 
 
-def sessions_for(n_operations: int, scale: float) -> int:
-    return int(np.clip(scale * 4 * np.sqrt(n_operations), 8, 150 * scale))
+def sessions_for(n_operations: int, n_searches: int, scale: float) -> int:
+    """~4 sqrt(n) sessions per spec; specs with several searches get more, as they alone teach *which* search
+    a named thing needs (most specs have at most one)."""
+    base = np.clip(scale * 4 * np.sqrt(n_operations), 8, 150 * scale)
+    return int(base * (1 + 0.5 * min(max(n_searches - 1, 0), 4)))
 
 
 def generate(
@@ -62,7 +66,7 @@ def generate(
     corpus = Corpus(specs={}, problems=[])
     for name, catalogue in catalogues:
         generator = SessionGenerator(catalogue, random.Random(rng.random()))
-        n = sessions_for(len(catalogue.operations), scale)
+        n = sessions_for(len(catalogue.operations), int((generator.profile.kind == Kind.SEARCH).sum()), scale)
         problems: list[Problem] = []
         for s in range(n):
             session = generator.session()

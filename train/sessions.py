@@ -1,16 +1,17 @@
 """Synthetic sessions over real specs: the training data of the ranker.
 
 Assumptions (also in the README), chosen to resemble how people and agents use REST APIs:
-- A session has a goal operation about half the time. To call a goal that needs an id (`GET /movie/{id}/credits`)
-  the user first calls an operation that *produces* that entity (a list, search or create of movies), maybe
-  reads the item, then calls the goal: lookup chains like RestBench's. The prompt then describes the goal,
-  not the next step.
+- ~60% of sessions pursue a goal operation that needs an id (`GET /movie/{id}/credits`): the user first calls
+  an operation that *produces* that entity (a search when the prompt names the thing, else a list), sometimes
+  hopping through an operation whose response names it, then calls the goal: lookup chains like RestBench's.
+  The session ends there (now and then one more step). The prompt describes the goal, not the next step.
 - Otherwise the user browses a resource's lifecycle: list -> get -> update/action -> sub-resources, or
   create -> get -> update, moving mostly to path-tree neighbours and to operations whose ids they hold.
 - Ids are concrete (`in_3kf92ja`, `4821`, a UUID, a slug: one style per spec) and an entity keeps its id for
   the session, so carried-over parameters are learnable and checkable.
 - Destructive operations are rare unless the goal is destructive; deprecated ones are avoided.
-- Prompts: the goal's meaning in varied words (40%), the next step's (20%), or none (40%).
+- Prompts: goal sessions carry the goal's prompt 85% of the time, browsing sessions a step prompt 40% of the
+  time; the rest have none.
 Every call a session makes is a concrete call that matches its own operation (tests assert it).
 """
 

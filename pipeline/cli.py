@@ -11,12 +11,15 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.matching import CallMatcher
 from pipeline.settings import get_settings
 from pipeline.sources import SOURCE_NAMES
 from pipeline.specs import inspect_spec, load_catalogue
+
+if TYPE_CHECKING:
+    from pipeline.predict import Predictor
 
 
 def _print_json(value: Any) -> None:
@@ -69,7 +72,7 @@ def _ensure_model(model_dir: Path) -> None:
     train(get_settings(), model_dir, log=lambda line: print(line, file=sys.stderr))
 
 
-def _predictor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _predictor(args: argparse.Namespace) -> Predictor:
     from pipeline.runtime import build_predictor
 
     model_dir = _model_dir(args)

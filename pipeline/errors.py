@@ -61,3 +61,7 @@ class UnreachableError(FetchError):
 
 class SpecNotFoundError(SpecError):
     """A local path or a registered spec id that does not exist."""
+
+
+class TrainingDataError(OpenSesameError):
+    """No usable training specs where the settings point."""

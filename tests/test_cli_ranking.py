@@ -34,3 +34,9 @@ def test_eval_without_a_source_changes_the_candidates(capsys, tiny_settings, tin
           "--without", "structure"])
     ablated = json.loads(capsys.readouterr().out)
     assert ablated["hit@5"] < full["hit@5"]
+
+
+def test_training_without_data_is_a_clear_error(capsys, tmp_path) -> None:
+    code = main(["train", "--data", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "model")])
+    assert code == 2
+    assert "no training specs under" in capsys.readouterr().err

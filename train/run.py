@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.embedding import MiniLMEmbedder, OperationEmbeddings
+from pipeline.errors import TrainingDataError
 from pipeline.ranker import RankerModel
 from pipeline.runtime import build_predictor
 from pipeline.settings import Settings
@@ -36,12 +37,15 @@ def train(
 
     paths = corpus_mod.discover(cfg.data_dir)
     if not paths:
-        raise FileNotFoundError(f"no training specs under {cfg.data_dir} (expected specs/*.json, apisguru/*.yaml)")
+        raise TrainingDataError(
+            f"no training specs under {cfg.data_dir} (expected specs/*.json and apisguru/*.yaml); "
+            "pass --data DIR or set OPENSESAME__TRAINING__DATA_DIR"
+        )
     split = corpus_mod.split(paths, cfg.valid_percent)
     train_specs = corpus_mod.load_all(split.train, cfg.max_operations)
     valid_specs = corpus_mod.load_all(split.valid, cfg.max_operations)
     if not train_specs or not valid_specs:
-        raise ValueError(
+        raise TrainingDataError(
             f"need training and validation specs, got {len(train_specs)} and {len(valid_specs)} from {cfg.data_dir}; "
             "add specs or change training.valid_percent"
         )

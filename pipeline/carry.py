@@ -47,8 +47,7 @@ def _positional(template: list[str], ctx: Context) -> dict[str, str]:
 def carry_params(op: Operation, ctx: Context, base_path: str) -> CarriedCall:
     template = split_path(op.path)
     positional = _positional(template, ctx)
-    profile = ctx.spec.profile.ops[ctx.spec.profile.index[op.id]]
-    entities = dict(zip(profile.required, profile.required_entities))
+    entities = ctx.spec.profile.ops[ctx.spec.profile.index[op.id]].entity_of
     params: dict[str, str] = {}
     for p in op.path_params:
         value = positional.get(p.name)

@@ -88,13 +88,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
     out = Path(args.out) if args.out else settings.paths.model_dir
     _, report = train(settings, out)
-    summary = {k: v for k, v in report.items() if k not in ("stages_s",)}
     if args.json:
         _print_json(report)
     else:
         print(f"model {report['model_version']} saved to {out} in {report['total_s']} s")
         print(f"validation (held-out specs): {report['valid']}")
-        if "dev" in summary:
+        if "dev" in report:
             dev = {k: v for k, v in report["dev"].items() if k != "baseline"}
             print(f"dev set: {dev}\n  baseline (MiniLM retrieval): {report['dev']['baseline']}")
     return 0

@@ -67,13 +67,14 @@ def build_context(
         if match.operation is not None:
             index = spec.profile.index[match.operation.id]
             ctx.op_history.append(index)
-            heads = dict(zip(spec.profile.ops[index].required, spec.profile.ops[index].required_entities))
+            heads = spec.profile.ops[index].entity_of
         # Later values overwrite earlier ones: the most recent id of an entity is the one to carry over.
         ctx.last_entities = set()
         for name, value in match.path_params.items():
+            ent = heads.get(name) or head(name)
             ctx.values[name] = value
-            ctx.entity_values[heads.get(name) or head(name)] = value
-            ctx.last_entities.add(heads.get(name) or head(name))
+            ctx.entity_values[ent] = value
+            ctx.last_entities.add(ent)
         for name, value in event.params.items():
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 ctx.values[name] = str(value)

@@ -80,6 +80,10 @@ def _rank_of(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def column(X: np.ndarray, name: str) -> np.ndarray:
+    return X[:, _COLUMN[name]]
+
+
 def _rank_within(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Descending 1-based rank among the entries where `mask` holds; NaN elsewhere."""
     out = np.full(len(values), np.nan, dtype=np.float32)
@@ -121,13 +125,13 @@ def featurize(
             same = profile.kind == kind
             kind_rank[same] = _rank_within(sim, same)[same]
         put("prompt_rank_kind", kind_rank[idx])
+        if ctx.last_op is not None:
+            put("prompt_last_ratio", float(sim[ctx.last_op]) / best)
     if signals.last_sim is not None and ctx.last_op is not None:
         put("last_sim", signals.last_sim[idx])
         put("last_sim_rank", _rank_of(signals.last_sim)[idx])
         assert signals.history_sim is not None and signals.rel_last is not None
         put("history_sim", signals.history_sim[idx])
-        if signals.prompt_sim is not None:
-            put("prompt_last_ratio", float(signals.prompt_sim[ctx.last_op]) / max(float(signals.prompt_sim.max()), 1e-3))
         put("rel_last", signals.rel_last[idx])
         put("last_kind", float(profile.kind[ctx.last_op]))
         put("last_method", float(profile.method[ctx.last_op]))

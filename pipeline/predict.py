@@ -17,14 +17,15 @@ from pipeline.carry import carry_params
 from pipeline.catalogue import Catalogue
 from pipeline.context import Context, Event, PreparedSpec, build_context
 from pipeline.embedding import CachedEmbedder, OperationEmbeddings
-from pipeline.features import PromptReading, TransitionView, featurize, read_prompt
+from pipeline.features import PromptReading, TransitionView, column, featurize, read_prompt
 from pipeline.guardrails import demote_destructive
-from pipeline.intent import asks_for
 from pipeline.ranker import RankerModel
 from pipeline.reasons import explain
 from pipeline.settings import RankingSettings
 from pipeline.signals import Signals, compute_signals
-from pipeline.sources import CandidateSet, Hits, popular, retrieval, structure, transitions, union
+from pipeline.sources import (
+    CandidateSet, Hits, first_rates, pattern_rates, popular, retrieval, structure, transitions, union,
+)
 from pipeline.stats import PatternStats, TransitionCounts
 
 
@@ -71,12 +72,14 @@ def assemble(
     """Signals, sources, their union and the feature matrix. `disabled` sources propose nothing (ablations)."""
     signals = compute_signals(ctx)
     limit = settings.per_source
-    trans_hits, spec_prob, support, pattern = transitions(ctx, signals, limit, counts, patterns)
+    first = first_rates(ctx, signals, patterns)
+    pattern = pattern_rates(ctx, signals, patterns, first)
+    trans_hits, spec_prob, support = transitions(ctx, limit, counts, pattern)
     hits: dict[str, Hits] = {
         "retrieval": retrieval(ctx, signals, limit),
         "structure": structure(ctx, signals, limit),
         "transitions": trans_hits,
-        "popular": popular(ctx, signals, limit // 2, patterns),
+        "popular": popular(ctx, signals, limit // 2, first),
         **(extra_sources or {}),
     }
     candidates = union({name: h for name, h in hits.items() if name not in disabled}, settings.candidate_pool)
@@ -146,11 +149,9 @@ def rank(model: RankerModel, assembled: Assembled, k: int) -> list[RankedCall]:
     order = np.argsort(-raw, kind="stable")
     profile, operations = ctx.spec.profile, ctx.spec.catalogue.operations
     idx = candidates.indices
-    destructive = profile.destructive[idx]
-    asked = np.array(
-        [asks_for(assembled.reading.destructive, profile.ops[int(i)], operations[int(i)].method) for i in idx]
-    )
-    order, ordered_scores, demoted = demote_destructive(order, destructive, asked, probabilities)
+    # NaN (no prompt) compares false: nothing was asked for.
+    asked = column(assembled.X, "destructive_intent") == 1.0
+    order, ordered_scores, demoted = demote_destructive(order, profile.destructive[idx], asked, probabilities)
     out: list[RankedCall] = []
     for position, score in zip(order[:k], ordered_scores[:k]):
         op_index = int(idx[position])

@@ -84,6 +84,11 @@ class OpProfile:
     action: frozenset[str]  # stemmed words of the last literal segment and operationId
     tokens: frozenset[str]  # stemmed words of path, operationId and summary
 
+    @property
+    def entity_of(self) -> dict[str, str]:
+        """Required path parameter name -> its entity head (`{id}` under /credit_notes -> note)."""
+        return dict(zip(self.required, self.required_entities))
+
 
 def is_version_segment(segment: str) -> bool:
     return bool(_VERSION_SEGMENT.match(segment))

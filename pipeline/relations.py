@@ -59,3 +59,11 @@ def links(profile: SpecProfile, source: int) -> np.ndarray:
     out = np.zeros(len(profile), dtype=bool)
     out[profile.enables[source]] = True
     return out
+
+
+def response_links(profile: SpecProfile, source: int) -> np.ndarray:
+    """1 where an operation needs an entity that `source`'s response names (tv show -> its network), and that
+    `links` does not already cover."""
+    out = np.zeros(len(profile), dtype=bool)
+    out[profile.enables_by_response[source]] = True
+    return out

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.context import Context
-from pipeline.relations import links, relations_from
 from pipeline.catalogue import words
+from pipeline.relations import links, relations_from, response_links
 from pipeline.text import stem
 
 _NAN = np.float32(np.nan)
@@ -81,7 +81,7 @@ def compute_signals(ctx: Context) -> Signals:
         history_sim = (emb @ emb[ctx.op_history].T).max(axis=1)
         rel_last = relations_from(spec.profile, last)
         linked_last = links(spec.profile, last)
-        linked_response[spec.profile.enables_by_response[last]] = True
+        linked_response = response_links(spec.profile, last)
         for age, op in enumerate(reversed(ctx.op_history)):
             linked_any |= links(spec.profile, op)
             times_called[op] += 1

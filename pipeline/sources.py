@@ -5,13 +5,14 @@ as features. An `llm` source (the vLLM generator) plugs in from outside as one m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.context import Context
-from pipeline.profile import Kind
-from pipeline.relations import Relation, links, relations_from
+from pipeline.profile import Kind, SpecProfile
+from pipeline.relations import Relation, links, relations_from, response_links
 from pipeline.signals import Signals
 from pipeline.stats import START, PatternStats, TransitionCounts, first_key, link_levels, transition_key
 
@@ -54,9 +55,7 @@ def structure(ctx: Context, signals: Signals, limit: int) -> Hits:
     for age, op in enumerate(reversed(ctx.op_history[-3:])):
         weight = _RECENCY**age
         rel = signals.rel_last if age == 0 else relations_from(profile, op)
-        by_response = np.zeros(len(profile), dtype=np.float32)
-        by_response[profile.enables_by_response[op]] = 0.5
-        scores += weight * (_RELATION_WEIGHT[rel] + 0.9 * links(profile, op) + by_response)
+        scores += weight * (_RELATION_WEIGHT[rel] + 0.9 * links(profile, op) + 0.5 * response_links(profile, op))
     needs = profile.n_required > 0
     all_known = needs & (signals.known_required >= profile.n_required)
     scores += 0.5 * all_known
@@ -64,11 +63,11 @@ def structure(ctx: Context, signals: Signals, limit: int) -> Hits:
 
 
 def transitions(
-    ctx: Context, signals: Signals, limit: int, counts: TransitionCounts, patterns: PatternStats
-) -> tuple[Hits, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-spec operation->operation frequencies, backed off to spec-agnostic kind/relation patterns.
+    ctx: Context, limit: int, counts: TransitionCounts, pattern: np.ndarray
+) -> tuple[Hits, np.ndarray, np.ndarray]:
+    """Per-spec operation->operation frequencies, backed off to the spec-agnostic `pattern` rates.
 
-    Returns the hits plus, for features, the per-spec probability, its support and the pattern rate per op.
+    Returns the hits plus, for features, the per-spec probability and its support per op.
     """
     profile = ctx.spec.profile
     n = len(profile)
@@ -80,50 +79,55 @@ def transitions(
         index = profile.index.get(op_id)
         if index is not None:
             spec_prob[index] = count / total
-    pattern = pattern_rates(ctx, signals, patterns)
     # Dirichlet-style blend: with little per-spec evidence the agnostic pattern dominates.
     strength = 3.0
     scores = (spec_prob * total + strength * pattern) / (total + strength)
     support = np.full(n, total, dtype=np.float32)
-    return _top(scores, limit), spec_prob, support, pattern
+    return _top(scores, limit), spec_prob, support
 
 
-def pattern_rates(ctx: Context, signals: Signals, patterns: PatternStats) -> np.ndarray:
-    profile = ctx.spec.profile
-    kinds = profile.kind
-    if ctx.last_op is None:
-        return _first_rates(ctx, signals, patterns)
-    last_kind = int(kinds[ctx.last_op])
-    assert signals.rel_last is not None
-    rel, link = signals.rel_last, link_levels(signals.linked_last, signals.linked_response)
+def first_keys(profile: SpecProfile, unfillable: np.ndarray) -> list[str]:
+    """Pattern key of every operation as a session's first call. Training counts and serving looks up these."""
+    return [first_key(int(k), int(d), int(f)) for k, d, f in zip(profile.kind, profile.depth, unfillable)]
+
+
+def transition_keys(profile: SpecProfile, last: int, rel: np.ndarray, link: np.ndarray) -> list[str]:
+    """Pattern key of every operation as the call after operation `last` (relation and link level to it)."""
+    last_kind = int(profile.kind[last])
+    return [transition_key(last_kind, int(r), int(k), int(lk)) for r, k, lk in zip(rel, profile.kind, link)]
+
+
+def _rates(keys: list[str], rate: Callable[[str], float]) -> np.ndarray:
     cache: dict[str, float] = {}
-    out = np.empty(len(profile), dtype=np.float32)
-    for j in range(len(profile)):
-        key = transition_key(last_kind, int(rel[j]), int(kinds[j]), int(link[j]))
-        rate = cache.get(key)
-        if rate is None:
-            rate = cache[key] = patterns.transition_rate(key)
-        out[j] = rate
+    out = np.empty(len(keys), dtype=np.float32)
+    for j, key in enumerate(keys):
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = rate(key)
+        out[j] = value
     return out
 
 
-def _first_rates(ctx: Context, signals: Signals, patterns: PatternStats) -> np.ndarray:
-    profile = ctx.spec.profile
-    unfillable = signals.unfillable
-    return np.fromiter(
-        (patterns.first_rate(first_key(int(profile.kind[j]), int(profile.depth[j]), int(unfillable[j])))
-         for j in range(len(profile))),
-        dtype=np.float32, count=len(profile),
-    )
+def first_rates(ctx: Context, signals: Signals, patterns: PatternStats) -> np.ndarray:
+    return _rates(first_keys(ctx.spec.profile, signals.unfillable), patterns.first_rate)
 
 
-def popular(ctx: Context, signals: Signals, limit: int, patterns: PatternStats) -> Hits:
+def pattern_rates(ctx: Context, signals: Signals, patterns: PatternStats, first: np.ndarray) -> np.ndarray:
+    """Spec-agnostic rate of each operation as the next call: `first` (the first-call rates) when there is
+    no history, else the transition pattern from the last call."""
+    if ctx.last_op is None:
+        return first
+    assert signals.rel_last is not None
+    link = link_levels(signals.linked_last, signals.linked_response)
+    return _rates(transition_keys(ctx.spec.profile, ctx.last_op, signals.rel_last, link), patterns.transition_rate)
+
+
+def popular(ctx: Context, signals: Signals, limit: int, first: np.ndarray) -> Hits:
     """Entry points: operations callable with what the client already has (no unfillable path parameter),
-    ranked by the learned first-call pattern and preferring lists and searches, the usual way into an API."""
+    ranked by the learned first-call rates `first` and preferring lists and searches, the usual way in."""
     profile = ctx.spec.profile
-    rates = _first_rates(ctx, signals, patterns)
     browse = np.isin(profile.kind, (Kind.LIST, Kind.SEARCH))
-    scores = rates + 0.05 * browse - 0.01 * profile.depth
+    scores = first + 0.05 * browse - 0.01 * profile.depth
     return _top(scores, limit, mask=(signals.unfillable == 0) & ~profile.deprecated)
 
 

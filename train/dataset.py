@@ -16,12 +16,10 @@ from pipeline.context import PreparedSpec, build_context
 from pipeline.embedding import Embedder, OperationEmbeddings
 from pipeline.predict import assemble
 from pipeline.profile import Kind
-from pipeline.relations import links, relations_from
+from pipeline.relations import links, relations_from, response_links
 from pipeline.settings import RankingSettings
-from pipeline.sources import Hits
-from pipeline.stats import (
-    START, InMemoryTransitions, PatternStats, TransitionCounts, first_key, link_levels, transition_key,
-)
+from pipeline.sources import Hits, first_keys, transition_keys
+from pipeline.stats import START, InMemoryTransitions, PatternStats, TransitionCounts, link_levels
 from train.sessions import Problem, SessionGenerator
 
 
@@ -101,18 +99,14 @@ def learn_patterns(corpus: Corpus) -> PatternStats:
         expected = profile.index[problem.expected]
         last = spec.matcher.match(problem.events[-1].endpoint).operation if problem.events else None
         if last is None:
-            keys = [first_key(int(k), int(d), int(f)) for k, d, f in
-                    zip(profile.kind, profile.depth, profile.n_free_required)]
+            # With no history, only enum parameters are fillable: unfillable = the free required ones.
+            keys = first_keys(profile, profile.n_free_required)
             first.update(keys)
             first_chosen[keys[expected]] += 1
             continue
         a = profile.index[last.id]
-        by_response = np.zeros(len(profile), dtype=bool)
-        by_response[profile.enables_by_response[a]] = True
-        link = link_levels(links(profile, a), by_response)
-        last_kind = int(profile.kind[a])
-        keys = [transition_key(last_kind, int(r), int(k), int(lk))
-                for r, k, lk in zip(relations_from(profile, a), profile.kind, link)]
+        link = link_levels(links(profile, a), response_links(profile, a))
+        keys = transition_keys(profile, a, relations_from(profile, a), link)
         transition.update(keys)
         transition_chosen[keys[expected]] += 1
     return PatternStats(

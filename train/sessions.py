@@ -129,7 +129,7 @@ class SessionGenerator:
     def _concrete(self, i: int, values: dict[str, str]) -> tuple[str, dict[str, str]]:
         """The call as the user sends it, and the entity ids it carries (enum values are not carried)."""
         op = self.catalogue.operations[i]
-        entities = dict(zip(self.profile.ops[i].required, self.profile.ops[i].required_entities))
+        entities = self.profile.ops[i].entity_of
         path = op.path
         carried: dict[str, str] = {}
         for param in op.path_params:

@@ -6,15 +6,16 @@ text (a small LRU: a client usually repeats the same prompt over a session's cal
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from pipeline.catalogue import Catalogue, Operation, words
+from pipeline.kv import BlobStore
 
 # Never reach for a model hub, whatever library asks.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -99,40 +100,38 @@ def operation_text(op: Operation) -> str:
 
 
 class OperationEmbeddings:
-    """Embeddings of a catalogue's operations, keyed by spec content hash, in memory and optionally on disk."""
+    """Embeddings of a catalogue's operations, keyed by spec content hash: in memory, then in a blob store
+    (files for training, Redis for the Serve graph)."""
 
-    def __init__(self, embedder: Embedder, disk_dir: Path | None = None, capacity: int = 64) -> None:
+    def __init__(self, embedder: Embedder, blobs: BlobStore | None = None, ttl_s: int | None = None, capacity: int = 64) -> None:
         self._embedder = embedder
-        self._disk_dir = disk_dir
+        self._blobs = blobs
+        self._ttl_s = ttl_s
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def _disk_path(self, key: str) -> Path | None:
-        return self._disk_dir / f"{key}.npy" if self._disk_dir else None
-
     def get(self, catalogue: Catalogue) -> np.ndarray:
-        key = f"{catalogue.content_hash}-{len(catalogue.operations)}"
+        return self.get_texts(catalogue.content_hash, [operation_text(op) for op in catalogue.operations])
+
+    def get_texts(self, spec_hash: str, texts: list[str]) -> np.ndarray:
+        key = f"emb-{spec_hash}-{len(texts)}.npy"
         with self._lock:
             if key in self._memory:
                 self._memory.move_to_end(key)
                 return self._memory[key]
-        path = self._disk_path(key)
-        if path is not None and path.exists():
-            matrix = np.load(path)
+        stored = self._blobs.get(key) if self._blobs is not None else None
+        if stored is not None:
+            matrix = np.load(io.BytesIO(stored))
         else:
-            matrix = self._embedder.embed([operation_text(op) for op in catalogue.operations])
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, matrix)
-                tmp.replace(path)  # atomic: a concurrent reader never sees half a file
-        self.put(key, matrix)
-        return matrix
-
-    def put(self, key: str, matrix: np.ndarray) -> None:
+            matrix = self._embedder.embed(texts)
+            if self._blobs is not None:
+                buffer = io.BytesIO()
+                np.save(buffer, matrix)
+                self._blobs.set(key, buffer.getvalue(), self._ttl_s)
         with self._lock:
             self._memory[key] = matrix
             self._memory.move_to_end(key)
             while len(self._memory) > self._capacity:
                 self._memory.popitem(last=False)
+        return matrix

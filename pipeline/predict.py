@@ -94,11 +94,13 @@ class Predictor:
     def __init__(
         self,
         model: RankerModel,
-        embedder: CachedEmbedder,
-        op_embeddings: OperationEmbeddings,
         counts: TransitionCounts,
         settings: RankingSettings,
+        embedder: CachedEmbedder | None = None,
+        op_embeddings: OperationEmbeddings | None = None,
     ) -> None:
+        """Without `embedder`/`op_embeddings` (the Serve Ranker, whose vectors come from the Embedder
+        deployment) callers pass `prompt_vec` and build the `PreparedSpec` themselves."""
         self.model = model  # replaced in one assignment on reload; each call reads it once
         self.embedder = embedder
         self.op_embeddings = op_embeddings
@@ -106,11 +108,17 @@ class Predictor:
         self.settings = settings
 
     def prepare(self, catalogue: Catalogue) -> PreparedSpec:
+        if self.op_embeddings is None:
+            raise RuntimeError("this Predictor has no operation embeddings: build the PreparedSpec with vectors")
         return PreparedSpec.build(catalogue, self.op_embeddings.get(catalogue))
 
     def embed_prompt(self, prompt: str) -> np.ndarray | None:
         prompt = prompt.strip()
-        return self.embedder.embed([prompt])[0] if prompt else None
+        if not prompt:
+            return None
+        if self.embedder is None:
+            raise RuntimeError("this Predictor has no embedder: pass prompt_vec")
+        return self.embedder.embed([prompt])[0]
 
     def predict(
         self,

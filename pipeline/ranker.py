@@ -61,6 +61,10 @@ class RankerModel:
     def version(self) -> str:
         return self.meta.version
 
+    def relabel(self, version: str) -> RankerModel:
+        """The same model under the name a registry gave it (responses then say `opensesame-ranker/v3`)."""
+        return RankerModel(self.booster, self.meta.model_copy(update={"version": version}))
+
     @property
     def patterns(self) -> PatternStats:
         return self.meta.patterns

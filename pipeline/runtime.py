@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.embedding import CachedEmbedder, MiniLMEmbedder, OperationEmbeddings
+from pipeline.kv import DiskBlobs
 from pipeline.predict import Predictor
 from pipeline.ranker import RankerModel
 from pipeline.settings import Settings
@@ -22,8 +23,8 @@ def build_predictor(
     embedder = embedder or MiniLMEmbedder()
     return Predictor(
         model=model,
-        embedder=CachedEmbedder(embedder),
-        op_embeddings=OperationEmbeddings(embedder, settings.paths.embedding_cache),
         counts=counts or InMemoryTransitions(),
         settings=settings.ranking,
+        embedder=CachedEmbedder(embedder),
+        op_embeddings=OperationEmbeddings(embedder, DiskBlobs(settings.paths.embedding_cache)),
     )

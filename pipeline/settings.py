@@ -76,11 +76,47 @@ class PathSettings(_Section):
     embedding_cache: Path = PROJECT_ROOT / "var" / "cache" / "embeddings"
 
 
+class CacheSettings(_Section):
+    """Shared cache of specs, catalogues, embeddings and prediction records.
+
+    Without `redis_url` (the embedded default) everything lives in an in-process LRU; with it, Redis is shared
+    by all replicas and the LRU still answers while Redis is down.
+    """
+
+    redis_url: str | None = Field(None, description="redis://host:port/db; None = in-process only")
+    key_prefix: str = "opensesame:"
+    spec_ttl_s: int = Field(3600, ge=1, description="a spec URL is revalidated after this long")
+    catalogue_ttl_s: int = Field(30 * 86400, ge=60, description="parsed catalogues and embeddings, by content hash")
+    prediction_ttl_s: int = Field(7 * 86400, ge=60, description="how long feedback can still name a prediction")
+    local_capacity: int = Field(512, ge=8, description="entries kept in each replica's in-process LRU")
+    socket_timeout_s: float = Field(0.25, gt=0, description="a dead Redis must not stall requests")
+    retry_after_s: float = Field(5.0, gt=0, description="after a Redis failure, skip it this long, then reconnect")
+
+
+class FeedbackSettings(_Section):
+    stream: str = "opensesame:feedback"
+    stream_maxlen: int = Field(1_000_000, ge=1000, description="approximate cap of the Redis Stream")
+    # Feedback that arrives while Redis is down is appended here and replayed into the stream on reconnect.
+    spool_path: Path = PROJECT_ROOT / "var" / "spool" / "feedback.jsonl"
+
+
+class RegistrySettings(_Section):
+    """MLflow: sqlite under ./var by default; a server URI in a cluster."""
+
+    tracking_uri: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'mlflow.db'}"
+    artifact_root: str = (PROJECT_ROOT / "var" / "mlartifacts").as_uri()  # otherwise MLflow writes ./mlruns
+    model_name: str = "opensesame-ranker"
+    alias: str = "champion"
+
+
 class Settings(_Section):
     fetch: FetchSettings = FetchSettings()
     ranking: RankingSettings = RankingSettings()
     training: TrainingSettings = TrainingSettings()
     paths: PathSettings = PathSettings()
+    cache: CacheSettings = CacheSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    registry: RegistrySettings = RegistrySettings()
 
 
 def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
@@ -95,13 +131,23 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
     return data
 
 
-def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def load_settings(
+    path: Path | None = None, environ: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """YAML file, then `overrides` (a Serve config's `args.settings`), then environment variables."""
     environ = dict(os.environ) if environ is None else environ
     path = path or Path(environ.get("OPENSESAME_CONFIG", DEFAULT_CONFIG))
     data: dict[str, Any] = {}
     if path.exists():
         data = yaml.safe_load(path.read_text()) or {}
-    return Settings.model_validate(_apply_env(data, environ))
+    return Settings.model_validate(_apply_env(_merge(data, overrides or {}), environ))
 
 
 @lru_cache(maxsize=1)

@@ -125,3 +125,80 @@ def predictor(tiny_settings, tiny_model, minilm):
     from pipeline.runtime import build_predictor
 
     return build_predictor(tiny_settings, model=tiny_model[0], embedder=minilm)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A real Redis for tests: a throwaway `redis-server` we own (so a test may stop and restart it), else the
+    machine's server on 127.0.0.1:6379 with a dedicated DB number (then it cannot be stopped)."""
+
+    DEDICATED_DB = 13
+
+    def __init__(self) -> None:
+        import shutil
+
+        self.binary = shutil.which("redis-server")
+        self.process = None
+        if self.binary:
+            self.port = _free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+            self.start()
+        elif self._reachable("redis://127.0.0.1:6379/0"):
+            self.port = 6379
+            self.url = f"redis://127.0.0.1:6379/{self.DEDICATED_DB}"
+            self.client().flushdb()
+        else:
+            pytest.fail("tests need Redis: install redis-server or run one on 127.0.0.1:6379")
+
+    @property
+    def owned(self) -> bool:
+        return self.binary is not None
+
+    @staticmethod
+    def _reachable(url: str) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        assert self.binary
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not self._reachable(self.url):
+            if time.monotonic() > deadline:
+                raise RuntimeError("throwaway redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from pipeline.embedding import MiniLMEmbedder, OperationEmbeddings
 from pipeline.errors import TrainingDataError
+from pipeline.kv import DiskBlobs
 from pipeline.ranker import RankerModel
 from pipeline.runtime import build_predictor
 from pipeline.settings import Settings
@@ -52,7 +53,7 @@ def train(
     stage(f"load {len(train_specs)} train + {len(valid_specs)} validation specs")
 
     embedder = embedder or MiniLMEmbedder()
-    op_embeddings = OperationEmbeddings(embedder, settings.paths.embedding_cache, capacity=10_000)
+    op_embeddings = OperationEmbeddings(embedder, DiskBlobs(settings.paths.embedding_cache), capacity=10_000)
     train_corpus = generate(train_specs, op_embeddings, cfg.seed, cfg.scale, cfg.history_fraction)
     valid_corpus = generate(valid_specs, op_embeddings, cfg.seed + 1, cfg.scale, cfg.history_fraction)
     stage(f"sessions + operation embeddings ({len(train_corpus.problems)} train / {len(valid_corpus.problems)} valid problems)")

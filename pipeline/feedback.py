@@ -1,0 +1,156 @@
+"""What was predicted, what happened next, and the durable log of it that retraining reads.
+
+Every prediction is stored (`pred:<id>`, with a TTL) so that feedback can be validated against it: the called
+endpoint is matched against the prediction's spec, an accepted rank must exist. A validated `FeedbackRecord`
+is appended to a Redis Stream; while Redis is down it goes to a local spool file and is replayed, in order,
+before the next append that reaches Redis. Nothing is lost and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from pipeline.errors import OpenSesameError
+from pipeline.kv import ResilientStore
+from pipeline.matching import CallMatch
+from pipeline.settings import FeedbackSettings
+
+Outcome = Literal["called", "accepted", "none"]
+
+
+class PredictionNotFoundError(OpenSesameError):
+    """Feedback names a prediction that does not exist (or has expired)."""
+
+
+class FeedbackMismatchError(OpenSesameError):
+    """Feedback that contradicts its prediction (a rank that was not returned, a call outside the spec)."""
+
+
+class PredictionRecord(BaseModel):
+    prediction_id: str
+    user_id: str
+    spec_id: str
+    events: list[str]
+    prompt: str
+    predicted: list[str]  # operation ids, best first
+    model_version: str
+    created_at: datetime
+
+
+class FeedbackRecord(BaseModel):
+    """One label: after `events` (+ `prompt`) on `spec_id`, the user's next call was `endpoint` (or nothing)."""
+
+    prediction_id: str
+    user_id: str
+    spec_id: str
+    model_version: str
+    events: list[str]
+    prompt: str
+    predicted: list[str]
+    outcome: Outcome
+    endpoint: str | None = Field(None, description="operation id of the next call; None for outcome 'none'")
+    called: str | None = Field(None, description="the call as the client reported it")
+    rank: int | None = Field(None, description="1-based rank of `endpoint` among the predictions, if there")
+    received_at: datetime
+
+
+def prediction_key(prediction_id: str) -> str:
+    return f"pred:{prediction_id}"
+
+
+def label(
+    prediction: PredictionRecord,
+    called: str | None,
+    accepted_rank: int | None,
+    match: CallMatch | None,
+) -> FeedbackRecord:
+    """Turn one feedback report into a label, or say why it contradicts the prediction."""
+    endpoint: str | None = None
+    outcome: Outcome = "none"
+    if accepted_rank is not None:
+        if accepted_rank > len(prediction.predicted):
+            raise FeedbackMismatchError(
+                f"accepted_rank {accepted_rank} is out of range: prediction {prediction.prediction_id} "
+                f"returned {len(prediction.predicted)} call(s); use 1..{len(prediction.predicted)}"
+            )
+        outcome, endpoint = "accepted", prediction.predicted[accepted_rank - 1]
+    elif called is not None:
+        if match is None or match.operation is None:
+            raise FeedbackMismatchError(
+                f"{called!r} matches no operation of spec {prediction.spec_id}; send the call as "
+                "'METHOD /path' as the client made it (e.g. 'GET /v1/invoices/in_1')"
+            )
+        outcome, endpoint = "called", match.operation.id
+    rank = prediction.predicted.index(endpoint) + 1 if endpoint in prediction.predicted else None
+    return FeedbackRecord(
+        **prediction.model_dump(exclude={"created_at"}),
+        outcome=outcome,
+        endpoint=endpoint,
+        called=called,
+        rank=rank,
+        received_at=datetime.now(UTC),
+    )
+
+
+class FeedbackLog:
+    """Appends labels to the Redis Stream, spooling to a local file while Redis is unreachable."""
+
+    def __init__(self, store: ResilientStore, settings: FeedbackSettings) -> None:
+        self._store = store
+        self._settings = settings
+        self._spool: Path = settings.spool_path
+        self._lock = threading.Lock()  # one writer at a time keeps the spool and the stream in order
+
+    @property
+    def spooled(self) -> int:
+        return sum(1 for _ in self._spool.open()) if self._spool.exists() else 0
+
+    def append(self, record: FeedbackRecord) -> str | None:
+        """The stream entry id, or None when the record was spooled for later."""
+        line = record.model_dump_json()
+        with self._lock:
+            if not self._store.configured:
+                return self._write_spool([line])
+            if self._replay_spool():
+                entry = self._store.xadd(self._settings.stream, {"record": line}, self._settings.stream_maxlen)
+                if entry is not None:
+                    return entry
+            return self._write_spool([line])
+
+    def _write_spool(self, lines: list[str]) -> None:
+        self._spool.parent.mkdir(parents=True, exist_ok=True)
+        with self._spool.open("a") as handle:
+            handle.writelines(line + "\n" for line in lines)
+        return None
+
+    def _replay_spool(self) -> bool:
+        """Move spooled records into the stream, oldest first; False if Redis failed on the way."""
+        if not self._spool.exists():
+            return True
+        lines = self._spool.read_text().splitlines()
+        for done, line in enumerate(lines):
+            if self._store.xadd(self._settings.stream, {"record": line}, self._settings.stream_maxlen) is None:
+                self._spool.write_text("".join(rest + "\n" for rest in lines[done:]))
+                return False
+        self._spool.unlink()
+        return True
+
+
+def save_prediction(store: ResilientStore, record: PredictionRecord, ttl_s: int) -> None:
+    store.set(prediction_key(record.prediction_id), record.model_dump_json().encode(), ttl_s)
+
+
+def load_prediction(store: ResilientStore, prediction_id: str) -> PredictionRecord:
+    raw = store.get(prediction_key(prediction_id))
+    if raw is None:
+        raise PredictionNotFoundError(
+            f"unknown prediction_id {prediction_id!r}: use the prediction_id a /predict response returned "
+            "(predictions are kept for cache.prediction_ttl_s)"
+        )
+    return PredictionRecord.model_validate(json.loads(raw))

@@ -1,0 +1,145 @@
+"""A byte store that keeps serving when Redis does not: Redis shared by all replicas, an in-process LRU in front.
+
+Every value is written to both. Reads try the LRU first, then Redis. When a Redis call fails, Redis is skipped
+for `retry_after_s` (so a dead server costs one short time-out, not one per request) and then tried again:
+reconnection is automatic because redis-py reconnects on the next command.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+
+from pipeline.settings import CacheSettings
+
+log = logging.getLogger(__name__)
+
+
+class BlobStore(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None: ...
+
+
+class LocalLRU:
+    """Bounded, thread-safe, with per-entry expiry."""
+
+    def __init__(self, capacity: int) -> None:
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            value, expires = entry
+            if expires < time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return value
+
+    def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
+        expires = time.monotonic() + ttl_s if ttl_s else float("inf")
+        with self._lock:
+            self._entries[key] = (value, expires)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+
+class DiskBlobs:
+    """Blobs as files: the training command's persistent embedding cache."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+
+    def get(self, key: str) -> bytes | None:
+        path = self._dir / key
+        return path.read_bytes() if path.exists() else None
+
+    def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._dir / f".{key}.tmp"
+        tmp.write_bytes(value)
+        tmp.replace(self._dir / key)  # atomic: a concurrent reader never sees half a file
+
+
+class ResilientStore:
+    def __init__(self, settings: CacheSettings) -> None:
+        self._settings = settings
+        self._prefix = settings.key_prefix
+        self._local = LocalLRU(settings.local_capacity)
+        self._redis: redis.Redis | None = None
+        if settings.redis_url:
+            self._redis = redis.Redis.from_url(
+                settings.redis_url,
+                socket_timeout=settings.socket_timeout_s,
+                socket_connect_timeout=settings.socket_timeout_s,
+            )
+        self._down_until = 0.0
+        self.failures = 0  # Redis calls that failed since start: exported by /readyz
+
+    @property
+    def configured(self) -> bool:
+        return self._redis is not None
+
+    def _client(self) -> redis.Redis | None:
+        if self._redis is None or time.monotonic() < self._down_until:
+            return None
+        return self._redis
+
+    def _failed(self, exc: Exception) -> None:
+        if time.monotonic() >= self._down_until:  # log once per outage window, not once per request
+            log.warning("redis unavailable (%s); serving from the in-process cache", exc)
+        self.failures += 1
+        self._down_until = time.monotonic() + self._settings.retry_after_s
+
+    def _call(self, command: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one Redis command; None (and Redis skipped for a while) when it fails or Redis is off."""
+        client = self._client()
+        if client is None:
+            return None
+        try:
+            return getattr(client, command)(*args, **kwargs)
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return None
+
+    def get(self, key: str) -> bytes | None:
+        value = self._local.get(key)
+        if value is not None:
+            return value
+        value = self._call("get", self._prefix + key)
+        if value is not None:
+            self._local.set(key, value, self._settings.catalogue_ttl_s)
+        return value
+
+    def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
+        self._local.set(key, value, ttl_s)
+        self._call("set", self._prefix + key, value, ex=ttl_s)
+
+    def xadd(self, stream: str, fields: dict[str, str], maxlen: int) -> str | None:
+        """Append to a stream; the entry id, or None when Redis is off or down (the caller spools)."""
+        entry = self._call("xadd", stream, fields, maxlen=maxlen, approximate=True)
+        return entry.decode() if isinstance(entry, bytes) else entry
+
+    def ping(self) -> bool:
+        """Reachability right now (ignores the back-off): what /readyz reports."""
+        if self._redis is None:
+            return True
+        try:
+            ok = bool(self._redis.ping())
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return False
+        self._down_until = 0.0
+        return ok

@@ -1,0 +1,37 @@
+"""`Embedder` deployment: MiniLM for prompts (batched across requests) and for operation texts (cached by spec)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from pipeline.embedding import CachedEmbedder, MiniLMEmbedder, OperationEmbeddings
+from pipeline.kv import ResilientStore
+from pipeline.settings import load_settings
+
+# Concurrent prompts are encoded in one forward pass; a few ms of waiting buys that under load and costs
+# nothing when alone (the batch closes as soon as it is full or the wait expires).
+MAX_BATCH = 16
+BATCH_WAIT_S = 0.003
+
+
+@serve.deployment(max_ongoing_requests=MAX_BATCH * 2, max_queued_requests=256)
+class EmbedderDeployment:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        config = load_settings(overrides=settings)
+        model = MiniLMEmbedder()
+        self.prompts = CachedEmbedder(model)
+        self.operations = OperationEmbeddings(model, ResilientStore(config.cache), config.cache.catalogue_ttl_s)
+
+    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def _embed_batch(self, texts: list[str]) -> list[np.ndarray]:
+        return list(await asyncio.to_thread(self.prompts.embed, texts))
+
+    async def embed_prompt(self, text: str) -> np.ndarray:
+        return await self._embed_batch(text)
+
+    async def operation_vectors(self, spec_hash: str, texts: list[str]) -> np.ndarray:
+        return await asyncio.to_thread(self.operations.get_texts, spec_hash, texts)

@@ -1,0 +1,74 @@
+"""Domain errors -> HTTP statuses, in one place. Every error body says what to fix: {"error", "detail"}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray.exceptions import RayTaskError
+from ray.serve.exceptions import BackPressureError
+
+from pipeline import errors
+from pipeline.feedback import FeedbackMismatchError, PredictionNotFoundError
+from pipeline.ranker import ModelNotFoundError, ModelSchemaError
+from pipeline.registry import RegistryError
+
+log = logging.getLogger("opensesame.http")
+
+RETRY_AFTER_S = 1
+
+# Most specific first: the first matching class decides.
+STATUS: list[tuple[type[Exception], int]] = [
+    (errors.SpecTooLargeError, 413),
+    (errors.SpecNotFoundError, 404),
+    (PredictionNotFoundError, 404),
+    (errors.UnsupportedSchemeError, 400),
+    (errors.RefusedAddressError, 400),
+    (errors.UnreachableError, 400),  # the client's URL: it can fix it or send the spec inline
+    (errors.SpecError, 422),  # syntax, not a spec, no paths
+    (FeedbackMismatchError, 422),
+    # Server side, not the client's fault: the model cannot be served right now.
+    (ModelNotFoundError, 503),
+    (ModelSchemaError, 503),
+    (RegistryError, 503),
+]
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """An exception raised inside another deployment arrives wrapped in a RayTaskError."""
+    while isinstance(exc, RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    return exc
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    exc = unwrap(exc)
+    if isinstance(exc, BackPressureError):
+        return JSONResponse(
+            {"error": "overloaded", "detail": "the service is at capacity; retry after the Retry-After delay"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            headers = {"Retry-After": str(RETRY_AFTER_S * 5)} if status == 503 else None
+            return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse({"error": "internal", "detail": "unexpected server error; it has been logged"}, status_code=500)
+
+
+def _field(loc: tuple[object, ...]) -> str:
+    return ".".join(str(part) for part in loc if part != "body") or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{_field(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "detail": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _domain(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc)

@@ -1,0 +1,173 @@
+"""`Ingress` deployment: the only HTTP entry point (FastAPI, documented at /docs)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from pipeline.feedback import FeedbackLog, PredictionRecord, label, load_prediction, save_prediction
+from pipeline.kv import ResilientStore
+from pipeline.settings import load_settings
+from pipeline.spec_store import SpecInfo
+from serve import errors
+from serve.schemas import (
+    FeedbackRequest, FeedbackResponse, Prediction, PredictRequest, PredictResponse, Ready, SpecSource, SpecSummary,
+)
+
+app = FastAPI(
+    title="OpenSesame",
+    version="0.1.0",
+    description="Predicts the next REST API call from recent calls, a prompt and an OpenAPI spec.",
+)
+errors.install(app)
+
+
+@app.middleware("http")
+async def _limit_body(request: Request, call_next: Any) -> Any:
+    # Refuse an oversized body before reading it; the spec cap itself is checked again when parsing.
+    limit = getattr(request.app.state, "max_body", None)
+    length = request.headers.get("content-length")
+    if limit and length and length.isdigit() and int(length) > limit:
+        return JSONResponse(
+            {"error": "too large", "detail": f"request body over {limit} bytes; send spec_url instead of the spec"},
+            status_code=413,
+        )
+    return await call_next(request)
+
+# Headroom over the spec size cap for the JSON envelope around an inline spec.
+ENVELOPE_BYTES = 1024 * 1024
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+@serve.deployment(max_ongoing_requests=64, max_queued_requests=256)
+@serve.ingress(app)
+class Ingress:
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        spec_store: DeploymentHandle,
+        embedder: DeploymentHandle,
+        ranker: DeploymentHandle,
+    ) -> None:
+        self.config = load_settings(overrides=settings)
+        self.spec_store = spec_store
+        self.embedder = embedder
+        self.ranker = ranker
+        self.cache = ResilientStore(self.config.cache)
+        self.feedback_log = FeedbackLog(self.cache, self.config.feedback)
+        app.state.max_body = self.config.fetch.max_bytes + ENVELOPE_BYTES
+
+    async def _spec_id(self, source: SpecSource) -> str:
+        if source.spec_id is not None:
+            return source.spec_id
+        info: SpecInfo = await self.spec_store.register.remote(source.spec_url, source.spec)
+        return info.spec_id
+
+    async def _prompt_vec(self, prompt: str) -> Any:
+        return await self.embedder.embed_prompt.remote(prompt.strip()) if prompt.strip() else None
+
+    @app.post("/predict", response_model=PredictResponse, summary="The k most likely next calls")
+    async def predict(self, body: PredictRequest) -> PredictResponse:
+        started = time.perf_counter()
+        spec_task = asyncio.create_task(self._timed(self._spec_id(body)))
+        embed_task = asyncio.create_task(self._timed(self._prompt_vec(body.prompt)))
+        try:
+            (spec_id, spec_ms), (prompt_vec, embed_ms) = await asyncio.gather(spec_task, embed_task)
+        except BaseException:
+            spec_task.cancel()
+            embed_task.cancel()
+            raise
+        mark = time.perf_counter()
+        outcome, info = await self.ranker.predict.remote(spec_id, body.events, body.prompt, prompt_vec, body.k)
+        rank_ms = _ms(mark)
+        prediction_id = uuid.uuid4().hex
+        record = PredictionRecord(
+            prediction_id=prediction_id,
+            user_id=body.user_id,
+            spec_id=spec_id,
+            events=[e.endpoint for e in body.events],
+            prompt=body.prompt,
+            predicted=[p.endpoint for p in outcome.predictions],
+            model_version=outcome.model_version,
+            created_at=datetime.now(UTC),
+        )
+        await asyncio.to_thread(save_prediction, self.cache, record, self.config.cache.prediction_ttl_s)
+        timing = {
+            "spec": round(spec_ms, 3),
+            "embed_prompt": round(embed_ms, 3),
+            "rank": rank_ms,
+            **{f"ranker.{stage}": ms for stage, ms in outcome.timing_ms.items() if stage != "embed_prompt"},
+            "total": _ms(started),
+        }
+        return PredictResponse(
+            prediction_id=prediction_id,
+            predictions=[Prediction(**asdict(p)) for p in outcome.predictions],
+            model_version=outcome.model_version,
+            spec=SpecSummary(id=info.spec_id, title=info.title, operations=info.operations),
+            unmatched_events=outcome.unmatched_events,
+            timing=timing,
+        )
+
+    @staticmethod
+    async def _timed(awaitable: Any) -> tuple[Any, float]:
+        started = time.perf_counter()
+        return await awaitable, (time.perf_counter() - started) * 1000
+
+    @app.post("/specs", response_model=SpecInfo, status_code=201, summary="Register a spec by URL or body")
+    async def register_spec(self, body: SpecSource) -> SpecInfo:
+        if body.spec_id is not None:
+            return await self.spec_store.info.remote(body.spec_id)
+        return await self.spec_store.register.remote(body.spec_url, body.spec)
+
+    @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec")
+    async def get_spec(self, spec_id: str) -> SpecInfo:
+        return await self.spec_store.info.remote(spec_id)
+
+    @app.post("/feedback", response_model=FeedbackResponse, status_code=202, summary="What the user did next")
+    async def feedback(self, body: FeedbackRequest) -> FeedbackResponse:
+        prediction = await asyncio.to_thread(load_prediction, self.cache, body.prediction_id)
+        match = None
+        if body.called is not None:
+            match = await self.spec_store.match.remote(prediction.spec_id, body.called)
+        record = label(prediction, body.called, body.accepted_rank, match)
+        entry = await asyncio.to_thread(self.feedback_log.append, record)
+        return FeedbackResponse(
+            prediction_id=record.prediction_id,
+            outcome=record.outcome,
+            endpoint=record.endpoint,
+            rank=record.rank,
+            stored="stream" if entry else "spool",
+            entry_id=entry,
+        )
+
+    @app.get("/healthz", summary="Alive")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Ready, summary="Model loaded and spec store reachable")
+    async def readyz(self) -> JSONResponse:
+        version, redis_up = await asyncio.gather(
+            self.ranker.model_version.remote(), self.spec_store.redis_up.remote()
+        )
+        redis_state = "off" if not self.cache.configured else ("up" if redis_up else "down")
+        ready = Ready(
+            ready=version is not None,
+            model_version=version,
+            redis=redis_state,
+            feedback_spooled=self.feedback_log.spooled,
+        )
+        # Redis down is degraded, not unready: predictions keep working from the in-process caches.
+        return JSONResponse(ready.model_dump(), status_code=200 if ready.ready else 503)
+

@@ -1,0 +1,102 @@
+"""`Ranker` deployment: the LightGBM ranker over prepared specs, hot-swapped by `reconfigure`.
+
+`reconfigure` runs when the deployment's `user_config` changes (`serve deploy` with a new `model_uri`): the new
+model is loaded into a local variable and swapped in with one assignment. A request reads the model once, so
+in-flight requests finish on the model they started with and no request fails during the swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from pipeline.context import Event, PreparedSpec
+from pipeline.embedding import operation_text
+from pipeline.predict import PredictOutcome, Predictor
+from pipeline.registry import load_ranker
+from pipeline.settings import load_settings
+from pipeline.spec_store import SpecInfo
+from pipeline.stats import InMemoryTransitions
+
+log = logging.getLogger("opensesame.ranker")
+
+
+class RankerConfig(BaseModel):
+    """The deployment's `user_config`."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_uri: str  # models:/NAME@ALIAS, models:/NAME/VERSION, or a model directory
+
+
+@serve.deployment(max_ongoing_requests=32, max_queued_requests=256)
+class RankerDeployment:
+    def __init__(self, settings: dict[str, Any], spec_store: DeploymentHandle, embedder: DeploymentHandle) -> None:
+        self.config = load_settings(overrides=settings)
+        self.spec_store = spec_store
+        self.embedder = embedder
+        self.predictor: Predictor | None = None
+        self.model_uri: str | None = None
+        self._specs: OrderedDict[str, PreparedSpec] = OrderedDict()
+        self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        wanted = RankerConfig.model_validate(user_config)
+        started = time.perf_counter()
+        model = await asyncio.to_thread(load_ranker, wanted.model_uri, self.config.registry)
+        if self.predictor is None:
+            self.predictor = Predictor(model, InMemoryTransitions(), self.config.ranking)
+        else:
+            self.predictor.model = model  # the swap: one assignment
+        self.model_uri = wanted.model_uri
+        log.info("ranker model %s loaded from %s in %.0f ms", model.version, wanted.model_uri,
+                 (time.perf_counter() - started) * 1000)
+
+    def check_health(self) -> None:
+        if self.predictor is None:
+            raise RuntimeError("no ranker model loaded")
+
+    def model_version(self) -> str | None:
+        return self.predictor.model.version if self.predictor else None
+
+    async def _prepared(self, spec_id: str) -> PreparedSpec:
+        spec = self._specs.get(spec_id)
+        if spec is not None:
+            self._specs.move_to_end(spec_id)
+            return spec
+        # Concurrent first requests for one spec share a single build.
+        task = self._building.get(spec_id)
+        if task is None:
+            task = asyncio.create_task(self._build(spec_id))
+            self._building[spec_id] = task
+            task.add_done_callback(lambda _: self._building.pop(spec_id, None))
+        return await task
+
+    async def _build(self, spec_id: str) -> PreparedSpec:
+        catalogue = await self.spec_store.catalogue.remote(spec_id)
+        texts = [operation_text(op) for op in catalogue.operations]
+        vectors = await self.embedder.operation_vectors.remote(spec_id, texts)
+        spec = await asyncio.to_thread(PreparedSpec.build, catalogue, vectors)
+        self._specs[spec_id] = spec
+        while len(self._specs) > self.config.cache.local_capacity // 8:
+            self._specs.popitem(last=False)
+        return spec
+
+    async def predict(
+        self, spec_id: str, events: list[Event], prompt: str, prompt_vec: Any, k: int
+    ) -> tuple[PredictOutcome, SpecInfo]:
+        if self.predictor is None:
+            raise RuntimeError("no ranker model loaded")
+        started = time.perf_counter()
+        spec = await self._prepared(spec_id)
+        prepare_ms = (time.perf_counter() - started) * 1000
+        outcome = await asyncio.to_thread(self.predictor.predict, spec, events, prompt, k, None, prompt_vec)
+        outcome.timing_ms["prepare_spec"] = round(prepare_ms, 3)
+        return outcome, SpecInfo.of(spec.catalogue)

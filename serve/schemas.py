@@ -1,0 +1,99 @@
+"""The HTTP contract: request and response bodies of the ingress, shown at /docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.context import Event
+
+MAX_EVENTS = 200
+MAX_PROMPT_CHARS = 4000
+MAX_K = 50
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+
+
+class SpecSource(_Request):
+    """Exactly one way to name the spec."""
+
+    spec_url: str | None = Field(None, max_length=2048, description="http(s) URL of an OpenAPI 3.x / Swagger 2.0 spec")
+    spec: dict[str, Any] | str | None = Field(None, description="the spec itself, as a JSON object or JSON/YAML text")
+    spec_id: str | None = Field(None, max_length=64, description="id returned by POST /specs or a previous /predict")
+
+    @model_validator(mode="after")
+    def _exactly_one_spec(self) -> SpecSource:
+        given = [name for name in ("spec_url", "spec", "spec_id") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of spec_url, spec or spec_id"
+                + (f" (got {', '.join(given)})" if given else " (got none)")
+            )
+        return self
+
+
+class PredictRequest(SpecSource):
+    user_id: str = Field(..., min_length=1, max_length=256)
+    events: list[Event] = Field(default_factory=list, max_length=MAX_EVENTS, description="recent calls, oldest first")
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="what the user wants, if known")
+    k: int = Field(5, ge=1, le=MAX_K)
+    latency_budget_ms: float | None = Field(None, gt=0, description="lets the service skip slow candidate sources")
+
+
+class Prediction(BaseModel):
+    endpoint: str = Field(..., description='"METHOD /template" of a real operation of the spec')
+    method: str
+    path: str = Field(..., description="the path with parameters carried over from the history")
+    params: dict[str, str]
+    score: float = Field(..., description="calibrated probability that this is the next call, monotone in rank")
+    reason: str
+    sources: list[str]
+
+
+class SpecSummary(BaseModel):
+    id: str
+    title: str
+    operations: int
+
+
+class PredictResponse(BaseModel):
+    prediction_id: str
+    predictions: list[Prediction]
+    model_version: str
+    spec: SpecSummary
+    unmatched_events: list[str] = Field(..., description="history calls that match no operation of the spec")
+    timing: dict[str, float] = Field(..., description="milliseconds: total and per stage")
+
+
+class FeedbackRequest(_Request):
+    prediction_id: str = Field(..., min_length=1, max_length=64)
+    called: str | None = Field(None, min_length=3, max_length=2048, description='the next call, "METHOD /path"')
+    accepted_rank: int | None = Field(None, ge=1, le=MAX_K, description="1-based rank of the accepted prediction")
+    none: bool = Field(False, description="the user made none of the predicted calls and no other call")
+
+    @model_validator(mode="after")
+    def _exactly_one_outcome(self) -> FeedbackRequest:
+        given = sum([self.called is not None, self.accepted_rank is not None, self.none])
+        if given != 1:
+            raise ValueError("give exactly one of called, accepted_rank or none=true")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    prediction_id: str
+    outcome: str
+    endpoint: str | None
+    rank: int | None
+    stored: str = Field(..., description="'stream' (Redis Stream entry) or 'spool' (local file, replayed later)")
+    entry_id: str | None
+
+
+class Ready(BaseModel):
+    ready: bool
+    model_version: str | None
+    redis: str = Field(..., description="'up', 'down' or 'off' (embedded mode: no Redis configured)")
+    feedback_spooled: int
+

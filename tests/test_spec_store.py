@@ -1,0 +1,149 @@
+"""The shared cache, the spec store and the feedback log, in-process against a real Redis and a real HTTP server."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, RedisServer, SpecServer
+from pipeline.errors import NotASpecError, SpecNotFoundError
+from pipeline.feedback import (
+    FeedbackLog, FeedbackMismatchError, FeedbackRecord, PredictionNotFoundError, PredictionRecord, label, load_prediction,
+    save_prediction,
+)
+from pipeline.kv import ResilientStore
+from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings
+from pipeline.spec_store import SpecStore
+
+BILLING = (FIXTURES / "billing_oas30.yaml").read_bytes()
+
+
+def cache_settings(url: str | None, **extra: object) -> CacheSettings:
+    return CacheSettings(redis_url=url, key_prefix=f"t{time.time_ns()}:", retry_after_s=0.2, **extra)
+
+
+@pytest.fixture
+def served_billing(spec_server: SpecServer) -> str:
+    spec_server.routes["/store/billing.yaml"] = (200, {"ETag": '"v1"'}, BILLING)
+    return spec_server.url("/store/billing.yaml")
+
+
+def test_url_is_revalidated_with_etag_after_ttl(
+    served_billing: str, spec_server: SpecServer, local_fetch: FetchSettings, redis_server: RedisServer
+) -> None:
+    store = SpecStore(ResilientStore(cache_settings(redis_server.url, spec_ttl_s=1)), cache_settings(None, spec_ttl_s=1), local_fetch)
+    first = store.register(url=served_billing)
+    before = len(spec_server.requests)
+    assert store.register(url=served_billing).content_hash == first.content_hash
+    assert len(spec_server.requests) == before  # fresh: no request at all
+    time.sleep(1.1)
+    assert store.register(url=served_billing).content_hash == first.content_hash
+    path, headers = spec_server.requests[-1]
+    assert path == "/store/billing.yaml" and headers.get("If-None-Match") == '"v1"'
+    assert store.revalidations == 1
+
+
+def test_stale_copy_served_when_origin_fails(
+    served_billing: str, spec_server: SpecServer, local_fetch: FetchSettings
+) -> None:
+    settings = cache_settings(None, spec_ttl_s=1)
+    store = SpecStore(ResilientStore(settings), settings, local_fetch)
+    first = store.register(url=served_billing)
+    spec_server.routes["/store/billing.yaml"] = (500, {}, b"down")
+    time.sleep(1.1)
+    assert store.register(url=served_billing).content_hash == first.content_hash
+    assert store.stale_served == 1
+
+
+def test_catalogue_shared_between_replicas_through_redis(local_fetch: FetchSettings, redis_server: RedisServer) -> None:
+    settings = cache_settings(redis_server.url)
+    registered = SpecStore(ResilientStore(settings), settings, local_fetch).register(document=BILLING.decode())
+    other_replica = SpecStore(ResilientStore(settings), settings, local_fetch)
+    assert other_replica.catalogue(registered.content_hash).title == registered.title
+    assert other_replica.match(registered.content_hash, "GET /v1/invoices/in_1").operation.id == "GET /invoices/{invoice}"
+
+
+def test_inline_text_is_never_read_as_a_server_path(local_fetch: FetchSettings) -> None:
+    settings = cache_settings(None)
+    store = SpecStore(ResilientStore(settings), settings, local_fetch)
+    with pytest.raises(NotASpecError):
+        store.register(document=str(FIXTURES / "billing_oas30.yaml"))
+    with pytest.raises(SpecNotFoundError, match="POST /specs"):
+        store.catalogue("0" * 32)
+
+
+def test_store_keeps_serving_without_redis_and_reconnects(redis_server: RedisServer) -> None:
+    if not redis_server.owned:
+        pytest.skip("the machine's Redis cannot be stopped by a test")
+    store = ResilientStore(cache_settings(redis_server.url, local_capacity=8))
+    store.set("a", b"1")
+    redis_server.stop()
+    try:
+        started = time.perf_counter()
+        store.set("b", b"2")
+        assert store.get("a") == b"1" and store.get("b") == b"2"  # the in-process copy answers
+        assert not store.ping()
+        assert time.perf_counter() - started < 2  # short time-outs, then Redis is skipped
+    finally:
+        redis_server.start()
+    time.sleep(0.3)
+    assert store.ping()
+    store.set("c", b"3")
+    assert redis_server.client().get(store._prefix + "c") == b"3"
+
+
+def record(prediction_id: str = "p1") -> PredictionRecord:
+    return PredictionRecord(
+        prediction_id=prediction_id, user_id="u", spec_id="s", events=["GET /v1/invoices/in_1"], prompt="pay it",
+        predicted=["POST /invoices/{invoice}/pay", "GET /invoices/{invoice}"], model_version="m/v1",
+        created_at=datetime.now(UTC),
+    )
+
+
+def test_labels_validate_against_the_prediction(local_fetch: FetchSettings) -> None:
+    settings = cache_settings(None)
+    store = SpecStore(ResilientStore(settings), settings, local_fetch)
+    spec = store.register(document=BILLING.decode())
+    rec = record().model_copy(update={"spec_id": spec.content_hash})
+    called = label(rec, "POST /v1/invoices/in_1/pay", None, store.match(spec.content_hash, "POST /v1/invoices/in_1/pay"))
+    assert (called.outcome, called.endpoint, called.rank) == ("called", "POST /invoices/{invoice}/pay", 1)
+    accepted = label(rec, None, 2, None)
+    assert (accepted.outcome, accepted.endpoint, accepted.rank) == ("accepted", "GET /invoices/{invoice}", 2)
+    assert label(rec, None, None, None).outcome == "none"
+    with pytest.raises(FeedbackMismatchError, match="use 1..2"):
+        label(rec, None, 3, None)
+    with pytest.raises(FeedbackMismatchError, match="matches no operation"):
+        label(rec, "GET /nowhere", None, store.match(spec.content_hash, "GET /nowhere"))
+
+
+def test_feedback_spooled_while_redis_down_then_replayed_in_order(tmp_path: Path, redis_server: RedisServer) -> None:
+    if not redis_server.owned:
+        pytest.skip("the machine's Redis cannot be stopped by a test")
+    stream = f"feedback-{time.time_ns()}"
+    cache = ResilientStore(cache_settings(redis_server.url))
+    log = FeedbackLog(cache, FeedbackSettings(stream=stream, spool_path=tmp_path / "spool.jsonl"))
+    labelled = [label(record(f"p{i}"), None, 1, None) for i in range(3)]
+    assert log.append(labelled[0]) is not None
+    redis_server.stop()
+    try:
+        assert log.append(labelled[1]) is None
+        assert log.spooled == 1
+    finally:
+        redis_server.start()
+    time.sleep(0.3)
+    assert log.append(labelled[2]) is not None
+    assert log.spooled == 0
+    entries = redis_server.client().xrange(stream)
+    # The throwaway server keeps nothing on disk, so p0 went with the restart; the spool replayed p1 before p2.
+    assert [FeedbackRecord.model_validate_json(f[b"record"]).prediction_id for _, f in entries] == ["p1", "p2"]
+
+
+def test_prediction_records_round_trip_and_unknown_ids_are_clear() -> None:
+    cache = ResilientStore(cache_settings(None))
+    save_prediction(cache, record("abc"), ttl_s=60)
+    assert load_prediction(cache, "abc").predicted[0] == "POST /invoices/{invoice}/pay"
+    with pytest.raises(PredictionNotFoundError, match="prediction_id a /predict response returned"):
+        load_prediction(cache, "nope")

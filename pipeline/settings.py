@@ -11,7 +11,7 @@ import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -109,6 +109,28 @@ class RegistrySettings(_Section):
     alias: str = "champion"
 
 
+class LLMSettings(_Section):
+    """The vLLM candidate generator and the router that decides when to ask it (pipeline/llm.py)."""
+
+    mode: Literal["off", "auto", "always"] = "auto"
+    model: str = str(PROJECT_ROOT / "var" / "models" / "smollm2-135m-instruct")
+    shortlist: int = Field(20, ge=2, le=100, description="operations offered to the model, from the cheap ranking")
+    max_calls: int = Field(3, ge=1, le=10, description="operations the model may name")
+    max_tokens: int = Field(160, ge=16, description="3 calls with 40-char reasons fit in ~120")
+    timeout_ms: float = Field(5000, gt=0, description="after this the request goes on without the LLM")
+    default_budget_ms: float = Field(1000, gt=0, description="the budget of a request that states none")
+    min_budget_ms: float = Field(3000, gt=0, description="auto: ask the LLM only with at least this budget")
+    confidence_threshold: float = Field(0.5, ge=0, le=1, description="auto: skip when the top cheap score is higher")
+    # Engine sizing (vLLM on this CPU: bfloat16 is fastest; the KV cache is set, not left to take the RAM).
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(2048, ge=256)
+    kv_cache_bytes: int | None = Field(512 * 1024 * 1024, ge=64 * 1024 * 1024, description="None on GPUs: "
+                                       "gpu_memory_utilization sizes the cache instead")
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="GPU workers only")
+    enable_prefix_caching: bool = True  # the system prompt and shortlist prefix repeat across a session
+
+
 class Settings(_Section):
     fetch: FetchSettings = FetchSettings()
     ranking: RankingSettings = RankingSettings()
@@ -117,6 +139,7 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     registry: RegistrySettings = RegistrySettings()
+    llm: LLMSettings = LLMSettings()
 
 
 def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:

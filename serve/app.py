@@ -5,19 +5,21 @@
                     -> Ranker    (LightGBM; its model named by user_config, hot-swapped)
                                  -> SpecStore, Embedder (on a spec's first request per replica)
 
-Each deployment scales on its own (replicas, autoscaling and resources come from the config file). The vLLM
-`CandidateGenerator` joins the graph as another handle of the Ingress when `llm` is configured.
+Each deployment scales on its own (replicas, autoscaling and resources come from the config file). With
+`args.llm: true` the vLLM `CandidateGenerator` joins the graph as another handle of the Ingress, which asks it
+when the router (pipeline/llm.py) says so.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 from ray.serve import Application
 
 from pipeline.settings import load_settings
 from serve.embedder import EmbedderDeployment
+from serve.generator import CandidateGenerator
 from serve.ingress import Ingress
 from serve.ranker import RankerDeployment
 from serve.spec_store import SpecStoreDeployment
@@ -30,15 +32,8 @@ class AppArgs(BaseModel):
 
     # Overrides of configs/opensesame.yaml, section by section (e.g. {"cache": {"redis_url": "redis://..."}}).
     settings: dict[str, Any] = {}
-    # The slot of the vLLM candidate generator: None keeps it out of the graph.
-    llm: dict[str, Any] | None = None
-
-    @field_validator("llm")
-    @classmethod
-    def _no_generator_yet(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            raise ValueError("this build has no candidate generator; set llm: null")
-        return value
+    # Put the vLLM CandidateGenerator in the graph (model and router: the `llm` section of the settings).
+    llm: bool = False
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -47,4 +42,5 @@ def build_app(args: dict[str, Any]) -> Application:
     store = SpecStoreDeployment.options(name="SpecStore").bind(parsed.settings)
     embedder = EmbedderDeployment.options(name="Embedder").bind(parsed.settings)
     ranker = RankerDeployment.options(name="Ranker").bind(parsed.settings, store, embedder)
-    return Ingress.options(name="Ingress").bind(parsed.settings, store, embedder, ranker)
+    generator = CandidateGenerator.options(name="CandidateGenerator").bind(parsed.settings) if parsed.llm else None
+    return Ingress.options(name="Ingress").bind(parsed.settings, store, embedder, ranker, generator)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from dataclasses import asdict
@@ -16,11 +17,13 @@ from ray.serve.handle import DeploymentHandle
 
 from pipeline.feedback import FeedbackLog, PredictionRecord, label, load_prediction, save_prediction
 from pipeline.kv import ResilientStore
+from pipeline.llm import Router, build_messages
+from pipeline.predict import PredictOutcome
 from pipeline.settings import load_settings
 from pipeline.spec_store import SpecInfo
 from serve import errors
 from serve.schemas import (
-    FeedbackRequest, FeedbackResponse, Prediction, PredictRequest, PredictResponse, Ready, SpecSource, SpecSummary,
+    FeedbackRequest, FeedbackResponse, LLMUse, Prediction, PredictRequest, PredictResponse, Ready, SpecSource, SpecSummary,
 )
 
 app = FastAPI(
@@ -43,6 +46,8 @@ async def _limit_body(request: Request, call_next: Any) -> Any:
         )
     return await call_next(request)
 
+log = logging.getLogger("opensesame.ingress")
+
 # Headroom over the spec size cap for the JSON envelope around an inline spec.
 ENVELOPE_BYTES = 1024 * 1024
 
@@ -60,8 +65,11 @@ class Ingress:
         spec_store: DeploymentHandle,
         embedder: DeploymentHandle,
         ranker: DeploymentHandle,
+        generator: DeploymentHandle | None = None,
     ) -> None:
         self.config = load_settings(overrides=settings)
+        self.generator = generator  # None: no LLM in the graph
+        self.router = Router(self.config.llm)
         self.spec_store = spec_store
         self.embedder = embedder
         self.ranker = ranker
@@ -90,8 +98,11 @@ class Ingress:
             embed_task.cancel()
             raise
         mark = time.perf_counter()
-        outcome, info = await self.ranker.predict.remote(spec_id, body.events, body.prompt, prompt_vec, body.k)
+        wide = max(body.k, self.config.llm.shortlist) if self.generator is not None else body.k
+        outcome, info, _ = await self.ranker.predict.remote(spec_id, body.events, body.prompt, prompt_vec, wide)
         rank_ms = _ms(mark)
+        outcome, llm = await self._with_llm(body, spec_id, prompt_vec, outcome)
+        outcome.predictions = outcome.predictions[: body.k]
         prediction_id = uuid.uuid4().hex
         record = PredictionRecord(
             prediction_id=prediction_id,
@@ -108,6 +119,7 @@ class Ingress:
             "spec": round(spec_ms, 3),
             "embed_prompt": round(embed_ms, 3),
             "rank": rank_ms,
+            **({"llm": llm.latency_ms} if llm.latency_ms is not None else {}),
             **{f"ranker.{stage}": ms for stage, ms in outcome.timing_ms.items() if stage != "embed_prompt"},
             "total": _ms(started),
         }
@@ -118,7 +130,37 @@ class Ingress:
             spec=SpecSummary(id=info.spec_id, title=info.title, operations=info.operations),
             unmatched_events=outcome.unmatched_events,
             timing=timing,
+            llm=llm,
         )
+
+    async def _with_llm(
+        self, body: PredictRequest, spec_id: str, prompt_vec: Any, cheap: PredictOutcome
+    ) -> tuple[PredictOutcome, LLMUse]:
+        """Ask the generator when the router says so; any failure or time-out keeps the cheap ranking."""
+        if self.generator is None:
+            return cheap, LLMUse(used=False, why="no generator deployed")
+        top = cheap.predictions[0].score if cheap.predictions else None
+        decision = self.router.decide(body.latency_budget_ms, top)
+        if not decision.use:
+            return cheap, LLMUse(used=False, why=decision.why)
+        shortlist = [p.endpoint for p in cheap.predictions[: self.config.llm.shortlist]]
+        messages = build_messages(body.prompt, [e.endpoint for e in body.events], shortlist)
+        started = time.perf_counter()
+        response = self.generator.answer.remote(messages, shortlist)
+        timeout_s = min(self.config.llm.timeout_ms, body.latency_budget_ms or self.config.llm.timeout_ms) / 1000
+        try:
+            answer, _ = await asyncio.wait_for(response, timeout=timeout_s)
+        except Exception as exc:  # time-out, back-pressure, a dead engine: the request goes on without the LLM
+            response.cancel()
+            why = "timed out" if isinstance(exc, TimeoutError) else f"failed: {type(errors.unwrap(exc)).__name__}"
+            log.warning("llm %s after %.0f ms; answering with the cheap ranking", why, _ms(started))
+            return cheap, LLMUse(used=False, why=f"llm {why}", latency_ms=_ms(started))
+        latency = _ms(started)
+        outcome, _, stats = await self.ranker.predict.remote(
+            spec_id, body.events, body.prompt, prompt_vec, body.k, answer
+        )
+        return outcome, LLMUse(used=True, why=decision.why, latency_ms=latency, patched=stats.patched,
+                               dropped=stats.dropped)
 
     @staticmethod
     async def _timed(awaitable: Any) -> tuple[Any, float]:

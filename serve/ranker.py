@@ -19,6 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from pipeline.context import Event, PreparedSpec
 from pipeline.embedding import operation_text
+from pipeline.llm import PatchStats, hits, parse_answer, patch
 from pipeline.predict import PredictOutcome, Predictor
 from pipeline.registry import load_ranker
 from pipeline.settings import load_settings
@@ -90,13 +91,28 @@ class RankerDeployment:
         return spec
 
     async def predict(
-        self, spec_id: str, events: list[Event], prompt: str, prompt_vec: Any, k: int
-    ) -> tuple[PredictOutcome, SpecInfo]:
+        self,
+        spec_id: str,
+        events: list[Event],
+        prompt: str,
+        prompt_vec: Any,
+        k: int,
+        llm_answer: str | None = None,
+    ) -> tuple[PredictOutcome, SpecInfo, PatchStats | None]:
+        """`llm_answer`, the generator's raw JSON, is checked against the spec (auto-patch) and becomes the
+        `llm` source; the patch counts come back for the response and the logs."""
         if self.predictor is None:
             raise RuntimeError("no ranker model loaded")
         started = time.perf_counter()
         spec = await self._prepared(spec_id)
         prepare_ms = (time.perf_counter() - started) * 1000
-        outcome = await asyncio.to_thread(self.predictor.predict, spec, events, prompt, k, None, prompt_vec)
+        extra, stats = None, None
+        if llm_answer is not None:
+            suggestions, stats = patch(parse_answer(llm_answer), spec.catalogue, spec.matcher, self.config.llm.max_calls)
+            if stats.patched or stats.dropped:
+                log.info("llm answer for %s: %d patched, %d dropped: %s", spec_id, stats.patched, stats.dropped,
+                         stats.examples[:5])
+            extra = {"llm": hits(suggestions, spec.profile.index)}
+        outcome = await asyncio.to_thread(self.predictor.predict, spec, events, prompt, k, extra, prompt_vec)
         outcome.timing_ms["prepare_spec"] = round(prepare_ms, 3)
-        return outcome, SpecInfo.of(spec.catalogue)
+        return outcome, SpecInfo.of(spec.catalogue), stats

@@ -59,6 +59,14 @@ class SpecSummary(BaseModel):
     operations: int
 
 
+class LLMUse(BaseModel):
+    used: bool = Field(..., description="whether the LLM's candidates took part in this ranking")
+    why: str = Field(..., description="the router's decision, or what went wrong")
+    latency_ms: float | None = None
+    patched: int = Field(0, description="named operations mapped onto a real one")
+    dropped: int = Field(0, description="named operations that are not in the spec")
+
+
 class PredictResponse(BaseModel):
     prediction_id: str
     predictions: list[Prediction]
@@ -66,6 +74,7 @@ class PredictResponse(BaseModel):
     spec: SpecSummary
     unmatched_events: list[str] = Field(..., description="history calls that match no operation of the spec")
     timing: dict[str, float] = Field(..., description="milliseconds: total and per stage")
+    llm: LLMUse
 
 
 class FeedbackRequest(_Request):

@@ -18,7 +18,9 @@ import pytest
 from conftest import FIXTURES, REAL, RedisServer, SpecServer, _free_port
 from pipeline import registry
 from pipeline.feedback import FeedbackRecord
-from pipeline.settings import PROJECT_ROOT, RegistrySettings
+from pipeline.llm_model import prepare
+from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings
+from pipeline.specs import load_catalogue
 from serve.launch import ClusterPorts, RayCluster, deploy, load_config, wait_running
 
 pytestmark = pytest.mark.slow
@@ -56,6 +58,7 @@ def configured(config: dict[str, Any], port: int, settings: dict[str, Any], mode
 
 @pytest.fixture(scope="module")
 def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: SpecServer) -> Iterator[Served]:
+    llm_model = prepare(PROJECT_ROOT / "var" / "models" / "smollm2-135m-instruct")
     work = Path(tempfile.mkdtemp(prefix="os-serve-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     reg = RegistrySettings(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", artifact_root=(work / "art").as_uri())
     versions = [registry.register(tiny_settings.paths.model_dir, reg, run_name=f"test-{i}") for i in (1, 2)]
@@ -65,6 +68,9 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
         "fetch": {"allow_addresses": ["127.0.0.1/32"], "connect_timeout_s": 2, "read_timeout_s": 2},
         "registry": reg.model_dump(),
         "feedback": {"stream": STREAM, "spool_path": str(spool)},
+        # The real prepared model in the graph; the router asks it whenever a request grants >= 100 ms.
+        "llm": {"model": str(llm_model), "kv_cache_bytes": 128 * 1024 * 1024, "min_budget_ms": 100,
+                "confidence_threshold": 1.0, "timeout_ms": 30000},
     }
     port = _free_port()
     config = configured(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, versions[0].uri)
@@ -243,3 +249,19 @@ def test_ranker_reconfigure_under_load_swaps_versions_without_errors(served: Ser
     assert versions[0] == old and versions[-1] == new
     first_new = versions.index(new)
     assert set(versions[first_new:]) == {new}, "after the swap no request is answered by the old model"
+
+
+def test_llm_candidates_are_real_operations_and_a_timeout_never_fails_predict(served: Served) -> None:
+    real = {op.id for op in load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings()).operations}
+    body = {"spec_url": served.spec_url, "events": [{"endpoint": "GET /v1/invoices/in_5"}], "prompt": "pay it", "k": 5}
+    used = served.predict(**body, latency_budget_ms=30000)
+    assert used.status_code == 200, used.text
+    assert used.json()["llm"]["used"] is True and used.json()["llm"]["dropped"] == 0
+    assert used.json()["timing"]["llm"] > 0
+    assert any("llm" in p["sources"] for p in used.json()["predictions"])
+    assert {p["endpoint"] for p in used.json()["predictions"]} <= real
+    timed_out = served.predict(**body, latency_budget_ms=150)  # the router asks, but 150 ms cannot be met
+    assert timed_out.status_code == 200, timed_out.text
+    assert timed_out.json()["llm"]["used"] is False and timed_out.json()["llm"]["why"] == "llm timed out"
+    assert timed_out.json()["predictions"][0]["endpoint"] == "POST /invoices/{invoice}/pay"
+    assert "llm" not in {source for p in timed_out.json()["predictions"] for source in p["sources"]}

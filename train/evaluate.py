@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from pipeline.context import Event, PreparedSpec, build_context
 from pipeline.predict import Predictor
 from pipeline.signals import compute_signals
-from pipeline.sources import retrieval
+from pipeline.sources import Hits, retrieval
 from pipeline.specs import load_catalogue
 from pipeline.settings import FetchSettings
 from train.metrics import summary
@@ -65,7 +65,9 @@ def evaluate(
     fetch: FetchSettings,
     disabled: frozenset[str] = frozenset(),
     k: int = 10,
+    llm_hits: dict[str, Hits] | None = None,
 ) -> dict[str, Any]:
+    """`llm_hits` (case id -> the `llm` source's hits, from `train.llm_eval`) adds the LLM to the candidates."""
     specs: dict[str, PreparedSpec] = {}
     ranks: list[int | None] = []
     base: list[int | None] = []
@@ -78,7 +80,8 @@ def evaluate(
             specs[location] = predictor.prepare(load_catalogue(location, fetch))
         spec = specs[location]
         started = time.perf_counter()
-        outcome = predictor.predict(spec, case.events, case.prompt, k=k, disabled=disabled)
+        extra = {"llm": llm_hits[case.id]} if llm_hits is not None and case.id in llm_hits else None
+        outcome = predictor.predict(spec, case.events, case.prompt, k=k, extra_sources=extra, disabled=disabled)
         latencies.append((time.perf_counter() - started) * 1000)
         endpoints = [p.endpoint for p in outcome.predictions]
         rank = endpoints.index(case.expected) + 1 if case.expected in endpoints else None

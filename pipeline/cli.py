@@ -84,7 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from train.run import train
 
     settings = get_settings()
-    updates = {k: v for k, v in {"data_dir": args.data, "scale": args.scale, "seed": args.seed}.items() if v is not None}
+    updates = {k: v for k, v in {"data_dir": args.data, "scale": args.scale, "seed": args.seed,
+                                 "llm_problems": args.llm_problems}.items() if v is not None}
     settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
     out = Path(args.out) if args.out else settings.paths.model_dir
     _, report = train(settings, out)
@@ -153,9 +154,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = bench_in_process(_predictor(args), args.spec, fetch, args.n, args.k, args.seed)
     if args.url:
         # Same spec, the same kind of problems (fresh prompts), through the service: the cost of the HTTP path.
-        http = bench_http(args.url.rstrip("/"), args.spec, fetch, args.n, args.k, args.seed + 1, args.concurrency or [1, 16])
-        single = next(level for level in http["levels"] if level["concurrency"] == min(l["concurrency"] for l in http["levels"]))
-        report = {"in_process": report, "http": http, "http_p50_over_in_process_p50": round(single["p50_ms"] / report["p50_ms"], 2)}
+        levels = args.concurrency or [1, 16]
+        http = bench_http(args.url.rstrip("/"), args.spec, fetch, args.n, args.k, args.seed + 1, levels)
+        single = next(level for level in http["levels"] if level["concurrency"] == min(levels))
+        ratio = round(single["p50_ms"] / report["p50_ms"], 2)
+        report = {"in_process": report, "http": http, "http_p50_over_in_process_p50": ratio}
     if args.json:
         _print_json(report)
     else:
@@ -199,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, help="training data dir with specs/ and apisguru/ (default: ../shared/data)")
     train.add_argument("--scale", type=float, help="sessions per spec multiplier (default from config)")
     train.add_argument("--seed", type=int)
+    train.add_argument("--llm-problems", type=int, help="run the LLM over this many training problems (llm features)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(handler=cmd_train)
 

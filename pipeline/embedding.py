@@ -103,7 +103,9 @@ class OperationEmbeddings:
     """Embeddings of a catalogue's operations, keyed by spec content hash: in memory, then in a blob store
     (files for training, Redis for the Serve graph)."""
 
-    def __init__(self, embedder: Embedder, blobs: BlobStore | None = None, ttl_s: int | None = None, capacity: int = 64) -> None:
+    def __init__(
+        self, embedder: Embedder, blobs: BlobStore | None = None, ttl_s: int | None = None, capacity: int = 64
+    ) -> None:
         self._embedder = embedder
         self._blobs = blobs
         self._ttl_s = ttl_s

@@ -16,7 +16,6 @@ Python so it is tested without a model:
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,16 +152,10 @@ class Router:
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
-        self.decisions: Counter[str] = Counter()
 
     def decide(self, budget_ms: float | None, top_score: float | None) -> Decision:
         s = self.settings
-        decision = self._decide(budget_ms if budget_ms is not None else s.default_budget_ms, top_score)
-        self.decisions[decision.why] += 1
-        return decision
-
-    def _decide(self, budget_ms: float, top_score: float | None) -> Decision:
-        s = self.settings
+        budget_ms = budget_ms if budget_ms is not None else s.default_budget_ms
         if s.mode == "off":
             return Decision(False, "llm.mode is off")
         if s.mode == "always":

@@ -126,7 +126,9 @@ def resolve(uri: str, settings: RegistrySettings) -> RegisteredVersion:
         name, _, number = name.rpartition("/")
         return RegisteredVersion(name, str(client.get_model_version(name, number).version))
     except MlflowException as exc:
-        raise RegistryError(f"cannot resolve {uri!r} in the registry at {settings.tracking_uri}: {exc.message}") from exc
+        raise RegistryError(
+            f"cannot resolve {uri!r} in the registry at {settings.tracking_uri}: {exc.message}"
+        ) from exc
 
 
 def champion(settings: RegistrySettings) -> RegisteredVersion | None:

@@ -67,6 +67,7 @@ class TrainingSettings(_Section):
     scale: float = Field(1.5, gt=0, description="multiplies the number of sessions per spec")
     history_fraction: float = Field(0.5, ge=0, le=1, description="share of specs with per-spec transition counts")
     seed: int = 13
+    llm_problems: int = Field(0, ge=0, description="training problems given llm features by running the LLM (0: none)")
     fit: FitSettings = FitSettings()
 
 
@@ -157,7 +158,8 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if nested else value
     return merged
 
 

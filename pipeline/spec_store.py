@@ -78,11 +78,10 @@ class SpecStore:
             return self._from_url(url)
         if document is None:
             raise SpecNotFoundError("no spec given: send spec_url, spec or spec_id")
-        source = document
-        if isinstance(source, dict):
-            return self._store(build_catalogue(read_spec(source, self._fetch)))
+        if isinstance(document, dict):
+            return self._store(build_catalogue(read_spec(document, self._fetch)))
         # Text from a client is always a document, never a path: the server's files are not a spec source.
-        return self._store(build_catalogue(parse_bytes(source.encode(), "inline", self._fetch.max_bytes)))
+        return self._store(build_catalogue(parse_bytes(document.encode(), "inline", self._fetch.max_bytes)))
 
     def catalogue(self, spec_id: str) -> Catalogue:
         return self._parsed_entry(spec_id)[0]
@@ -128,9 +127,7 @@ class SpecStore:
             except SpecNotFoundError:
                 entry = None  # the catalogue expired before the URL entry: fetch again
         try:
-            fetched = fetch_url(
-                url, self._fetch, entry.etag if entry else None, entry.last_modified if entry else None
-            )
+            fetched = fetch_url(url, self._fetch, entry.etag if entry else None, entry.last_modified if entry else None)
         except FetchError as exc:
             if entry is None:
                 raise

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.feedback import FeedbackLog, PredictionRecord, label, load_prediction, save_prediction
@@ -23,7 +24,15 @@ from pipeline.settings import load_settings
 from pipeline.spec_store import SpecInfo
 from serve import errors
 from serve.schemas import (
-    FeedbackRequest, FeedbackResponse, LLMUse, Prediction, PredictRequest, PredictResponse, Ready, SpecSource, SpecSummary,
+    FeedbackRequest,
+    FeedbackResponse,
+    LLMUse,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    Ready,
+    SpecSource,
+    SpecSummary,
 )
 
 app = FastAPI(
@@ -45,6 +54,7 @@ async def _limit_body(request: Request, call_next: Any) -> Any:
             status_code=413,
         )
     return await call_next(request)
+
 
 log = logging.getLogger("opensesame.ingress")
 
@@ -70,6 +80,11 @@ class Ingress:
         self.config = load_settings(overrides=settings)
         self.generator = generator  # None: no LLM in the graph
         self.router = Router(self.config.llm)
+        self.llm_requests = metrics.Counter(
+            "opensesame_llm_requests",
+            description="requests by what became of the LLM: used, skipped, failed",
+            tag_keys=("outcome",),
+        )
         self.spec_store = spec_store
         self.embedder = embedder
         self.ranker = ranker
@@ -142,6 +157,7 @@ class Ingress:
         top = cheap.predictions[0].score if cheap.predictions else None
         decision = self.router.decide(body.latency_budget_ms, top)
         if not decision.use:
+            self.llm_requests.inc(tags={"outcome": "skipped"})
             return cheap, LLMUse(used=False, why=decision.why)
         shortlist = [p.endpoint for p in cheap.predictions[: self.config.llm.shortlist]]
         messages = build_messages(body.prompt, [e.endpoint for e in body.events], shortlist)
@@ -154,13 +170,16 @@ class Ingress:
             response.cancel()
             why = "timed out" if isinstance(exc, TimeoutError) else f"failed: {type(errors.unwrap(exc)).__name__}"
             log.warning("llm %s after %.0f ms; answering with the cheap ranking", why, _ms(started))
+            self.llm_requests.inc(tags={"outcome": "failed"})
             return cheap, LLMUse(used=False, why=f"llm {why}", latency_ms=_ms(started))
         latency = _ms(started)
+        self.llm_requests.inc(tags={"outcome": "used"})
         outcome, _, stats = await self.ranker.predict.remote(
             spec_id, body.events, body.prompt, prompt_vec, body.k, answer
         )
-        return outcome, LLMUse(used=True, why=decision.why, latency_ms=latency, patched=stats.patched,
-                               dropped=stats.dropped)
+        return outcome, LLMUse(
+            used=True, why=decision.why, latency_ms=latency, patched=stats.patched, dropped=stats.dropped
+        )
 
     @staticmethod
     async def _timed(awaitable: Any) -> tuple[Any, float]:
@@ -200,9 +219,7 @@ class Ingress:
 
     @app.get("/readyz", response_model=Ready, summary="Model loaded and spec store reachable")
     async def readyz(self) -> JSONResponse:
-        version, redis_up = await asyncio.gather(
-            self.ranker.model_version.remote(), self.spec_store.redis_up.remote()
-        )
+        version, redis_up = await asyncio.gather(self.ranker.model_version.remote(), self.spec_store.redis_up.remote())
         redis_state = "off" if not self.cache.configured else ("up" if redis_up else "down")
         ready = Ready(
             ready=version is not None,
@@ -212,4 +229,3 @@ class Ingress:
         )
         # Redis down is degraded, not unready: predictions keep working from the in-process caches.
         return JSONResponse(ready.model_dump(), status_code=200 if ready.ready else 503)
-

@@ -65,13 +65,25 @@ class RayCluster:
                 f"port(s) {busy} already in use: is another OpenSesame/Ray cluster running? Stop it first"
             )
         command = [
-            str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-            "--node-ip-address=127.0.0.1", f"--port={p.gcs}", f"--num-cpus={self.num_cpus}",
-            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={p.dashboard}",
-            f"--ray-client-server-port={p.client_server}", f"--dashboard-agent-listen-port={p.agent_listen}",
-            f"--dashboard-agent-grpc-port={p.agent_grpc}", f"--runtime-env-agent-port={p.runtime_env_agent}",
-            f"--metrics-export-port={p.metrics}", f"--min-worker-port={p.min_worker}",
-            f"--max-worker-port={p.max_worker}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={p.gcs}",
+            f"--num-cpus={self.num_cpus}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={p.dashboard}",
+            f"--ray-client-server-port={p.client_server}",
+            f"--dashboard-agent-listen-port={p.agent_listen}",
+            f"--dashboard-agent-grpc-port={p.agent_grpc}",
+            f"--runtime-env-agent-port={p.runtime_env_agent}",
+            f"--metrics-export-port={p.metrics}",
+            f"--min-worker-port={p.min_worker}",
+            f"--max-worker-port={p.max_worker}",
+            f"--temp-dir={self.temp_dir}",
+            "--disable-usage-stats",
         ]
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         log = (self.temp_dir / "ray-start.log").open("wb")

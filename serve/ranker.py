@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from ray import serve
+from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.context import Event, PreparedSpec
@@ -47,6 +48,12 @@ class RankerDeployment:
         self.model_uri: str | None = None
         self._specs: OrderedDict[str, PreparedSpec] = OrderedDict()
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
+        # Exported to Prometheus through Ray's metrics (dashboard, /metrics of the node).
+        self.llm_operations = metrics.Counter(
+            "opensesame_llm_operations",
+            description="operations named by the LLM, by auto-patch outcome",
+            tag_keys=("outcome",),
+        )
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         wanted = RankerConfig.model_validate(user_config)
@@ -57,8 +64,12 @@ class RankerDeployment:
         else:
             self.predictor.model = model  # the swap: one assignment
         self.model_uri = wanted.model_uri
-        log.info("ranker model %s loaded from %s in %.0f ms", model.version, wanted.model_uri,
-                 (time.perf_counter() - started) * 1000)
+        log.info(
+            "ranker model %s loaded from %s in %.0f ms",
+            model.version,
+            wanted.model_uri,
+            (time.perf_counter() - started) * 1000,
+        )
 
     def check_health(self) -> None:
         if self.predictor is None:
@@ -108,10 +119,19 @@ class RankerDeployment:
         prepare_ms = (time.perf_counter() - started) * 1000
         extra, stats = None, None
         if llm_answer is not None:
-            suggestions, stats = patch(parse_answer(llm_answer), spec.catalogue, spec.matcher, self.config.llm.max_calls)
+            suggestions, stats = patch(
+                parse_answer(llm_answer), spec.catalogue, spec.matcher, self.config.llm.max_calls
+            )
+            for outcome in ("valid", "patched", "dropped"):
+                self.llm_operations.inc(getattr(stats, outcome), tags={"outcome": outcome})
             if stats.patched or stats.dropped:
-                log.info("llm answer for %s: %d patched, %d dropped: %s", spec_id, stats.patched, stats.dropped,
-                         stats.examples[:5])
+                log.info(
+                    "llm answer for %s: %d patched, %d dropped: %s",
+                    spec_id,
+                    stats.patched,
+                    stats.dropped,
+                    stats.examples[:5],
+                )
             extra = {"llm": hits(suggestions, spec.profile.index)}
         outcome = await asyncio.to_thread(self.predictor.predict, spec, events, prompt, k, extra, prompt_vec)
         outcome.timing_ms["prepare_spec"] = round(prepare_ms, 3)

@@ -105,4 +105,3 @@ class Ready(BaseModel):
     model_version: str | None
     redis: str = Field(..., description="'up', 'down' or 'off' (embedded mode: no Redis configured)")
     feedback_spooled: int
-

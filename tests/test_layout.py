@@ -38,4 +38,5 @@ def test_serve_configs_validate() -> None:
         config = ServeDeploySchema.model_validate(yaml.safe_load((PROJECT_ROOT / "configs" / name).read_text()))
         args = AppArgs.model_validate(config.applications[0].args)
         load_settings(overrides=args.settings)
-        assert {d.name for d in config.applications[0].deployments} == {"Ingress", "SpecStore", "Embedder", "Ranker", "CandidateGenerator"}
+        names = {d.name for d in config.applications[0].deployments}
+        assert names == {"Ingress", "SpecStore", "Embedder", "Ranker", "CandidateGenerator"}

@@ -69,15 +69,26 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
         "registry": reg.model_dump(),
         "feedback": {"stream": STREAM, "spool_path": str(spool)},
         # The real prepared model in the graph; the router asks it whenever a request grants >= 100 ms.
-        "llm": {"model": str(llm_model), "kv_cache_bytes": 128 * 1024 * 1024, "min_budget_ms": 100,
-                "confidence_threshold": 1.0, "timeout_ms": 30000},
+        "llm": {
+            "model": str(llm_model),
+            "kv_cache_bytes": 128 * 1024 * 1024,
+            "min_budget_ms": 100,
+            "confidence_threshold": 1.0,
+            "timeout_ms": 30000,
+        },
     }
     port = _free_port()
     config = configured(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, versions[0].uri)
     ports = ClusterPorts(
-        gcs=_free_port(), dashboard=_free_port(), client_server=_free_port(), agent_listen=_free_port(),
-        agent_grpc=_free_port(), runtime_env_agent=_free_port(), metrics=_free_port(),
-        min_worker=21000, max_worker=21999,
+        gcs=_free_port(),
+        dashboard=_free_port(),
+        client_server=_free_port(),
+        agent_listen=_free_port(),
+        agent_grpc=_free_port(),
+        runtime_env_agent=_free_port(),
+        metrics=_free_port(),
+        min_worker=21000,
+        max_worker=21999,
     )
     cluster = RayCluster(ports, work / "ray")
     cluster.start()
@@ -88,16 +99,22 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
         spec_server.routes["/serve/billing.yaml"] = (200, {"ETag": '"b1"'}, BILLING.encode())
         redis_server.client().delete(STREAM)
         yield Served(
-            f"http://127.0.0.1:{port}", cluster, config, versions, redis_server,
-            spec_server.url("/serve/billing.yaml"), spool,
+            f"http://127.0.0.1:{port}",
+            cluster,
+            config,
+            versions,
+            redis_server,
+            spec_server.url("/serve/billing.yaml"),
+            spool,
         )
     finally:
         cluster.stop()
 
 
 def test_predict_by_url_carries_params_and_names_the_model(served: Served) -> None:
-    response = served.predict(spec_url=served.spec_url, events=[{"endpoint": "GET /v1/invoices/in_123"}],
-                              prompt="pay this invoice", k=3)
+    response = served.predict(
+        spec_url=served.spec_url, events=[{"endpoint": "GET /v1/invoices/in_123"}], prompt="pay this invoice", k=3
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     top = body["predictions"][0]
@@ -126,9 +143,12 @@ def test_register_then_predict_by_spec_id_and_inline(served: Served) -> None:
 
 
 def test_feedback_lands_in_the_stream(served: Served) -> None:
-    predicted = served.predict(spec_url=served.spec_url, events=[{"endpoint": "GET /v1/invoices/in_7"}],
-                               prompt="pay this invoice", k=3).json()
-    called = served.post("/feedback", {"prediction_id": predicted["prediction_id"], "called": "POST /v1/invoices/in_7/pay"})
+    predicted = served.predict(
+        spec_url=served.spec_url, events=[{"endpoint": "GET /v1/invoices/in_7"}], prompt="pay this invoice", k=3
+    ).json()
+    called = served.post(
+        "/feedback", {"prediction_id": predicted["prediction_id"], "called": "POST /v1/invoices/in_7/pay"}
+    )
     assert called.status_code == 202, called.text
     assert called.json()["stored"] == "stream"
     assert called.json()["endpoint"] == "POST /invoices/{invoice}/pay" and called.json()["rank"] == 1
@@ -144,12 +164,27 @@ def test_feedback_lands_in_the_stream(served: Served) -> None:
     ("path", "body", "status", "message"),
     [
         ("/feedback", {"prediction_id": "0" * 32, "none": True}, 404, "prediction_id a /predict response returned"),
-        ("/predict", {"user_id": "u", "spec": BILLING, "spec_url": "http://x"}, 422, "exactly one of spec_url, spec or spec_id"),
+        (
+            "/predict",
+            {"user_id": "u", "spec": BILLING, "spec_url": "http://x"},
+            422,
+            "exactly one of spec_url, spec or spec_id",
+        ),
         ("/predict", {"user_id": "u"}, 422, "exactly one of spec_url, spec or spec_id"),
         ("/predict", {"user_id": "u", "spec": BILLING, "k": 0}, 422, "k: Input should be greater than or equal to 1"),
         ("/predict", {"user_id": "u", "spec": BILLING, "k": 51}, 422, "k: Input should be less than or equal to 50"),
-        ("/predict", {"user_id": "u", "spec": BILLING, "events": [{"endpoint": "GET /v1/invoices"}] * 201}, 422, "events: List should have at most 200 items"),
-        ("/predict", {"user_id": "u", "spec": BILLING, "prompt": "x" * 4001}, 422, "prompt: String should have at most 4000 characters"),
+        (
+            "/predict",
+            {"user_id": "u", "spec": BILLING, "events": [{"endpoint": "GET /v1/invoices"}] * 201},
+            422,
+            "events: List should have at most 200 items",
+        ),
+        (
+            "/predict",
+            {"user_id": "u", "spec": BILLING, "prompt": "x" * 4001},
+            422,
+            "prompt: String should have at most 4000 characters",
+        ),
         ("/predict", {"user_id": "u", "spec": BILLING, "colour": "red"}, 422, "colour: Extra inputs are not permitted"),
         ("/predict", {"user_id": "u", "spec_url": "file:///etc/passwd"}, 400, "only http(s) spec URLs"),
         ("/predict", {"user_id": "u", "spec_url": "http://10.1.2.3/spec.json"}, 400, "non-public address"),
@@ -157,7 +192,12 @@ def test_feedback_lands_in_the_stream(served: Served) -> None:
         ("/predict", {"user_id": "u", "spec": "openapi: [3.0\n  paths"}, 422, "invalid YAML/JSON"),
         ("/predict", {"user_id": "u", "spec": {"hello": "world"}}, 422, "OpenAPI"),
         ("/specs", {"spec": "/etc/passwd"}, 422, "expected an OpenAPI/Swagger object"),
-        ("/feedback", {"prediction_id": "x", "called": "GET /a", "none": True}, 422, "exactly one of called, accepted_rank"),
+        (
+            "/feedback",
+            {"prediction_id": "x", "called": "GET /a", "none": True},
+            422,
+            "exactly one of called, accepted_rank",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(served: Served, path: str, body: dict[str, Any], status: int, message: str) -> None:
@@ -208,7 +248,9 @@ def test_redis_stopped_mid_test_predictions_still_succeed(served: Served) -> Non
     after = served.predict(spec=BILLING, prompt="pay it")
     replayed = served.post("/feedback", {"prediction_id": after.json()["prediction_id"], "none": True})
     assert replayed.status_code == 202 and replayed.json()["stored"] == "stream"
-    ids = [FeedbackRecord.model_validate_json(f[b"record"]).prediction_id for _, f in served.redis.client().xrange(STREAM)]
+    ids = [
+        FeedbackRecord.model_validate_json(f[b"record"]).prediction_id for _, f in served.redis.client().xrange(STREAM)
+    ]
     assert ids == [response.json()["prediction_id"], after.json()["prediction_id"]]  # spooled one first, nothing lost
 
 
@@ -221,8 +263,10 @@ def test_ranker_reconfigure_under_load_swaps_versions_without_errors(served: Ser
     def loop() -> None:
         with httpx.Client(timeout=60) as client:
             while not stop.is_set():
-                r = client.post(served.base + "/predict", json={"user_id": "u", "spec_url": served.spec_url,
-                                                                "events": [{"endpoint": "GET /v1/invoices"}]})
+                r = client.post(
+                    served.base + "/predict",
+                    json={"user_id": "u", "spec_url": served.spec_url, "events": [{"endpoint": "GET /v1/invoices"}]},
+                )
                 statuses.append(r.status_code)
                 if r.status_code == 200:
                     versions.append(r.json()["model_version"])
@@ -232,8 +276,12 @@ def test_ranker_reconfigure_under_load_swaps_versions_without_errors(served: Ser
         t.start()
     try:
         time.sleep(2)
-        config = configured(served.config, served.config["http_options"]["port"],
-                             served.config["applications"][0]["args"]["settings"], served.versions[1].uri)
+        config = configured(
+            served.config,
+            served.config["http_options"]["port"],
+            served.config["applications"][0]["args"]["settings"],
+            served.versions[1].uri,
+        )
         submitted = time.time()
         deploy(served.cluster.dashboard_url, config)
         wait_running(served.cluster.dashboard_url, since=submitted)

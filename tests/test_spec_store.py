@@ -11,7 +11,13 @@ import pytest
 from conftest import FIXTURES, RedisServer, SpecServer
 from pipeline.errors import NotASpecError, SpecNotFoundError
 from pipeline.feedback import (
-    FeedbackLog, FeedbackMismatchError, FeedbackRecord, PredictionNotFoundError, PredictionRecord, label, load_prediction,
+    FeedbackLog,
+    FeedbackMismatchError,
+    FeedbackRecord,
+    PredictionNotFoundError,
+    PredictionRecord,
+    label,
+    load_prediction,
     save_prediction,
 )
 from pipeline.kv import ResilientStore
@@ -34,7 +40,9 @@ def served_billing(spec_server: SpecServer) -> str:
 def test_url_is_revalidated_with_etag_after_ttl(
     served_billing: str, spec_server: SpecServer, local_fetch: FetchSettings, redis_server: RedisServer
 ) -> None:
-    store = SpecStore(ResilientStore(cache_settings(redis_server.url, spec_ttl_s=1)), cache_settings(None, spec_ttl_s=1), local_fetch)
+    store = SpecStore(
+        ResilientStore(cache_settings(redis_server.url, spec_ttl_s=1)), cache_settings(None, spec_ttl_s=1), local_fetch
+    )
     first = store.register(url=served_billing)
     before = len(spec_server.requests)
     assert store.register(url=served_billing).content_hash == first.content_hash
@@ -63,7 +71,9 @@ def test_catalogue_shared_between_replicas_through_redis(local_fetch: FetchSetti
     registered = SpecStore(ResilientStore(settings), settings, local_fetch).register(document=BILLING.decode())
     other_replica = SpecStore(ResilientStore(settings), settings, local_fetch)
     assert other_replica.catalogue(registered.content_hash).title == registered.title
-    assert other_replica.match(registered.content_hash, "GET /v1/invoices/in_1").operation.id == "GET /invoices/{invoice}"
+    assert (
+        other_replica.match(registered.content_hash, "GET /v1/invoices/in_1").operation.id == "GET /invoices/{invoice}"
+    )
 
 
 def test_inline_text_is_never_read_as_a_server_path(local_fetch: FetchSettings) -> None:
@@ -97,8 +107,13 @@ def test_store_keeps_serving_without_redis_and_reconnects(redis_server: RedisSer
 
 def record(prediction_id: str = "p1") -> PredictionRecord:
     return PredictionRecord(
-        prediction_id=prediction_id, user_id="u", spec_id="s", events=["GET /v1/invoices/in_1"], prompt="pay it",
-        predicted=["POST /invoices/{invoice}/pay", "GET /invoices/{invoice}"], model_version="m/v1",
+        prediction_id=prediction_id,
+        user_id="u",
+        spec_id="s",
+        events=["GET /v1/invoices/in_1"],
+        prompt="pay it",
+        predicted=["POST /invoices/{invoice}/pay", "GET /invoices/{invoice}"],
+        model_version="m/v1",
         created_at=datetime.now(UTC),
     )
 
@@ -108,7 +123,9 @@ def test_labels_validate_against_the_prediction(local_fetch: FetchSettings) -> N
     store = SpecStore(ResilientStore(settings), settings, local_fetch)
     spec = store.register(document=BILLING.decode())
     rec = record().model_copy(update={"spec_id": spec.content_hash})
-    called = label(rec, "POST /v1/invoices/in_1/pay", None, store.match(spec.content_hash, "POST /v1/invoices/in_1/pay"))
+    called = label(
+        rec, "POST /v1/invoices/in_1/pay", None, store.match(spec.content_hash, "POST /v1/invoices/in_1/pay")
+    )
     assert (called.outcome, called.endpoint, called.rank) == ("called", "POST /invoices/{invoice}/pay", 1)
     accepted = label(rec, None, 2, None)
     assert (accepted.outcome, accepted.endpoint, accepted.rank) == ("accepted", "GET /invoices/{invoice}", 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -69,6 +70,26 @@ def train(
     info = {"train_specs": [n for n, _ in train_specs], "valid_specs": [n for n, _ in valid_specs]}
     model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info)
     stage("fit")
+    if cfg.llm_problems:
+        # The llm features need shortlists, which need a ranker: fit once without them, run the LLM over a
+        # sample of problems (train and validation alike), then fit again with their `llm` source filled in.
+        from train.llm_eval import Ask, llm_hits
+
+        predictor = build_predictor(settings, model=model, embedder=embedder)
+        rng = random.Random(cfg.seed)
+        n_valid = round(cfg.llm_problems * len(valid_corpus.problems) / len(train_corpus.problems))
+        asks = [
+            Ask(p.id, corpus.specs[p.spec], p.events, p.prompt, p.expected)
+            for corpus, n in ((train_corpus, cfg.llm_problems), (valid_corpus, n_valid))
+            for p in rng.sample(corpus.problems, min(n, len(corpus.problems)))
+        ]
+        hits_by_problem, llm_info = llm_hits(predictor, asks, settings.llm)
+        extra = {pid: {"llm": h} for pid, h in hits_by_problem.items()}
+        train_ds = build(train_corpus, patterns, train_corpus.counts, settings.ranking, vectors, extra)
+        valid_ds = build(valid_corpus, patterns, valid_corpus.counts, settings.ranking, vectors, extra)
+        model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info)
+        report["llm"] = {**llm_info, "problems": len(asks)}
+        stage(f"llm over {len(asks)} problems + refit")
     model.save(out_dir)
     report["model_version"] = model.version
     report["model_dir"] = str(out_dir)

@@ -166,17 +166,17 @@ class Ingress:
         timeout_s = min(self.config.llm.timeout_ms, body.latency_budget_ms or self.config.llm.timeout_ms) / 1000
         try:
             answer, _ = await asyncio.wait_for(response, timeout=timeout_s)
+            latency = _ms(started)
+            outcome, _, stats = await self.ranker.predict.remote(
+                spec_id, body.events, body.prompt, prompt_vec, body.k, answer
+            )
         except Exception as exc:  # time-out, back-pressure, a dead engine: the request goes on without the LLM
             response.cancel()
             why = "timed out" if isinstance(exc, TimeoutError) else f"failed: {type(errors.unwrap(exc)).__name__}"
-            log.warning("llm %s after %.0f ms; answering with the cheap ranking", why, _ms(started))
+            log.warning("llm %s after %.0f ms; answering with the cheap ranking", why, _ms(started), exc_info=exc)
             self.llm_requests.inc(tags={"outcome": "failed"})
             return cheap, LLMUse(used=False, why=f"llm {why}", latency_ms=_ms(started))
-        latency = _ms(started)
         self.llm_requests.inc(tags={"outcome": "used"})
-        outcome, _, stats = await self.ranker.predict.remote(
-            spec_id, body.events, body.prompt, prompt_vec, body.k, answer
-        )
         return outcome, LLMUse(
             used=True, why=decision.why, latency_ms=latency, patched=stats.patched, dropped=stats.dropped
         )

@@ -123,7 +123,8 @@ class RankerDeployment:
                 parse_answer(llm_answer), spec.catalogue, spec.matcher, self.config.llm.max_calls
             )
             for outcome in ("valid", "patched", "dropped"):
-                self.llm_operations.inc(getattr(stats, outcome), tags={"outcome": outcome})
+                if count := getattr(stats, outcome):  # Ray's Counter refuses an increment of 0
+                    self.llm_operations.inc(count, tags={"outcome": outcome})
             if stats.patched or stats.dropped:
                 log.info(
                     "llm answer for %s: %d patched, %d dropped: %s",

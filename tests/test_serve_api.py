@@ -68,11 +68,13 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
         "fetch": {"allow_addresses": ["127.0.0.1/32"], "connect_timeout_s": 2, "read_timeout_s": 2},
         "registry": reg.model_dump(),
         "feedback": {"stream": STREAM, "spool_path": str(spool)},
-        # The real prepared model in the graph; the router asks it whenever a request grants >= 100 ms.
+        # The real prepared model in the graph; the router asks it whenever a request grants >= 100 ms, and
+        # requests that state no budget (every other test) get 50 ms, so they never wait for it.
         "llm": {
             "model": str(llm_model),
             "kv_cache_bytes": 128 * 1024 * 1024,
             "min_budget_ms": 100,
+            "default_budget_ms": 50,
             "confidence_threshold": 1.0,
             "timeout_ms": 30000,
         },

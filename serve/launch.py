@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import yaml
 
+from pipeline.errors import OpenSesameError
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 
 APP_NAME = "opensesame"
@@ -204,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     config = load_config(args.config)
     settings = load_settings(overrides=config["applications"][0].get("args", {}).get("settings", {}))
-    ensure_champion(settings)
+    try:
+        ensure_champion(settings)
+    except OpenSesameError as exc:  # e.g. no registered ranker and no training data: say what to do
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cluster = RayCluster(ClusterPorts(), settings.paths.var_dir / "ray")
     cluster.start()
     try:

@@ -86,7 +86,6 @@ class ResilientStore:
                 socket_connect_timeout=settings.socket_timeout_s,
             )
         self._down_until = 0.0
-        self.failures = 0  # Redis calls that failed since start: exported by /readyz
 
     @property
     def configured(self) -> bool:
@@ -100,7 +99,6 @@ class ResilientStore:
     def _failed(self, exc: Exception) -> None:
         if time.monotonic() >= self._down_until:  # log once per outage window, not once per request
             log.warning("redis unavailable (%s); serving from the in-process cache", exc)
-        self.failures += 1
         self._down_until = time.monotonic() + self._settings.retry_after_s
 
     def _call(self, command: str, *args: Any, **kwargs: Any) -> Any:

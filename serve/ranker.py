@@ -45,7 +45,6 @@ class RankerDeployment:
         self.spec_store = spec_store
         self.embedder = embedder
         self.predictor: Predictor | None = None
-        self.model_uri: str | None = None
         self._specs: OrderedDict[str, PreparedSpec] = OrderedDict()
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
         # Exported to Prometheus through Ray's metrics (dashboard, /metrics of the node).
@@ -63,7 +62,6 @@ class RankerDeployment:
             self.predictor = Predictor(model, InMemoryTransitions(), self.config.ranking)
         else:
             self.predictor.model = model  # the swap: one assignment
-        self.model_uri = wanted.model_uri
         log.info(
             "ranker model %s loaded from %s in %.0f ms",
             model.version,
@@ -97,6 +95,7 @@ class RankerDeployment:
         vectors = await self.embedder.operation_vectors.remote(spec_id, texts)
         spec = await asyncio.to_thread(PreparedSpec.build, catalogue, vectors)
         self._specs[spec_id] = spec
+        # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
         while len(self._specs) > self.config.cache.local_capacity // 8:
             self._specs.popitem(last=False)
         return spec

@@ -9,13 +9,12 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections import OrderedDict
 from typing import Protocol
 
 import numpy as np
 
 from pipeline.catalogue import Catalogue, Operation, words
-from pipeline.kv import BlobStore
+from pipeline.kv import LRU, BlobStore
 
 # Never reach for a model hub, whatever library asks.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -66,28 +65,16 @@ class CachedEmbedder:
 
     def __init__(self, inner: Embedder, capacity: int = 4096) -> None:
         self.inner = inner
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
+        self._cache: LRU[np.ndarray] = LRU(capacity)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        vectors = {text: self._cache.get(text) for text in dict.fromkeys(texts)}
+        missing = [text for text, vector in vectors.items() if vector is None]
         if missing:
-            fresh = self.inner.embed(missing)
-            with self._lock:
-                for text, vector in zip(missing, fresh):
-                    self._cache[text] = vector
-                    self._cache.move_to_end(text)
-                while len(self._cache) > self._capacity:
-                    self._cache.popitem(last=False)
-        with self._lock:
-            rows = []
-            for t in texts:
-                vector = self._cache.get(t)
-                if vector is None:  # evicted by a concurrent caller between the two steps
-                    vector = self.inner.embed([t])[0]
-                rows.append(vector)
-        return np.stack(rows) if rows else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+            for text, vector in zip(missing, self.inner.embed(missing)):
+                self._cache.set(text, vector)
+                vectors[text] = vector
+        return np.stack([vectors[t] for t in texts]) if texts else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
 
 
 def operation_text(op: Operation) -> str:
@@ -109,19 +96,16 @@ class OperationEmbeddings:
         self._embedder = embedder
         self._blobs = blobs
         self._ttl_s = ttl_s
-        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
+        self._memory: LRU[np.ndarray] = LRU(capacity)
 
     def get(self, catalogue: Catalogue) -> np.ndarray:
         return self.get_texts(catalogue.content_hash, [operation_text(op) for op in catalogue.operations])
 
     def get_texts(self, spec_hash: str, texts: list[str]) -> np.ndarray:
         key = f"emb-{spec_hash}-{len(texts)}.npy"
-        with self._lock:
-            if key in self._memory:
-                self._memory.move_to_end(key)
-                return self._memory[key]
+        matrix = self._memory.get(key)
+        if matrix is not None:
+            return matrix
         stored = self._blobs.get(key) if self._blobs is not None else None
         if stored is not None:
             matrix = np.load(io.BytesIO(stored))
@@ -131,9 +115,5 @@ class OperationEmbeddings:
                 buffer = io.BytesIO()
                 np.save(buffer, matrix)
                 self._blobs.set(key, buffer.getvalue(), self._ttl_s)
-        with self._lock:
-            self._memory[key] = matrix
-            self._memory.move_to_end(key)
-            while len(self._memory) > self._capacity:
-                self._memory.popitem(last=False)
+        self._memory.set(key, matrix)
         return matrix

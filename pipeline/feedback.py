@@ -115,19 +115,14 @@ class FeedbackLog:
         """The stream entry id, or None when the record was spooled for later."""
         line = record.model_dump_json()
         with self._lock:
-            if not self._store.configured:
-                return self._write_spool([line])
-            if self._replay_spool():
+            if self._store.configured and self._replay_spool():
                 entry = self._store.xadd(self._settings.stream, {"record": line}, self._settings.stream_maxlen)
                 if entry is not None:
                     return entry
-            return self._write_spool([line])
-
-    def _write_spool(self, lines: list[str]) -> None:
-        self._spool.parent.mkdir(parents=True, exist_ok=True)
-        with self._spool.open("a") as handle:
-            handle.writelines(line + "\n" for line in lines)
-        return None
+            self._spool.parent.mkdir(parents=True, exist_ok=True)
+            with self._spool.open("a") as handle:
+                handle.write(line + "\n")
+            return None
 
     def _replay_spool(self) -> bool:
         """Move spooled records into the stream, oldest first; False if Redis failed on the way."""

@@ -12,13 +12,15 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import redis
 
 from pipeline.settings import CacheSettings
 
 log = logging.getLogger(__name__)
+
+V = TypeVar("V")
 
 
 class BlobStore(Protocol):
@@ -27,15 +29,15 @@ class BlobStore(Protocol):
     def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None: ...
 
 
-class LocalLRU:
-    """Bounded, thread-safe, with per-entry expiry."""
+class LRU(Generic[V]):
+    """Bounded, thread-safe, with optional per-entry expiry: every in-process cache of the project."""
 
     def __init__(self, capacity: int) -> None:
-        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[V, float]] = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> V | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -47,7 +49,7 @@ class LocalLRU:
             self._entries.move_to_end(key)
             return value
 
-    def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
+    def set(self, key: str, value: V, ttl_s: float | None = None) -> None:
         expires = time.monotonic() + ttl_s if ttl_s else float("inf")
         with self._lock:
             self._entries[key] = (value, expires)
@@ -77,7 +79,7 @@ class ResilientStore:
     def __init__(self, settings: CacheSettings) -> None:
         self._settings = settings
         self._prefix = settings.key_prefix
-        self._local = LocalLRU(settings.local_capacity)
+        self._local: LRU[bytes] = LRU(settings.local_capacity)
         self._redis: redis.Redis | None = None
         if settings.redis_url:
             self._redis = redis.Redis.from_url(

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,7 +19,7 @@ from pydantic import BaseModel
 from pipeline.catalogue import Catalogue, build_catalogue
 from pipeline.errors import FetchError, SpecNotFoundError
 from pipeline.fetch import fetch_url
-from pipeline.kv import BlobStore
+from pipeline.kv import LRU, BlobStore
 from pipeline.matching import CallMatch, CallMatcher
 from pipeline.settings import CacheSettings, FetchSettings
 from pipeline.spec_source import parse_bytes, read_spec
@@ -64,9 +62,7 @@ class SpecStore:
         self._cache = cache
         self._fetch = fetch
         # Parsed catalogues and their matchers, so the hot path skips JSON decoding (~10 ms for Stripe).
-        self._parsed: OrderedDict[str, tuple[Catalogue, CallMatcher]] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
+        self._parsed: LRU[tuple[Catalogue, CallMatcher]] = LRU(capacity)
         self.revalidations = 0
         self.stale_served = 0
 
@@ -90,11 +86,9 @@ class SpecStore:
         return self._parsed_entry(spec_id)[1].match(endpoint)
 
     def _parsed_entry(self, spec_id: str) -> tuple[Catalogue, CallMatcher]:
-        with self._lock:
-            entry = self._parsed.get(spec_id)
-            if entry is not None:
-                self._parsed.move_to_end(spec_id)
-                return entry
+        entry = self._parsed.get(spec_id)
+        if entry is not None:
+            return entry
         raw = self._blobs.get(f"cat:{spec_id}")
         if raw is None:
             raise SpecNotFoundError(
@@ -104,11 +98,7 @@ class SpecStore:
 
     def _remember(self, catalogue: Catalogue) -> tuple[Catalogue, CallMatcher]:
         entry = (catalogue, CallMatcher(catalogue))
-        with self._lock:
-            self._parsed[catalogue.content_hash] = entry
-            self._parsed.move_to_end(catalogue.content_hash)
-            while len(self._parsed) > self._capacity:
-                self._parsed.popitem(last=False)
+        self._parsed.set(catalogue.content_hash, entry)
         return entry
 
     def _store(self, catalogue: Catalogue) -> Catalogue:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from pipeline.context import Event, PreparedSpec
 from pipeline.embedding import operation_text
+from pipeline.kv import LRU
 from pipeline.llm import PatchStats, hits, parse_answer, patch
 from pipeline.predict import PredictOutcome, Predictor
 from pipeline.registry import load_ranker
@@ -45,7 +45,8 @@ class RankerDeployment:
         self.spec_store = spec_store
         self.embedder = embedder
         self.predictor: Predictor | None = None
-        self._specs: OrderedDict[str, PreparedSpec] = OrderedDict()
+        # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
+        self._specs: LRU[PreparedSpec] = LRU(self.config.cache.local_capacity // 8)
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
         # Exported to Prometheus through Ray's metrics (dashboard, /metrics of the node).
         self.llm_operations = metrics.Counter(
@@ -79,7 +80,6 @@ class RankerDeployment:
     async def _prepared(self, spec_id: str) -> PreparedSpec:
         spec = self._specs.get(spec_id)
         if spec is not None:
-            self._specs.move_to_end(spec_id)
             return spec
         # Concurrent first requests for one spec share a single build.
         task = self._building.get(spec_id)
@@ -94,10 +94,7 @@ class RankerDeployment:
         texts = [operation_text(op) for op in catalogue.operations]
         vectors = await self.embedder.operation_vectors.remote(spec_id, texts)
         spec = await asyncio.to_thread(PreparedSpec.build, catalogue, vectors)
-        self._specs[spec_id] = spec
-        # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
-        while len(self._specs) > self.config.cache.local_capacity // 8:
-            self._specs.popitem(last=False)
+        self._specs.set(spec_id, spec)
         return spec
 
     async def predict(

@@ -107,7 +107,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     spec = predictor.prepare(load_catalogue(args.spec, get_settings().fetch))
     outcome = predictor.predict(spec, [Event(endpoint=e) for e in args.event], args.prompt or "", k=args.k)
     if args.json:
-        _print_json(asdict(outcome))
+        _print_json({key: value for key, value in asdict(outcome).items() if key != "features"})
         return 0
     for n, call in enumerate(outcome.predictions, start=1):
         print(f"{n}. {call.method} {call.path}  score={call.score:.3f}  ({call.reason})")
@@ -177,6 +177,26 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from train.retrain import main as retrain_main
+
+    return retrain_main([*(["--no-reload"] if args.no_reload else []), *(["--json"] if args.json else [])])
+
+
+def cmd_demo_learning(args: argparse.Namespace) -> int:
+    from train.demo import demo_learning
+
+    report = demo_learning(get_settings(), args.spec, args.redis_url, args.labels, args.per_habit,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(report)
+    else:
+        print(json.dumps(report, indent=1))
+    failed = report["swap_load"]["failed"]
+    rose = report["hit@1_after_retrain"] > report["hit@1_before"]
+    return 0 if failed == 0 and rose else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opensesame", description="Predict the next REST API call.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, action="append", help="HTTP clients; repeat (default 1 and 16)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
+
+    retrain = commands.add_parser("retrain", help="retrain the ranker from the label log (Ray Train), gate, promote")
+    retrain.add_argument("--no-reload", action="store_true", help="promote without touching a running service")
+    retrain.add_argument("--json", action="store_true")
+    retrain.set_defaults(handler=cmd_retrain)
+
+    demo = commands.add_parser("demo", help="demonstrations").add_subparsers(dest="demo_cmd", required=True)
+    learning = demo.add_parser("learning", help="users with a new habit: hit@1 before and after retraining")
+    learning.add_argument("--spec", default=str(get_settings().training.data_dir / "specs" / "stripe.json"))
+    learning.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="a real Redis (keys are prefixed)")
+    learning.add_argument("--labels", type=int, default=1000, help="simulated user sessions, one label each")
+    learning.add_argument("--per-habit", type=int, default=20, help="fresh users per habit in each hit@1 measure")
+    learning.add_argument("--json", action="store_true")
+    learning.set_defaults(handler=cmd_demo_learning)
     return parser
 
 

@@ -65,3 +65,19 @@ class SpecNotFoundError(SpecError):
 
 class TrainingDataError(OpenSesameError):
     """No usable training specs where the settings point."""
+
+
+class RetrainRunningError(OpenSesameError):
+    """A retraining job is already running: one at a time."""
+
+
+class JobNotFoundError(OpenSesameError):
+    """No retraining job with that id."""
+
+
+class NoChampionError(OpenSesameError):
+    """Retraining needs a champion model (its patterns and the comparison for the gate)."""
+
+
+class RetrainConfigError(OpenSesameError):
+    """Learning settings that cannot work on this cluster."""

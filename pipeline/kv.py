@@ -88,6 +88,7 @@ class ResilientStore:
                 socket_connect_timeout=settings.socket_timeout_s,
             )
         self._down_until = 0.0
+        self._claim_lock = threading.Lock()
 
     @property
     def configured(self) -> bool:
@@ -126,6 +127,46 @@ class ResilientStore:
     def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
         self._local.set(key, value, ttl_s)
         self._call("set", self._prefix + key, value, ex=ttl_s)
+
+    def claim(self, key: str, ttl_s: int) -> bool:
+        """True for the first claim of `key`: across all replicas through Redis (SET NX), within this process
+        while Redis is off or down."""
+        with self._claim_lock:
+            if self._local.get(key) is not None:
+                return False
+            client = self._client()
+            first = True
+            if client is not None:
+                try:
+                    first = bool(client.set(self._prefix + key, b"1", nx=True, ex=ttl_s))
+                except redis.RedisError as exc:
+                    self._failed(exc)
+            self._local.set(key, b"1", ttl_s)
+            return first
+
+    def swap(self, key: str, value: bytes, ttl_s: int) -> bytes | None:
+        """Set `key` and return what it held, atomically across replicas while Redis is up."""
+        with self._claim_lock:
+            client = self._client()
+            if client is not None:
+                try:
+                    previous = client.set(self._prefix + key, value, ex=ttl_s, get=True)
+                    self._local.set(key, value, ttl_s)
+                    return previous
+                except redis.RedisError as exc:
+                    self._failed(exc)
+            previous = self._local.get(key)
+            self._local.set(key, value, ttl_s)
+            return previous
+
+    def incr_field(self, key: str, field: str, amount: int = 1) -> None:
+        """Add to a counter in a Redis hash; lost while Redis is down (online counts are a cache of the log)."""
+        self._call("hincrby", self._prefix + key, field, amount)
+
+    def fields(self, key: str) -> dict[str, int] | None:
+        """A hash of counters, or None when Redis is off or down."""
+        raw = self._call("hgetall", self._prefix + key)
+        return None if raw is None else {k.decode(): int(v) for k, v in raw.items()}
 
     def xadd(self, stream: str, fields: dict[str, str], maxlen: int) -> str | None:
         """Append to a stream; the entry id, or None when Redis is off or down (the caller spools)."""

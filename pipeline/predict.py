@@ -47,6 +47,11 @@ class PredictOutcome:
     matched_events: int
     unmatched_events: list[str]
     timing_ms: dict[str, float] = field(default_factory=dict)
+    # What a label needs to become training rows later: the candidate pool in feature-row order, its feature
+    # matrix, and the operation the prediction followed (the `previous` of an online transition count).
+    candidates: list[str] = field(default_factory=list)
+    features: np.ndarray | None = None
+    last_operation: str | None = None
 
 
 @dataclass(slots=True)
@@ -145,7 +150,17 @@ class Predictor:
         timing["rank"] = _ms(mark)
         timing["total"] = _ms(started)
         unmatched = [e.endpoint for e, m in zip(events[-self.settings.max_history :], ctx.history) if not m.matched]
-        return PredictOutcome(ranked, model.version, len(ctx.op_history), unmatched, timing)
+        operations = spec.catalogue.operations
+        return PredictOutcome(
+            ranked,
+            model.version,
+            len(ctx.op_history),
+            unmatched,
+            timing,
+            candidates=[operations[int(i)].id for i in assembled.candidates.indices],
+            features=assembled.X,
+            last_operation=operations[ctx.last_op].id if ctx.last_op is not None else None,
+        )
 
 
 def rank(model: RankerModel, assembled: Assembled, k: int) -> list[RankedCall]:

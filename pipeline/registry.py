@@ -84,8 +84,10 @@ def register(
     params: dict[str, Any] | None = None,
     alias: str | None = None,
     run_name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RegisteredVersion:
-    """Log the model directory as a run with its metrics, register a new version, optionally point `alias` at it."""
+    """Log the model directory as a run with its metrics, register a new version, optionally point `alias` at it.
+    `tags` go on the run and on the version (a retraining job's id and its gate decision)."""
     import mlflow
 
     RankerModel.load(model_dir)  # refuse to register something the Ranker could not load
@@ -100,6 +102,7 @@ def register(
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_metrics(metrics or {})
         mlflow.log_params(params or {})
+        mlflow.set_tags(tags or {})
         info = mlflow.pyfunc.log_model(
             name=ARTIFACT,
             python_model=_pyfunc_class()(),
@@ -108,10 +111,28 @@ def register(
             pip_requirements=["lightgbm", "numpy", "pandas"],  # skips MLflow's slow dependency inference
         )
     version = RegisteredVersion(settings.model_name, str(info.registered_model_version))
-    client.set_model_version_tag(version.name, version.version, "run_id", run.info.run_id)
+    for key, value in {"run_id": run.info.run_id, **(tags or {})}.items():
+        client.set_model_version_tag(version.name, version.version, key, value)
     if alias:
-        client.set_registered_model_alias(version.name, alias, version.version)
+        promote(version, alias, settings)
     return version
+
+
+def promote(version: RegisteredVersion, alias: str, settings: RegistrySettings) -> None:
+    _client(settings).set_registered_model_alias(version.name, alias, version.version)
+
+
+def tag_version(version: RegisteredVersion, tags: dict[str, str], settings: RegistrySettings) -> None:
+    client = _client(settings)
+    for key, value in tags.items():
+        client.set_model_version_tag(version.name, version.version, key, value)
+
+
+def versions_tagged(key: str, value: str, settings: RegistrySettings) -> list[tuple[RegisteredVersion, dict[str, str]]]:
+    """Registered versions with tag `key` = `value` (e.g. the one a retraining job produced), with all their tags."""
+    client = _client(settings)
+    found = client.search_model_versions(f"name = '{settings.model_name}' and tags.{key} = '{value}'")
+    return [(RegisteredVersion(v.name, str(v.version)), dict(v.tags)) for v in found]
 
 
 def resolve(uri: str, settings: RegistrySettings) -> RegisteredVersion:

@@ -4,6 +4,7 @@
                     -> Embedder  (MiniLM, batched)
                     -> Ranker    (LightGBM; its model named by user_config, hot-swapped)
                                  -> SpecStore, Embedder (on a spec's first request per replica)
+                    -> LearningLoop (one replica: label log writer, retraining jobs; /admin/retrain)
 
 Each deployment scales on its own (replicas, autoscaling and resources come from the config file). With
 `args.llm: true` the vLLM `CandidateGenerator` joins the graph as another handle of the Ingress, which asks it
@@ -21,6 +22,7 @@ from pipeline.settings import load_settings
 from serve.embedder import EmbedderDeployment
 from serve.generator import CandidateGenerator
 from serve.ingress import Ingress
+from serve.learning import LearningLoop
 from serve.ranker import RankerDeployment
 from serve.spec_store import SpecStoreDeployment
 
@@ -42,5 +44,6 @@ def build_app(args: dict[str, Any]) -> Application:
     store = SpecStoreDeployment.options(name="SpecStore").bind(parsed.settings)
     embedder = EmbedderDeployment.options(name="Embedder").bind(parsed.settings)
     ranker = RankerDeployment.options(name="Ranker").bind(parsed.settings, store, embedder)
+    learning = LearningLoop.options(name="LearningLoop").bind(parsed.settings)
     generator = CandidateGenerator.options(name="CandidateGenerator").bind(parsed.settings) if parsed.llm else None
-    return Ingress.options(name="Ingress").bind(parsed.settings, store, embedder, ranker, generator)
+    return Ingress.options(name="Ingress").bind(parsed.settings, store, embedder, ranker, learning, generator)

@@ -17,6 +17,14 @@ from pipeline.registry import RegistryError
 
 log = logging.getLogger("opensesame.http")
 
+
+class Unauthorized(Exception):
+    """An admin call without credentials."""
+
+
+class Forbidden(Exception):
+    """An admin call with wrong credentials, or admin calls disabled."""
+
 RETRY_AFTER_S = 1
 
 # Most specific first: the first matching class decides.
@@ -29,6 +37,10 @@ STATUS: list[tuple[type[Exception], int]] = [
     (errors.UnreachableError, 400),  # the client's URL: it can fix it or send the spec inline
     (errors.SpecError, 422),  # syntax, not a spec, no paths
     (FeedbackMismatchError, 422),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (errors.JobNotFoundError, 404),
+    (errors.RetrainRunningError, 409),
     # Server side, not the client's fault: the model cannot be served right now.
     (ModelNotFoundError, 503),
     (ModelSchemaError, 503),
@@ -54,6 +66,8 @@ def error_response(exc: BaseException) -> JSONResponse:
     for cls, status in STATUS:
         if isinstance(exc, cls):
             headers = {"Retry-After": str(RETRY_AFTER_S * 5)} if status == 503 else None
+            if status == 401:
+                headers = {"WWW-Authenticate": "Bearer"}
             return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
     log.exception("unexpected error", exc_info=exc)
     return JSONResponse({"error": "internal", "detail": "unexpected server error; it has been logged"}, status_code=500)

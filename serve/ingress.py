@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
-from pipeline.feedback import FeedbackLog, PredictionRecord, label, load_prediction, save_prediction
+from pipeline.feedback import (
+    FeedbackLog,
+    LabelSink,
+    PredictionNotFoundError,
+    PredictionRecord,
+    encode_features,
+    followup,
+    label,
+    last_prediction_key,
+    load_prediction,
+    save_prediction,
+)
+from pipeline.features import SCHEMA_VERSION
 from pipeline.kv import ResilientStore
 from pipeline.llm import Router, build_messages
+from pipeline.online_counts import OnlineTransitions
 from pipeline.predict import PredictOutcome
 from pipeline.settings import load_settings
 from pipeline.spec_store import SpecInfo
@@ -31,6 +45,7 @@ from serve.schemas import (
     PredictRequest,
     PredictResponse,
     Ready,
+    RetrainJob,
     SpecSource,
     SpecSummary,
 )
@@ -75,6 +90,7 @@ class Ingress:
         spec_store: DeploymentHandle,
         embedder: DeploymentHandle,
         ranker: DeploymentHandle,
+        learning: DeploymentHandle,
         generator: DeploymentHandle | None = None,
     ) -> None:
         self.config = load_settings(overrides=settings)
@@ -88,8 +104,13 @@ class Ingress:
         self.spec_store = spec_store
         self.embedder = embedder
         self.ranker = ranker
+        self.learning = learning
         self.cache = ResilientStore(self.config.cache)
         self.feedback_log = FeedbackLog(self.cache, self.config.feedback)
+        online = self.config.learning.online_counts and self.cache.configured
+        counts = OnlineTransitions(self.cache, self.config.learning.counts_refresh_s) if online else None
+        self.labels = LabelSink(self.cache, self.feedback_log, counts, self.config.cache.prediction_ttl_s)
+        self._background: set[asyncio.Task[None]] = set()  # implicit labelling, off the response path
         app.state.max_body = self.config.fetch.max_bytes + ENVELOPE_BYTES
 
     async def _spec_id(self, source: SpecSource) -> str:
@@ -128,8 +149,15 @@ class Ingress:
             predicted=[p.endpoint for p in outcome.predictions],
             model_version=outcome.model_version,
             created_at=datetime.now(UTC),
+            last_operation=outcome.last_operation,
+            candidates=outcome.candidates,
+            feature_schema=SCHEMA_VERSION,
+            features=encode_features(outcome.features) if outcome.features is not None else "",
         )
         await asyncio.to_thread(save_prediction, self.cache, record, self.config.cache.prediction_ttl_s)
+        task = asyncio.create_task(self._implicit_label(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         timing = {
             "spec": round(spec_ms, 3),
             "embed_prompt": round(embed_ms, 3),
@@ -181,6 +209,28 @@ class Ingress:
             used=True, why=decision.why, latency_ms=latency, patched=stats.patched, dropped=stats.dropped
         )
 
+    async def _implicit_label(self, current: PredictionRecord) -> None:
+        """The user's previous prediction on this spec is labelled by the call its new history shows after it."""
+        try:
+            key = last_prediction_key(current.user_id, current.spec_id)
+            ttl = self.config.cache.prediction_ttl_s
+            previous_id = await asyncio.to_thread(self.cache.swap, key, current.prediction_id.encode(), ttl)
+            if previous_id is None:
+                return
+            previous = await asyncio.to_thread(load_prediction, self.cache, previous_id.decode())
+            call = followup(previous.events, current.events)
+            if call is None:
+                return
+            match = await self.spec_store.match.remote(previous.spec_id, call)
+            if match.operation is None:
+                return
+            record = label(previous, call, None, match, source="implicit")
+            await asyncio.to_thread(self.labels.record, record)
+        except PredictionNotFoundError:
+            pass  # expired: nothing to label
+        except Exception:  # a lost implicit label must never fail or slow a prediction
+            log.exception("implicit label for user %s failed", current.user_id)
+
     @staticmethod
     async def _timed(awaitable: Any) -> tuple[Any, float]:
         started = time.perf_counter()
@@ -203,15 +253,36 @@ class Ingress:
         if body.called is not None:
             match = await self.spec_store.match.remote(prediction.spec_id, body.called)
         record = label(prediction, body.called, body.accepted_rank, match)
-        entry = await asyncio.to_thread(self.feedback_log.append, record)
+        stored, entry = await asyncio.to_thread(self.labels.record, record)
         return FeedbackResponse(
             prediction_id=record.prediction_id,
             outcome=record.outcome,
             endpoint=record.endpoint,
             rank=record.rank,
-            stored="stream" if entry else "spool",
+            stored=stored,
             entry_id=entry,
         )
+
+    def _authorize(self, authorization: str | None) -> None:
+        token = self.config.learning.admin_token
+        if token is None:
+            raise errors.Forbidden(
+                "admin endpoints are disabled: set learning.admin_token (OPENSESAME__LEARNING__ADMIN_TOKEN)"
+            )
+        if authorization is None or not authorization.startswith("Bearer "):
+            raise errors.Unauthorized("missing credentials: send 'Authorization: Bearer <learning.admin_token>'")
+        if not secrets.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode()):
+            raise errors.Forbidden("wrong admin token")
+
+    @app.post("/admin/retrain", response_model=RetrainJob, status_code=202, summary="Start a retraining job")
+    async def retrain(self, authorization: str | None = Header(None)) -> RetrainJob:
+        self._authorize(authorization)
+        return await self.learning.retrain.remote("admin")
+
+    @app.get("/admin/retrain/{job_id}", response_model=RetrainJob, summary="A retraining job and its gate")
+    async def retrain_status(self, job_id: str, authorization: str | None = Header(None)) -> RetrainJob:
+        self._authorize(authorization)
+        return await self.learning.status.remote(job_id)
 
     @app.get("/healthz", summary="Alive")
     async def healthz(self) -> dict[str, str]:

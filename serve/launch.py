@@ -43,6 +43,11 @@ class ClusterPorts:
     min_worker: int = 20000
     max_worker: int = 20999
 
+    @classmethod
+    def free(cls, worker_range: tuple[int, int] = (21000, 21999)) -> ClusterPorts:
+        """Ports nobody listens on now: a second private cluster beside `make serve` (tests, the demo)."""
+        return cls(*(free_port() for _ in range(7)), *worker_range)
+
 
 class RayCluster:
     """A private single-node Ray cluster owned by this process."""
@@ -121,6 +126,12 @@ class RayCluster:
             pass
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _in_use(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -161,6 +172,30 @@ def wait_running(dashboard_url: str, timeout_s: float = 300, since: float | None
             raise RuntimeError(f"deploy failed: {_messages(state)}")
         time.sleep(1)
     raise TimeoutError(f"app not RUNNING after {timeout_s:.0f} s: {state.get('status')} {_messages(state)}")
+
+
+def reload_ranker(dashboard_url: str, version: str, timeout_s: float = 300) -> dict[str, Any]:
+    """After a promotion: redeploy the running app's own config with the Ranker's `user_config.version` set to
+    the new champion. Only a `user_config` changes, so Serve reconfigures the replicas in place (no restart)."""
+    started = time.monotonic()
+    try:
+        details = httpx.get(f"{dashboard_url}/api/serve/applications/", timeout=10).json()
+    except httpx.HTTPError as exc:
+        return {"reloaded": False, "why": f"no Ray dashboard at {dashboard_url} ({exc}); replicas pick the new "
+                                          "champion up at their next alias check"}
+    apps = details.get("applications", {})
+    if APP_NAME not in apps or not apps[APP_NAME].get("deployed_app_config"):
+        return {"reloaded": False, "why": f"no Serve app {APP_NAME!r} deployed at {dashboard_url}"}
+    configs = [app["deployed_app_config"] for app in apps.values() if app.get("deployed_app_config")]
+    ours = next(c for c in configs if c["name"] == APP_NAME)
+    ranker = next(d for d in ours.get("deployments", []) if d["name"] == "Ranker")
+    ranker["user_config"] = {**(ranker.get("user_config") or {}), "version": version}
+    config = {"proxy_location": details.get("proxy_location"), "http_options": details.get("http_options"),
+              "applications": configs}
+    submitted = time.time()
+    deploy(dashboard_url, {k: v for k, v in config.items() if v is not None})
+    wait_running(dashboard_url, timeout_s=timeout_s, since=submitted)
+    return {"reloaded": True, "seconds": round(time.monotonic() - started, 2)}
 
 
 def _messages(state: dict[str, Any]) -> str:

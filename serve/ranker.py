@@ -1,8 +1,11 @@
 """`Ranker` deployment: the LightGBM ranker over prepared specs, hot-swapped by `reconfigure`.
 
-`reconfigure` runs when the deployment's `user_config` changes (`serve deploy` with a new `model_uri`): the new
-model is loaded into a local variable and swapped in with one assignment. A request reads the model once, so
-in-flight requests finish on the model they started with and no request fails during the swap.
+`reconfigure` runs when the deployment's `user_config` changes (`serve deploy` with a new `model_uri`, or the
+retraining job setting `version` after a promotion): the new model is loaded into a local variable and swapped
+in with one assignment. A request reads the model once, so in-flight requests finish on the model they started
+with and no request fails during the swap. A replica serving an alias also re-resolves it every
+`learning.reload_check_s`, so replicas that missed a reconfigure converge on the champion by themselves.
+Transition counts come from Redis (online adaptation) when it is configured.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from ray.serve.handle import DeploymentHandle
 
 from pipeline.context import Event, PreparedSpec
 from pipeline.embedding import operation_text
-from pipeline.kv import LRU
+from pipeline.kv import LRU, ResilientStore
 from pipeline.llm import PatchStats, hits, parse_answer, patch
 from pipeline.predict import PredictOutcome, Predictor
-from pipeline.registry import load_ranker
+from pipeline.online_counts import OnlineTransitions
+from pipeline.registry import load_ranker, resolve
 from pipeline.settings import load_settings
 from pipeline.spec_store import SpecInfo
-from pipeline.stats import InMemoryTransitions
+from pipeline.stats import InMemoryTransitions, TransitionCounts
 
 log = logging.getLogger("opensesame.ranker")
 
@@ -36,6 +40,9 @@ class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model_uri: str  # models:/NAME@ALIAS, models:/NAME/VERSION, or a model directory
+    # The version the alias named when this config was deployed. Setting it (the retraining job does after a
+    # promotion) is a user_config change: every replica reloads now rather than at its next alias check.
+    version: str | None = None
 
 
 @serve.deployment(max_ongoing_requests=32, max_queued_requests=256)
@@ -45,6 +52,8 @@ class RankerDeployment:
         self.spec_store = spec_store
         self.embedder = embedder
         self.predictor: Predictor | None = None
+        self.wanted: RankerConfig | None = None
+        self._watcher: asyncio.Task[None] | None = None
         # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
         self._specs: LRU[PreparedSpec] = LRU(self.config.cache.local_capacity // 8)
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
@@ -56,19 +65,40 @@ class RankerDeployment:
         )
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        wanted = RankerConfig.model_validate(user_config)
+        self.wanted = RankerConfig.model_validate(user_config)
+        await self._load(self.wanted.model_uri)
+        if self._watcher is None and "@" in self.wanted.model_uri:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_alias())
+
+    async def _load(self, uri: str) -> None:
         started = time.perf_counter()
-        model = await asyncio.to_thread(load_ranker, wanted.model_uri, self.config.registry)
+        model = await asyncio.to_thread(load_ranker, uri, self.config.registry)
         if self.predictor is None:
-            self.predictor = Predictor(model, InMemoryTransitions(), self.config.ranking)
+            self.predictor = Predictor(model, self._counts(), self.config.ranking)
         else:
             self.predictor.model = model  # the swap: one assignment
-        log.info(
-            "ranker model %s loaded from %s in %.0f ms",
-            model.version,
-            wanted.model_uri,
-            (time.perf_counter() - started) * 1000,
-        )
+        log.info("ranker model %s loaded from %s in %.0f ms", model.version, uri, (time.perf_counter() - started) * 1000)
+
+    def _counts(self) -> TransitionCounts:
+        if self.config.cache.redis_url and self.config.learning.online_counts:
+            return OnlineTransitions(ResilientStore(self.config.cache), self.config.learning.counts_refresh_s)
+        return InMemoryTransitions()
+
+    async def _watch_alias(self) -> None:
+        """Every `reload_check_s`: does the alias name another version than the one serving? Then load it.
+        This is how a replica that missed a reconfigure (or started from an old config) converges."""
+        while True:
+            await asyncio.sleep(self.config.learning.reload_check_s)
+            uri = self.wanted.model_uri
+            if "@" not in uri or self.predictor is None:
+                continue
+            try:
+                current = await asyncio.to_thread(resolve, uri, self.config.registry)
+                if current.label != self.predictor.model.version:
+                    log.info("alias %s now names %s: reloading", uri, current.label)
+                    await self._load(current.uri)
+            except Exception:  # the registry being away must not stop the checks, nor the serving
+                log.exception("alias check of %s failed; serving %s", uri, self.predictor.model.version)
 
     def check_health(self) -> None:
         if self.predictor is None:

@@ -96,7 +96,8 @@ class FeedbackResponse(BaseModel):
     outcome: str
     endpoint: str | None
     rank: int | None
-    stored: str = Field(..., description="'stream' (Redis Stream entry) or 'spool' (local file, replayed later)")
+    stored: str = Field(..., description="'stream' (Redis Stream entry), 'spool' (local file, replayed later) or "
+                        "'duplicate' (the prediction already had a label: the first one counts)")
     entry_id: str | None
 
 
@@ -105,3 +106,22 @@ class Ready(BaseModel):
     model_version: str | None
     redis: str = Field(..., description="'up', 'down' or 'off' (embedded mode: no Redis configured)")
     feedback_spooled: int
+
+
+class GateDecision(BaseModel):
+    promoted: bool
+    promoted_at: float | None = Field(None, description="unix time the alias moved to the candidate")
+    reason: str
+    candidate: dict[str, float] = Field(..., description="the candidate's metrics (holdout.*, dev.*)")
+    champion: dict[str, float] = Field(..., description="the champion's metrics on the same cases")
+
+
+class RetrainJob(BaseModel):
+    job_id: str
+    status: str = Field(..., description="Ray job status: PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED")
+    trigger: str | None = Field(None, description="'admin' or 'labels' (automatic after learning.retrain_after_labels)")
+    message: str | None = None
+    model_version: str | None = Field(None, description="the registered candidate, once the job has registered it")
+    gate: GateDecision | None = None
+    started_at: float | None = None
+    ended_at: float | None = None

@@ -102,12 +102,13 @@ def tiny_training_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from pipeline.settings import PathSettings, Settings, TrainingSettings
+    from pipeline.settings import LearningSettings, PathSettings, Settings, TrainingSettings
 
     var = tmp_path_factory.mktemp("var")
     return Settings(
         training=TrainingSettings(data_dir=tiny_training_dir, dev_cases=TMDB_CASES, scale=3.0, seed=3),
         paths=PathSettings(var_dir=var, model_dir=var / "model", embedding_cache=var / "embeddings"),
+        learning=LearningSettings(base_data=str(var / "base"), log_uri=str(var / "labels")),
     )
 
 
@@ -127,14 +128,6 @@ def predictor(tiny_settings, tiny_model, minilm):
     return build_predictor(tiny_settings, model=tiny_model[0], embedder=minilm)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RedisServer:
     """A real Redis for tests: a throwaway `redis-server` we own (so a test may stop and restart it), else the
     machine's server on 127.0.0.1:6379 with a dedicated DB number (then it cannot be stopped)."""
@@ -147,7 +140,9 @@ class RedisServer:
         self.binary = shutil.which("redis-server")
         self.process = None
         if self.binary:
-            self.port = _free_port()
+            from serve.launch import free_port
+
+            self.port = free_port()
             self.url = f"redis://127.0.0.1:{self.port}/0"
             self.start()
         elif self._reachable("redis://127.0.0.1:6379/0"):

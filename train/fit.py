@@ -37,20 +37,26 @@ def lgb_params(config: FitSettings, seed: int, threads: int) -> dict[str, Any]:
     }
 
 
-def lgb_dataset(data: Dataset, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+def lgb_dataset(
+    X: np.ndarray,
+    y: np.ndarray,
+    group_sizes: np.ndarray,
+    weight: np.ndarray | None = None,
+    reference: lgb.Dataset | None = None,
+) -> lgb.Dataset:
     return lgb.Dataset(
-        data.X, label=data.y, group=data.group_sizes, feature_name=list(FEATURE_NAMES),
+        X, label=y, group=group_sizes, weight=weight, feature_name=list(FEATURE_NAMES),
         categorical_feature=list(CATEGORICAL), reference=reference, free_raw_data=False,
     )
 
 
-def group_ranks(scores: np.ndarray, data: Dataset) -> list[int]:
-    """Rank of the positive within each group under `scores` (every group in a Dataset has one)."""
+def group_ranks(scores: np.ndarray, y: np.ndarray, group_sizes: np.ndarray) -> list[int]:
+    """Rank of the positive within each group under `scores` (every group has one)."""
     ranks = []
     start = 0
-    for size in data.group_sizes:
-        s, y = scores[start : start + size], data.y[start : start + size]
-        positive = s[y > 0].max()
+    for size in group_sizes:
+        s, labels = scores[start : start + size], y[start : start + size]
+        positive = s[labels > 0].max()
         ranks.append(int((s > positive).sum()) + 1)
         start += size
     return ranks
@@ -80,8 +86,8 @@ def fit_ranker(
     info: dict[str, Any] | None = None,
 ) -> tuple[RankerModel, dict[str, Any]]:
     started = time.perf_counter()
-    train_set = lgb_dataset(train)
-    valid_set = lgb_dataset(valid, reference=train_set)
+    train_set = lgb_dataset(train.X, train.y, train.group_sizes)
+    valid_set = lgb_dataset(valid.X, valid.y, valid.group_sizes, reference=train_set)
     booster = lgb.train(
         lgb_params(config, seed, threads=2), train_set, num_boost_round=config.rounds, valid_sets=[valid_set], valid_names=["valid"],
         callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
@@ -89,7 +95,7 @@ def fit_ranker(
     fit_seconds = time.perf_counter() - started
     raw_valid = booster.predict(valid.X, num_iteration=booster.best_iteration)
     calibration = calibrate(raw_valid, valid.y)
-    valid_metrics = summary(group_ranks(raw_valid, valid))
+    valid_metrics = summary(group_ranks(raw_valid, valid.y, valid.group_sizes))
     report = {
         "fit_seconds": round(fit_seconds, 1),
         "best_iteration": booster.best_iteration,

@@ -15,6 +15,7 @@ from pipeline.ranker import RankerModel
 from pipeline.runtime import build_predictor
 from pipeline.settings import Settings
 from train import corpus as corpus_mod
+from train.base_data import save_base_data
 from train.dataset import build, embed_prompts, generate, learn_patterns
 from train.evaluate import evaluate, load_cases
 from train.fit import fit_ranker
@@ -91,6 +92,7 @@ def train(
         report["llm"] = {**llm_info, "problems": len(asks)}
         stage(f"llm over {len(asks)} problems + refit")
     model.save(out_dir)
+    save_base_data(train_ds, valid_ds, settings.learning.base_data)
     report["model_version"] = model.version
     report["model_dir"] = str(out_dir)
     if cfg.dev_cases.exists():

@@ -1,0 +1,177 @@
+"""The learning loop in-process: labels (implicit and explicit, never twice), online counts, the durable
+Parquet log with a crash between write and ack, and label rows for retraining. Real Redis, real Parquet."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import RedisServer
+from pipeline.feedback import (
+    FeedbackLog,
+    FeedbackRecord,
+    LabelSink,
+    PredictionRecord,
+    decode_features,
+    encode_features,
+    followup,
+    label,
+)
+from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
+from pipeline.kv import ResilientStore
+from pipeline.label_log import LabelLogWriter, read_labels
+from pipeline.online_counts import OnlineTransitions
+from pipeline.settings import CacheSettings, FeedbackSettings
+from pipeline.stats import START
+from pipeline.training_rows import label_rows, split_frame
+
+CANDIDATES = ["GET /invoices/{invoice}", "POST /invoices/{invoice}/pay", "GET /customers/{customer}"]
+
+
+def cache_settings(url: str | None) -> CacheSettings:
+    return CacheSettings(redis_url=url, key_prefix=f"t{time.time_ns()}:", retry_after_s=0.2)
+
+
+def cache(url: str | None) -> ResilientStore:
+    return ResilientStore(cache_settings(url))
+
+
+def prediction(prediction_id: str, spec_id: str = "spec1") -> PredictionRecord:
+    X = np.arange(len(CANDIDATES) * len(FEATURE_NAMES), dtype=np.float32).reshape(len(CANDIDATES), -1)
+    X[0, 3] = np.nan
+    return PredictionRecord(
+        prediction_id=prediction_id,
+        user_id="u1",
+        spec_id=spec_id,
+        events=["GET /v1/invoices/in_1"],
+        prompt="pay it",
+        predicted=CANDIDATES[:2],
+        model_version="opensesame-ranker/v1",
+        created_at=datetime.now(UTC),
+        last_operation="GET /invoices/{invoice}",
+        candidates=CANDIDATES,
+        feature_schema=SCHEMA_VERSION,
+        features=encode_features(X),
+    )
+
+
+def called(record: PredictionRecord, endpoint: str, source: str = "explicit") -> FeedbackRecord:
+    labelled = label(record, None, None, None, source=source)  # type: ignore[arg-type]
+    return labelled.model_copy(update={"outcome": "called", "endpoint": endpoint, "called": endpoint})
+
+
+@pytest.mark.parametrize(
+    ("previous", "events", "expected"),
+    [
+        ([], ["GET /a"], "GET /a"),  # a session's first prediction: the first call after it
+        (["GET /a"], ["GET /a", "GET /b"], "GET /b"),
+        (["GET /a", "GET /b"], ["GET /b", "POST /c", "GET /d"], "POST /c"),  # the window slid past GET /a
+        (["GET /a", "GET /b"], ["GET /a", "GET /b", "GET /x", "GET /a", "GET /b", "GET /y"], "GET /x"),
+        (["GET /a"], ["GET /a"], None),  # nothing new yet
+        (["GET /a"], ["GET /z", "GET /q"], None),  # another session: no anchor
+        (["GET /a"], [], None),
+    ],
+)
+def test_followup_reads_the_next_call_off_a_later_history(
+    previous: list[str], events: list[str], expected: str | None
+) -> None:
+    assert followup(previous, events) == expected
+
+
+def test_features_survive_the_stored_prediction() -> None:
+    record = prediction("p1")
+    X = PredictionRecord.model_validate_json(record.model_dump_json()).feature_matrix()
+    assert X.shape == (len(CANDIDATES), len(FEATURE_NAMES))
+    assert np.isnan(X[0, 3]) and X[2, 5] == 2 * len(FEATURE_NAMES) + 5
+    assert len(record.features) < X.nbytes  # compressed: predictions live in Redis for a day
+    assert decode_features("", 0).shape == (0, 0)
+
+
+def test_first_label_wins_and_feeds_the_online_counts(tmp_path: Path, redis_server: RedisServer) -> None:
+    settings = cache_settings(redis_server.url)
+    store = ResilientStore(settings)
+    stream = f"labels-{time.time_ns()}"
+    counts = OnlineTransitions(store, refresh_s=0.2)
+    other_replica = OnlineTransitions(ResilientStore(settings), refresh_s=0.2)
+    sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(stream=stream, spool_path=tmp_path / "s")), counts, 60)
+    record = prediction("p-first")
+    assert counts.next_counts("spec1", "GET /invoices/{invoice}") == {}
+    stored, entry = sink.record(called(record, CANDIDATES[1], source="implicit"))
+    assert stored == "stream" and entry
+    # The explicit report of the same prediction arrives later (or twice): it is not counted again.
+    assert sink.record(called(record, CANDIDATES[1])) == ("duplicate", None)
+    assert sink.record(called(record, CANDIDATES[2])) == ("duplicate", None)
+    assert redis_server.client().xlen(stream) == 1
+    time.sleep(0.25)  # past the refresh: every replica reads the new count
+    assert counts.next_counts("spec1", "GET /invoices/{invoice}") == {CANDIDATES[1]: 1}
+    assert other_replica.next_counts("spec1", "GET /invoices/{invoice}") == {CANDIDATES[1]: 1}
+    # No history: the count goes to the session start.
+    sink.record(called(prediction("p-start").model_copy(update={"last_operation": None}), CANDIDATES[0]))
+    assert counts.next_counts("spec1", START) == {CANDIDATES[0]: 1}
+
+
+def test_claims_hold_within_a_replica_without_redis() -> None:
+    store = cache(None)
+    assert store.claim("label:x", 60) is True
+    assert store.claim("label:x", 60) is False
+    assert store.swap("last:a", b"1", 60) is None and store.swap("last:a", b"2", 60) == b"1"
+
+
+class CrashBeforeAck(RuntimeError):
+    pass
+
+
+def test_writer_crash_between_write_and_ack_loses_and_duplicates_nothing(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = redis_server.client()
+    stream, log_dir = f"labels-{time.time_ns()}", tmp_path / "log"
+    feedback = FeedbackLog(cache(redis_server.url), FeedbackSettings(stream=stream, spool_path=tmp_path / "s"))
+    for i in range(5):
+        feedback.append(called(prediction(f"p{i}"), CANDIDATES[1]))
+
+    crashing = LabelLogWriter(client, stream, "writers", str(log_dir), batch=3)
+
+    def crash(_: list[str]) -> None:
+        raise CrashBeforeAck("killed after the Parquet file was renamed into place")
+
+    crashing._ack = crash  # type: ignore[method-assign]
+    with pytest.raises(CrashBeforeAck):
+        crashing.drain_once(block_ms=100)
+    files = sorted(log_dir.rglob("*.parquet"))
+    assert len(files) == 1 and list(read_labels(str(log_dir))["prediction_id"]) == ["p0", "p1", "p2"]
+    assert client.xpending(stream, "writers")["pending"] == 3
+
+    restarted = LabelLogWriter(client, stream, "writers", str(log_dir), batch=3)
+    assert restarted.drain_once(block_ms=100) == 3  # the unacknowledged batch first, rewritten in place
+    assert sorted(log_dir.rglob("*.parquet")) == files
+    assert restarted.drain_once(block_ms=100) == 2
+    assert restarted.drain_once(block_ms=100) == 0
+    labels = read_labels(str(log_dir))
+    assert list(labels["prediction_id"]) == [f"p{i}" for i in range(5)]
+    assert client.xpending(stream, "writers")["pending"] == 0
+    assert not list(log_dir.rglob("*.tmp"))
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert all(f.parent.name == f"day={day}" and f.parent.parent.name == "v1" for f in log_dir.rglob("*.parquet"))
+
+
+def test_label_rows_make_one_group_per_usable_label(tmp_path: Path, redis_server: RedisServer) -> None:
+    stream, log_dir = f"labels-{time.time_ns()}", tmp_path / "log"
+    feedback = FeedbackLog(cache(redis_server.url), FeedbackSettings(stream=stream, spool_path=tmp_path / "s"))
+    feedback.append(called(prediction("good"), CANDIDATES[1]))
+    feedback.append(called(prediction("good"), CANDIDATES[2]))  # a second label of one prediction: dropped
+    feedback.append(called(prediction("outside"), "DELETE /invoices/{invoice}"))
+    feedback.append(label(prediction("nothing"), None, None, None))
+    feedback.append(called(prediction("old").model_copy(update={"feature_schema": "v0"}), CANDIDATES[0]))
+    LabelLogWriter(redis_server.client(), stream, "w", str(log_dir), batch=100).drain_once(100)
+    labels = read_labels(str(log_dir))
+    assert len(labels) == 4
+    rows, skipped = label_rows(labels, weight=3.0)
+    assert skipped == {"no_call": 1, "not_in_candidates": 1, "other_schema": 1}
+    X, y, weight, sizes = split_frame(rows)
+    assert sizes.tolist() == [3] and y.tolist() == [0, 1, 0] and set(weight) == {3.0}
+    np.testing.assert_array_equal(X, prediction("good").feature_matrix())

@@ -1,0 +1,111 @@
+"""The retraining job end to end on a private Ray cluster: Ray Train (1 worker) over the base data plus the
+label log, MLflow registration, and the gate promoting a sound candidate but refusing a deliberately worse one
+(trained on poisoned feedback). The base data and the champion come from the ranker trained in this run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import registry
+from pipeline.feedback import FeedbackRecord, encode_features
+from pipeline.features import SCHEMA_VERSION
+from pipeline.label_log import LOG_VERSION, filesystem, to_table, write_durably
+from pipeline.settings import LearningSettings, RegistrySettings, Settings
+from pipeline.training_rows import split_frame
+from train.base_data import read_part
+from train.retrain import gate, owner, retrain
+
+pytestmark = pytest.mark.slow
+
+
+def labels_from(base: pd.DataFrame, groups: int, poisoned: bool) -> list[FeedbackRecord]:
+    """Feedback whose candidates and features are real problems of the base data; the label is the true next
+    call, or (poisoned) the candidate the true answer beat by the widest margin: the last of each group."""
+    records = []
+    for n, (qid, group) in enumerate(base.groupby("qid", sort=False)):
+        if n == groups:
+            break
+        X, y, _, _ = split_frame(group)
+        candidates = [f"GET /op{i}" for i in range(len(y))]
+        chosen = len(y) - 1 if poisoned else int(np.argmax(y))
+        if poisoned and y[chosen] > 0:
+            chosen = 0
+        now = datetime.now(UTC)
+        records.append(FeedbackRecord(
+            prediction_id=f"{'bad' if poisoned else 'ok'}-{qid}", user_id="u", spec_id=str(group["spec"].iloc[0]),
+            events=[], prompt="", predicted=candidates[:5], model_version="opensesame-ranker/v1", created_at=now,
+            candidates=candidates, feature_schema=SCHEMA_VERSION, features=encode_features(X),
+            source="explicit", outcome="called", endpoint=candidates[chosen], called=candidates[chosen],
+            received_at=now,
+        ))
+    return records
+
+
+def write_log(records: list[FeedbackRecord], log_uri: str, name: str) -> None:
+    fs, root = filesystem(log_uri)
+    day = records[0].received_at.strftime("%Y-%m-%d")
+    write_durably(to_table([(f"{i}-0", r) for i, r in enumerate(records)]), fs, f"{root}/{LOG_VERSION}/day={day}/{name}")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_gate_compares_every_metric_with_a_tolerance() -> None:
+    champion = {"holdout.hit@1": 0.6, "holdout.ndcg@5": 0.7, "dev.hit@3": 0.75, "dev.mrr": 0.7}
+    assert gate({**champion, "holdout.hit@1": 0.595}, champion, 0.01)[0] is True
+    promoted, reason = gate({**champion, "dev.hit@3": 0.70}, champion, 0.01)
+    assert promoted is False and reason.startswith("worse than the champion: dev.hit@3 0.7000 < 0.7500")
+    assert gate({**champion, "dev.mrr": 0.1}, champion, 0.01)[0] is True  # not a gate metric
+
+
+def test_groups_are_never_split_across_workers() -> None:
+    qids = [f"q{i}" for i in range(1000)] * 3  # every qid three times: each row of a group, same owner
+    owners = {q: {owner(q, 4)} for q in qids}
+    assert all(len(o) == 1 for o in owners.values())
+    assert {next(iter(o)) for o in owners.values()} == {0, 1, 2, 3}
+
+
+def test_retrain_registers_and_the_gate_refuses_a_worse_model(
+    ray_local: None, tiny_model, tiny_settings: Settings, tmp_path: Path
+) -> None:
+    reg = RegistrySettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri())
+    champion = registry.register(tiny_settings.paths.model_dir, reg, alias="champion", run_name="champion")
+    base = read_part(tiny_settings.learning.base_data, "train")
+    good_log, bad_log = str(tmp_path / "good"), str(tmp_path / "bad")
+    write_log(labels_from(base, 30, poisoned=False), good_log, "part-good.parquet")
+    write_log(labels_from(base, 400, poisoned=True), bad_log, "part-bad.parquet")
+
+    def settings(log_uri: str, weight: float) -> Settings:
+        learning = LearningSettings(base_data=tiny_settings.learning.base_data, log_uri=log_uri, worker_cpus=1,
+                                    feedback_weight=weight, gate_tolerance=0.05)
+        return tiny_settings.model_copy(update={"registry": reg, "learning": learning})
+
+    good = retrain(settings(good_log, 1.0), "job-good", reload=False, log=lambda _: None)
+    assert good["labels"]["labels"] == 30 and good["label_groups_skipped"] == {
+        "no_call": 0, "not_in_candidates": 0, "other_schema": 0}
+    assert good["promoted"] is True, good["reason"]
+    assert good["model_version"] == f"{reg.model_name}/v{int(champion.version) + 1}"
+    assert registry.champion(reg).label == good["model_version"]
+    assert {"holdout.hit@1", "holdout.ndcg@5", "dev.hit@3"} <= good["metrics"]["candidate"].keys()
+
+    bad = retrain(settings(bad_log, 50.0), "job-bad", reload=False, log=lambda _: None)
+    assert bad["promoted"] is False and bad["reason"].startswith("worse than the champion")
+    assert bad["metrics"]["candidate"]["holdout.hit@1"] < bad["metrics"]["champion"]["holdout.hit@1"] - 0.05
+    assert registry.champion(reg).label == good["model_version"]  # the champion stays
+    (version, tags), = registry.versions_tagged("job_id", "job-bad", reg)
+    assert version.label == bad["model_version"] and tags["promoted"] == "false"
+    assert tags["gate_reason"] == bad["reason"]

@@ -16,7 +16,6 @@ from pipeline.context import Context
 from pipeline.matching import split_path
 from pipeline.text import GENERIC_NAMES
 
-
 _WHOLE_PARAM = re.compile(r"\{[^{}]+\}")  # `{id}`, not a mixed segment like `{id}.json`
 
 

@@ -88,8 +88,9 @@ def to_table(entries: list[tuple[str, FeedbackRecord]]) -> pa.Table:
 class LabelLogWriter:
     """The single writer. `drain_once` is one step; a service loops over it (serve/learning.py)."""
 
-    def __init__(self, client: redis.Redis, stream: str, group: str, log_uri: str, batch: int,
-                 consumer: str = "writer") -> None:
+    def __init__(
+        self, client: redis.Redis, stream: str, group: str, log_uri: str, batch: int, consumer: str = "writer"
+    ) -> None:
         self._client = client
         self._stream = stream
         self._group = group

@@ -24,7 +24,15 @@ from pipeline.reasons import explain
 from pipeline.settings import RankingSettings
 from pipeline.signals import Signals, compute_signals
 from pipeline.sources import (
-    CandidateSet, Hits, first_rates, pattern_rates, popular, retrieval, structure, transitions, union,
+    CandidateSet,
+    Hits,
+    first_rates,
+    pattern_rates,
+    popular,
+    retrieval,
+    structure,
+    transitions,
+    union,
 )
 from pipeline.stats import PatternStats, TransitionCounts
 

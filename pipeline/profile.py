@@ -13,8 +13,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from pipeline.catalogue import Catalogue, Operation, words
-from pipeline.catalogue import Parameter
+from pipeline.catalogue import Catalogue, Operation, Parameter, words
 from pipeline.text import GENERIC_NAMES, head, is_plural, tokens
 
 _VERSION_SEGMENT = re.compile(r"^(v\d+(\.\d+)*|api|rest|\d+(\.\d+)*)$", re.IGNORECASE)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.context import Context
 from pipeline.catalogue import words
+from pipeline.context import Context
 from pipeline.relations import links, relations_from, response_links
 from pipeline.text import stem
 

@@ -6,11 +6,10 @@ spec with no history still get sensible transitions.
 from __future__ import annotations
 
 import threading
-
-import numpy as np
 from collections import Counter, defaultdict
 from typing import Protocol
 
+import numpy as np
 from pydantic import BaseModel
 
 START = "^"  # the "previous operation" of a session's first call

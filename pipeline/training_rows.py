@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.feedback import decode_features
 from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
+from pipeline.feedback import decode_features
 
 KEY_COLUMNS = ("qid", "spec", "label", "weight")
 

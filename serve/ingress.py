@@ -17,6 +17,7 @@ from ray import serve
 from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
+from pipeline.features import SCHEMA_VERSION
 from pipeline.feedback import (
     FeedbackLog,
     LabelSink,
@@ -29,7 +30,6 @@ from pipeline.feedback import (
     load_prediction,
     save_prediction,
 )
-from pipeline.features import SCHEMA_VERSION
 from pipeline.kv import ResilientStore
 from pipeline.llm import Router, build_messages
 from pipeline.online_counts import OnlineTransitions

@@ -46,8 +46,13 @@ class LearningLoop:
             try:
                 if writer is None:
                     client = redis.Redis.from_url(cache.redis_url, socket_timeout=learning.writer_block_ms / 1000 + 5)
-                    writer = LabelLogWriter(client, self.config.feedback.stream, learning.consumer_group,
-                                            learning.log_uri, learning.writer_batch)
+                    writer = LabelLogWriter(
+                        client,
+                        self.config.feedback.stream,
+                        learning.consumer_group,
+                        learning.log_uri,
+                        learning.writer_batch,
+                    )
                 written = writer.drain_once(learning.writer_block_ms)
             except Exception:  # Redis away, storage full: retry; unacknowledged entries wait in the stream
                 log.exception("label log writer failed; retrying in %.0f s", cache.retry_after_s)
@@ -82,8 +87,12 @@ class LearningLoop:
         return await asyncio.to_thread(self.jobs.status, job_id)
 
     def stats(self) -> dict[str, Any]:
-        return {"written": self.written, "since_retrain": self._since_retrain,
-                "writer_alive": bool(self._thread and self._thread.is_alive()), "at": time.time()}
+        return {
+            "written": self.written,
+            "since_retrain": self._since_retrain,
+            "writer_alive": bool(self._thread and self._thread.is_alive()),
+            "at": time.time(),
+        }
 
     def __del__(self) -> None:
         self._stop.set()

@@ -24,8 +24,8 @@ from pipeline.context import Event, PreparedSpec
 from pipeline.embedding import operation_text
 from pipeline.kv import LRU, ResilientStore
 from pipeline.llm import PatchStats, hits, parse_answer, patch
-from pipeline.predict import PredictOutcome, Predictor
 from pipeline.online_counts import OnlineTransitions
+from pipeline.predict import Predictor, PredictOutcome
 from pipeline.registry import load_ranker, resolve
 from pipeline.settings import load_settings
 from pipeline.spec_store import SpecInfo

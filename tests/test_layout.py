@@ -39,4 +39,4 @@ def test_serve_configs_validate() -> None:
         args = AppArgs.model_validate(config.applications[0].args)
         load_settings(overrides=args.settings)
         names = {d.name for d in config.applications[0].deployments}
-        assert names == {"Ingress", "SpecStore", "Embedder", "Ranker", "CandidateGenerator"}
+        assert names == {"Ingress", "SpecStore", "Embedder", "Ranker", "LearningLoop", "CandidateGenerator"}

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import RedisServer
+
+from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
 from pipeline.feedback import (
     FeedbackLog,
     FeedbackRecord,
@@ -21,7 +22,6 @@ from pipeline.feedback import (
     followup,
     label,
 )
-from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
 from pipeline.kv import ResilientStore
 from pipeline.label_log import LabelLogWriter, read_labels
 from pipeline.online_counts import OnlineTransitions

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import FIXTURES
+
 from pipeline.llm import Router, build_messages, hits, output_schema, parse_answer, patch
 from pipeline.matching import CallMatcher
 from pipeline.settings import FetchSettings, LLMSettings

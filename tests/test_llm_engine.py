@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import REAL
+
 from pipeline.llm import build_messages, parse_answer, patch
 from pipeline.llm_engine import OfflineLLM
 from pipeline.llm_model import prepare

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from pipeline import registry
-from pipeline.feedback import FeedbackRecord, encode_features
 from pipeline.features import SCHEMA_VERSION
+from pipeline.feedback import FeedbackRecord, encode_features
 from pipeline.label_log import LOG_VERSION, filesystem, to_table, write_durably
 from pipeline.settings import LearningSettings, RegistrySettings, Settings
 from pipeline.training_rows import split_frame
@@ -36,20 +36,35 @@ def labels_from(base: pd.DataFrame, groups: int, poisoned: bool) -> list[Feedbac
         if poisoned and y[chosen] > 0:
             chosen = 0
         now = datetime.now(UTC)
-        records.append(FeedbackRecord(
-            prediction_id=f"{'bad' if poisoned else 'ok'}-{qid}", user_id="u", spec_id=str(group["spec"].iloc[0]),
-            events=[], prompt="", predicted=candidates[:5], model_version="opensesame-ranker/v1", created_at=now,
-            candidates=candidates, feature_schema=SCHEMA_VERSION, features=encode_features(X),
-            source="explicit", outcome="called", endpoint=candidates[chosen], called=candidates[chosen],
-            received_at=now,
-        ))
+        records.append(
+            FeedbackRecord(
+                prediction_id=f"{'bad' if poisoned else 'ok'}-{qid}",
+                user_id="u",
+                spec_id=str(group["spec"].iloc[0]),
+                events=[],
+                prompt="",
+                predicted=candidates[:5],
+                model_version="opensesame-ranker/v1",
+                created_at=now,
+                candidates=candidates,
+                feature_schema=SCHEMA_VERSION,
+                features=encode_features(X),
+                source="explicit",
+                outcome="called",
+                endpoint=candidates[chosen],
+                called=candidates[chosen],
+                received_at=now,
+            )
+        )
     return records
 
 
 def write_log(records: list[FeedbackRecord], log_uri: str, name: str) -> None:
     fs, root = filesystem(log_uri)
     day = records[0].received_at.strftime("%Y-%m-%d")
-    write_durably(to_table([(f"{i}-0", r) for i, r in enumerate(records)]), fs, f"{root}/{LOG_VERSION}/day={day}/{name}")
+    write_durably(
+        to_table([(f"{i}-0", r) for i, r in enumerate(records)]), fs, f"{root}/{LOG_VERSION}/day={day}/{name}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +97,9 @@ def test_groups_are_never_split_across_workers() -> None:
 def test_retrain_registers_and_the_gate_refuses_a_worse_model(
     ray_local: None, tiny_model, tiny_settings: Settings, tmp_path: Path
 ) -> None:
-    reg = RegistrySettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri())
+    reg = RegistrySettings(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri()
+    )
     champion = registry.register(tiny_settings.paths.model_dir, reg, alias="champion", run_name="champion")
     base = read_part(tiny_settings.learning.base_data, "train")
     good_log, bad_log = str(tmp_path / "good"), str(tmp_path / "bad")
@@ -90,13 +107,21 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
     write_log(labels_from(base, 400, poisoned=True), bad_log, "part-bad.parquet")
 
     def settings(log_uri: str, weight: float) -> Settings:
-        learning = LearningSettings(base_data=tiny_settings.learning.base_data, log_uri=log_uri, worker_cpus=1,
-                                    feedback_weight=weight, gate_tolerance=0.05)
+        learning = LearningSettings(
+            base_data=tiny_settings.learning.base_data,
+            log_uri=log_uri,
+            worker_cpus=1,
+            feedback_weight=weight,
+            gate_tolerance=0.05,
+        )
         return tiny_settings.model_copy(update={"registry": reg, "learning": learning})
 
     good = retrain(settings(good_log, 1.0), "job-good", reload=False, log=lambda _: None)
     assert good["labels"]["labels"] == 30 and good["label_groups_skipped"] == {
-        "no_call": 0, "not_in_candidates": 0, "other_schema": 0}
+        "no_call": 0,
+        "not_in_candidates": 0,
+        "other_schema": 0,
+    }
     assert good["promoted"] is True, good["reason"]
     assert good["model_version"] == f"{reg.model_name}/v{int(champion.version) + 1}"
     assert registry.champion(reg).label == good["model_version"]
@@ -106,6 +131,6 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
     assert bad["promoted"] is False and bad["reason"].startswith("worse than the champion")
     assert bad["metrics"]["candidate"]["holdout.hit@1"] < bad["metrics"]["champion"]["holdout.hit@1"] - 0.05
     assert registry.champion(reg).label == good["model_version"]  # the champion stays
-    (version, tags), = registry.versions_tagged("job_id", "job-bad", reg)
+    ((version, tags),) = registry.versions_tagged("job_id", "job-bad", reg)
     assert version.label == bad["model_version"] and tags["promoted"] == "false"
     assert tags["gate_reason"] == bad["reason"]

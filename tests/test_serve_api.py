@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-
 from conftest import FIXTURES, REAL, TMDB_CASES, RedisServer, SpecServer
+
 from pipeline import registry
-from pipeline.feedback import FeedbackRecord
 from pipeline.features import FEATURE_NAMES
+from pipeline.feedback import FeedbackRecord
 from pipeline.label_log import read_labels
 from pipeline.llm_model import prepare
 from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings

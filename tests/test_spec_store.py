@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, RedisServer, SpecServer
+
 from pipeline.errors import NotASpecError, SpecNotFoundError
 from pipeline.feedback import (
     FeedbackLog,

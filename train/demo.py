@@ -39,8 +39,13 @@ from serve.launch import (
 from train.swap_load import RequestLoop
 
 # Objects users open before their habitual next call (those of them the spec has).
-ANCHORS = ("GET /v1/customers/{customer}", "GET /v1/invoices/{invoice}", "GET /v1/charges/{charge}",
-           "GET /v1/subscriptions/{subscription_exposed_id}", "GET /v1/products/{id}")
+ANCHORS = (
+    "GET /v1/customers/{customer}",
+    "GET /v1/invoices/{invoice}",
+    "GET /v1/charges/{charge}",
+    "GET /v1/subscriptions/{subscription_exposed_id}",
+    "GET /v1/products/{id}",
+)
 HABIT_RANK = 10  # the habitual call is the base model's 10th guess
 
 
@@ -71,7 +76,9 @@ class Demo:
         """anchor -> the base model's HABIT_RANK-th guess after it, which becomes the habit."""
         habits = {}
         for anchor in (a for a in ANCHORS if a in self.paths):
-            ranked = [p["endpoint"] for p in self.predict("demo-probe", [self.call(anchor)], k=HABIT_RANK)["predictions"]]
+            ranked = [
+                p["endpoint"] for p in self.predict("demo-probe", [self.call(anchor)], k=HABIT_RANK)["predictions"]
+            ]
             if len(ranked) == HABIT_RANK:
                 habits[anchor] = ranked[-1]
         return habits
@@ -92,8 +99,9 @@ class Demo:
         opened, then = self.call(anchor), self.call(habits[anchor])
         prediction = self.predict(f"user-{user}", [opened])
         if user % 2 == 0:
-            response = self.client.post(f"{self.base}/feedback", json={"prediction_id": prediction["prediction_id"],
-                                                                        "called": then})
+            response = self.client.post(
+                f"{self.base}/feedback", json={"prediction_id": prediction["prediction_id"], "called": then}
+            )
             response.raise_for_status()
         else:
             self.predict(f"user-{user}", [opened, then])
@@ -122,8 +130,9 @@ def demo_config(settings_overrides: dict[str, Any], port: int, model_uri: str) -
     return config
 
 
-def demo_learning(settings: Settings, spec: str, redis_url: str, labels: int, per_habit: int,
-                  log: Callable[[str], object] = print) -> dict[str, Any]:
+def demo_learning(
+    settings: Settings, spec: str, redis_url: str, labels: int, per_habit: int, log: Callable[[str], object] = print
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="os-demo-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     reg = RegistrySettings(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", artifact_root=(work / "art").as_uri())
     ensure_champion(settings.model_copy(update={"registry": reg}), log=log)
@@ -133,9 +142,15 @@ def demo_learning(settings: Settings, spec: str, redis_url: str, labels: int, pe
         "cache": {"redis_url": redis_url, "key_prefix": f"demo{time.time_ns()}:"},
         "feedback": {"stream": f"demo:{time.time_ns()}:feedback", "spool_path": str(work / "spool.jsonl")},
         "registry": reg.model_dump(),
-        "learning": {"admin_token": token, "log_uri": str(work / "labels"), "base_data": settings.learning.base_data,
-                     "dashboard_url": cluster.dashboard_url, "retrain_after_labels": 0, "worker_cpus": 0.4,
-                     "reload_check_s": 5.0},
+        "learning": {
+            "admin_token": token,
+            "log_uri": str(work / "labels"),
+            "base_data": settings.learning.base_data,
+            "dashboard_url": cluster.dashboard_url,
+            "retrain_after_labels": 0,
+            "worker_cpus": 0.4,
+            "reload_check_s": 5.0,
+        },
     }
     port = free_port()
     config = demo_config(overrides, port, f"models:/{reg.model_name}@{reg.alias}")
@@ -171,8 +186,12 @@ def demo_learning(settings: Settings, spec: str, redis_url: str, labels: int, pe
 
         def body(client: int, n: int) -> dict[str, Any]:
             anchor = anchors[(client + n) % len(anchors)]
-            return {"user_id": f"load-{client}", "spec_id": demo.spec_id, "k": 5,
-                    "events": [{"endpoint": f"GET {concrete(demo.paths[anchor], load_rng)}"}]}
+            return {
+                "user_id": f"load-{client}",
+                "spec_id": demo.spec_id,
+                "k": 5,
+                "events": [{"endpoint": f"GET {concrete(demo.paths[anchor], load_rng)}"}],
+            }
 
         with RequestLoop(f"{base}/predict", body, clients=16) as loop:
             time.sleep(3)
@@ -188,8 +207,10 @@ def demo_learning(settings: Settings, spec: str, redis_url: str, labels: int, pe
         report["gate"] = gate
         report["champion_before"] = champion.label if champion else None
         report["swap_load"] = loop.report(job.get("model_version") or "", since=gate.get("promoted_at") or time.time())
-        log(f"retraining {job['status']}: {job.get('model_version')} promoted={gate.get('promoted')} "
-            f"({gate.get('reason')}); under 16 clients: {report['swap_load']}")
+        log(
+            f"retraining {job['status']}: {job.get('model_version')} promoted={gate.get('promoted')} "
+            f"({gate.get('reason')}); under 16 clients: {report['swap_load']}"
+        )
         report["hit@1_after_retrain"] = demo.hit_at_1(habits, per_habit, "after")
         report["model_after"] = demo.predict("demo-probe", [demo.call(anchors[0])])["model_version"]
         log(f"hit@1 after retraining and reload ({report['model_after']}): {report['hit@1_after_retrain']}")

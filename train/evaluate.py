@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field
 
 from pipeline.context import Event, PreparedSpec, build_context
 from pipeline.predict import Predictor
+from pipeline.settings import FetchSettings
 from pipeline.signals import compute_signals
 from pipeline.sources import Hits, retrieval
 from pipeline.specs import load_catalogue
-from pipeline.settings import FetchSettings
 from train.metrics import summary
 
 

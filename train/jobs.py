@@ -55,8 +55,7 @@ class RetrainJobs:
         active = self.running()
         if active is not None:
             raise RetrainRunningError(
-                f"retraining job {active} is still running: one job at a time; "
-                f"follow it at GET /admin/retrain/{active}"
+                f"retraining job {active} is still running: one job at a time; follow it at GET /admin/retrain/{active}"
             )
         job_id = f"retrain-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.client.submit_job(

@@ -44,7 +44,7 @@ from train.fit import calibrate, group_ranks, lgb_dataset, lgb_params, model_ver
 from train.metrics import summary
 
 GATE_METRICS = ("hit@1", "hit@3", "ndcg@5")
-READ_CPUS = 0.1  # per Ray Data read task: reading Parquet is I/O, and serving replicas share the cores
+READ_CPUS = 0.5  # per Ray Data read task: a smaller share starts a Python worker per 0.1 CPU on a small node
 LIST_CPUS = 1.0  # Ray Data's file listing always asks for a whole CPU
 
 
@@ -100,7 +100,10 @@ def fit_distributed(dataset: Any, settings: Settings, rounds: int, run_name: str
     threads = max(1, int(learning.worker_cpus))
     trainer = LightGBMTrainer(
         _train_loop,
-        train_loop_config={"params": lgb_params(settings.training.fit, settings.training.seed, threads), "rounds": rounds},
+        train_loop_config={
+            "params": lgb_params(settings.training.fit, settings.training.seed, threads),
+            "rounds": rounds,
+        },
         scaling_config=ray.train.ScalingConfig(
             num_workers=learning.train_workers, resources_per_worker={"CPU": learning.worker_cpus}
         ),
@@ -199,8 +202,14 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
         version=model_version(booster),
         calibration=calibrate(booster.predict(X_hold), y_hold),
         patterns=champion_model.patterns,  # the base features were computed with them; labels' features too
-        info={"job_id": job_id, "parent": champion.label, "rounds": rounds, "best_iteration": rounds,
-              "labels": describe(labels), "label_groups_skipped": skipped},
+        info={
+            "job_id": job_id,
+            "parent": champion.label,
+            "rounds": rounds,
+            "best_iteration": rounds,
+            "labels": describe(labels),
+            "label_groups_skipped": skipped,
+        },
     )
     candidate = RankerModel(booster, meta)
 
@@ -221,14 +230,25 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
         version = registry.register(
             Path(tmp),
             settings.registry,
-            metrics={**{k.replace("@", "_at_"): v for k, v in metrics["candidate"].items()},
-                     **{f"champion.{k}".replace("@", "_at_"): v for k, v in metrics["champion"].items()},
-                     "fit_seconds": fit_s, "labels": float(len(labels))},
-            params={"rounds": rounds, "feedback_weight": learning.feedback_weight,
-                    "train_workers": learning.train_workers, "parent": champion.label},
+            metrics={
+                **{k.replace("@", "_at_"): v for k, v in metrics["candidate"].items()},
+                **{f"champion.{k}".replace("@", "_at_"): v for k, v in metrics["champion"].items()},
+                "fit_seconds": fit_s,
+                "labels": float(len(labels)),
+            },
+            params={
+                "rounds": rounds,
+                "feedback_weight": learning.feedback_weight,
+                "train_workers": learning.train_workers,
+                "parent": champion.label,
+            },
             run_name=f"retrain-{job_id}",
-            tags={"job_id": job_id, "promoted": str(promoted).lower(), "gate_reason": reason[:4000],
-                  "gate_metrics": json.dumps(metrics)},
+            tags={
+                "job_id": job_id,
+                "promoted": str(promoted).lower(),
+                "gate_reason": reason[:4000],
+                "gate_metrics": json.dumps(metrics),
+            },
         )
     promoted_at = None
     if promoted:
@@ -268,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.errors import OpenSesameError
 
     try:
-        result = retrain(get_settings(), job_id, reload=not args.no_reload,
-                         log=lambda line: print(line, file=sys.stderr, flush=True))
+        result = retrain(
+            get_settings(), job_id, reload=not args.no_reload, log=lambda line: print(line, file=sys.stderr, flush=True)
+        )
     except OpenSesameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from typing import Any
 
 import redis
@@ -29,7 +28,6 @@ class LearningLoop:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.config = load_settings(overrides=settings)
         self.jobs = RetrainJobs(self.config, settings)
-        self.written = 0  # labels written to Parquet by this replica
         self._since_retrain = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,7 +58,6 @@ class LearningLoop:
                 self._stop.wait(cache.retry_after_s)
                 continue
             if written:
-                self.written += written
                 self._since_retrain += written
                 self._maybe_retrain()
 
@@ -85,14 +82,6 @@ class LearningLoop:
 
     async def status(self, job_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.jobs.status, job_id)
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "written": self.written,
-            "since_retrain": self._since_retrain,
-            "writer_alive": bool(self._thread and self._thread.is_alive()),
-            "at": time.time(),
-        }
 
     def __del__(self) -> None:
         self._stop.set()

@@ -378,8 +378,9 @@ def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served
         time.sleep(3)
     report = loop.report(new, since=job["gate"]["promoted_at"])
     assert report["failed"] == 0, report
-    # Every response sent more than reload_check_s (2 s) plus a model load after the promotion names it.
-    assert report["last_old_version_s"] <= 4, report
+    # Every response sent later than reload_check_s (2 s) plus a model load (~1 s; more on a busy 2-core CI
+    # machine) after the promotion names the new version.
+    assert report["last_old_version_s"] <= 6, report
     # A replica that misses a reconfigure converges through its alias check alone: move the alias back.
     registry.promote(served.versions[0], reg.alias, reg)
     with _billing_load(served) as loop:

@@ -37,7 +37,7 @@ from pipeline.errors import NoChampionError, RetrainConfigError, TrainingDataErr
 from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
 from pipeline.label_log import describe, read_labels
 from pipeline.ranker import ModelMeta, RankerModel
-from pipeline.settings import Settings, get_settings
+from pipeline.settings import LearningSettings, Settings, get_settings
 from pipeline.training_rows import label_rows, split_frame
 from train.base_data import base_path, read_part
 from train.fit import calibrate, group_ranks, lgb_dataset, lgb_params, model_version
@@ -159,9 +159,39 @@ def _init_ray() -> None:
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
 
 
-def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = print) -> dict[str, Any]:
+def training_dataset(learning: LearningSettings, log: Any) -> tuple[Any, pd.DataFrame, dict[str, int]]:
+    """The base matrix plus the label log's groups, as one Ray Dataset; the labels and why some were skipped."""
     import ray.data
 
+    train_base = base_path(learning.base_data, "train")
+    if not Path(train_base).exists() and "://" not in train_base:
+        raise TrainingDataError(f"no base training data at {train_base}: `opensesame train` writes it")
+    labels = read_labels(learning.log_uri, reader=lambda path: read_parquet(path).to_pandas())
+    rows, skipped = label_rows(labels, learning.feedback_weight)
+    log(f"[retrain] {len(labels)} labels -> {rows['qid'].nunique() if len(rows) else 0} groups; skipped {skipped}")
+    base = read_parquet(train_base)
+    if not len(rows):
+        return base, labels, skipped
+    # The base file's Arrow schema for the label rows too: a union needs identical schemas.
+    table = pa.Table.from_pandas(rows, schema=pq.read_schema(train_base), preserve_index=False)
+    return base.union(ray.data.from_arrow(table)), labels, skipped
+
+
+def compare(models: dict[str, RankerModel], holdout: pd.DataFrame, settings: Settings) -> dict[str, dict[str, float]]:
+    """Each model's metrics on the frozen holdout and, when the dev cases exist, on them."""
+    metrics = {
+        name: {f"holdout.{k}": v for k, v in holdout_metrics(model, holdout).items()} for name, model in models.items()
+    }
+    if settings.training.dev_cases.exists():
+        from pipeline.embedding import MiniLMEmbedder
+
+        embedder = MiniLMEmbedder()
+        for name, model in models.items():
+            metrics[name].update({f"dev.{k}": v for k, v in dev_metrics(model, settings, embedder).items()})
+    return metrics
+
+
+def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = print) -> dict[str, Any]:
     started = time.perf_counter()
     learning = settings.learning
     champion = registry.champion(settings.registry)
@@ -171,21 +201,8 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
             "register the default ranker first (make serve or python -m serve.launch does)"
         )
     champion_model = registry.load_ranker(champion.uri, settings.registry)
-    train_base = base_path(learning.base_data, "train")
-    if not Path(train_base).exists() and "://" not in train_base:
-        raise TrainingDataError(f"no base training data at {train_base}: `opensesame train` writes it")
     _init_ray()
-
-    labels = read_labels(learning.log_uri, reader=lambda path: read_parquet(path).to_pandas())
-    rows, skipped = label_rows(labels, learning.feedback_weight)
-    log(f"[retrain] {len(labels)} labels -> {rows['qid'].nunique() if len(rows) else 0} groups; skipped {skipped}")
-    base = read_parquet(train_base)
-    if len(rows):
-        # The base file's Arrow schema for the label rows too: a union needs identical schemas.
-        table = pa.Table.from_pandas(rows, schema=pq.read_schema(train_base), preserve_index=False)
-        dataset = base.union(ray.data.from_arrow(table))
-    else:
-        dataset = base
+    dataset, labels, skipped = training_dataset(learning, log)
 
     best = int(champion_model.meta.info.get("best_iteration") or 0)
     rounds = min(best, settings.training.fit.rounds) if best > 0 else settings.training.fit.rounds
@@ -212,16 +229,7 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
         },
     )
     candidate = RankerModel(booster, meta)
-
-    metrics = {"candidate": {}, "champion": {}}
-    for name, model in (("candidate", candidate), ("champion", champion_model)):
-        metrics[name].update({f"holdout.{k}": v for k, v in holdout_metrics(model, holdout).items()})
-    if settings.training.dev_cases.exists():
-        from pipeline.embedding import MiniLMEmbedder
-
-        embedder = MiniLMEmbedder()
-        for name, model in (("candidate", candidate), ("champion", champion_model)):
-            metrics[name].update({f"dev.{k}": v for k, v in dev_metrics(model, settings, embedder).items()})
+    metrics = compare({"candidate": candidate, "champion": champion_model}, holdout, settings)
     promoted, reason = gate(metrics["candidate"], metrics["champion"], learning.gate_tolerance)
     log(f"[retrain] gate: {'promote' if promoted else 'keep the champion'}: {reason}")
 

@@ -11,6 +11,7 @@ a `user_config` reconfigures replicas in place. Ctrl-C stops the cluster and eve
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import signal
@@ -145,6 +146,22 @@ def cluster_env() -> dict[str, str]:
 
 def load_config(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
+
+
+def variant(
+    config: dict[str, Any], port: int, settings: dict[str, Any], model_uri: str, llm: bool = True
+) -> dict[str, Any]:
+    """A copy of a Serve config on another port, with these settings (replacing the config's), this Ranker model
+    and optionally without the LLM generator: a second deployment beside `make serve` (tests, the demo)."""
+    config = copy.deepcopy(config)
+    config["http_options"]["port"] = port
+    app = config["applications"][0]
+    app["args"]["settings"] = settings
+    app["args"]["llm"] = llm
+    if not llm:
+        app["deployments"] = [d for d in app["deployments"] if d["name"] != "CandidateGenerator"]
+    next(d for d in app["deployments"] if d["name"] == "Ranker")["user_config"] = {"model_uri": model_uri}
+    return config
 
 
 def deploy(dashboard_url: str, config: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@ configs/serve.local.yaml (as `serve deploy` does), a real Redis, MLflow on sqlit
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from pipeline.label_log import read_labels
 from pipeline.llm_model import prepare
 from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings
 from pipeline.specs import load_catalogue
-from serve.launch import ClusterPorts, RayCluster, deploy, free_port, load_config, wait_running
+from serve.launch import ClusterPorts, RayCluster, deploy, free_port, load_config, variant, wait_running
 from train.swap_load import RequestLoop
 
 pytestmark = pytest.mark.slow
@@ -48,16 +47,6 @@ class Served:
 
     def predict(self, **body: Any) -> httpx.Response:
         return self.post("/predict", {"user_id": "u1", **body})
-
-
-def configured(config: dict[str, Any], port: int, settings: dict[str, Any], model_uri: str) -> dict[str, Any]:
-    config = copy.deepcopy(config)
-    config["http_options"]["port"] = port
-    app = config["applications"][0]
-    app["args"]["settings"] = settings
-    ranker = next(d for d in app["deployments"] if d["name"] == "Ranker")
-    ranker["user_config"] = {"model_uri": model_uri}
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +89,7 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
         "training": {"dev_cases": str(TMDB_CASES)},
     }
     port = free_port()
-    config = configured(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, versions[0].uri)
+    config = variant(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, versions[0].uri)
     cluster.start()
     try:
         submitted = time.time()
@@ -331,7 +320,7 @@ def _billing_load(served: Served) -> RequestLoop:
 
 def _redeploy(served: Served, model_uri: str) -> None:
     settings = served.config["applications"][0]["args"]["settings"]
-    config = configured(served.config, served.config["http_options"]["port"], settings, model_uri)
+    config = variant(served.config, served.config["http_options"]["port"], settings, model_uri)
     submitted = time.time()
     deploy(served.cluster.dashboard_url, config)
     wait_running(served.cluster.dashboard_url, since=submitted)

@@ -10,7 +10,6 @@ predicting, waits for the promoted model to serve, and measures a third time.
 
 from __future__ import annotations
 
-import copy
 import random
 import re
 import secrets
@@ -34,6 +33,7 @@ from serve.launch import (
     ensure_champion,
     free_port,
     load_config,
+    variant,
     wait_running,
 )
 from train.swap_load import RequestLoop
@@ -119,17 +119,6 @@ class Demo:
             time.sleep(2)
 
 
-def demo_config(settings_overrides: dict[str, Any], port: int, model_uri: str) -> dict[str, Any]:
-    config = copy.deepcopy(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"))
-    config["http_options"]["port"] = port
-    app = config["applications"][0]
-    app["args"]["llm"] = False  # the habit is a ranking matter; the generator would only slow the demo
-    app["args"]["settings"] = {**app["args"].get("settings", {}), **settings_overrides}
-    app["deployments"] = [d for d in app["deployments"] if d["name"] != "CandidateGenerator"]
-    next(d for d in app["deployments"] if d["name"] == "Ranker")["user_config"] = {"model_uri": model_uri}
-    return config
-
-
 def demo_learning(
     settings: Settings, spec: str, redis_url: str, labels: int, per_habit: int, log: Callable[[str], object] = print
 ) -> dict[str, Any]:
@@ -153,7 +142,10 @@ def demo_learning(
         },
     }
     port = free_port()
-    config = demo_config(overrides, port, f"models:/{reg.model_name}@{reg.alias}")
+    local = load_config(PROJECT_ROOT / "configs" / "serve.local.yaml")
+    # No LLM: the habit is a ranking matter, and the generator would only slow the demo down.
+    settings_args = {**local["applications"][0]["args"].get("settings", {}), **overrides}
+    config = variant(local, port, settings_args, f"models:/{reg.model_name}@{reg.alias}", llm=False)
     report: dict[str, Any] = {"spec": spec}
     log(f"starting a private Ray cluster and the service on :{port} (work dir {work})")
     cluster.start()

@@ -26,7 +26,7 @@ def save_base_data(train: Dataset, holdout: Dataset, uri: str) -> None:
     fs, root = filesystem(uri)
     for part, data in zip(PARTS, (train, holdout)):
         table = pa.Table.from_pandas(frame_of(data, f"{part}:"), preserve_index=False)
-        write_durably(table, fs, f"{root.rstrip('/')}/{part}.parquet")
+        write_durably(table, fs, base_path(root, part))
 
 
 def base_path(uri: str, part: str) -> str:
@@ -35,4 +35,4 @@ def base_path(uri: str, part: str) -> str:
 
 def read_part(uri: str, part: str) -> pd.DataFrame:
     fs, root = filesystem(uri)
-    return pq.read_table(f"{root.rstrip('/')}/{part}.parquet", filesystem=fs).to_pandas()
+    return pq.read_table(base_path(root, part), filesystem=fs).to_pandas()

@@ -63,12 +63,18 @@ def _model_dir(args: argparse.Namespace) -> Path:
 
 
 def _ensure_model(model_dir: Path) -> None:
-    """`predict`, `eval` and `bench` train a default model first when there is none (as `make serve` does)."""
-    if (model_dir / "model.txt").exists():
+    """`predict`, `eval` and `bench` train a default model first when there is none, or only one of another
+    feature schema (as `make serve` does)."""
+    from pipeline.features import SCHEMA_VERSION
+    from pipeline.ranker import model_schema
+
+    schema = model_schema(model_dir)
+    if schema == SCHEMA_VERSION:
         return
     from train.run import train
 
-    print(f"no ranker model in {model_dir}: training one first (opensesame train)", file=sys.stderr)
+    found = f"a model of feature schema {schema}" if schema else "no ranker model"
+    print(f"{found} in {model_dir}: training one first (opensesame train)", file=sys.stderr)
     train(get_settings(), model_dir, log=lambda line: print(line, file=sys.stderr))
 
 

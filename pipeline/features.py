@@ -18,7 +18,7 @@ from pipeline.signals import Signals
 from pipeline.sources import SOURCE_NAMES, CandidateSet
 from pipeline.text import stem, tokens
 
-SCHEMA_VERSION = "opensesame-features-v1"
+SCHEMA_VERSION = "opensesame-features-v2"
 
 # Prompt similarity enters only scale-free (ranks, z-scores, ratios to the best match): real questions sit at
 # about half the cosine of operation-summary-like prompts, and an absolute threshold learned on one style
@@ -29,6 +29,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "n_sources",
     "prompt_sim_rank", "prompt_sim_ratio", "prompt_sim_z",
     "goal_sim_ratio",
+    # Words rare in the spec single an operation out where the embedding blurs ("trending" vs fifty TV ops);
+    # response field names say which operation answers the question ("birthday", "headquarters").
+    "lex_idf", "lex_idf_rank", "field_idf", "field_idf_rank", "goal_field",
     # Rank of the prompt match *within* a group: among ops needing what the last call returned, among ops
     # reachable now (ids known, in the last response or named by the prompt), among ops of the same kind.
     # "Best match among the person operations" is the signal, not the raw cosine.
@@ -160,6 +163,14 @@ def featurize(
     put("times_called", signals.times_called[idx])
     put("calls_since", signals.calls_since[idx])
     put("log_n_ops", float(np.log1p(len(profile))))
+
+    if signals.lex_idf is not None:
+        assert signals.field_idf is not None and signals.goal_field is not None
+        put("lex_idf", signals.lex_idf[idx])
+        put("lex_idf_rank", _rank_within(signals.lex_idf, signals.lex_idf > 0)[idx])
+        put("field_idf", signals.field_idf[idx])
+        put("field_idf_rank", _rank_within(signals.field_idf, signals.field_idf > 0)[idx])
+        put("goal_field", signals.goal_field[idx])
 
     has_prompt = bool(ctx.prompt)
     put("has_prompt", float(has_prompt))

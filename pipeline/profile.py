@@ -14,7 +14,8 @@ from enum import IntEnum
 import numpy as np
 
 from pipeline.catalogue import Catalogue, Operation, Parameter, words
-from pipeline.text import GENERIC_NAMES, head, is_plural, tokens
+from pipeline.lexical import LexicalIndex
+from pipeline.text import GENERIC_NAMES, head, is_plural, tokens, with_roles
 
 _VERSION_SEGMENT = re.compile(r"^(v\d+(\.\d+)*|api|rest|\d+(\.\d+)*)$", re.IGNORECASE)
 _PARAM_NAME = re.compile(r"\{([^{}]+)\}")
@@ -82,6 +83,7 @@ class OpProfile:
     returns: frozenset[str]  # entities named by fields of its success response
     action: frozenset[str]  # stemmed words of the last literal segment and operationId
     tokens: frozenset[str]  # stemmed words of path, operationId and summary
+    fields: frozenset[str]  # stemmed words of its success response's field names: what it answers
 
     @property
     def entity_of(self) -> dict[str, str]:
@@ -111,6 +113,12 @@ def _param_entities(segments: list[str], params: tuple[Parameter, ...]) -> tuple
     return tuple(
         head(before.get(p.name) or p.name) if p.name.lower() in GENERIC_NAMES else head(p.name) for p in params
     )
+
+
+def property_names(op: Operation) -> list[str]:
+    """The success response's property names, without the `$ref` schema names among `response_fields`
+    (`movie-list-object`, `Customer`): those say what the response is, not what it holds."""
+    return [f for f in op.response_fields if "-" not in f and not f[:1].isupper()]
 
 
 def profile_operation(op: Operation) -> OpProfile:
@@ -144,6 +152,7 @@ def profile_operation(op: Operation) -> OpProfile:
         returns=frozenset(head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES),
         action=tokens(last_literal) | (tokens(op.operation_id) if op.operation_id else frozenset()),
         tokens=tokens(" ".join(literals)) | tokens(op.operation_id or "") | tokens(op.summary),
+        fields=with_roles(tokens(" ".join(property_names(op)))),
     )
 
 
@@ -165,6 +174,8 @@ class SpecProfile:
         self.destructive = np.array([op.destructive for op in self.operations], dtype=bool)
         self.deprecated = np.array([op.deprecated for op in self.operations], dtype=bool)
         self.has_body = np.array([op.has_body for op in self.operations], dtype=bool)
+        self.words = LexicalIndex([with_roles(p.tokens) for p in self.ops])
+        self.fields = LexicalIndex([p.fields for p in self.ops])
         # enables[i]: operations needing an entity operation i produces (search person -> person credits);
         # enables_by_response[i]: ... one its response names (tv show -> its network), when not already enabled.
         by_entity: dict[str, list[int]] = {}
@@ -175,6 +186,8 @@ class SpecProfile:
         self.enables_by_response = [
             np.setdiff1d(self._needing(p.returns, by_entity, i), self.enables[i]) for i, p in enumerate(self.ops)
         ]
+        # reaches[i]: what operation i leads to in one step, by what it produces or what its response names.
+        self.reaches = [np.union1d(a, b) for a, b in zip(self.enables, self.enables_by_response)]
         self.by_shape: dict[tuple[str, ...], list[int]] = {}
         for i, p in enumerate(self.ops):
             self.by_shape.setdefault(p.segments, []).append(i)

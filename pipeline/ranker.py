@@ -47,6 +47,14 @@ class ModelMeta(BaseModel):
     info: dict[str, Any] = {}
 
 
+def model_schema(directory: Path) -> str | None:
+    """The feature schema of the model saved in `directory` (None when there is none), without loading it."""
+    meta_path = directory / "meta.json"
+    if not meta_path.exists() or not (directory / "model.txt").exists():
+        return None
+    return str(json.loads(meta_path.read_text()).get("schema_version"))
+
+
 class RankerModel:
     def __init__(self, booster: lgb.Booster, meta: ModelMeta) -> None:
         if meta.schema_version != SCHEMA_VERSION or tuple(meta.feature_names) != FEATURE_NAMES:

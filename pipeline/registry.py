@@ -18,6 +18,7 @@ from pipeline.ranker import ModelNotFoundError, RankerModel
 from pipeline.settings import RegistrySettings
 
 ARTIFACT = "ranker"
+SCHEMA_TAG = "feature_schema"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in service logs
 
 
@@ -90,7 +91,9 @@ def register(
     `tags` go on the run and on the version (a retraining job's id and its gate decision)."""
     import mlflow
 
-    RankerModel.load(model_dir)  # refuse to register something the Ranker could not load
+    model = RankerModel.load(model_dir)  # refuse to register something the Ranker could not load
+    # The schema tag lets a newer release see, without downloading the model, that it cannot serve it.
+    tags = {SCHEMA_TAG: model.meta.schema_version, **(tags or {})}
     client = _client(settings)
     experiment = client.get_experiment_by_name(settings.model_name)
     experiment_id = (
@@ -102,7 +105,7 @@ def register(
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_metrics(metrics or {})
         mlflow.log_params(params or {})
-        mlflow.set_tags(tags or {})
+        mlflow.set_tags(tags)
         info = mlflow.pyfunc.log_model(
             name=ARTIFACT,
             python_model=_pyfunc_class()(),
@@ -111,7 +114,7 @@ def register(
             pip_requirements=["lightgbm", "numpy", "pandas"],  # skips MLflow's slow dependency inference
         )
     version = RegisteredVersion(settings.model_name, str(info.registered_model_version))
-    for key, value in {"run_id": run.info.run_id, **(tags or {})}.items():
+    for key, value in {"run_id": run.info.run_id, **tags}.items():
         client.set_model_version_tag(version.name, version.version, key, value)
     if alias:
         promote(version, alias, settings)
@@ -158,6 +161,10 @@ def champion(settings: RegistrySettings) -> RegisteredVersion | None:
         return resolve(f"models:/{settings.model_name}@{settings.alias}", settings)
     except RegistryError:
         return None
+
+
+def version_tags(version: RegisteredVersion, settings: RegistrySettings) -> dict[str, str]:
+    return dict(_client(settings).get_model_version(version.name, version.version).tags)
 
 
 def load_ranker(uri: str, settings: RegistrySettings) -> RankerModel:

@@ -64,7 +64,7 @@ class TrainingSettings(_Section):
     dev_cases: Path = PROJECT_ROOT.parent / "shared" / "data" / "restbench" / "tmdb_cases.jsonl"
     valid_percent: int = Field(20, ge=5, le=50)
     max_operations: int = Field(1000, ge=2, description="larger specs are skipped: sessions would be too sparse")
-    scale: float = Field(1.5, gt=0, description="multiplies the number of sessions per spec")
+    scale: float = Field(3.0, gt=0, description="multiplies the number of sessions per spec")
     history_fraction: float = Field(0.5, ge=0, le=1, description="share of specs with per-spec transition counts")
     seed: int = 13
     llm_problems: int = Field(0, ge=0, description="training problems given llm features by running the LLM (0: none)")

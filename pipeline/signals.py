@@ -8,8 +8,9 @@ import numpy as np
 
 from pipeline.catalogue import words
 from pipeline.context import Context
+from pipeline.lexical import shares
 from pipeline.relations import links, relations_from, response_links
-from pipeline.text import stem
+from pipeline.text import stem, tokens, with_roles
 
 _NAN = np.float32(np.nan)
 
@@ -18,6 +19,9 @@ _NAN = np.float32(np.nan)
 class Signals:
     prompt_sim: np.ndarray | None  # cosine(prompt, op)
     goal_sim: np.ndarray | None  # best cosine(prompt, g) over operations g that this op enables
+    lex_idf: np.ndarray | None  # IDF-weighted share of the prompt's words in the op's path, id and summary
+    field_idf: np.ndarray | None  # ... in its response's field names ("birthday", "headquarters")
+    goal_field: np.ndarray | None  # best field_idf over the operations this op leads to (NaN: leads nowhere)
     last_sim: np.ndarray | None  # cosine(last op, op)
     history_sim: np.ndarray | None  # best cosine(any earlier op, op)
     rel_last: np.ndarray | None  # Relation of each op to the last op
@@ -63,7 +67,15 @@ def compute_signals(ctx: Context) -> Signals:
     spec = ctx.spec
     n = len(spec.profile)
     emb = spec.embeddings
-    prompt_sim = goal_sim = last_sim = history_sim = rel_last = None
+    prompt_sim = goal_sim = last_sim = history_sim = rel_last = lex_idf = field_idf = goal_field = None
+    if ctx.prompt:
+        # Users ask for a piece of data ("when is her birthday?"): the operation whose response holds it is
+        # the goal, and what leads to that operation is the way there.
+        prompt_words = with_roles(tokens(ctx.prompt))
+        lex_idf, field_idf = shares(prompt_words, spec.profile.words, spec.profile.fields)
+        goal_field = np.array(
+            [field_idf[r].max() if len(r) else _NAN for r in spec.profile.reaches], dtype=np.float32
+        )
     if ctx.prompt_vec is not None:
         prompt_sim = emb @ ctx.prompt_vec
         goal_sim = np.full(n, _NAN, dtype=np.float32)
@@ -89,6 +101,7 @@ def compute_signals(ctx: Context) -> Signals:
                 calls_since[op] = age
     known, from_last, prompt_fills, unreachable = _fillable(ctx)
     return Signals(
-        prompt_sim, goal_sim, last_sim, history_sim, rel_last, linked_last, linked_response, linked_any, known,
-        from_last, times_called, calls_since, spec.profile.n_required - known, prompt_fills, unreachable,
+        prompt_sim, goal_sim, lex_idf, field_idf, goal_field, last_sim, history_sim, rel_last, linked_last,
+        linked_response, linked_any, known, from_last, times_called, calls_since, spec.profile.n_required - known,
+        prompt_fills, unreachable,
     )

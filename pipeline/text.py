@@ -92,6 +92,15 @@ _PERSON_ROLES = frozenset(
 )
 
 
+_ROLE_STEMS = frozenset(stem(w) for w in _PERSON_ROLES)
+
+
+def with_roles(stems: frozenset[str]) -> frozenset[str]:
+    """Add "person" to stemmed words that name a role: a prompt's "lead actor" then meets a response's `cast`
+    and a path's /person, as `head` makes entity names meet."""
+    return stems | {"person"} if stems & _ROLE_STEMS else stems
+
+
 @lru_cache(maxsize=65536)
 def head(name: str) -> str:
     """The entity's head noun, canonical: `payment_intent` and `{intent}` meet; `cast`, `owner` -> `person`."""

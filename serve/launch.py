@@ -224,20 +224,26 @@ def _messages(state: dict[str, Any]) -> str:
 
 
 def ensure_champion(settings: Settings, log: Any = print) -> str:
-    """The registry's champion ranker; registers `paths.model_dir` or trains a default model when there is none."""
+    """The registry's champion ranker; registers `paths.model_dir` or trains a default model when there is none,
+    or when the champion was trained on another feature schema than this code computes (an upgrade)."""
     from pipeline import registry
+    from pipeline.features import SCHEMA_VERSION
+    from pipeline.ranker import model_schema
 
     current = registry.champion(settings.registry)
     if current is not None:
-        return current.label
+        schema = registry.version_tags(current, settings.registry).get(registry.SCHEMA_TAG)
+        if schema == SCHEMA_VERSION:
+            return current.label
+        log(f"champion {current.label} has feature schema {schema or 'unknown'}, this code computes {SCHEMA_VERSION}")
     model_dir = settings.paths.model_dir
-    if (model_dir / "model.txt").exists():
+    if model_schema(model_dir) == SCHEMA_VERSION:
         report_path = model_dir / "report.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
     else:
         from train.run import train
 
-        log(f"no ranker in the registry or in {model_dir}: training the default one (about 5 minutes)")
+        log(f"no ranker of this schema in the registry or in {model_dir}: training the default one (about 5 minutes)")
         _, report = train(settings, model_dir, log=log)
     version = registry.register(
         model_dir,

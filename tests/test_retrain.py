@@ -134,3 +134,24 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
     ((version, tags),) = registry.versions_tagged("job_id", "job-bad", reg)
     assert version.label == bad["model_version"] and tags["promoted"] == "false"
     assert tags["gate_reason"] == bad["reason"]
+
+
+def test_a_champion_of_another_feature_schema_is_replaced_at_start(
+    tiny_model, tiny_settings: Settings, tmp_path: Path
+) -> None:
+    from serve.launch import ensure_champion
+
+    reg = RegistrySettings(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri()
+    )
+    old = registry.register(tiny_settings.paths.model_dir, reg, alias="champion", run_name="old")
+    assert registry.version_tags(old, reg)[registry.SCHEMA_TAG] == SCHEMA_VERSION
+    # As a version registered by an earlier release looks to this one (its model computes other features).
+    registry.tag_version(old, {registry.SCHEMA_TAG: "opensesame-features-v0"}, reg)
+    settings = tiny_settings.model_copy(update={"registry": reg})
+    lines: list[str] = []
+
+    label = ensure_champion(settings, log=lines.append)
+    assert label == f"{reg.model_name}/v{int(old.version) + 1}" == registry.champion(reg).label
+    assert any("feature schema opensesame-features-v0" in line for line in lines)
+    assert ensure_champion(settings, log=lines.append) == label  # a current champion is kept as it is

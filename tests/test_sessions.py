@@ -5,9 +5,11 @@ import random
 import pytest
 
 from pipeline.matching import CallMatcher
+from pipeline.profile import SpecProfile
 from pipeline.settings import FetchSettings
 from pipeline.specs import load_catalogue
 from tests.conftest import FIXTURES, REAL
+from train.prompts import asked_fields, asking_for_field
 from train.sessions import SessionGenerator
 
 SPECS = [FIXTURES / "billing_oas30.yaml", FIXTURES / "pets_swagger2.yaml", REAL / "adyen.com__PayoutService__30__openapi.yaml",
@@ -44,3 +46,19 @@ def test_prompt_modes_cover_goal_step_and_none() -> None:
     generator = SessionGenerator(catalogue, random.Random(2))
     modes = {s.prompt_mode for s in (generator.session() for _ in range(200)) if s is not None}
     assert modes == {"goal", "step", "none"}
+
+
+def test_field_questions_ask_for_readable_response_properties() -> None:
+    # TMDB only as a spec to read field names from; the generator never trains on it.
+    catalogue = load_catalogue(REAL / "tmdb_oas.json", FetchSettings())
+    person = next(op for op in catalogue.operations if op.id == "GET /person/{person_id}")
+    fields = asked_fields(person)
+    assert {"birthday", "place of birth", "homepage", "profile"} <= set(fields)  # profile_path -> "profile"
+    assert not {"id", "name", "image path", "image"} & set(fields)  # ids, generic names, schema names
+    profile = SpecProfile(catalogue)
+    index = profile.index[person.id]
+    questions = {asking_for_field(person, profile.ops[index], random.Random(seed), frozenset()) for seed in range(30)}
+    assert all(q is not None and q.endswith("of the person") for q in questions)
+    # A name that implies the entity ("... by Jane Doe") leaves the entity out.
+    implied = asking_for_field(person, profile.ops[index], random.Random(1), frozenset({"person"}))
+    assert implied is not None and "person" not in implied

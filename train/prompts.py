@@ -11,8 +11,8 @@ import random
 import re
 
 from pipeline.catalogue import Operation, words
-from pipeline.profile import Kind, OpProfile, is_version_segment
-from pipeline.text import head, singular
+from pipeline.profile import Kind, OpProfile, is_version_segment, property_names
+from pipeline.text import GENERIC_NAMES, STOP_WORDS, head, singular
 
 _TAG = re.compile(r"<[^>]+>")
 _VERB_SYNONYMS: dict[Kind, list[str]] = {
@@ -26,8 +26,11 @@ _VERB_SYNONYMS: dict[Kind, list[str]] = {
     Kind.OTHER: ["check", "get"],
 }
 _LEADS = ["", "", "", "I want to ", "can you ", "please ", "help me ", "how do I ", "I'd like to ", "next, "]
-NAMES = ["Acme Corp", "John Smith", "Titanic", "Sofia Coppola", "the Berlin office", "Project Apollo", "Maria Garcia",
-          "the blue team", "Star Wars", "ACME-42", "order 1001", "the March report", "Globex", "Jane Doe"]
+# Names a prompt gives for the thing to look up. None of them occurs in the TMDB dev cases; people have their
+# own list, so a person search is asked with a person's name.
+PERSON_NAMES = ["John Smith", "Maria Garcia", "Jane Doe", "Priya Patel", "Lars Olsen", "Amara Okafor", "Chen Wei"]
+THING_NAMES = ["Acme Corp", "the Berlin office", "Project Apollo", "ACME-42", "order 1001", "the March report",
+               "Globex", "Blue Horizon", "Northwind", "Silver Lake"]
 _LEADING_VERBS = {"get", "list", "retrieve", "create", "update", "delete", "fetch", "returns", "return", "search",
                   "find", "add", "remove", "gets", "lists", "creates", "updates", "deletes", "retrieves", "show"}
 
@@ -46,11 +49,46 @@ def object_phrase(op: Operation, rng: random.Random) -> str:
     return " ".join(nouns) or (" ".join(words(op.operation_id or "")) or op.path)
 
 
+_ASK_FIELD = ["what is the", "what's the", "give me the", "tell me the", "show me the", "when is the", "find the"]
+# Trailing words that make a field a reference rather than the thing a user asks for: `logo_path` -> logo.
+_REFERENCE_WORDS = {"path", "url", "uri", "href", "id", "ids", "link", "links"}
+
+
+def asked_fields(op: Operation, limit: int = 20) -> list[str]:
+    """Response fields a user could ask for, as words: `place_of_birth` -> "place of birth", `logo_path` ->
+    "logo". Skips ids and generic names (the first `limit` properties are the top level's)."""
+    found = []
+    for field in property_names(op)[:limit]:
+        parts = words(field)
+        while parts and parts[-1] in _REFERENCE_WORDS:
+            parts.pop()
+        if field.lower() in GENERIC_NAMES or not [w for w in parts if w not in STOP_WORDS]:
+            continue
+        found.append(" ".join(parts))
+    return found
+
+
+def asking_for_field(op: Operation, profile: OpProfile, rng: random.Random, implicit: frozenset[str]) -> str | None:
+    """A question for one piece of `op`'s answer, about the entity it takes: "when is the birthday of the
+    person", "what's the headquarters of the company"; the entity is left out when the name given implies it."""
+    fields = asked_fields(op)
+    if not fields or not profile.required_entities:
+        return None
+    entity = profile.required_entities[-1]
+    fields = [f for f in fields if f != entity.replace("_", " ")] or fields
+    about = "" if entity in implicit else f" of the {entity.replace('_', ' ')}"
+    return f"{rng.choice(_ASK_FIELD)} {rng.choice(fields)}{about}"
+
+
 def phrase(op: Operation, profile: OpProfile, rng: random.Random, implicit: frozenset[str] = frozenset()) -> str:
     """One natural-language request for `op`.
 
     `implicit` are entity nouns the user leaves out because the name they give implies them: someone asking for
     "movies directed by Sofia Coppola" never says "person", though the call is `/person/{id}/movie_credits`."""
+    # Questions often ask for a piece of the answer ("when is the birthday of ...") instead of naming the call.
+    asks_field = profile.kind in (Kind.GET, Kind.LIST) and rng.random() < 0.35
+    if asks_field and (asked := asking_for_field(op, profile, rng, implicit)):
+        return rng.choice(_LEADS) + asked
     if profile.kind == Kind.ACTION:
         action = " ".join(w for s in op.path.split("/")[-1:] for w in words(s))
         obj = " ".join(words(op.path.split("/")[-3])) if op.path.count("/") >= 3 else ""

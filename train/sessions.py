@@ -12,6 +12,7 @@ Assumptions (also in the README), chosen to resemble how people and agents use R
 - Destructive operations are rare unless the goal is destructive; deprecated ones are avoided.
 - Prompts: goal sessions carry the goal's prompt 85% of the time, browsing sessions a step prompt 40% of the
   time; the rest have none.
+  A third of the prompts for items ask for a piece of the answer (a response property) instead of the call.
 Every call a session makes is a concrete call that matches its own operation (tests assert it).
 """
 
@@ -26,7 +27,7 @@ from pipeline.catalogue import Catalogue
 from pipeline.context import Event
 from pipeline.profile import Kind, OpProfile, SpecProfile
 from pipeline.relations import Relation, relation
-from train.prompts import NAMES, object_phrase, phrase, with_context
+from train.prompts import PERSON_NAMES, THING_NAMES, object_phrase, phrase, with_context
 
 _STEP_WEIGHT = {
     Relation.ITEM: 3.0, Relation.SAME_PATH: 1.5, Relation.CHILD: 1.5, Relation.SIBLING: 0.5,
@@ -59,13 +60,13 @@ class Session:
 
 
 def named(searched: OpProfile, rng: random.Random) -> str:
-    """How a prompt names the thing to search for: bare ("for Titanic"), with its type ("of the movie
-    Titanic", "the Titanic movie"), or as an agent when it is a person ("by Sofia Coppola")."""
-    name = rng.choice(NAMES)
+    """How a prompt names the thing to search for: bare ("for Project Apollo"), with its type ("of the project
+    Apollo", "the Apollo project"), or as an agent when it is a person ("by Maria Garcia")."""
     nouns = sorted(searched.produces - {"search", "query", "find"})
     noun = rng.choice(nouns).replace("_", " ") if nouns else ""
+    name = rng.choice(PERSON_NAMES if noun == "person" else THING_NAMES)
     roll = rng.random()
-    if noun == "person" and roll < 0.3:
+    if noun == "person" and roll < 0.45:
         return f"by {name}"
     if noun and roll < 0.4:
         return f"{rng.choice(['for the', 'of the', 'about the'])} {noun} {name}"
@@ -183,7 +184,7 @@ class SessionGenerator:
     def _goal_chain(self) -> tuple[list[int], int, str, dict[str, str]] | None:
         """A lookup chain toward a goal, the prompt that asks for the goal, and values the prompt supplies.
 
-        A prompt that names a thing ("... of Sofia Coppola") is served by *searching* for it when the spec can;
+        A prompt that names a thing ("... by Maria Garcia") is served by *searching* for it when the spec can;
         otherwise the user lists the collection, and the prompt often says which part ("... of the top rated
         movie"), so the producer's meaning shows in the prompt as it does in RestBench. A third of the chains
         hop through an operation whose response names the goal's entity (tv show -> its network). Parameters

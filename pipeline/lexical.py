@@ -1,0 +1,43 @@
+"""IDF-weighted word overlap between a prompt and each operation, built once per spec.
+
+MiniLM ranks "today's most trending TV show" closer to the many TV operations than to the one `GET /trending`
+operation; the word "trending" occurs in one operation of the spec and "tv" in fifty. Weighting matched words by
+how rare they are in *this* spec says which words single an operation out, on any spec.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+
+class LexicalIndex:
+    """Inverted index over one bag of stemmed words per operation."""
+
+    def __init__(self, bags: Sequence[frozenset[str]]) -> None:
+        self.size = len(bags)
+        postings: dict[str, list[int]] = {}
+        for i, bag in enumerate(bags):
+            for word in bag:
+                postings.setdefault(word, []).append(i)
+        self.postings = {w: np.array(ops, dtype=np.int32) for w, ops in postings.items()}
+        self.idf = {w: math.log((self.size + 1) / (len(ops) + 0.5)) for w, ops in self.postings.items()}
+
+    def score(self, words: Iterable[str]) -> np.ndarray:
+        """Per operation: the summed IDF of the given words it contains."""
+        out = np.zeros(self.size, dtype=np.float32)
+        for word in set(words):
+            if word in self.postings:
+                out[self.postings[word]] += self.idf[word]
+        return out
+
+
+def shares(prompt_words: frozenset[str], *indexes: LexicalIndex) -> list[np.ndarray]:
+    """Each index's scores as a share (0 to 1) of the prompt's matchable weight: the words that occur anywhere in
+    the spec, each at its highest IDF. A prompt's only known word being a common one then scores low everywhere,
+    instead of a full match on every operation that has it."""
+    total = sum(max(index.idf.get(w, 0.0) for index in indexes) for w in prompt_words)
+    scores = [index.score(prompt_words) for index in indexes]
+    return [s / total for s in scores] if total > 0 else scores

@@ -1,0 +1,74 @@
+"""IDF-weighted word overlap: rare words single an operation out; response fields say which one answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.context import build_context
+from pipeline.lexical import LexicalIndex, shares
+from pipeline.profile import SpecProfile
+from pipeline.settings import FetchSettings
+from pipeline.signals import compute_signals
+from pipeline.specs import load_catalogue
+from pipeline.text import tokens
+from tests.conftest import REAL
+
+
+def test_a_rare_word_outweighs_a_common_one() -> None:
+    bags = [frozenset({"tv", "show", "popular"}), frozenset({"tv", "show", "similar"}), frozenset({"trend"}),
+            frozenset({"tv", "detail"}), frozenset({"tv", "season"})]
+    index = LexicalIndex(bags)
+    (score,) = shares(frozenset({"trend", "tv", "show"}), index)
+    # "trend" occurs once, "tv" four times: the trending op's one word is worth more than the detail op's.
+    assert score[2] > score[3]
+    assert np.all((score >= 0) & (score <= 1))
+    assert score[0] == pytest.approx(score[1])  # same matched words, same score
+
+
+def test_words_unknown_to_the_spec_count_for_nothing() -> None:
+    index = LexicalIndex([frozenset({"invoice"}), frozenset({"customer"})])
+    (score,) = shares(frozenset({"christopher", "nolan"}), index)
+    assert not score.any()
+    (score,) = shares(frozenset({"invoice", "nolan"}), index)
+    assert score.tolist() == [1.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def tmdb():
+    from pipeline.context import PreparedSpec
+
+    catalogue = load_catalogue(REAL / "tmdb_oas.json", FetchSettings())
+    # Embeddings are not what this test is about: random unit vectors keep it fast and model-free.
+    vectors = np.random.default_rng(0).normal(size=(len(catalogue.operations), 8)).astype(np.float32)
+    return PreparedSpec.build(catalogue, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+
+
+def test_response_fields_name_the_operation_that_answers(tmdb) -> None:
+    profile: SpecProfile = tmdb.profile
+    ctx = build_context(tmdb, [], "When is the birthday of the lead actor of Band of Brothers?", None, 20)
+    signals = compute_signals(ctx)
+    assert signals.field_idf is not None and signals.goal_field is not None
+    person = profile.index["GET /person/{person_id}"]
+    assert signals.field_idf[person] == signals.field_idf.max() > 0
+    # Schema names are not fields: `movie-list-object` does not make every list "hold" movies.
+    assert "object" not in profile.ops[profile.index["GET /movie/popular"]].fields
+    # What leads to the person (a search for people) inherits the answer through `goal_field`.
+    search_person = profile.index["GET /search/person"]
+    assert signals.goal_field[search_person] == pytest.approx(signals.field_idf[person])
+
+
+def test_trending_is_singled_out_by_its_rare_word(tmdb) -> None:
+    ctx = build_context(tmdb, [], "I need a poster of today's most trending TV show", None, 20)
+    signals = compute_signals(ctx)
+    assert signals.lex_idf is not None
+    index = tmdb.profile.index
+    trending = index["GET /trending/{media_type}/{time_window}"]
+    assert tokens("trending") <= tmdb.profile.ops[trending].tokens
+    # One rare word ("trending") beats the common one ("tv") that the many TV operations share; only those
+    # holding "tv" and another word of the prompt ("today", "show") can score higher.
+    tv_only = [i for i, op in enumerate(tmdb.profile.ops) if op.tokens & tokens("trending tv show today") == {"tv"}]
+    assert len(tv_only) >= 15
+    assert signals.lex_idf[trending] > signals.lex_idf[tv_only].max() > 0
+    assert trending in np.argsort(-signals.lex_idf)[:4]
+    assert index["GET /tv/airing_today"] in np.argsort(-signals.lex_idf)[:4]

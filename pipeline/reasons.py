@@ -8,6 +8,7 @@ from pipeline.context import Context
 from pipeline.guardrails import DEMOTED_REASON
 from pipeline.relations import Relation
 from pipeline.signals import Signals
+from pipeline.text import tokens
 
 _RELATION_TEXT = {
     Relation.SAME_PATH: "same resource as",
@@ -45,6 +46,10 @@ def explain(
             goal_rank = int((signals.prompt_sim > signals.goal_sim[op_index]).sum()) + 1
             if goal_rank <= 3:
                 parts.append("leads to an operation that matches the prompt")
+    if signals.field_idf is not None and 0 < signals.field_idf[op_index] == signals.field_idf.max():
+        asked = sorted(tokens(ctx.prompt) & ctx.spec.profile.ops[op_index].fields)
+        if asked:
+            parts.append(f"its response has the {' and '.join(asked[:2])} asked for")
     if spec_prob >= 0.2:
         parts.append(f"follows this call {spec_prob:.0%} of the time on this API")
     if not ctx.op_history and "popular" in sources and len(parts) < _MAX_PARTS:

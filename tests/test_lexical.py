@@ -8,6 +8,7 @@ import pytest
 from pipeline.context import build_context
 from pipeline.lexical import LexicalIndex, shares
 from pipeline.profile import SpecProfile
+from pipeline.reasons import explain
 from pipeline.settings import FetchSettings
 from pipeline.signals import compute_signals
 from pipeline.specs import load_catalogue
@@ -72,3 +73,10 @@ def test_trending_is_singled_out_by_its_rare_word(tmdb) -> None:
     assert signals.lex_idf[trending] > signals.lex_idf[tv_only].max() > 0
     assert trending in np.argsort(-signals.lex_idf)[:4]
     assert index["GET /tv/airing_today"] in np.argsort(-signals.lex_idf)[:4]
+
+
+def test_the_reason_names_the_property_asked_for(tmdb) -> None:
+    ctx = build_context(tmdb, [], "When is the birthday of the lead actor of Band of Brothers?", None, 20)
+    person = tmdb.profile.index["GET /person/{person_id}"]
+    reason = explain(ctx, compute_signals(ctx), person, ["retrieval"], 0.0, demoted=False)
+    assert "its response has the birthday asked for" in reason

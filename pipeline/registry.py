@@ -114,8 +114,7 @@ def register(
             pip_requirements=["lightgbm", "numpy", "pandas"],  # skips MLflow's slow dependency inference
         )
     version = RegisteredVersion(settings.model_name, str(info.registered_model_version))
-    for key, value in {"run_id": run.info.run_id, **tags}.items():
-        client.set_model_version_tag(version.name, version.version, key, value)
+    tag_version(version, {"run_id": run.info.run_id, **tags}, settings)
     if alias:
         promote(version, alias, settings)
     return version

@@ -137,7 +137,6 @@ class LearningSettings(_Section):
 
     admin_token: str | None = Field(None, description="bearer token of /admin/*; None refuses every admin call")
     online_counts: bool = Field(True, description="labels update the per-spec transition counts in Redis")
-    per_user_counts: bool = Field(False, description="also keep counts per user (a user's own habits)")
     counts_refresh_s: float = Field(1.0, gt=0, description="a replica re-reads a spec's counts after this long")
     # Durable log: day-partitioned Parquet under a local path or any pyarrow filesystem URI (s3://bucket/prefix).
     log_uri: str = str(PROJECT_ROOT / "var" / "feedback")

@@ -8,6 +8,7 @@ for that long: one Redis round trip per (spec, previous operation) per refresh, 
 from __future__ import annotations
 
 from pipeline.kv import LRU, ResilientStore
+from pipeline.settings import LearningSettings
 
 
 def counts_key(spec_hash: str, previous: str) -> str:
@@ -33,3 +34,10 @@ class OnlineTransitions:
 
     def add(self, spec_hash: str, previous: str, following: str, weight: int = 1) -> None:
         self._store.incr_field(counts_key(spec_hash, previous), following, weight)
+
+
+def online_transitions(store: ResilientStore, learning: LearningSettings) -> OnlineTransitions | None:
+    """The counts every replica shares, when Redis is configured and online adaptation is on; else None."""
+    if not (store.configured and learning.online_counts):
+        return None
+    return OnlineTransitions(store, learning.counts_refresh_s)

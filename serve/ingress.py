@@ -32,7 +32,7 @@ from pipeline.feedback import (
 )
 from pipeline.kv import ResilientStore
 from pipeline.llm import Router, build_messages
-from pipeline.online_counts import OnlineTransitions
+from pipeline.online_counts import online_transitions
 from pipeline.predict import PredictOutcome
 from pipeline.settings import load_settings
 from pipeline.spec_store import SpecInfo
@@ -107,8 +107,7 @@ class Ingress:
         self.learning = learning
         self.cache = ResilientStore(self.config.cache)
         self.feedback_log = FeedbackLog(self.cache, self.config.feedback)
-        online = self.config.learning.online_counts and self.cache.configured
-        counts = OnlineTransitions(self.cache, self.config.learning.counts_refresh_s) if online else None
+        counts = online_transitions(self.cache, self.config.learning)
         self.labels = LabelSink(self.cache, self.feedback_log, counts, self.config.cache.prediction_ttl_s)
         self._background: set[asyncio.Task[None]] = set()  # implicit labelling, off the response path
         app.state.max_body = self.config.fetch.max_bytes + ENVELOPE_BYTES

@@ -24,7 +24,7 @@ from pipeline.context import Event, PreparedSpec
 from pipeline.embedding import operation_text
 from pipeline.kv import LRU, ResilientStore
 from pipeline.llm import PatchStats, hits, parse_answer, patch
-from pipeline.online_counts import OnlineTransitions
+from pipeline.online_counts import online_transitions
 from pipeline.predict import Predictor, PredictOutcome
 from pipeline.registry import load_ranker, resolve
 from pipeline.settings import load_settings
@@ -80,9 +80,7 @@ class RankerDeployment:
         log.info("ranker model %s loaded from %s in %.0f ms", model.version, uri, (time.perf_counter() - started) * 1000)
 
     def _counts(self) -> TransitionCounts:
-        if self.config.cache.redis_url and self.config.learning.online_counts:
-            return OnlineTransitions(ResilientStore(self.config.cache), self.config.learning.counts_refresh_s)
-        return InMemoryTransitions()
+        return online_transitions(ResilientStore(self.config.cache), self.config.learning) or InMemoryTransitions()
 
     async def _watch_alias(self) -> None:
         """Every `reload_check_s`: does the alias name another version than the one serving? Then load it.

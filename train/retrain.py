@@ -28,12 +28,13 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import registry
-from pipeline.errors import NoChampionError, RetrainConfigError, TrainingDataError
+from pipeline.errors import NoChampionError, OpenSesameError, RetrainConfigError, TrainingDataError
 from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
 from pipeline.label_log import describe, read_labels
 from pipeline.ranker import ModelMeta, RankerModel
@@ -119,8 +120,7 @@ def fit_distributed(dataset: Any, settings: Settings, rounds: int, run_name: str
     return booster, dict(result.metrics or {})
 
 
-def holdout_metrics(model: RankerModel, holdout: pd.DataFrame) -> dict[str, float]:
-    X, y, _, sizes = split_frame(holdout)
+def holdout_metrics(model: RankerModel, X: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> dict[str, float]:
     return summary(group_ranks(model.raw_scores(X), y, sizes))
 
 
@@ -177,10 +177,12 @@ def training_dataset(learning: LearningSettings, log: Any) -> tuple[Any, pd.Data
     return base.union(ray.data.from_arrow(table)), labels, skipped
 
 
-def compare(models: dict[str, RankerModel], holdout: pd.DataFrame, settings: Settings) -> dict[str, dict[str, float]]:
-    """Each model's metrics on the frozen holdout and, when the dev cases exist, on them."""
+def compare(
+    models: dict[str, RankerModel], holdout: tuple[np.ndarray, np.ndarray, np.ndarray], settings: Settings
+) -> dict[str, dict[str, float]]:
+    """Each model's metrics on the frozen holdout (X, y, group sizes) and, when the dev cases exist, on them."""
     metrics = {
-        name: {f"holdout.{k}": v for k, v in holdout_metrics(model, holdout).items()} for name, model in models.items()
+        name: {f"holdout.{k}": v for k, v in holdout_metrics(model, *holdout).items()} for name, model in models.items()
     }
     if settings.training.dev_cases.exists():
         from pipeline.embedding import MiniLMEmbedder
@@ -211,8 +213,7 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
     fit_s = time.perf_counter() - fit_started
     log(f"[retrain] Ray Train fit: {fit_s:.1f} s, {rounds} rounds, {train_metrics}")
 
-    holdout = read_part(learning.base_data, "holdout")
-    X_hold, y_hold, _, _ = split_frame(holdout)
+    X_hold, y_hold, _, sizes_hold = split_frame(read_part(learning.base_data, "holdout"))
     meta = ModelMeta(
         schema_version=SCHEMA_VERSION,
         feature_names=list(FEATURE_NAMES),
@@ -229,7 +230,7 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
         },
     )
     candidate = RankerModel(booster, meta)
-    metrics = compare({"candidate": candidate, "champion": champion_model}, holdout, settings)
+    metrics = compare({"candidate": candidate, "champion": champion_model}, (X_hold, y_hold, sizes_hold), settings)
     promoted, reason = gate(metrics["candidate"], metrics["champion"], learning.gate_tolerance)
     log(f"[retrain] gate: {'promote' if promoted else 'keep the champion'}: {reason}")
 
@@ -293,8 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     job_id = args.job_id or f"retrain-{uuid.uuid4().hex[:12]}"
-    from pipeline.errors import OpenSesameError
-
     try:
         result = retrain(
             get_settings(), job_id, reload=not args.no_reload, log=lambda line: print(line, file=sys.stderr, flush=True)

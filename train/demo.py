@@ -47,6 +47,7 @@ ANCHORS = (
     "GET /v1/products/{id}",
 )
 HABIT_RANK = 10  # the habitual call is the base model's 10th guess
+RELOAD_CHECK_S = 5.0  # the demo's Ranker replicas re-resolve the champion alias this often
 
 
 def concrete(path: str, rng: random.Random) -> str:
@@ -138,7 +139,7 @@ def demo_learning(
             "dashboard_url": cluster.dashboard_url,
             "retrain_after_labels": 0,
             "worker_cpus": 0.4,
-            "reload_check_s": 5.0,
+            "reload_check_s": RELOAD_CHECK_S,
         },
     }
     port = free_port()
@@ -190,10 +191,10 @@ def demo_learning(
             job = demo.retrain()
             gate = job.get("gate") or {}
             if gate.get("promoted"):
-                deadline = time.monotonic() + 3 * 5.0 + 30
+                deadline = time.monotonic() + 3 * RELOAD_CHECK_S + 30
                 while not loop.seen(job["model_version"]) and time.monotonic() < deadline:
                     time.sleep(0.5)
-                time.sleep(5.0 + 2)  # past one alias check of every replica
+                time.sleep(RELOAD_CHECK_S + 2)  # past one alias check of every replica
         report["retrain"] = {k: job.get(k) for k in ("job_id", "status", "model_version", "message")}
         report["retrain"]["seconds"] = round((job.get("ended_at") or 0) - (job.get("started_at") or 0), 1)
         report["gate"] = gate

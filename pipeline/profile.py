@@ -156,6 +156,25 @@ def profile_operation(op: Operation) -> OpProfile:
     )
 
 
+class Fanout:
+    """A set of other operations per operation (flattened once per spec), so the best of a per-operation value
+    over each set is one vectorised pass per request rather than a Python loop over the catalogue."""
+
+    def __init__(self, sets: list[np.ndarray]) -> None:
+        lengths = np.array([len(members) for members in sets], dtype=np.int64)
+        self.nonempty = lengths > 0
+        self.members = np.concatenate(sets).astype(np.int64) if lengths.sum() else np.zeros(0, dtype=np.int64)
+        # reduceat over the non-empty sets only: each then runs exactly to the start of the next.
+        self.starts = (np.cumsum(lengths) - lengths)[self.nonempty]
+
+    def best(self, values: np.ndarray) -> np.ndarray:
+        """Per operation: the max of `values` over its set; NaN where the set is empty."""
+        out = np.full(len(self.nonempty), np.nan, dtype=np.float32)
+        if len(self.members):
+            out[self.nonempty] = np.maximum.reduceat(values[self.members], self.starts)
+        return out
+
+
 class SpecProfile:
     """Profiles of every operation plus the arrays and indexes the features need, built once per spec."""
 
@@ -186,8 +205,9 @@ class SpecProfile:
         self.enables_by_response = [
             np.setdiff1d(self._needing(p.returns, by_entity, i), self.enables[i]) for i, p in enumerate(self.ops)
         ]
-        # reaches[i]: what operation i leads to in one step, by what it produces or what its response names.
-        self.reaches = [np.union1d(a, b) for a, b in zip(self.enables, self.enables_by_response)]
+        self.enables_fanout = Fanout(self.enables)
+        # What each operation leads to in one step, by what it produces or what its response names.
+        self.reaches_fanout = Fanout([np.union1d(a, b) for a, b in zip(self.enables, self.enables_by_response)])
         self.by_shape: dict[tuple[str, ...], list[int]] = {}
         for i, p in enumerate(self.ops):
             self.by_shape.setdefault(p.segments, []).append(i)

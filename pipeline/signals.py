@@ -73,15 +73,10 @@ def compute_signals(ctx: Context) -> Signals:
         # the goal, and what leads to that operation is the way there.
         prompt_words = with_roles(tokens(ctx.prompt))
         lex_idf, field_idf = shares(prompt_words, spec.profile.words, spec.profile.fields)
-        goal_field = np.array(
-            [field_idf[r].max() if len(r) else _NAN for r in spec.profile.reaches], dtype=np.float32
-        )
+        goal_field = spec.profile.reaches_fanout.best(field_idf)
     if ctx.prompt_vec is not None:
         prompt_sim = emb @ ctx.prompt_vec
-        goal_sim = np.full(n, _NAN, dtype=np.float32)
-        for i, enabled in enumerate(spec.profile.enables):
-            if len(enabled):
-                goal_sim[i] = prompt_sim[enabled].max()
+        goal_sim = spec.profile.enables_fanout.best(prompt_sim)
     linked_last = np.zeros(n, dtype=bool)
     linked_response = np.zeros(n, dtype=bool)
     linked_any = np.zeros(n, dtype=bool)

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.context import build_context
 from pipeline.lexical import LexicalIndex, shares
-from pipeline.profile import SpecProfile
+from pipeline.profile import Fanout, SpecProfile
 from pipeline.reasons import explain
 from pipeline.settings import FetchSettings
 from pipeline.signals import compute_signals
@@ -80,3 +80,12 @@ def test_the_reason_names_the_property_asked_for(tmdb) -> None:
     person = tmdb.profile.index["GET /person/{person_id}"]
     reason = explain(ctx, compute_signals(ctx), person, ["retrieval"], 0.0, demoted=False)
     assert "its response has the birthday asked for" in reason
+
+
+def test_fanout_best_is_the_max_over_each_set_and_nan_for_empty_sets() -> None:
+    sets = [np.array([1, 2]), np.array([], dtype=np.int32), np.array([0]), np.array([], dtype=np.int32),
+            np.array([2, 0, 1])]
+    values = np.array([0.5, -1.0, 2.0, 7.0, np.nan], dtype=np.float32)
+    best = Fanout(sets).best(values)
+    np.testing.assert_array_equal(best, [2.0, np.nan, 0.5, np.nan, 2.0])
+    assert np.isnan(Fanout([np.array([], dtype=np.int32)] * 3).best(values[:3])).all()

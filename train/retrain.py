@@ -83,6 +83,19 @@ def _train_loop(config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
+def _free_cpus(needed: float, wait_s: float = 15.0) -> float:
+    """CPUs free on the cluster, waiting up to `wait_s` for `needed`: the actors of a training run that just
+    ended (a previous job in the same cluster) give theirs back asynchronously."""
+    import ray
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        free = ray.available_resources().get("CPU", 0)
+        if free >= needed or time.monotonic() >= deadline:
+            return free
+        time.sleep(0.5)
+
+
 def fit_distributed(dataset: Any, settings: Settings, rounds: int, run_name: str) -> tuple[Any, dict[str, Any]]:
     import lightgbm as lgb
     import ray
@@ -90,7 +103,8 @@ def fit_distributed(dataset: Any, settings: Settings, rounds: int, run_name: str
     from ray.train.lightgbm import LightGBMTrainer
 
     learning = settings.learning
-    reserved, free = learning.train_workers * learning.worker_cpus, ray.available_resources().get("CPU", 0)
+    reserved = learning.train_workers * learning.worker_cpus
+    free = _free_cpus(reserved + LIST_CPUS)
     if reserved + LIST_CPUS > free:
         # Ray Data reads with tasks of its own: workers holding the CPUs they need would wait for them forever.
         raise RetrainConfigError(

@@ -1,8 +1,10 @@
 """Filling a predicted operation's path parameters from the history: `POST /v1/invoices/in_123/pay`.
 
-A value is taken, in order of precision, from (1) the same position of the last call when both paths share
-the prefix up to that parameter, (2) the most recent parameter with the same name, (3) the most recent value
-of the same entity (`invoice_id` fills `{invoice}`); a generic `{id}` by position or by its segment's entity (`/credit_notes/{id}`). Whatever stays unknown remains a `{placeholder}`.
+A value the prompt names for a parameter comes first ("comment on issue 130" while issue 128 is open means
+130; see `pipeline.prompt_values`). Otherwise it is taken, in order of precision, from (1) the same position of
+the last call when both paths share the prefix up to that parameter, (2) the most recent parameter with the same
+name, (3) the most recent value of the same entity (`invoice_id` fills `{invoice}`); a generic `{id}` by
+position or by its segment's entity (`/credit_notes/{id}`). Whatever stays unknown remains a `{placeholder}`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from urllib.parse import quote
 from pipeline.catalogue import Operation
 from pipeline.context import Context
 from pipeline.matching import split_path
+from pipeline.prompt_values import fill_from_prompt
 from pipeline.text import GENERIC_NAMES
 
 _WHOLE_PARAM = re.compile(r"\{[^{}]+\}")  # `{id}`, not a mixed segment like `{id}.json`
@@ -46,15 +49,18 @@ def _positional(template: list[str], ctx: Context) -> dict[str, str]:
 def carry_params(op: Operation, ctx: Context, base_path: str) -> CarriedCall:
     template = split_path(op.path)
     positional = _positional(template, ctx)
-    entities = ctx.spec.profile.ops[ctx.spec.profile.index[op.id]].entity_of
-    params: dict[str, str] = {}
+    profile = ctx.spec.profile.ops[ctx.spec.profile.index[op.id]]
+    entities = profile.entity_of
+    from_history: dict[str, str] = {}
     for p in op.path_params:
         value = positional.get(p.name)
         if value is None:
             by_name = ctx.values.get(p.name) if p.name.lower() not in GENERIC_NAMES else None
             value = by_name or ctx.entity_values.get(entities.get(p.name, ""))
         if value is not None:
-            params[p.name] = value
+            from_history[p.name] = value
+    named = fill_from_prompt(profile, ctx.prompt_values, frozenset(from_history)) if ctx.prompt_values else {}
+    params = {p.name: value for p in op.path_params if (value := named.get(p.name) or from_history.get(p.name))}
     rendered = op.path
     for name, value in params.items():
         rendered = rendered.replace("{" + name + "}", quote(value, safe=""))

@@ -64,6 +64,20 @@ class Operation(BaseModel):
     def path_params(self) -> tuple[Parameter, ...]:
         return tuple(p for p in self.parameters if p.location == "path")
 
+    @property
+    def query_ids(self) -> tuple[Parameter, ...]:
+        """Required query parameters that carry an id (`?product_id=`, `?geoId=`): RPC-style and search APIs
+        pass the thing to act on there, and it has to come from somewhere, as a path id does."""
+        return tuple(p for p in self.parameters if p.location == "query" and p.required and is_id_name(p.name))
+
+
+_ID_SUFFIXES = frozenset({"id", "ids", "uuid", "guid", "sid"})
+
+
+def is_id_name(name: str) -> bool:
+    parts = words(name)
+    return bool(parts) and parts[-1] in _ID_SUFFIXES
+
 
 class Catalogue(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -124,6 +124,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.suite is not None:
+        return _eval_suite(args)
     from train.evaluate import evaluate, load_cases
 
     predictor = _predictor(args)
@@ -150,6 +152,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"params_exact={report['params_exact']}  p50={report['p50_ms']} ms  p95={report['p95_ms']} ms")
         if llm_info is not None:
             print("llm        " + "  ".join(f"{k}={v}" for k, v in llm_info.items()))
+    return 0
+
+
+def _eval_suite(args: argparse.Namespace) -> int:
+    from train.suite import evaluate_suite, format_table, load_suite
+
+    settings = get_settings()
+    suite = load_suite(Path(args.suite or settings.training.dev_suite), args.data or settings.training.data_dir)
+    report = evaluate_suite(_predictor(args), suite, settings.fetch, misses=args.misses)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_table(report))
     return 0
 
 
@@ -242,7 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=cmd_predict)
 
     evaluate = commands.add_parser("eval", help="hit@k, MRR, NDCG@5 on eval cases, with a MiniLM baseline")
-    evaluate.add_argument("--cases", required=True, help="JSON Lines file of eval cases")
+    which = evaluate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cases", help="JSON Lines file of eval cases")
+    which.add_argument("--suite", nargs="?", const="", metavar="FILE",
+                       help="every set of a suite file, one row each and the macro average (default training.dev_suite)")
+    evaluate.add_argument("--data", type=Path, help="${data} of the suite file (default: training.data_dir)")
     evaluate.add_argument("--without", action="append", default=[], choices=SOURCE_NAMES, help="ablate a source")
     evaluate.add_argument("--model", help="model directory (default: paths.model_dir)")
     evaluate.add_argument("--misses", action="store_true", help="include every case not ranked first")

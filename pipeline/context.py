@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from pipeline.catalogue import Catalogue
+from pipeline.catalogue import Catalogue, is_id_name
 from pipeline.matching import CallMatch, CallMatcher
 from pipeline.profile import SpecProfile
+from pipeline.prompt_values import PromptValue, prompt_values, speaks_for_self
 from pipeline.text import head
 
 
@@ -51,6 +52,8 @@ class Context:
     values: dict[str, str] = field(default_factory=dict)  # parameter name -> latest value seen
     entity_values: dict[str, str] = field(default_factory=dict)  # entity head ("invoice") -> latest id seen
     last_entities: set[str] = field(default_factory=set)  # entities whose ids the last call carried
+    prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135")
+    first_person: bool = False  # "my profile", "for me": the caller holds their own user id
 
     @property
     def last_op(self) -> int | None:
@@ -61,7 +64,8 @@ def build_context(
     spec: PreparedSpec, events: list[Event], prompt: str, prompt_vec: np.ndarray | None, max_history: int
 ) -> Context:
     history = [spec.matcher.match(e.endpoint) for e in events[-max_history:]]
-    ctx = Context(spec=spec, history=history, prompt=prompt.strip(), prompt_vec=prompt_vec)
+    ctx = Context(spec=spec, history=history, prompt=prompt.strip(), prompt_vec=prompt_vec,
+                  prompt_values=prompt_values(prompt), first_person=speaks_for_self(prompt))
     for event, match in zip(events[-max_history:], history):
         heads: dict[str, str] = {}
         if match.operation is not None:
@@ -70,7 +74,8 @@ def build_context(
             heads = spec.profile.ops[index].entity_of
         # Later values overwrite earlier ones: the most recent id of an entity is the one to carry over.
         ctx.last_entities = set()
-        for name, value in match.path_params.items():
+        query_ids = {k: v for k, v in match.query_params.items() if isinstance(v, str) and is_id_name(k)}
+        for name, value in {**match.path_params, **query_ids}.items():
             ent = heads.get(name) or head(name)
             ctx.values[name] = value
             ctx.entity_values[ent] = value

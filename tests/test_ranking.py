@@ -129,3 +129,17 @@ def test_generic_id_is_not_carried_across_resources(billing) -> None:
     other = carry_params(ops["GET /customers/{customer}/sources/{id}"], ctx, billing.catalogue.base_path)
     assert other.params == {} and other.unresolved == ("customer", "id")
     assert other.path == "/v1/customers/{customer}/sources/{id}"
+
+
+def test_a_write_the_prompt_asks_for_outranks_the_history_habit(predictor, billing) -> None:
+    # After opening an invoice, the habit is to look at its lines; the prompt asks for a new invoice.
+    outcome = predictor.predict(billing, events("GET /v1/invoices/in_9"), "create a new invoice", k=3)
+    assert outcome.predictions[0].endpoint == "POST /invoices"
+
+
+def test_an_id_quoted_in_the_prompt_fills_the_path(predictor, billing) -> None:
+    outcome = predictor.predict(billing, events("GET /v1/invoices"), "void invoice in_77Qx2", k=5)
+    top = outcome.predictions[0]
+    assert top.endpoint == "POST /invoices/{invoice}/void"
+    assert top.params == {"invoice": "in_77Qx2"} and top.path == "/v1/invoices/in_77Qx2/void"
+    assert "takes the id the prompt names" in top.reason

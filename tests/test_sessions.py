@@ -38,14 +38,34 @@ def test_ids_are_carried_through_a_session_and_problems_record_them() -> None:
     assert carried, "some problem should reuse an id seen earlier in its session"
     for problem in carried:
         history = " ".join(e.endpoint for e in problem.events)
-        assert all(value in history for value in problem.expected_params.values())
+        assert all(value in history or value in problem.prompt for value in problem.expected_params.values())
 
 
-def test_prompt_modes_cover_goal_step_and_none() -> None:
+def test_prompt_modes_cover_goal_act_step_and_none() -> None:
     catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
     generator = SessionGenerator(catalogue, random.Random(2))
     modes = {s.prompt_mode for s in (generator.session() for _ in range(200)) if s is not None}
-    assert modes == {"goal", "step", "none"}
+    assert modes == {"goal", "act", "step", "none"}
+
+
+def test_act_sessions_ask_for_their_last_call_and_writes_are_common() -> None:
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    generator = SessionGenerator(catalogue, random.Random(4))
+    acts = [s for s in (generator.session() for _ in range(300)) if s is not None and s.prompt_mode == "act"]
+    assert len(acts) > 30
+    # The asked operation ends the session, or comes just before the second request of a two-request prompt.
+    assert all(s.goal in s.ops[-2:] and s.prompts[-1] and set(s.prompts) <= {"", s.prompts[-1]} for s in acts)
+    writes = [s for s in acts if catalogue.operations[s.goal].method != "GET"]
+    assert len(writes) > len(acts) / 2
+
+
+def test_ids_quoted_in_a_prompt_are_expected_parameters() -> None:
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    generator = SessionGenerator(catalogue, random.Random(6))
+    problems = [p for _ in range(300) if (s := generator.session()) for p in generator.problems(s, "billing", "s")]
+    quoted = [p for p in problems if any(v in p.prompt and v not in " ".join(e.endpoint for e in p.events)
+                                         for v in p.expected_params.values())]
+    assert quoted, "some act sessions should quote the id they act on"
 
 
 def test_field_questions_ask_for_readable_response_properties() -> None:

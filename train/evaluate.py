@@ -87,7 +87,7 @@ def evaluate(
         rank = endpoints.index(case.expected) + 1 if case.expected in endpoints else None
         ranks.append(rank)
         base.append(baseline_rank(predictor, spec, case))
-        if case.expected_params:
+        if case.expected_params is not None:  # {} is a definition too: the call takes no path parameter
             top = outcome.predictions[rank - 1] if rank else None
             params_ok.append(top is not None and top.params == case.expected_params)
         if rank != 1:

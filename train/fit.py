@@ -32,6 +32,9 @@ def lgb_params(config: FitSettings, seed: int, threads: int) -> dict[str, Any]:
         "lambda_l2": config.lambda_l2,
         "lambdarank_truncation_level": config.lambdarank_truncation_level,
         "seed": seed,
+        # The same data gives the same model on any machine: tests assert exact top-1s of a model they train.
+        "deterministic": True,
+        "force_col_wise": True,
         "num_threads": threads,
         "verbosity": -1,
     }

@@ -106,6 +106,72 @@ def phrase(op: Operation, profile: OpProfile, rng: random.Random, implicit: froz
     return text.strip()
 
 
+_REFS = ["this {e}", "the {e}", "it", "this one", "that {e}"]
+# Verbs users write for an action whose path word is a noun or a compound: `/comments` -> "comment on",
+# `/poweron` -> "power on". Keys are the action's words, values what a user may say instead.
+_ACTION_SAYINGS = {"send": ["email", "send", "mail"], "pay": ["pay", "get paid", "settle"],
+                   "poweron": ["power on", "start", "turn on"], "poweroff": ["power off", "turn off"],
+                   "rerun": ["rerun", "re-run", "run again", "retry"], "merge": ["merge"], "void": ["void", "cancel"],
+                   "finalize": ["finalize", "finalise"], "capture": ["capture", "collect"]}
+
+
+def reference(entity: str, rng: random.Random, value: str | None = None) -> str:
+    """How a request points at the thing it acts on: "this invoice", "it", or by its id ("invoice in_3kf9",
+    "order #4821") when the user quotes it."""
+    noun = entity.replace("_", " ")
+    if value is not None:
+        return rng.choice([f"{noun} {value}", f"{noun} #{value}" if value.isdigit() else f"{noun} {value}",
+                           f"the {noun} {value}", f"{value}"])
+    return rng.choice(_REFS).format(e=noun)
+
+
+def act_phrase(op: Operation, profile: OpProfile, rng: random.Random, ref: str) -> str:
+    """A request for `op` about one thing (`ref`): "comment on this issue", "reboot server 4711", "email the
+    invoice to the customer", "cancel it" — the action asked for, rarely in the summary's words."""
+    literals = [s for s in op.path.split("/") if s and "{" not in s and not is_version_segment(s)]
+    last = " ".join(words(literals[-1])) if literals else "item"
+    if profile.kind == Kind.ACTION:
+        verb = rng.choice(_ACTION_SAYINGS.get(last.replace(" ", ""), [last]))
+        core = f"{verb} {ref}"
+    elif profile.kind == Kind.CREATE and profile.required:
+        noun = singular(last.split()[-1])
+        core = rng.choice([f"add a {noun} to {ref}", f"{noun} on {ref}", f"create a {noun} for {ref}",
+                           f"post a {noun} on {ref}", f"new {noun} for {ref}"])
+    elif profile.kind == Kind.UPDATE:
+        field = rng.choice(asked_fields(op) or [""])
+        core = f"{rng.choice(_VERB_SYNONYMS[Kind.UPDATE])} the {field} of {ref}" if field else \
+            f"{rng.choice(_VERB_SYNONYMS[Kind.UPDATE])} {ref}"
+    elif profile.kind == Kind.DELETE:
+        core = f"{rng.choice(_VERB_SYNONYMS[Kind.DELETE])} {ref}"
+    else:
+        core = f"{phrase(op, profile, rng)} {rng.choice(['of', 'for', 'on'])} {ref}"
+    if rng.random() < 0.25:
+        core = f"{core} {rng.choice(_REASONS)}"
+    return (rng.choice(_LEADS) + core).strip()
+
+
+_REASONS = ["please", "now", "asap", "the customer asked", "it is stuck", "before the release", "as discussed",
+            "we are done with it", "for the audit", "today"]
+
+
+def summary_request(op: Operation, rng: random.Random) -> str | None:
+    """The spec's own words as a request, lightly rephrased: the summary or the description's first sentence
+    with its verb swapped ("Retrieves a list of invoices" -> "can you get a list of invoices")."""
+    text = op.summary or _TAG.sub("", op.description or "").split(". ")[0].split("\n")[0]
+    parts = text.strip().rstrip(".").split()
+    if len(parts) < 2:
+        return None
+    if parts[0].lower() in _LEADING_VERBS or parts[0].lower().endswith("s") and parts[0].lower()[:-1] in _LEADING_VERBS:
+        parts = parts[1:]
+        parts.insert(0, rng.choice(["get", "give me", "I want", "find", "show", "I need"]))
+    return (rng.choice(_LEADS) + " ".join(parts)[:140]).strip().lower()
+
+
+def multi_intent(first: str, then: str, rng: random.Random) -> str:
+    """Two requests in one prompt; the first is what comes next."""
+    return f"{first}{rng.choice([' and then ', ', then ', '. After that ', ' and afterwards '])}{then}"
+
+
 _OPENERS = ["quick question: ", "for a report, ", "I'm curious, ", "my manager asks: ", "", "hey, "]
 _DISTRACTORS = ["and later maybe the {}", "before I look at the {}", "then compare with the {}", "not the {}"]
 

@@ -19,6 +19,7 @@ from train.base_data import save_base_data
 from train.dataset import build, embed_prompts, generate, learn_patterns
 from train.evaluate import evaluate, load_cases
 from train.fit import fit_ranker
+from train.suite import evaluate_suite, load_suite
 
 
 def train(
@@ -95,11 +96,14 @@ def train(
     save_base_data(train_ds, valid_ds, settings.learning.base_data)
     report["model_version"] = model.version
     report["model_dir"] = str(out_dir)
-    if cfg.dev_cases.exists():
+    if cfg.dev_cases.exists() or cfg.dev_suite.exists():
         predictor = build_predictor(settings, model=model, embedder=embedder)
-        dev = evaluate(predictor, load_cases(cfg.dev_cases), cfg.dev_cases.parent, settings.fetch)
-        report["dev"] = {k: v for k, v in dev.items() if k != "misses"}
-        stage("dev-set evaluation")
+        if cfg.dev_cases.exists():
+            dev = evaluate(predictor, load_cases(cfg.dev_cases), cfg.dev_cases.parent, settings.fetch)
+            report["dev"] = {k: v for k, v in dev.items() if k != "misses"}
+        if cfg.dev_suite.exists():
+            report["dev_suite"] = evaluate_suite(predictor, load_suite(cfg.dev_suite, cfg.data_dir), settings.fetch)
+        stage("dev evaluation")
     report["stages_s"] = stages
     report["total_s"] = round(time.perf_counter() - started, 1)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))

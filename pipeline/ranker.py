@@ -15,6 +15,7 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import BaseModel, Field
 
+from pipeline.embedding import STOCK_EMBEDDER
 from pipeline.errors import OpenSesameError
 from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
 from pipeline.stats import PatternStats
@@ -44,6 +45,7 @@ class ModelMeta(BaseModel):
     version: str = Field(description="shown in every response: a registry version or a content hash")
     calibration: Calibration = Calibration()
     patterns: PatternStats = PatternStats()
+    embedder: str = Field(STOCK_EMBEDDER, description="the embedder its prompt/operation features came from")
     info: dict[str, Any] = {}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.embedding import CachedEmbedder, MiniLMEmbedder, OperationEmbeddings
+from pipeline.embedding import CachedEmbedder, MiniLMEmbedder, OperationEmbeddings, require_embedder
 from pipeline.kv import DiskBlobs
 from pipeline.predict import Predictor
 from pipeline.ranker import RankerModel
@@ -21,6 +21,7 @@ def build_predictor(
 ) -> Predictor:
     model = model or RankerModel.load(model_dir or settings.paths.model_dir)
     embedder = embedder or MiniLMEmbedder()
+    require_embedder(model.meta.embedder, embedder.name)
     return Predictor(
         model=model,
         counts=counts or InMemoryTransitions(),

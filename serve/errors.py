@@ -11,6 +11,7 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from pipeline import errors
+from pipeline.embedding import EmbedderMismatchError
 from pipeline.feedback import FeedbackMismatchError, PredictionNotFoundError
 from pipeline.ranker import ModelNotFoundError, ModelSchemaError
 from pipeline.registry import RegistryError
@@ -44,6 +45,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     # Server side, not the client's fault: the model cannot be served right now.
     (ModelNotFoundError, 503),
     (ModelSchemaError, 503),
+    (EmbedderMismatchError, 503),
     (RegistryError, 503),
 ]
 

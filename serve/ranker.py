@@ -21,7 +21,7 @@ from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.context import Event, PreparedSpec
-from pipeline.embedding import operation_text
+from pipeline.embedding import STOCK_EMBEDDER, operation_text, require_embedder
 from pipeline.kv import LRU, ResilientStore
 from pipeline.llm import PatchStats, hits, parse_answer, patch
 from pipeline.online_counts import online_transitions
@@ -73,6 +73,9 @@ class RankerDeployment:
     async def _load(self, uri: str) -> None:
         started = time.perf_counter()
         model = await asyncio.to_thread(load_ranker, uri, self.config.registry)
+        # The Embedder deployment embeds with the packaged MiniLM: a ranker trained on other vectors is refused
+        # (the replica keeps serving the model it has).
+        require_embedder(model.meta.embedder, STOCK_EMBEDDER)
         if self.predictor is None:
             self.predictor = Predictor(model, self._counts(), self.config.ranking)
         else:

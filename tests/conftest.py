@@ -106,8 +106,9 @@ def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFact
 
     var = tmp_path_factory.mktemp("var")
     return Settings(
-        training=TrainingSettings(data_dir=tiny_training_dir, dev_cases=TMDB_CASES, dev_suite=FIXTURES / "dev_suite.yaml",
-                                  scale=3.0, seed=3),
+        training=TrainingSettings(
+            data_dir=tiny_training_dir, dev_cases=TMDB_CASES, dev_suite=FIXTURES / "dev_suite.yaml", scale=3.0, seed=3
+        ),
         paths=PathSettings(var_dir=var, model_dir=var / "model", embedding_cache=var / "embeddings"),
         learning=LearningSettings(base_data=str(var / "base"), log_uri=str(var / "labels")),
     )

@@ -38,6 +38,7 @@ def test_eval_suite_prints_a_row_per_set_and_the_macro(capsys, tiny_settings, ti
 def test_a_missing_set_is_named_not_dropped(tmp_path, capsys, tiny_settings, tiny_model) -> None:
     suite = tmp_path / "suite.yaml"
     suite.write_text((FIXTURES / "dev_suite.yaml").read_text() + "  - name: gone\n    cases: ${data}/nowhere.jsonl\n")
-    main(["eval", "--suite", str(suite), "--json", "--model", str(tiny_settings.paths.model_dir), "--data", str(tmp_path)])
+    model = str(tiny_settings.paths.model_dir)
+    main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path)])
     out = json.loads(capsys.readouterr().out)
     assert list(out["sets"]) == ["tmdb"] and out["skipped"] == [f"gone: {tmp_path}/nowhere.jsonl not found"]

@@ -16,6 +16,9 @@ from pathlib import Path
 
 from pipeline.catalogue import Catalogue
 from pipeline.embedding import MAX_TOKENS, operation_text
+from pipeline.errors import TrainingDataError
+from pipeline.settings import Settings
+from train import corpus as corpus_mod
 from train.sessions import SessionGenerator
 
 Triple = tuple[str, str, str]  # request, its operation's text, a same-spec negative's text
@@ -84,3 +87,15 @@ def fine_tune(
     model.eval()
     model.save(str(out_dir))
     return out_dir
+
+
+def tune(settings: Settings, out_dir: Path, per_spec: int, log: Callable[[str], object] = print) -> Path:
+    """Fine-tune on the training split's specs only (held-out specs and every dev set stay unseen)."""
+    cfg = settings.training
+    split = corpus_mod.split(corpus_mod.discover(cfg.data_dir), cfg.valid_percent)
+    specs = corpus_mod.load_all(split.train, cfg.max_operations)
+    if not specs:
+        raise TrainingDataError(f"no training specs under {cfg.data_dir}; pass --data or set training.data_dir")
+    triples = request_triples(specs, per_spec, cfg.seed)
+    log(f"[embedder] {len(triples)} requests from {len(specs)} training specs")
+    return fine_tune(triples, out_dir, cfg.seed, log=log)

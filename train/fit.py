@@ -10,6 +10,7 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from pipeline.embedding import STOCK_EMBEDDER
 from pipeline.features import CATEGORICAL, FEATURE_NAMES, SCHEMA_VERSION
 from pipeline.ranker import Calibration, ModelMeta, RankerModel
 from pipeline.settings import FitSettings
@@ -87,6 +88,7 @@ def fit_ranker(
     config: FitSettings,
     seed: int,
     info: dict[str, Any] | None = None,
+    embedder: str = STOCK_EMBEDDER,
 ) -> tuple[RankerModel, dict[str, Any]]:
     started = time.perf_counter()
     train_set = lgb_dataset(train.X, train.y, train.group_sizes)
@@ -114,6 +116,7 @@ def fit_ranker(
         version=model_version(booster),
         calibration=calibration,
         patterns=patterns,
+        embedder=embedder,
         info={**(info or {}), **report},
     )
     return RankerModel(booster, meta), report

@@ -234,6 +234,7 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
         version=model_version(booster),
         calibration=calibrate(booster.predict(X_hold), y_hold),
         patterns=champion_model.patterns,  # the base features were computed with them; labels' features too
+        embedder=champion_model.meta.embedder,  # ... and with its embedder
         info={
             "job_id": job_id,
             "parent": champion.label,

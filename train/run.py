@@ -70,7 +70,7 @@ def train(
     stage(f"features ({len(train_ds.y)} train rows, candidate recall {train_ds.recall:.3f} / {valid_ds.recall:.3f})")
 
     info = {"train_specs": [n for n, _ in train_specs], "valid_specs": [n for n, _ in valid_specs]}
-    model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info)
+    model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info, embedder.name)
     stage("fit")
     if cfg.llm_problems:
         # The llm features need shortlists, which need a ranker: fit once without them, run the LLM over a
@@ -89,7 +89,7 @@ def train(
         extra = {pid: {"llm": h} for pid, h in hits_by_problem.items()}
         train_ds = build(train_corpus, patterns, train_corpus.counts, settings.ranking, vectors, extra)
         valid_ds = build(valid_corpus, patterns, valid_corpus.counts, settings.ranking, vectors, extra)
-        model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info)
+        model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info, embedder.name)
         report["llm"] = {**llm_info, "problems": len(asks)}
         stage(f"llm over {len(asks)} problems + refit")
     model.save(out_dir)

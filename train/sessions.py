@@ -10,8 +10,8 @@ Assumptions (also in the README), chosen to resemble how people and agents use R
 - Goal-directed acts (support desks, consoles, agents): the prompt asks for one operation, most often a write
   ("refund this charge", "comment on issue 128", "reboot server 4711"); the user identifies the thing (list or
   search) and acts, the request there at every step (the asked operation is the answer as soon as it is
-  reachable); or opens the thing first and asks then (the request comes with the act); or quotes its id in the
-  prompt (35%) and acts at once, after whatever they did before.
+  reachable); or opens the thing first and asks then (the request comes with the act); or, to create, lists the
+  collection first (40% of creates); or quotes its id in the prompt (35%) and acts at once.
 - One-shot requests: no history, one operation asked for (ToolAlpaca / NESTFUL shape, RPC-style specs), the
   prompt from the spec's own summary or description rephrased, from templates, or two requests in one.
 - Lifecycle: create -> get -> update/action -> (delete), each step with its own prompt half the time.
@@ -108,16 +108,16 @@ class _Walk:
         self.params: list[dict[str, str]] = []
 
     def call(self, i: int) -> None:
-        text, carried = self.generator._concrete(i, self.values)
+        text, carried = self.generator.concrete(i, self.values)
         self.calls.append(text)
         self.params.append(carried)
         self.ops.append(i)
-        self.generator._produce(i, self.values)
+        self.generator.produce(i, self.values)
 
     def follow(self, chain: list[int]) -> bool:
         """Call each operation of `chain` in turn; False as soon as one cannot be filled."""
         for i in chain:
-            if not self.generator._fillable(i, self.values):
+            if not self.generator.fillable(i, self.values):
                 return False
             self.call(i)
         return True
@@ -174,11 +174,11 @@ class SessionGenerator:
         return bool(self.profile.deprecated[i]) or self.profile.kind[i] == Kind.OTHER
 
     # -- calls -----------------------------------------------------------------------------------------
-    def _fillable(self, i: int, values: dict[str, str]) -> bool:
+    def fillable(self, i: int, values: dict[str, str]) -> bool:
         p = self.profile.ops[i]
         return all(n in p.enum_params or e in values for n, e in zip(p.required, p.required_entities))
 
-    def _concrete(self, i: int, values: dict[str, str]) -> tuple[str, dict[str, str]]:
+    def concrete(self, i: int, values: dict[str, str]) -> tuple[str, dict[str, str]]:
         """The call as the user sends it, and the entity ids it carries (enum values are not carried)."""
         op = self.catalogue.operations[i]
         entities = self.profile.ops[i].entity_of
@@ -194,7 +194,7 @@ class SessionGenerator:
         query = "&".join(f"{p.name}={values[entities[p.name]]}" for p in op.query_ids if not p.enum)
         return f"{op.method} {self.catalogue.base_path}{path}{'?' + query if query else ''}", carried
 
-    def _produce(self, i: int, values: dict[str, str]) -> None:
+    def produce(self, i: int, values: dict[str, str]) -> None:
         """After a call, the user holds ids of what it produced (the item it listed, searched or created) and
         of the entities its response names (an invoice's customer)."""
         op = self.profile.ops[i]
@@ -210,7 +210,7 @@ class SessionGenerator:
         enabled = set(self.profile.enables[current].tolist())
         by_response = set(self.profile.enables_by_response[current].tolist())
         for j, b in enumerate(self.profile.ops):
-            if self._avoid(j) or not self._fillable(j, values):
+            if self._avoid(j) or not self.fillable(j, values):
                 continue
             rel = relation(a, b)
             if rel == Relation.UNRELATED and j not in enabled and j not in by_response:
@@ -335,7 +335,15 @@ class SessionGenerator:
         walk = _Walk(self, {})
         quoted: str | None = None
         opened = False
-        if free:
+        listing = self._listing(target) if profile.kind[target] == Kind.CREATE and self.rng.random() < 0.4 else None
+        if listing is not None:
+            # Look at what exists, then create ("GET /labels", then "create a label called needs-triage"): ids of
+            # the parents are held from before the session; the request comes with the act.
+            walk.values.update({ent: self.ids.make(ent) for ent in free})
+            walk.follow([listing])
+            opened = True
+            ref = reference(free[-1], self.rng) if free else object_phrase(self.catalogue.operations[target], self.rng)
+        elif free:
             # Parents the user already holds (the repository of an issue): their ids, made up front.
             for ent in free[:-1]:
                 walk.values[ent] = self.ids.make(ent)
@@ -366,25 +374,33 @@ class SessionGenerator:
         if not walk.follow([target]):
             return None
         op = self.catalogue.operations[target]
-        prompt = act_phrase(op, profile.ops[target], self.rng, ref) if free else phrase(op, profile.ops[target], self.rng)
+        asked = profile.ops[target]
+        prompt = act_phrase(op, asked, self.rng, ref) if free else phrase(op, asked, self.rng)
         if self.rng.random() < 0.2 and (said := summary_request(op, self.rng)):
             prompt = f"{said} {self.rng.choice(['for', 'on'])} {ref}" if free else said
         then: int | None = None
         if self.rng.random() < 0.2:
             then = self.rng.randrange(len(profile))
-            prompt = multi_intent(prompt, phrase(self.catalogue.operations[then], profile.ops[then], self.rng), self.rng)
+            second = phrase(self.catalogue.operations[then], profile.ops[then], self.rng)
+            prompt = multi_intent(prompt, second, self.rng)
         prompts = [""] * (len(walk.ops) - 1) + [prompt] if opened else [prompt] * len(walk.ops)
         # Two requests: once the first is done, the second is next (when it can be called).
         if then is not None and not self._avoid(then) and walk.follow([then]):
             prompts.append(prompt)
         return walk.session("act", target, prompts)
 
+    def _listing(self, target: int) -> int | None:
+        """The list operation of the collection `target` creates in (`GET /labels` for `POST /labels`)."""
+        same = [j for j in self.profile.by_shape.get(self.profile.ops[target].segments, [])
+                if self.profile.kind[j] == Kind.LIST and not self._avoid(j)]
+        return self.rng.choice(same) if same else None
+
     def _way_to(self, target: int, entity: str, values: dict[str, str]) -> list[int] | None:
         """How a user finds the thing `target` acts on: list or search it (within the parents they hold), then,
-        most of the time, open it."""
+        half of the time, open it."""
         finders = [j for j in range(len(self.profile)) if not self._avoid(j)
                    and self.profile.kind[j] in (Kind.LIST, Kind.SEARCH) and entity in self.profile.ops[j].produces
-                   and self._fillable(j, values)]
+                   and self.fillable(j, values)]
         if not finders:
             return None
         way = [self.rng.choice(finders)]
@@ -401,17 +417,16 @@ class SessionGenerator:
             return None
         target = self.rng.choice(candidates)
         op, profile = self.catalogue.operations[target], self.profile.ops[target]
-        walk = _Walk(self, {ent: self.ids.make(ent) for ent in self._free(target)})
+        free = self._free(target)
+        walk = _Walk(self, {ent: self.ids.make(ent) for ent in free})
         walk.follow([target])
-        roll = self.rng.random()
-        if self._free(target):
-            free = self._free(target)
+        if free:
             refs = " and ".join(f"{ent.replace('_', ' ')} {walk.values[ent]}" for ent in free) if len(free) > 1 \
                 else reference(free[0], self.rng, walk.values[free[0]])
             if free == ["person"] and self.rng.random() < 0.5:
                 refs = self.rng.choice(["me", "my account", "my profile", "myself"])  # their own id: theirs to give
             prompt = act_phrase(op, profile, self.rng, refs)
-        elif roll < 0.45 and (said := summary_request(op, self.rng)):
+        elif self.rng.random() < 0.45 and (said := summary_request(op, self.rng)):
             prompt = said
         else:
             prompt = phrase(op, profile, self.rng)
@@ -429,7 +444,7 @@ class SessionGenerator:
         walk.follow([create])
         made = self.profile.ops[create].produces
         later = [j for j in range(len(self.profile)) if not self._avoid(j) and self._free(j)
-                 and self._free(j)[-1] in made and self._fillable(j, walk.values)]
+                 and self._free(j)[-1] in made and self.fillable(j, walk.values)]
         order = sorted(later, key=lambda j: (self.profile.kind[j] == Kind.DELETE, self.profile.kind[j] != Kind.GET,
                                              self.rng.random()))
         for j in order[: self.rng.randint(1, 4)]:

@@ -103,8 +103,8 @@ def _root(literals: list[str]) -> str:
     return next((s.lower() for s in literals if not is_version_segment(s)), "")
 
 
-def _param_entities(segments: list[str], params: tuple[Parameter, ...]) -> tuple[str, ...]:
-    """Head noun of each path parameter; a generic name (`{id}`) takes the noun of the segment before it."""
+def _segment_before(segments: list[str]) -> dict[str, str]:
+    """Each path parameter's preceding literal segment: `/credit_notes/{id}` -> id: credit_notes."""
     before: dict[str, str] = {}
     previous = ""
     for segment in segments:
@@ -113,22 +113,19 @@ def _param_entities(segments: list[str], params: tuple[Parameter, ...]) -> tuple
                 before[name] = previous
         else:
             previous = segment
+    return before
+
+
+def _param_entities(before: dict[str, str], params: tuple[Parameter, ...]) -> tuple[str, ...]:
+    """Head noun of each path parameter; a generic name (`{id}`) takes the noun of the segment before it."""
     return tuple(
         head(before.get(p.name) or p.name) if p.name.lower() in GENERIC_NAMES else head(p.name) for p in params
     )
 
 
-def _param_words(segments: list[str], params: tuple[Parameter, ...]) -> tuple[frozenset[str], ...]:
+def _param_words(before: dict[str, str], params: tuple[Parameter, ...]) -> tuple[frozenset[str], ...]:
     """Nouns a user writes next to a value of each parameter: its own name's words without the id word
     (`issue_number` -> issue), its entity head, and the noun of the segment before it (`/servers/{id}` -> server)."""
-    before: dict[str, str] = {}
-    previous = ""
-    for segment in segments:
-        if _is_param(segment):
-            for name in _PARAM_NAME.findall(segment):
-                before[name] = previous
-        else:
-            previous = segment
     out = []
     for p in params:
         named = [w for w in words(p.name) if w not in GENERIC_NAMES] + words(before.get(p.name, ""))[-2:]
@@ -149,6 +146,7 @@ def profile_operation(op: Operation) -> OpProfile:
     kind = classify(op, raw)
     path_params = op.path_params
     needs = path_params + op.query_ids  # what the call needs an id for, wherever the id goes
+    before = _segment_before(raw)
     produces: set[str] = set()
     if kind in (Kind.LIST, Kind.SEARCH, Kind.CREATE):
         # Every word after the last parameter (before it is the parent, already known): /person/{id}/movie_credits
@@ -168,8 +166,8 @@ def profile_operation(op: Operation) -> OpProfile:
         depth=len(shape),
         root=_root(literals),
         required=tuple(p.name for p in needs),
-        required_entities=_param_entities(raw, needs),
-        param_words=_param_words(raw, needs),
+        required_entities=_param_entities(before, needs),
+        param_words=_param_words(before, needs),
         enum_params=frozenset(p.name for p in needs if p.enum),
         produces=frozenset(produces),
         returns=frozenset(head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES),

@@ -112,6 +112,6 @@ def compute_signals(ctx: Context) -> Signals:
     known, from_last, prompt_fills, unreachable, prompt_valued = _fillable(ctx)
     return Signals(
         prompt_sim, goal_sim, lex_idf, field_idf, goal_field, verb_idf, mention_pos, last_sim, history_sim, rel_last,
-        linked_last, linked_response, linked_any, known, from_last, times_called, calls_since, spec.profile.n_required - known,
-        prompt_fills, unreachable, prompt_valued,
+        linked_last, linked_response, linked_any, known, from_last, times_called, calls_since,
+        spec.profile.n_required - known, prompt_fills, unreachable, prompt_valued,
     )

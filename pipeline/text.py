@@ -82,12 +82,7 @@ def token_sequence(text: str) -> list[str]:
 
 def tokens(text: str) -> frozenset[str]:
     """Stemmed content words of prose or identifiers."""
-    out: set[str] = set()
-    for raw in _TOKEN.findall(text):
-        for w in words(raw):
-            if len(w) > 1 and w not in STOP_WORDS:
-                out.add(stem(w))
-    return frozenset(out)
+    return frozenset(token_sequence(text))
 
 
 # Role words that all point at people: a credit's `cast`, an issue's `assignee`, a repo's `owner`.

@@ -42,3 +42,14 @@ def test_a_missing_set_is_named_not_dropped(tmp_path, capsys, tiny_settings, tin
     main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path)])
     out = json.loads(capsys.readouterr().out)
     assert list(out["sets"]) == ["tmdb"] and out["skipped"] == [f"gone: {tmp_path}/nowhere.jsonl not found"]
+
+
+def test_a_set_whose_specs_are_elsewhere_is_skipped(tmp_path, capsys, tiny_settings, tiny_model) -> None:
+    # `--data` names a folder without the specs a set's cases refer to: that set is skipped, the rest evaluated.
+    suite = tmp_path / "suite.yaml"
+    extra = "  - name: elsewhere\n    cases: ${project}/tests/fixtures/real/tmdb_cases.jsonl\n    specs: ${data}\n"
+    suite.write_text((FIXTURES / "dev_suite.yaml").read_text() + extra)
+    model = str(tiny_settings.paths.model_dir)
+    main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["sets"]) == ["tmdb"] and out["skipped"] == [f"elsewhere: spec {tmp_path}/tmdb_oas.json not found"]

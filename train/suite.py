@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from pipeline.errors import OpenSesameError
 from pipeline.predict import Predictor
 from pipeline.settings import PROJECT_ROOT, FetchSettings
-from train.evaluate import evaluate, load_cases
+from train.evaluate import evaluate, load_cases, spec_location
 
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
 
@@ -68,7 +68,13 @@ def evaluate_suite(
         if not entry.cases.exists():
             skipped.append(f"{entry.name}: {entry.cases} not found")
             continue
-        report = evaluate(predictor, load_cases(entry.cases), entry.specs or entry.cases.parent, fetch)
+        cases, specs_dir = load_cases(entry.cases), entry.specs or entry.cases.parent
+        locations = {spec_location(c, specs_dir) for c in cases}
+        missing = sorted(loc for loc in locations if "://" not in loc and not Path(loc).exists())
+        if missing:  # e.g. `--data` names a folder of other specs: say so, and evaluate the rest
+            skipped.append(f"{entry.name}: spec {missing[0]} not found")
+            continue
+        report = evaluate(predictor, cases, specs_dir, fetch)
         if not misses:
             report.pop("misses")
         rows[entry.name] = report

@@ -155,6 +155,8 @@ class SessionGenerator:
         self.entry = [i for i, p in enumerate(ops) if len(p.required) == len(p.enum_params) and not self._avoid(i)]
         self.goals = [i for i, p in enumerate(ops) if p.required and not self._avoid(i)]
         self.required_heads = {e for p in ops for e in p.required_entities}
+        # Entities each operation needs an id of (enum parameters aside): asked in every scan of every session.
+        self.free = [[e for n, e in zip(p.required, p.required_entities) if n not in p.enum_params] for p in ops]
         # producers[g]: entry points that list/search/create what g needs; reachers[g]: operations with a
         # producer of their own whose response names what g needs (the middle hop of a two-hop lookup).
         self.producers: dict[int, list[int]] = {}
@@ -317,10 +319,6 @@ class SessionGenerator:
         mode = self.rng.choices(["step", "none"], weights=[0.4, 0.6])[0]
         return walk.session(mode, None, self._prompts(mode, None, None, walk.ops))
 
-    def _free(self, i: int) -> list[str]:
-        p = self.profile.ops[i]
-        return [e for n, e in zip(p.required, p.required_entities) if n not in p.enum_params]
-
     def _act(self) -> Session | None:
         """The prompt asks for one operation, mostly a write; the user identifies the thing, looks it up and acts,
         or quotes its id and acts at once."""
@@ -331,7 +329,7 @@ class SessionGenerator:
             return None
         weights = [0.3 if profile.destructive[i] else 1.0 for i in targets]
         target = self.rng.choices(targets, weights=weights)[0]
-        free = self._free(target)
+        free = self.free[target]
         walk = _Walk(self, {})
         quoted: str | None = None
         opened = False
@@ -351,7 +349,7 @@ class SessionGenerator:
             if self.rng.random() < 0.35:
                 quoted = walk.values[entity] = self.ids.make(entity)
                 # The parents show in the history (the repository page before "comment on issue 128").
-                parents = [j for j in range(len(profile)) if not self._avoid(j) and self._free(j) == free[:-1]
+                parents = [j for j in range(len(profile)) if not self._avoid(j) and self.free[j] == free[:-1]
                            and profile.kind[j] in (Kind.GET, Kind.LIST)] if len(free) > 1 else []
                 if len(free) > 1 and not parents:
                     return None
@@ -405,19 +403,19 @@ class SessionGenerator:
             return None
         way = [self.rng.choice(finders)]
         items = [j for j in range(len(self.profile)) if j != target and not self._avoid(j)
-                 and self.profile.kind[j] == Kind.GET and self._free(j) == self._free(target)]
+                 and self.profile.kind[j] == Kind.GET and self.free[j] == self.free[target]]
         if items and self.rng.random() < 0.5:
             way.append(self.rng.choice(items))
         return way
 
     def _oneshot(self) -> Session | None:
         """No history: one operation asked for, any ids it needs quoted in the prompt (ToolAlpaca's shape)."""
-        candidates = [i for i in range(len(self.profile)) if not self._avoid(i) and len(self._free(i)) <= 2]
+        candidates = [i for i in range(len(self.profile)) if not self._avoid(i) and len(self.free[i]) <= 2]
         if not candidates:
             return None
         target = self.rng.choice(candidates)
         op, profile = self.catalogue.operations[target], self.profile.ops[target]
-        free = self._free(target)
+        free = self.free[target]
         walk = _Walk(self, {ent: self.ids.make(ent) for ent in free})
         walk.follow([target])
         if free:
@@ -443,8 +441,8 @@ class SessionGenerator:
         walk = _Walk(self, {})
         walk.follow([create])
         made = self.profile.ops[create].produces
-        later = [j for j in range(len(self.profile)) if not self._avoid(j) and self._free(j)
-                 and self._free(j)[-1] in made and self.fillable(j, walk.values)]
+        later = [j for j in range(len(self.profile)) if not self._avoid(j) and self.free[j]
+                 and self.free[j][-1] in made and self.fillable(j, walk.values)]
         order = sorted(later, key=lambda j: (self.profile.kind[j] == Kind.DELETE, self.profile.kind[j] != Kind.GET,
                                              self.rng.random()))
         for j in order[: self.rng.randint(1, 4)]:
@@ -456,11 +454,11 @@ class SessionGenerator:
     def _repeat(self) -> Session | None:
         """The same lookup for several things in a row (`GET /items/7`, `GET /items/9`, ...)."""
         items = [i for i in range(len(self.profile)) if not self._avoid(i) and self.profile.kind[i] == Kind.GET
-                 and len(self._free(i)) == 1]
+                 and len(self.free[i]) == 1]
         if not items:
             return None
         item = self.rng.choice(items)
-        entity = self._free(item)[0]
+        entity = self.free[item][0]
         walk = _Walk(self, {})
         way = self._way_to(item, entity, walk.values)
         if way is None:

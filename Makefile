@@ -26,7 +26,7 @@ test: install
 # Ray cluster and deploys configs/serve.local.yaml. Ctrl-C stops everything.
 serve: install
 	$(VENV)/bin/opensesame models prepare
-	$(PY) -m serve.launch --config configs/serve.local.yaml
+	$(PY) -m ops.launch --config configs/serve.local.yaml
 
 clean:
 	rm -rf var .pytest_cache

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.embedding import CachedEmbedder, MiniLMEmbedder, OperationEmbeddings, require_embedder
-from pipeline.kv import DiskBlobs
-from pipeline.predict import Predictor
-from pipeline.ranker import RankerModel
+from pipeline.adapters.kv import DiskBlobs
+from pipeline.adapters.minilm import MiniLMEmbedder
+from pipeline.ranking.embedding import CachedEmbedder, OperationEmbeddings, require_embedder
+from pipeline.ranking.model import RankerModel
+from pipeline.ranking.predict import Predictor
+from pipeline.ranking.stats import InMemoryTransitions, TransitionCounts
 from pipeline.settings import Settings
-from pipeline.stats import InMemoryTransitions, TransitionCounts
 
 
 def build_predictor(

@@ -1,13 +1,19 @@
-"""The one settings schema. Values come from `configs/opensesame.yaml`, then environment overrides.
+"""The one settings schema, read by pydantic-settings: the YAML file, then a Serve config's overrides, then
+secret files, then the environment (each wins over the ones before it).
 
-An environment variable `OPENSESAME__<SECTION>__<FIELD>` (double underscores) overrides one field, e.g.
-`OPENSESAME__FETCH__MAX_BYTES=1000000`. `OPENSESAME_CONFIG` names another YAML file. Serve configs pass
-the same sections as `args`, validated by the same models.
+- `configs/opensesame.yaml`, or the file `OPENSESAME_CONFIG` names;
+- `overrides`: a Serve config's `args.settings`, section by section (validated once, when the app is built);
+- secret files (Kubernetes): `$OPENSESAME_SECRETS_DIR` (default /run/secrets/opensesame) holding files named like
+  the variables below, e.g. `opensesame__learning__admin_token`;
+- environment variables `OPENSESAME__<SECTION>__<FIELD>` (double underscores), e.g.
+  `OPENSESAME__FETCH__MAX_BYTES=1000000`. Lists and nested sections are JSON
+  (`OPENSESAME__FETCH__ALLOW_ADDRESSES='["127.0.0.1/32"]'`); `null` is None.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -15,9 +21,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources import NestedSecretsSettingsSource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "opensesame.yaml"
+DEFAULT_SECRETS_DIR = "/run/secrets/opensesame"
 ENV_PREFIX = "OPENSESAME__"
 
 
@@ -113,7 +122,7 @@ class RegistrySettings(_Section):
 
 
 class LLMSettings(_Section):
-    """The vLLM candidate generator and the router that decides when to ask it (pipeline/llm.py)."""
+    """The vLLM candidate generator and the router that decides when to ask it (pipeline/llm/)."""
 
     mode: Literal["off", "auto", "always"] = "auto"
     model: str = str(PROJECT_ROOT / "var" / "models" / "smollm2-135m-instruct")
@@ -157,7 +166,11 @@ class LearningSettings(_Section):
     reload_check_s: float = Field(30.0, gt=0, description="each Ranker replica re-resolves its alias this often")
 
 
-class Settings(_Section):
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_parse_none_str="null", extra="forbid"
+    )
+
     fetch: FetchSettings = FetchSettings()
     ranking: RankingSettings = RankingSettings()
     training: TrainingSettings = TrainingSettings()
@@ -168,17 +181,34 @@ class Settings(_Section):
     llm: LLMSettings = LLMSettings()
     learning: LearningSettings = LearningSettings()
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        secrets = NestedSecretsSettingsSource(
+            file_secret_settings,
+            secrets_dir=os.environ.get("OPENSESAME_SECRETS_DIR", DEFAULT_SECRETS_DIR),
+            secrets_dir_missing="ok",  # no secrets mounted: the embedded local setup
+            secrets_nested_delimiter="__",
+        )
+        return env_settings, secrets, init_settings  # first wins: environment, secret files, YAML + overrides
 
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        section, _, field = key[len(ENV_PREFIX) :].lower().partition("__")
-        if not field:
-            raise ValueError(f"{key}: expected OPENSESAME__SECTION__FIELD")
-        # YAML parsing turns "1000", "true" and "[a, b]" into the types pydantic then validates.
-        data.setdefault(section, {})[field] = yaml.safe_load(value)
-    return data
+    def to_env(self) -> dict[str, str]:
+        """The variables that make another process (a retraining job) read these settings: every field that
+        differs from its default, e.g. {"OPENSESAME__CACHE__REDIS_URL": "redis://..."}."""
+        env = {}
+        # The admin token is the service's secret, not the job's: job variables are visible in Ray's job list.
+        changed = self.model_dump(mode="json", exclude_defaults=True, exclude={"learning": {"admin_token"}})
+        for section, fields in changed.items():
+            for field, value in fields.items():
+                text = value if isinstance(value, str) else "null" if value is None else json.dumps(value)
+                env[f"{ENV_PREFIX}{section.upper()}__{field.upper()}"] = text
+        return env
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -189,16 +219,12 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_settings(
-    path: Path | None = None, environ: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
-) -> Settings:
-    """YAML file, then `overrides` (a Serve config's `args.settings`), then environment variables."""
-    environ = dict(os.environ) if environ is None else environ
-    path = path or Path(environ.get("OPENSESAME_CONFIG", DEFAULT_CONFIG))
-    data: dict[str, Any] = {}
-    if path.exists():
-        data = yaml.safe_load(path.read_text()) or {}
-    return Settings.model_validate(_apply_env(_merge(data, overrides or {}), environ))
+def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """The YAML file (default `OPENSESAME_CONFIG` or configs/opensesame.yaml) with `overrides` merged in, then
+    secret files and the environment."""
+    path = path or Path(os.environ.get("OPENSESAME_CONFIG", DEFAULT_CONFIG))
+    data: dict[str, Any] = yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+    return Settings(**_merge(data, overrides or {}))
 
 
 @lru_cache(maxsize=1)

@@ -4,11 +4,11 @@
                     -> Embedder  (MiniLM, batched)
                     -> Ranker    (LightGBM; its model named by user_config, hot-swapped)
                                  -> SpecStore, Embedder (on a spec's first request per replica)
+                                 -> CandidateGenerator (vLLM, when the router asks it; `args.llm: true`)
                     -> LearningLoop (one replica: label log writer, retraining jobs; /admin/retrain)
 
-Each deployment scales on its own (replicas, autoscaling and resources come from the config file). With
-`args.llm: true` the vLLM `CandidateGenerator` joins the graph as another handle of the Ingress, which asks it
-when the router (pipeline/llm.py) says so.
+The arguments are validated once, here: every deployment is bound to the same typed `Settings`, never a dict to
+re-parse. Replicas, autoscaling, queue limits and resources of each deployment come from the config file only.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ class AppArgs(BaseModel):
 
 def build_app(args: dict[str, Any]) -> Application:
     parsed = AppArgs.model_validate(args)
-    load_settings(overrides=parsed.settings)  # fail at deploy time, not in every replica, if they are invalid
-    store = SpecStoreDeployment.options(name="SpecStore").bind(parsed.settings)
-    embedder = EmbedderDeployment.options(name="Embedder").bind(parsed.settings)
-    ranker = RankerDeployment.options(name="Ranker").bind(parsed.settings, store, embedder)
-    learning = LearningLoop.options(name="LearningLoop").bind(parsed.settings)
-    generator = CandidateGenerator.options(name="CandidateGenerator").bind(parsed.settings) if parsed.llm else None
-    return Ingress.options(name="Ingress").bind(parsed.settings, store, embedder, ranker, learning, generator)
+    settings = load_settings(overrides=parsed.settings)  # invalid settings fail the deploy, not every replica
+    store = SpecStoreDeployment.options(name="SpecStore").bind(settings)
+    embedder = EmbedderDeployment.options(name="Embedder").bind(settings)
+    generator = CandidateGenerator.options(name="CandidateGenerator").bind(settings) if parsed.llm else None
+    ranker = RankerDeployment.options(name="Ranker").bind(settings, store, embedder, generator)
+    learning = LearningLoop.options(name="LearningLoop").bind(settings)
+    return Ingress.options(name="Ingress").bind(settings, store, embedder, ranker, learning)

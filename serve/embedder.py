@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import numpy as np
 from ray import serve
 
-from pipeline.embedding import CachedEmbedder, MiniLMEmbedder, OperationEmbeddings
-from pipeline.kv import ResilientStore
-from pipeline.settings import load_settings
+from pipeline.adapters.kv import ResilientStore
+from pipeline.adapters.minilm import MiniLMEmbedder
+from pipeline.ranking.embedding import CachedEmbedder, OperationEmbeddings
+from pipeline.settings import Settings
 
 # Concurrent prompts are encoded in one forward pass. Under load requests queue while a batch runs, so the
 # next batch fills without waiting; the short wait only bounds what a lone request pays.
@@ -18,13 +18,12 @@ MAX_BATCH = 16
 BATCH_WAIT_S = 0.001
 
 
-@serve.deployment(max_ongoing_requests=MAX_BATCH * 2, max_queued_requests=256)
+@serve.deployment  # max_ongoing_requests (config) >= 2 x MAX_BATCH, so batches fill under load
 class EmbedderDeployment:
-    def __init__(self, settings: dict[str, Any]) -> None:
-        config = load_settings(overrides=settings)
+    def __init__(self, settings: Settings) -> None:
         model = MiniLMEmbedder()
         self.prompts = CachedEmbedder(model)
-        self.operations = OperationEmbeddings(model, ResilientStore(config.cache), config.cache.catalogue_ttl_s)
+        self.operations = OperationEmbeddings(model, ResilientStore(settings.cache), settings.cache.catalogue_ttl_s)
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
     async def _embed_batch(self, texts: list[str]) -> list[np.ndarray]:

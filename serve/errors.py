@@ -11,10 +11,10 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from pipeline import errors
-from pipeline.embedding import EmbedderMismatchError
-from pipeline.feedback import FeedbackMismatchError, PredictionNotFoundError
-from pipeline.ranker import ModelNotFoundError, ModelSchemaError
-from pipeline.registry import RegistryError
+from pipeline.adapters.registry import RegistryError
+from pipeline.learning.records import FeedbackMismatchError, PredictionNotFoundError
+from pipeline.ranking.embedding import EmbedderMismatchError
+from pipeline.ranking.model import ModelNotFoundError, ModelSchemaError
 
 log = logging.getLogger("opensesame.http")
 

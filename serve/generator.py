@@ -7,35 +7,31 @@ answer is checked against the spec (auto-patch) by the Ranker, which holds the s
 
 from __future__ import annotations
 
-import time
 import uuid
-from typing import Any
 
 from ray import serve
 
-from pipeline.llm_engine import engine_kwargs, render, sampling_params
-from pipeline.settings import load_settings
+from pipeline.adapters.vllm_engine import engine_kwargs, render, sampling_params
+from pipeline.settings import Settings
 
 
-@serve.deployment(max_ongoing_requests=16, max_queued_requests=32, health_check_period_s=10)
+@serve.deployment
 class CandidateGenerator:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings) -> None:
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self.settings = load_settings(overrides=settings).llm
+        self.settings = settings.llm
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(self.settings)))
         self.tokenizer = self.engine.get_tokenizer()
 
-    async def answer(self, messages: list[dict[str, str]], shortlist: list[str]) -> tuple[str, float]:
-        """The raw JSON answer and the generation time in ms."""
-        started = time.perf_counter()
+    async def answer(self, messages: list[dict[str, str]], shortlist: list[str]) -> str:
+        """The raw JSON answer (the `pipeline.llm.consult.Generator` contract)."""
         final = None
         params = sampling_params(self.settings, shortlist)
         async for output in self.engine.generate(render(self.tokenizer, messages), params, uuid.uuid4().hex):
             final = output
-        text = final.outputs[0].text if final is not None and final.outputs else ""
-        return text, (time.perf_counter() - started) * 1000
+        return final.outputs[0].text if final is not None and final.outputs else ""
 
     async def check_health(self) -> None:
         await self.engine.check_health()  # raises once the engine core has died: Serve restarts the replica

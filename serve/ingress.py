@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 import uuid
 from dataclasses import asdict
@@ -12,14 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
-from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
-from pipeline.features import SCHEMA_VERSION
-from pipeline.feedback import (
+from pipeline.adapters.kv import ResilientStore
+from pipeline.learning.online_counts import online_transitions
+from pipeline.learning.records import (
     FeedbackLog,
     LabelSink,
     PredictionNotFoundError,
@@ -31,17 +30,15 @@ from pipeline.feedback import (
     load_prediction,
     save_prediction,
 )
-from pipeline.kv import ResilientStore
-from pipeline.llm import Router, build_messages
-from pipeline.online_counts import online_transitions
-from pipeline.predict import PredictOutcome
-from pipeline.settings import load_settings
-from pipeline.spec_store import SpecInfo
+from pipeline.ranking.features import SCHEMA_VERSION
+from pipeline.settings import Settings
+from pipeline.spec.store import SpecInfo
 from serve import errors
+from serve.deps import Admin
+from serve.ranker import Ranked
 from serve.schemas import (
     FeedbackRequest,
     FeedbackResponse,
-    LLMUse,
     Prediction,
     PredictRequest,
     PredictResponse,
@@ -82,36 +79,29 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
-@serve.deployment(max_ongoing_requests=64, max_queued_requests=256)
+@serve.deployment
 @serve.ingress(app)
 class Ingress:
     def __init__(
         self,
-        settings: dict[str, Any],
+        settings: Settings,
         spec_store: DeploymentHandle,
         embedder: DeploymentHandle,
         ranker: DeploymentHandle,
         learning: DeploymentHandle,
-        generator: DeploymentHandle | None = None,
     ) -> None:
-        self.config = load_settings(overrides=settings)
-        self.generator = generator  # None: no LLM in the graph
-        self.router = Router(self.config.llm)
-        self.llm_requests = metrics.Counter(
-            "opensesame_llm_requests",
-            description="requests by what became of the LLM: used, skipped, failed",
-            tag_keys=("outcome",),
-        )
+        self.config = settings
         self.spec_store = spec_store
         self.embedder = embedder
         self.ranker = ranker
         self.learning = learning
-        self.cache = ResilientStore(self.config.cache)
-        self.feedback_log = FeedbackLog(self.cache, self.config.feedback)
-        counts = online_transitions(self.cache, self.config.learning)
-        self.labels = LabelSink(self.cache, self.feedback_log, counts, self.config.cache.prediction_ttl_s)
+        self.cache = ResilientStore(settings.cache)
+        self.feedback_log = FeedbackLog(self.cache, settings.feedback)
+        counts = online_transitions(self.cache, settings.learning)
+        self.labels = LabelSink(self.cache, self.feedback_log, counts, settings.cache.prediction_ttl_s)
         self._background: set[asyncio.Task[None]] = set()  # implicit labelling, off the response path
-        app.state.max_body = self.config.fetch.max_bytes + ENVELOPE_BYTES
+        app.state.max_body = settings.fetch.max_bytes + ENVELOPE_BYTES
+        app.state.admin_token = settings.learning.admin_token
 
     async def _spec_id(self, source: SpecSource) -> str:
         if source.spec_id is not None:
@@ -134,11 +124,11 @@ class Ingress:
             embed_task.cancel()
             raise
         mark = time.perf_counter()
-        wide = max(body.k, self.config.llm.shortlist) if self.generator is not None else body.k
-        outcome, info, _ = await self.ranker.predict.remote(spec_id, body.events, body.prompt, prompt_vec, wide)
+        ranked: Ranked = await self.ranker.predict.remote(
+            spec_id, body.events, body.prompt, prompt_vec, body.k, body.latency_budget_ms
+        )
         rank_ms = _ms(mark)
-        outcome, llm = await self._with_llm(body, spec_id, prompt_vec, outcome)
-        outcome.predictions = outcome.predictions[: body.k]
+        outcome, info, llm = ranked.outcome, ranked.spec, ranked.llm
         prediction_id = uuid.uuid4().hex
         record = PredictionRecord(
             prediction_id=prediction_id,
@@ -173,39 +163,6 @@ class Ingress:
             unmatched_events=outcome.unmatched_events,
             timing=timing,
             llm=llm,
-        )
-
-    async def _with_llm(
-        self, body: PredictRequest, spec_id: str, prompt_vec: Any, cheap: PredictOutcome
-    ) -> tuple[PredictOutcome, LLMUse]:
-        """Ask the generator when the router says so; any failure or time-out keeps the cheap ranking."""
-        if self.generator is None:
-            return cheap, LLMUse(used=False, why="no generator deployed")
-        top = cheap.predictions[0].score if cheap.predictions else None
-        decision = self.router.decide(body.latency_budget_ms, top)
-        if not decision.use:
-            self.llm_requests.inc(tags={"outcome": "skipped"})
-            return cheap, LLMUse(used=False, why=decision.why)
-        shortlist = [p.endpoint for p in cheap.predictions[: self.config.llm.shortlist]]
-        messages = build_messages(body.prompt, [e.endpoint for e in body.events], shortlist)
-        started = time.perf_counter()
-        response = self.generator.answer.remote(messages, shortlist)
-        timeout_s = min(self.config.llm.timeout_ms, body.latency_budget_ms or self.config.llm.timeout_ms) / 1000
-        try:
-            answer, _ = await asyncio.wait_for(response, timeout=timeout_s)
-            latency = _ms(started)
-            outcome, _, stats = await self.ranker.predict.remote(
-                spec_id, body.events, body.prompt, prompt_vec, body.k, answer
-            )
-        except Exception as exc:  # time-out, back-pressure, a dead engine: the request goes on without the LLM
-            response.cancel()
-            why = "timed out" if isinstance(exc, TimeoutError) else f"failed: {type(errors.unwrap(exc)).__name__}"
-            log.warning("llm %s after %.0f ms; answering with the cheap ranking", why, _ms(started), exc_info=exc)
-            self.llm_requests.inc(tags={"outcome": "failed"})
-            return cheap, LLMUse(used=False, why=f"llm {why}", latency_ms=_ms(started))
-        self.llm_requests.inc(tags={"outcome": "used"})
-        return outcome, LLMUse(
-            used=True, why=decision.why, latency_ms=latency, patched=stats.patched, dropped=stats.dropped
         )
 
     def _save_prediction(self, record: PredictionRecord, features: np.ndarray | None) -> None:
@@ -268,25 +225,14 @@ class Ingress:
             entry_id=entry,
         )
 
-    def _authorize(self, authorization: str | None) -> None:
-        token = self.config.learning.admin_token
-        if token is None:
-            raise errors.Forbidden(
-                "admin endpoints are disabled: set learning.admin_token (OPENSESAME__LEARNING__ADMIN_TOKEN)"
-            )
-        if authorization is None or not authorization.startswith("Bearer "):
-            raise errors.Unauthorized("missing credentials: send 'Authorization: Bearer <learning.admin_token>'")
-        if not secrets.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode()):
-            raise errors.Forbidden("wrong admin token")
-
-    @app.post("/admin/retrain", response_model=RetrainJob, status_code=202, summary="Start a retraining job")
-    async def retrain(self, authorization: str | None = Header(None)) -> RetrainJob:
-        self._authorize(authorization)
+    @app.post("/admin/retrain", response_model=RetrainJob, status_code=202, summary="Start a retraining job",
+              dependencies=[Admin])
+    async def retrain(self) -> RetrainJob:
         return await self.learning.retrain.remote("admin")
 
-    @app.get("/admin/retrain/{job_id}", response_model=RetrainJob, summary="A retraining job and its gate")
-    async def retrain_status(self, job_id: str, authorization: str | None = Header(None)) -> RetrainJob:
-        self._authorize(authorization)
+    @app.get("/admin/retrain/{job_id}", response_model=RetrainJob, summary="A retraining job and its gate",
+             dependencies=[Admin])
+    async def retrain_status(self, job_id: str) -> RetrainJob:
         return await self.learning.status.remote(job_id)
 
     @app.get("/healthz", summary="Alive")

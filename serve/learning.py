@@ -1,8 +1,8 @@
 """`LearningLoop` deployment (one replica): the single writer of the label log, and the retraining trigger.
 
-A background thread drains the Redis Stream into Parquet (pipeline/label_log.py) and counts the labels it
+A background thread drains the Redis Stream into Parquet (pipeline/adapters/label_log.py) and counts the labels it
 wrote; after `learning.retrain_after_labels` of them it submits a retraining job, as `POST /admin/retrain`
-does. Jobs run on the Ray cluster (train/jobs.py), one at a time.
+does. Jobs run on the Ray cluster (serve/jobs.py), one at a time.
 """
 
 from __future__ import annotations
@@ -10,24 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
 
 import redis
 from ray import serve
 
+from pipeline.adapters.label_log import LabelLogWriter
 from pipeline.errors import RetrainRunningError
-from pipeline.label_log import LabelLogWriter
-from pipeline.settings import load_settings
-from train.jobs import RetrainJobs
+from pipeline.settings import Settings
+from serve.jobs import RetrainJobs
+from serve.schemas import RetrainJob
 
 log = logging.getLogger("opensesame.learning")
 
 
-@serve.deployment(num_replicas=1, max_ongoing_requests=8)
+@serve.deployment  # one replica (config): the single writer of the label log
 class LearningLoop:
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.config = load_settings(overrides=settings)
-        self.jobs = RetrainJobs(self.config, settings)
+    def __init__(self, settings: Settings) -> None:
+        self.config = settings
+        self.jobs = RetrainJobs(settings)
         self._since_retrain = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,13 +75,13 @@ class LearningLoop:
         log.info("%d new labels: retraining job %s submitted", self._since_retrain, job_id)
         self._since_retrain = 0
 
-    async def retrain(self, trigger: str) -> dict[str, Any]:
+    async def retrain(self, trigger: str) -> RetrainJob:
         job_id = await asyncio.to_thread(self.jobs.submit, trigger)
         self._since_retrain = 0
-        return await asyncio.to_thread(self.jobs.status, job_id)
+        return await self.status(job_id)
 
-    async def status(self, job_id: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.jobs.status, job_id)
+    async def status(self, job_id: str) -> RetrainJob:
+        return RetrainJob.model_validate(await asyncio.to_thread(self.jobs.status, job_id))
 
     def __del__(self) -> None:
         self._stop.set()

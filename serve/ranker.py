@@ -6,6 +6,9 @@ in with one assignment. A request reads the model once, so in-flight requests fi
 with and no request fails during the swap. A replica serving an alias also re-resolves it every
 `learning.reload_check_s`, so replicas that missed a reconfigure converge on the champion by themselves.
 Transition counts come from Redis (online adaptation) when it is configured.
+
+One `predict` is the whole ranking of a request, since this replica holds the prepared spec: the cheap ranking,
+then (when the router says so) the vLLM `CandidateGenerator` over its shortlist, whose checked answer re-ranks.
 """
 
 from __future__ import annotations
@@ -13,23 +16,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from ray import serve
+from ray.exceptions import RayTaskError
 from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
-from pipeline.context import Event, PreparedSpec
-from pipeline.embedding import STOCK_EMBEDDER, operation_text, require_embedder
-from pipeline.kv import LRU, ResilientStore
-from pipeline.llm import PatchStats, hits, parse_answer, patch
-from pipeline.online_counts import online_transitions
-from pipeline.predict import Predictor, PredictOutcome
-from pipeline.registry import load_ranker, resolve
-from pipeline.settings import load_settings
-from pipeline.spec_store import SpecInfo
-from pipeline.stats import InMemoryTransitions, TransitionCounts
+from pipeline.adapters.kv import ResilientStore
+from pipeline.adapters.registry import load_ranker, resolve
+from pipeline.cache import LRU
+from pipeline.learning.online_counts import online_transitions
+from pipeline.llm.consult import consult
+from pipeline.ranking.context import Event, PreparedSpec
+from pipeline.ranking.embedding import STOCK_EMBEDDER, operation_text, require_embedder
+from pipeline.ranking.predict import Predictor, PredictOutcome
+from pipeline.ranking.stats import InMemoryTransitions, TransitionCounts
+from pipeline.settings import Settings
+from pipeline.spec.store import SpecInfo
+from serve.schemas import LLMUse
 
 log = logging.getLogger("opensesame.ranker")
 
@@ -45,12 +52,46 @@ class RankerConfig(BaseModel):
     version: str | None = None
 
 
-@serve.deployment(max_ongoing_requests=32, max_queued_requests=256)
+@dataclass(slots=True)
+class Ranked:
+    """The Ranker's answer to one request."""
+
+    outcome: PredictOutcome
+    spec: SpecInfo
+    llm: LLMUse
+
+
+class HandleGenerator:
+    """The `CandidateGenerator` deployment as a `pipeline.llm.consult.Generator`: when the wait is cancelled
+    (time-out), the request to the generator is cancelled too."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def answer(self, messages: list[dict[str, str]], shortlist: list[str]) -> str:
+        response = self._handle.answer.remote(messages, shortlist)
+        try:
+            return await response
+        except asyncio.CancelledError:
+            response.cancel()
+            raise
+        except RayTaskError as exc:  # what failed inside the generator, not Ray's wrapper around it
+            raise (exc.cause or exc) from exc
+
+
+@serve.deployment
 class RankerDeployment:
-    def __init__(self, settings: dict[str, Any], spec_store: DeploymentHandle, embedder: DeploymentHandle) -> None:
-        self.config = load_settings(overrides=settings)
+    def __init__(
+        self,
+        settings: Settings,
+        spec_store: DeploymentHandle,
+        embedder: DeploymentHandle,
+        generator: DeploymentHandle | None = None,
+    ) -> None:
+        self.config = settings
         self.spec_store = spec_store
         self.embedder = embedder
+        self.generator = HandleGenerator(generator) if generator is not None else None  # None: no LLM in the graph
         self.predictor: Predictor | None = None
         self.wanted: RankerConfig | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -58,6 +99,11 @@ class RankerDeployment:
         self._specs: LRU[PreparedSpec] = LRU(self.config.cache.local_capacity // 8)
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
         # Exported to Prometheus through Ray's metrics (dashboard, /metrics of the node).
+        self.llm_requests = metrics.Counter(
+            "opensesame_llm_requests",
+            description="requests by what became of the LLM: used, skipped, failed",
+            tag_keys=("outcome",),
+        )
         self.llm_operations = metrics.Counter(
             "opensesame_llm_operations",
             description="operations named by the LLM, by auto-patch outcome",
@@ -135,32 +181,63 @@ class RankerDeployment:
         prompt: str,
         prompt_vec: Any,
         k: int,
-        llm_answer: str | None = None,
-    ) -> tuple[PredictOutcome, SpecInfo, PatchStats | None]:
-        """`llm_answer`, the generator's raw JSON, is checked against the spec (auto-patch) and becomes the
-        `llm` source; the patch counts come back for the response and the logs."""
-        if self.predictor is None:
+        latency_budget_ms: float | None = None,
+    ) -> Ranked:
+        """The k best next calls; the LLM's candidates join when the router asks for them within the budget."""
+        predictor = self.predictor
+        if predictor is None:
             raise RuntimeError("no ranker model loaded")
         started = time.perf_counter()
         spec = await self._prepared(spec_id)
         prepare_ms = (time.perf_counter() - started) * 1000
-        extra, stats = None, None
-        if llm_answer is not None:
-            suggestions, stats = patch(
-                parse_answer(llm_answer), spec.catalogue, spec.matcher, self.config.llm.max_calls
+        # With a generator the cheap ranking is also its shortlist: rank as many as it may be offered.
+        wide = max(k, self.config.llm.shortlist) if self.generator is not None else k
+        outcome = await asyncio.to_thread(predictor.predict, spec, events, prompt, wide, None, prompt_vec)
+        llm = LLMUse(used=False, why="no generator deployed")
+        if self.generator is not None:
+            outcome, llm = await self._with_llm(
+                predictor, spec, events, prompt, prompt_vec, k, latency_budget_ms, outcome
             )
-            for outcome in ("valid", "patched", "dropped"):
-                if count := getattr(stats, outcome):  # Ray's Counter refuses an increment of 0
-                    self.llm_operations.inc(count, tags={"outcome": outcome})
-            if stats.patched or stats.dropped:
-                log.info(
-                    "llm answer for %s: %d patched, %d dropped: %s",
-                    spec_id,
-                    stats.patched,
-                    stats.dropped,
-                    stats.examples[:5],
-                )
-            extra = {"llm": hits(suggestions, spec.profile.index)}
-        outcome = await asyncio.to_thread(self.predictor.predict, spec, events, prompt, k, extra, prompt_vec)
+        outcome.predictions = outcome.predictions[:k]
         outcome.timing_ms["prepare_spec"] = round(prepare_ms, 3)
-        return outcome, SpecInfo.of(spec.catalogue), stats
+        return Ranked(outcome, SpecInfo.of(spec.catalogue), llm)
+
+    async def _with_llm(
+        self,
+        predictor: Predictor,
+        spec: PreparedSpec,
+        events: list[Event],
+        prompt: str,
+        prompt_vec: Any,
+        k: int,
+        budget_ms: float | None,
+        cheap: PredictOutcome,
+    ) -> tuple[PredictOutcome, LLMUse]:
+        """Ask the generator when the router says so; the checked answer re-ranks, any failure keeps `cheap`."""
+        assert self.generator is not None
+        top = cheap.predictions[0].score if cheap.predictions else None
+        asked = await consult(
+            self.generator,
+            self.config.llm,
+            spec,
+            prompt,
+            [e.endpoint for e in events],
+            [p.endpoint for p in cheap.predictions],
+            top,
+            budget_ms,
+        )
+        self.llm_requests.inc(tags={"outcome": asked.outcome})
+        for outcome in ("valid", "patched", "dropped"):
+            if count := getattr(asked.stats, outcome):  # Ray's Counter refuses an increment of 0
+                self.llm_operations.inc(count, tags={"outcome": outcome})
+        use = LLMUse(
+            used=asked.used,
+            why=asked.why,
+            latency_ms=asked.latency_ms,
+            patched=asked.stats.patched,
+            dropped=asked.stats.dropped,
+        )
+        if not asked.used:
+            return cheap, use
+        extra = {"llm": asked.hits or {}}
+        return await asyncio.to_thread(predictor.predict, spec, events, prompt, k, extra, prompt_vec), use

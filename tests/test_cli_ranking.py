@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.cli import main
+from ops.cli import main
 from tests.conftest import FIXTURES, TMDB_CASES
 
 

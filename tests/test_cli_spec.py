@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.cli import main
+from ops.cli import main
 from tests.conftest import FIXTURES
 
 

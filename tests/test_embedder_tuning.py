@@ -5,16 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.embedding import (
-    STOCK_EMBEDDER,
-    EmbedderMismatchError,
-    EmbedderNotFoundError,
-    MiniLMEmbedder,
-    operation_text,
-)
+from pipeline.adapters.minilm import EmbedderNotFoundError, MiniLMEmbedder
+from pipeline.ranking.embedding import STOCK_EMBEDDER, EmbedderMismatchError, operation_text
 from pipeline.runtime import build_predictor
 from pipeline.settings import FetchSettings
-from pipeline.specs import load_catalogue
+from pipeline.spec.load import load_catalogue
 from tests.conftest import FIXTURES
 from train.embedder_tuning import fine_tune, request_triples
 

@@ -6,9 +6,9 @@ import socket
 import pytest
 
 from pipeline.errors import RefusedAddressError, SpecTooLargeError, UnreachableError, UnsupportedSchemeError
-from pipeline.fetch import fetch_url
 from pipeline.settings import FetchSettings
-from pipeline.specs import load_catalogue
+from pipeline.spec.fetch import fetch_url
+from pipeline.spec.load import load_catalogue
 from tests.conftest import FIXTURES, SpecServer
 
 SPEC = (FIXTURES / "events_oas31.json").read_bytes()

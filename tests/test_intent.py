@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.catalogue import Operation
-from pipeline.features import read_prompt
-from pipeline.intent import asks_for, name_types, named_mentions
-from pipeline.profile import Kind, profile_operation
+from pipeline.ranking.features import read_prompt
+from pipeline.ranking.intent import asks_for, name_types, named_mentions
+from pipeline.ranking.profile import Kind, profile_operation
+from pipeline.spec.catalogue import Operation
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_name_types_read_the_noun_next_to_the_name() -> None:
 
 
 def op(method: str, path: str, operation_id: str | None = None) -> tuple[Operation, object]:
-    from pipeline.catalogue import is_destructive
+    from pipeline.spec.catalogue import is_destructive
 
     operation = Operation(id=f"{method} {path}", method=method, path=path, operation_id=operation_id,
                           destructive=is_destructive(method, path, operation_id))

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from conftest import RedisServer
 
-from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
-from pipeline.feedback import (
+from pipeline.adapters.kv import ResilientStore
+from pipeline.adapters.label_log import LabelLogWriter, read_labels
+from pipeline.learning.online_counts import OnlineTransitions
+from pipeline.learning.records import (
     FeedbackLog,
     FeedbackRecord,
     LabelSink,
@@ -22,12 +24,10 @@ from pipeline.feedback import (
     followup,
     label,
 )
-from pipeline.kv import ResilientStore
-from pipeline.label_log import LabelLogWriter, read_labels
-from pipeline.online_counts import OnlineTransitions
+from pipeline.learning.training_rows import label_rows, split_frame
+from pipeline.ranking.features import FEATURE_NAMES, SCHEMA_VERSION
+from pipeline.ranking.stats import START
 from pipeline.settings import CacheSettings, FeedbackSettings
-from pipeline.stats import START
-from pipeline.training_rows import label_rows, split_frame
 
 CANDIDATES = ["GET /invoices/{invoice}", "POST /invoices/{invoice}/pay", "GET /customers/{customer}"]
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.context import build_context
-from pipeline.lexical import LexicalIndex, shares
-from pipeline.profile import Fanout, SpecProfile
-from pipeline.reasons import explain
+from pipeline.ranking.context import build_context
+from pipeline.ranking.lexical import LexicalIndex, shares
+from pipeline.ranking.profile import Fanout, SpecProfile
+from pipeline.ranking.reasons import explain
+from pipeline.ranking.signals import compute_signals
+from pipeline.ranking.text import tokens
 from pipeline.settings import FetchSettings
-from pipeline.signals import compute_signals
-from pipeline.specs import load_catalogue
-from pipeline.text import tokens
+from pipeline.spec.load import load_catalogue
 from tests.conftest import REAL
 
 
@@ -37,7 +37,7 @@ def test_words_unknown_to_the_spec_count_for_nothing() -> None:
 
 @pytest.fixture(scope="module")
 def tmdb():
-    from pipeline.context import PreparedSpec
+    from pipeline.ranking.context import PreparedSpec
 
     catalogue = load_catalogue(REAL / "tmdb_oas.json", FetchSettings())
     # Embeddings are not what this test is about: random unit vectors keep it fast and model-free.

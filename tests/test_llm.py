@@ -7,10 +7,12 @@ import json
 import pytest
 from conftest import FIXTURES
 
-from pipeline.llm import Router, build_messages, hits, output_schema, parse_answer, patch
-from pipeline.matching import CallMatcher
+from pipeline.llm.patch import hits, parse_answer, patch
+from pipeline.llm.prompt import build_messages, output_schema
+from pipeline.llm.router import Router
 from pipeline.settings import FetchSettings, LLMSettings
-from pipeline.specs import load_catalogue
+from pipeline.spec.load import load_catalogue
+from pipeline.spec.matching import CallMatcher
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 import pytest
 from conftest import REAL
 
-from pipeline.llm import build_messages, parse_answer, patch
-from pipeline.llm_engine import OfflineLLM
-from pipeline.llm_model import prepare
-from pipeline.matching import CallMatcher
+from pipeline.adapters.llm_checkpoint import prepare
+from pipeline.adapters.vllm_engine import OfflineLLM
+from pipeline.llm.patch import parse_answer, patch
+from pipeline.llm.prompt import build_messages
 from pipeline.settings import PROJECT_ROOT, FetchSettings, LLMSettings
-from pipeline.specs import load_catalogue
+from pipeline.spec.load import load_catalogue
+from pipeline.spec.matching import CallMatcher
 
 pytestmark = pytest.mark.slow
 

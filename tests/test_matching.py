@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.matching import CallMatcher, parse_call
 from pipeline.settings import FetchSettings
-from pipeline.specs import load_catalogue
+from pipeline.spec.load import load_catalogue
+from pipeline.spec.matching import CallMatcher, parse_call
 from tests.conftest import FIXTURES, TMDB_SPEC
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.catalogue import Operation, Parameter
-from pipeline.profile import profile_operation
-from pipeline.prompt_values import fill_from_prompt, prompt_values, speaks_for_self
+from pipeline.ranking.profile import profile_operation
+from pipeline.ranking.prompt_values import fill_from_prompt, prompt_values, speaks_for_self
+from pipeline.spec.catalogue import Operation, Parameter
 
 
 def op(method: str, path: str, query_ids: tuple[str, ...] = ()) -> Operation:

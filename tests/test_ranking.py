@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.context import Event
-from pipeline.features import FEATURE_NAMES
-from pipeline.guardrails import DEMOTED_REASON
-from pipeline.ranker import ModelSchemaError, RankerModel
+from pipeline.ranking.context import Event
+from pipeline.ranking.features import FEATURE_NAMES
+from pipeline.ranking.guardrails import DEMOTED_REASON
+from pipeline.ranking.model import ModelSchemaError, RankerModel
 from pipeline.settings import FetchSettings
-from pipeline.specs import load_catalogue
+from pipeline.spec.load import load_catalogue
 from tests.conftest import FIXTURES, REAL
 
 FETCH = FetchSettings()
@@ -79,7 +79,7 @@ def test_explicit_destructive_request_may_rank_first(predictor, billing) -> None
 
 
 def test_demotion_is_visible_in_the_reason() -> None:
-    from pipeline.guardrails import demote_destructive
+    from pipeline.ranking.guardrails import demote_destructive
 
     order = np.array([2, 0, 1])
     destructive = np.array([False, False, True])
@@ -103,8 +103,8 @@ def test_model_with_another_feature_schema_is_refused(tiny_model, tmp_path) -> N
 
 
 def test_feature_rows_have_the_schema_width(predictor, billing) -> None:
-    from pipeline.context import build_context
-    from pipeline.predict import assemble
+    from pipeline.ranking.context import build_context
+    from pipeline.ranking.predict import assemble
 
     ctx = build_context(billing, events("GET /v1/invoices"), "", None, 20)
     assembled = assemble(ctx, predictor.model.patterns, predictor.counts, predictor.settings)
@@ -118,8 +118,8 @@ def test_reason_says_why(predictor, billing) -> None:
 
 
 def test_generic_id_is_not_carried_across_resources(billing) -> None:
-    from pipeline.carry import carry_params
-    from pipeline.context import build_context
+    from pipeline.ranking.carry import carry_params
+    from pipeline.ranking.context import build_context
 
     ctx = build_context(billing, events("GET /v1/invoices/in_1", "GET /v1/customers/cu_7/sources/src_3"), "", None, 20)
     ops = billing.catalogue.by_id()

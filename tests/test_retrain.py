@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import registry
-from pipeline.features import SCHEMA_VERSION
-from pipeline.feedback import FeedbackRecord, encode_features
-from pipeline.label_log import LOG_VERSION, filesystem, to_table, write_durably
+from pipeline.adapters import registry
+from pipeline.adapters.label_log import LOG_VERSION, filesystem, to_table, write_durably
+from pipeline.learning.records import FeedbackRecord, encode_features
+from pipeline.learning.training_rows import split_frame
+from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.settings import LearningSettings, RegistrySettings, Settings
-from pipeline.training_rows import split_frame
 from train.base_data import read_part
 from train.retrain import gate, owner, retrain
 
@@ -139,7 +139,7 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
 def test_a_champion_of_another_feature_schema_is_replaced_at_start(
     tiny_model, tiny_settings: Settings, tmp_path: Path
 ) -> None:
-    from serve.launch import ensure_champion
+    from ops.launch import ensure_champion
 
     reg = RegistrySettings(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri()

@@ -14,15 +14,16 @@ import httpx
 import pytest
 from conftest import FIXTURES, REAL, TMDB_CASES, RedisServer, SpecServer
 
-from pipeline import registry
-from pipeline.features import FEATURE_NAMES
-from pipeline.feedback import FeedbackRecord
-from pipeline.label_log import read_labels
-from pipeline.llm_model import prepare
+from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
+from ops.load import RequestLoop
+from pipeline.adapters import registry
+from pipeline.adapters.label_log import read_labels
+from pipeline.adapters.llm_checkpoint import prepare
+from pipeline.adapters.serve_api import deploy, wait_running
+from pipeline.learning.records import FeedbackRecord
+from pipeline.ranking.features import FEATURE_NAMES
 from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings
-from pipeline.specs import load_catalogue
-from serve.launch import ClusterPorts, RayCluster, deploy, free_port, load_config, variant, wait_running
-from train.swap_load import RequestLoop
+from pipeline.spec.load import load_catalogue
 
 pytestmark = pytest.mark.slow
 
@@ -90,11 +91,7 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
     }
     port = free_port()
     config = variant(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, versions[0].uri)
-    cluster.start()
-    try:
-        submitted = time.time()
-        deploy(cluster.dashboard_url, config)
-        wait_running(cluster.dashboard_url, since=submitted)
+    with serve_app(config, cluster):
         spec_server.routes["/serve/billing.yaml"] = (200, {"ETag": '"b1"'}, BILLING.encode())
         redis_server.client().delete(STREAM)
         yield Served(
@@ -107,8 +104,6 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
             spool,
             work / "labels",
         )
-    finally:
-        cluster.stop()
 
 
 def test_predict_by_url_carries_params_and_names_the_model(served: Served) -> None:

@@ -8,8 +8,8 @@ import pytest
 from ray.serve.exceptions import BackPressureError
 
 from pipeline import errors
-from pipeline.feedback import PredictionNotFoundError
-from pipeline.ranker import ModelSchemaError
+from pipeline.learning.records import PredictionNotFoundError
+from pipeline.ranking.model import ModelSchemaError
 from serve.errors import error_response
 
 

@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from pipeline.matching import CallMatcher
-from pipeline.profile import SpecProfile
+from pipeline.ranking.profile import SpecProfile
 from pipeline.settings import FetchSettings
-from pipeline.specs import load_catalogue
+from pipeline.spec.load import load_catalogue
+from pipeline.spec.matching import CallMatcher
 from tests.conftest import FIXTURES, REAL
 from train.prompts import asked_fields, asking_for_field
 from train.sessions import SessionGenerator

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, RedisServer, SpecServer
 
+from pipeline.adapters.kv import ResilientStore
 from pipeline.errors import NotASpecError, SpecNotFoundError
-from pipeline.feedback import (
+from pipeline.learning.records import (
     FeedbackLog,
     FeedbackMismatchError,
     FeedbackRecord,
@@ -20,9 +21,8 @@ from pipeline.feedback import (
     load_prediction,
     save_prediction,
 )
-from pipeline.kv import ResilientStore
 from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings
-from pipeline.spec_store import SpecStore
+from pipeline.spec.store import SpecStore
 
 BILLING = (FIXTURES / "billing_oas30.yaml").read_bytes()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.cli import main
+from ops.cli import main
 from tests.conftest import FIXTURES
 from train.suite import macro
 

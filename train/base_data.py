@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.label_log import filesystem, write_durably
-from pipeline.training_rows import rows_frame
+from pipeline.adapters.label_log import filesystem, write_durably
+from pipeline.learning.training_rows import rows_frame
 from train.dataset import Dataset
 
 PARTS = ("train", "holdout")

@@ -11,10 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.catalogue import Catalogue
 from pipeline.errors import OpenSesameError
 from pipeline.settings import FetchSettings
-from pipeline.specs import load_catalogue
+from pipeline.spec.catalogue import Catalogue
+from pipeline.spec.load import load_catalogue
 
 _DEV_SET_MARKERS = ("tmdb",)
 

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.catalogue import Catalogue
-from pipeline.context import PreparedSpec, build_context
-from pipeline.embedding import Embedder, OperationEmbeddings
-from pipeline.predict import assemble
-from pipeline.profile import Kind
-from pipeline.relations import links, relations_from, response_links
+from pipeline.ranking.context import PreparedSpec, build_context
+from pipeline.ranking.embedding import Embedder, OperationEmbeddings
+from pipeline.ranking.predict import assemble
+from pipeline.ranking.profile import Kind
+from pipeline.ranking.relations import links, relations_from, response_links
+from pipeline.ranking.sources import Hits, first_keys, transition_keys
+from pipeline.ranking.stats import START, InMemoryTransitions, PatternStats, TransitionCounts, link_levels
 from pipeline.settings import RankingSettings
-from pipeline.sources import Hits, first_keys, transition_keys
-from pipeline.stats import START, InMemoryTransitions, PatternStats, TransitionCounts, link_levels
+from pipeline.spec.catalogue import Catalogue
 from train.sessions import Problem, SessionGenerator
 
 

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.catalogue import Catalogue
-from pipeline.embedding import MAX_TOKENS, operation_text
+from pipeline.adapters.minilm import MAX_TOKENS
 from pipeline.errors import TrainingDataError
+from pipeline.ranking.embedding import operation_text
 from pipeline.settings import Settings
+from pipeline.spec.catalogue import Catalogue
 from train import corpus as corpus_mod
 from train.sessions import SessionGenerator
 

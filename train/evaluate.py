@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from pipeline.context import Event, PreparedSpec, build_context
-from pipeline.predict import Predictor
+from pipeline.ranking.context import Event, PreparedSpec, build_context
+from pipeline.ranking.predict import Predictor
+from pipeline.ranking.signals import compute_signals
+from pipeline.ranking.sources import Hits, retrieval
 from pipeline.settings import FetchSettings
-from pipeline.signals import compute_signals
-from pipeline.sources import Hits, retrieval
-from pipeline.specs import load_catalogue
+from pipeline.spec.load import load_catalogue
 from train.metrics import summary
 
 

@@ -10,11 +10,11 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.embedding import STOCK_EMBEDDER
-from pipeline.features import CATEGORICAL, FEATURE_NAMES, SCHEMA_VERSION
-from pipeline.ranker import Calibration, ModelMeta, RankerModel
+from pipeline.ranking.embedding import STOCK_EMBEDDER
+from pipeline.ranking.features import CATEGORICAL, FEATURE_NAMES, SCHEMA_VERSION
+from pipeline.ranking.model import Calibration, ModelMeta, RankerModel
+from pipeline.ranking.stats import PatternStats
 from pipeline.settings import FitSettings
-from pipeline.stats import PatternStats
 from train.dataset import Dataset
 from train.metrics import summary
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.context import Event, PreparedSpec
-from pipeline.llm import PatchStats, build_messages, hits, parse_answer, patch
-from pipeline.llm_engine import OfflineLLM
-from pipeline.predict import Predictor
+from pipeline.adapters.vllm_engine import OfflineLLM
+from pipeline.llm.patch import PatchStats, hits, parse_answer, patch
+from pipeline.llm.prompt import build_messages
+from pipeline.ranking.context import Event, PreparedSpec
+from pipeline.ranking.predict import Predictor
+from pipeline.ranking.sources import Hits
 from pipeline.settings import FetchSettings, LLMSettings
-from pipeline.sources import Hits
-from pipeline.specs import load_catalogue
+from pipeline.spec.load import load_catalogue
 from train.evaluate import Case, spec_location
 
 

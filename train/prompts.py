@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 import re
 
-from pipeline.catalogue import Operation, words
-from pipeline.profile import Kind, OpProfile, is_version_segment, property_names
-from pipeline.text import GENERIC_NAMES, STOP_WORDS, head, singular
+from pipeline.ranking.profile import Kind, OpProfile, is_version_segment, property_names
+from pipeline.ranking.text import GENERIC_NAMES, STOP_WORDS, head, singular
+from pipeline.spec.catalogue import Operation, words
 
 _TAG = re.compile(r"<[^>]+>")
 _VERB_SYNONYMS: dict[Kind, list[str]] = {

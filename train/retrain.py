@@ -33,13 +33,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import registry
+from pipeline.adapters import registry
+from pipeline.adapters.label_log import describe, read_labels
 from pipeline.errors import NoChampionError, OpenSesameError, RetrainConfigError, TrainingDataError
-from pipeline.features import FEATURE_NAMES, SCHEMA_VERSION
-from pipeline.label_log import describe, read_labels
-from pipeline.ranker import ModelMeta, RankerModel
+from pipeline.learning.training_rows import label_rows, split_frame
+from pipeline.ranking.features import FEATURE_NAMES, SCHEMA_VERSION
+from pipeline.ranking.model import ModelMeta, RankerModel
 from pipeline.settings import LearningSettings, Settings, get_settings
-from pipeline.training_rows import label_rows, split_frame
 from train.base_data import base_path, read_part
 from train.fit import calibrate, group_ranks, lgb_dataset, lgb_params, model_version
 from train.metrics import summary
@@ -199,7 +199,7 @@ def compare(
         name: {f"holdout.{k}": v for k, v in holdout_metrics(model, *holdout).items()} for name, model in models.items()
     }
     if settings.training.dev_cases.exists():
-        from pipeline.embedding import MiniLMEmbedder
+        from pipeline.adapters.minilm import MiniLMEmbedder
 
         embedder = MiniLMEmbedder()
         for name, model in models.items():
@@ -214,7 +214,7 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
     if champion is None:
         raise NoChampionError(
             f"no @{settings.registry.alias} of {settings.registry.model_name} in {settings.registry.tracking_uri}: "
-            "register the default ranker first (make serve or python -m serve.launch does)"
+            "register the default ranker first (make serve or python -m ops.launch does)"
         )
     champion_model = registry.load_ranker(champion.uri, settings.registry)
     _init_ray()
@@ -281,7 +281,7 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
         registry.tag_version(version, {"promoted_at": f"{promoted_at:.3f}"}, settings.registry)
     reloaded = None
     if promoted and reload:
-        from serve.launch import reload_ranker
+        from pipeline.adapters.serve_api import reload_ranker
 
         reloaded = reload_ranker(learning.dashboard_url, version.version)
         log(f"[retrain] reload: {reloaded}")

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.embedding import MiniLMEmbedder, OperationEmbeddings
+from pipeline.adapters.kv import DiskBlobs
+from pipeline.adapters.minilm import MiniLMEmbedder
 from pipeline.errors import TrainingDataError
-from pipeline.kv import DiskBlobs
-from pipeline.ranker import RankerModel
+from pipeline.ranking.embedding import OperationEmbeddings
+from pipeline.ranking.model import RankerModel
 from pipeline.runtime import build_predictor
 from pipeline.settings import Settings
 from train import corpus as corpus_mod

@@ -33,10 +33,10 @@ import string
 import uuid
 from dataclasses import dataclass, field
 
-from pipeline.catalogue import Catalogue
-from pipeline.context import Event
-from pipeline.profile import Kind, OpProfile, SpecProfile
-from pipeline.relations import Relation, relation
+from pipeline.ranking.context import Event
+from pipeline.ranking.profile import Kind, OpProfile, SpecProfile
+from pipeline.ranking.relations import Relation, relation
+from pipeline.spec.catalogue import Catalogue
 from train.prompts import (
     PERSON_NAMES,
     THING_NAMES,

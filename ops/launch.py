@@ -1,0 +1,92 @@
+"""`make serve`: a default ranker in the registry, a private local Ray cluster, the Serve app deployed from a config.
+
+    python -m ops.launch [--config configs/serve.local.yaml]
+
+Ctrl-C (or SIGTERM) stops the cluster and everything it started. A later deploy that changes only a
+`user_config` (`serve deploy`, or the retraining job after a promotion) reconfigures replicas in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ops.cluster import ClusterPorts, RayCluster, load_config, serve_app
+from pipeline.adapters import registry
+from pipeline.errors import OpenSesameError
+from pipeline.ranking.features import SCHEMA_VERSION
+from pipeline.ranking.model import model_schema
+from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+from train.run import train
+
+
+def ensure_champion(settings: Settings, log: Any = print) -> str:
+    """The registry's champion ranker; registers `paths.model_dir` or trains a default model when there is none,
+    or when the champion was trained on another feature schema than this code computes (an upgrade)."""
+    current = registry.champion(settings.registry)
+    if current is not None:
+        schema = registry.version_tags(current, settings.registry).get(registry.SCHEMA_TAG)
+        if schema == SCHEMA_VERSION:
+            return current.label
+        log(f"champion {current.label} has feature schema {schema or 'unknown'}, this code computes {SCHEMA_VERSION}")
+    model_dir = settings.paths.model_dir
+    if model_schema(model_dir) == SCHEMA_VERSION:
+        report_path = model_dir / "report.json"
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    else:
+        log(f"no ranker of this schema in the registry or in {model_dir}: training the default one (about 5 minutes)")
+        _, report = train(settings, model_dir, log=log)
+    version = registry.register(
+        model_dir,
+        settings.registry,
+        metrics=registry.report_metrics(report),
+        alias=settings.registry.alias,
+        run_name="default-ranker",
+    )
+    log(f"registered {version.label} as @{settings.registry.alias}")
+    return version.label
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "configs" / "serve.local.yaml")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    config = load_config(args.config)
+    settings = load_settings(overrides=config["applications"][0].get("args", {}).get("settings", {}))
+    try:
+        ensure_champion(settings)
+    except OpenSesameError as exc:  # e.g. no registered ranker and no training data: say what to do
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with serve_app(config, RayCluster(ClusterPorts(), settings.paths.var_dir / "ray")) as cluster:
+            http = config.get("http_options", {})
+            base = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}"
+            print(
+                f"\nOpenSesame is up in {time.monotonic() - started:.0f} s\n"
+                f"  API        {base}/predict  {base}/feedback  {base}/specs\n"
+                f"  docs       {base}/docs\n"
+                f"  dashboard  {cluster.dashboard_url}\n"
+                "Ctrl-C stops it.",
+                flush=True,
+            )
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopped the Ray cluster", flush=True)
+    return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the cluster as cleanly as Ctrl-C
+    sys.exit(main())

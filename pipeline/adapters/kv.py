@@ -1,0 +1,151 @@
+"""A byte store that keeps serving when Redis does not: Redis shared by all replicas, an in-process LRU in front.
+
+Every value is written to both. Reads try the LRU first, then Redis. When a Redis call fails, Redis is skipped
+for `retry_after_s` (so a dead server costs one short time-out, not one per request) and then tried again:
+reconnection is automatic because redis-py reconnects on the next command.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pipeline.cache import LRU
+from pipeline.settings import CacheSettings
+
+log = logging.getLogger(__name__)
+
+
+class DiskBlobs:
+    """Blobs as files: the training command's persistent embedding cache."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+
+    def get(self, key: str) -> bytes | None:
+        path = self._dir / key
+        return path.read_bytes() if path.exists() else None
+
+    def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._dir / f".{key}.tmp"
+        tmp.write_bytes(value)
+        tmp.replace(self._dir / key)  # atomic: a concurrent reader never sees half a file
+
+
+class ResilientStore:
+    """Implements `pipeline.cache.SharedStore`."""
+
+    def __init__(self, settings: CacheSettings) -> None:
+        self._settings = settings
+        self._prefix = settings.key_prefix
+        self._local: LRU[bytes] = LRU(settings.local_capacity)
+        self._redis: redis.Redis | None = None
+        if settings.redis_url:
+            self._redis = redis.Redis.from_url(
+                settings.redis_url,
+                socket_timeout=settings.socket_timeout_s,
+                socket_connect_timeout=settings.socket_timeout_s,
+            )
+        self._down_until = 0.0
+        self._claim_lock = threading.Lock()
+
+    @property
+    def configured(self) -> bool:
+        return self._redis is not None
+
+    def _client(self) -> redis.Redis | None:
+        if self._redis is None or time.monotonic() < self._down_until:
+            return None
+        return self._redis
+
+    def _failed(self, exc: Exception) -> None:
+        if time.monotonic() >= self._down_until:  # log once per outage window, not once per request
+            log.warning("redis unavailable (%s); serving from the in-process cache", exc)
+        self._down_until = time.monotonic() + self._settings.retry_after_s
+
+    def _call(self, command: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one Redis command; None (and Redis skipped for a while) when it fails or Redis is off."""
+        client = self._client()
+        if client is None:
+            return None
+        try:
+            return getattr(client, command)(*args, **kwargs)
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return None
+
+    def get(self, key: str) -> bytes | None:
+        value = self._local.get(key)
+        if value is not None:
+            return value
+        value = self._call("get", self._prefix + key)
+        if value is not None:
+            self._local.set(key, value, self._settings.catalogue_ttl_s)
+        return value
+
+    def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
+        self._local.set(key, value, ttl_s)
+        self._call("set", self._prefix + key, value, ex=ttl_s)
+
+    def claim(self, key: str, ttl_s: int) -> bool:
+        """True for the first claim of `key`: across all replicas through Redis (SET NX), within this process
+        while Redis is off or down."""
+        with self._claim_lock:
+            if self._local.get(key) is not None:
+                return False
+            client = self._client()
+            first = True
+            if client is not None:
+                try:
+                    first = bool(client.set(self._prefix + key, b"1", nx=True, ex=ttl_s))
+                except redis.RedisError as exc:
+                    self._failed(exc)
+            self._local.set(key, b"1", ttl_s)
+            return first
+
+    def swap(self, key: str, value: bytes, ttl_s: int) -> bytes | None:
+        """Set `key` and return what it held, atomically across replicas while Redis is up."""
+        with self._claim_lock:
+            client = self._client()
+            if client is not None:
+                try:
+                    previous = client.set(self._prefix + key, value, ex=ttl_s, get=True)
+                    self._local.set(key, value, ttl_s)
+                    return previous
+                except redis.RedisError as exc:
+                    self._failed(exc)
+            previous = self._local.get(key)
+            self._local.set(key, value, ttl_s)
+            return previous
+
+    def incr_field(self, key: str, field: str, amount: int = 1) -> None:
+        """Add to a counter in a Redis hash; lost while Redis is down (online counts are a cache of the log)."""
+        self._call("hincrby", self._prefix + key, field, amount)
+
+    def fields(self, key: str) -> dict[str, int] | None:
+        """A hash of counters, or None when Redis is off or down."""
+        raw = self._call("hgetall", self._prefix + key)
+        return None if raw is None else {k.decode(): int(v) for k, v in raw.items()}
+
+    def xadd(self, stream: str, fields: dict[str, str], maxlen: int) -> str | None:
+        """Append to a stream; the entry id, or None when Redis is off or down (the caller spools)."""
+        entry = self._call("xadd", stream, fields, maxlen=maxlen, approximate=True)
+        return entry.decode() if isinstance(entry, bytes) else entry
+
+    def ping(self) -> bool:
+        """Reachability right now (ignores the back-off): what /readyz reports."""
+        if self._redis is None:
+            return True
+        try:
+            ok = bool(self._redis.ping())
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return False
+        self._down_until = 0.0
+        return ok

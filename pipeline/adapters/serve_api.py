@@ -1,0 +1,73 @@
+"""The Serve REST API of a Ray dashboard, as `serve deploy` and `serve status` use it (no Ray import).
+
+A deploy PUTs the whole declarative config and Serve reconciles towards it, so a later deploy that changes only
+a deployment's `user_config` reconfigures its replicas in place: how a promoted ranker reaches every replica.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+APP_NAME = "opensesame"
+
+
+def deploy(dashboard_url: str, config: dict[str, Any]) -> None:
+    """What `serve deploy` does: PUT the declarative config; Serve reconciles towards it."""
+    response = httpx.put(f"{dashboard_url}/api/serve/applications/", json=config, timeout=60)
+    if response.status_code != 200:
+        raise RuntimeError(f"serve deploy refused the config ({response.status_code}): {response.text[:2000]}")
+
+
+def app_status(dashboard_url: str) -> dict[str, Any]:
+    status = httpx.get(f"{dashboard_url}/api/serve/applications/", timeout=10).json()
+    return status.get("applications", {}).get(APP_NAME, {})
+
+
+def wait_running(dashboard_url: str, timeout_s: float = 300, since: float | None = None) -> None:
+    """Until the app is RUNNING (after the deploy submitted at wall time `since`); a failed deploy raises."""
+    deadline = time.monotonic() + timeout_s
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = app_status(dashboard_url)
+        fresh = since is None or state.get("last_deployed_time_s", 0) >= since
+        if fresh and state.get("status") == "RUNNING":
+            return
+        if fresh and state.get("status") == "DEPLOY_FAILED":
+            raise RuntimeError(f"deploy failed: {_messages(state)}")
+        time.sleep(1)
+    raise TimeoutError(f"app not RUNNING after {timeout_s:.0f} s: {state.get('status')} {_messages(state)}")
+
+
+def reload_ranker(dashboard_url: str, version: str, timeout_s: float = 300) -> dict[str, Any]:
+    """After a promotion: redeploy the running app's own config with the Ranker's `user_config.version` set to
+    the new champion. Only a `user_config` changes, so Serve reconfigures the replicas in place (no restart)."""
+    started = time.monotonic()
+    try:
+        details = httpx.get(f"{dashboard_url}/api/serve/applications/", timeout=10).json()
+    except httpx.HTTPError as exc:
+        return {"reloaded": False, "why": f"no Ray dashboard at {dashboard_url} ({exc}); replicas pick the new "
+                                          "champion up at their next alias check"}
+    apps = details.get("applications", {})
+    if APP_NAME not in apps or not apps[APP_NAME].get("deployed_app_config"):
+        return {"reloaded": False, "why": f"no Serve app {APP_NAME!r} deployed at {dashboard_url}"}
+    configs = [app["deployed_app_config"] for app in apps.values() if app.get("deployed_app_config")]
+    ours = next(c for c in configs if c["name"] == APP_NAME)
+    ranker = next(d for d in ours.get("deployments", []) if d["name"] == "Ranker")
+    ranker["user_config"] = {**(ranker.get("user_config") or {}), "version": version}
+    config = {"proxy_location": details.get("proxy_location"), "http_options": details.get("http_options"),
+              "applications": configs}
+    submitted = time.time()
+    deploy(dashboard_url, {k: v for k, v in config.items() if v is not None})
+    wait_running(dashboard_url, timeout_s=timeout_s, since=submitted)
+    return {"reloaded": True, "seconds": round(time.monotonic() - started, 2)}
+
+
+def _messages(state: dict[str, Any]) -> str:
+    parts = [state.get("message", "")]
+    for name, deployment in state.get("deployments", {}).items():
+        if deployment.get("message"):
+            parts.append(f"{name}: {deployment['message']}")
+    return " | ".join(p for p in parts if p)[:4000]

@@ -1,0 +1,218 @@
+"""What was predicted, what happened next, and the stream of labels that retraining reads.
+
+Every prediction is stored (`pred:<id>`, with a TTL) with what retraining needs: the problem, the candidate
+pool and its feature matrix, the model version. Feedback is validated against it: the called endpoint is
+matched against the prediction's spec, an accepted rank must exist. A label is explicit (`/feedback`) or
+implicit (the user's next `/predict` shows the call that followed); the first label of a prediction wins, so
+the two are never counted twice. A `FeedbackRecord` is appended to a Redis Stream; while Redis is down it goes
+to a local spool file and is replayed, in order, before the next append that reaches Redis.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from pipeline.cache import SharedStore
+from pipeline.errors import OpenSesameError
+from pipeline.ranking.stats import START, TransitionCounts
+from pipeline.settings import FeedbackSettings
+from pipeline.spec.matching import CallMatch
+
+Outcome = Literal["called", "accepted", "none"]
+LabelSource = Literal["explicit", "implicit"]
+
+
+class PredictionNotFoundError(OpenSesameError):
+    """Feedback names a prediction that does not exist (or has expired)."""
+
+
+class FeedbackMismatchError(OpenSesameError):
+    """Feedback that contradicts its prediction (a rank that was not returned, a call outside the spec)."""
+
+
+class PredictionRecord(BaseModel):
+    prediction_id: str
+    user_id: str
+    spec_id: str
+    events: list[str]
+    prompt: str
+    predicted: list[str]  # operation ids, best first
+    model_version: str
+    created_at: datetime
+    last_operation: str | None = None  # the operation the prediction followed (None: no matched history)
+    candidates: list[str] = Field(default_factory=list, description="candidate pool, in feature-row order")
+    feature_schema: str = ""
+    features: str = Field("", description="candidate feature matrix: float32, zlib, base64 (see encode_features)")
+
+    def feature_matrix(self) -> np.ndarray:
+        return decode_features(self.features, len(self.candidates))
+
+
+def encode_features(X: np.ndarray) -> str:
+    """~50 candidates x ~60 features, mostly small or NaN: compresses to a few KB per stored prediction."""
+    return base64.b64encode(zlib.compress(np.ascontiguousarray(X, dtype=np.float32).tobytes(), 6)).decode()
+
+
+def decode_features(encoded: str, rows: int) -> np.ndarray:
+    if not encoded or rows == 0:
+        return np.zeros((rows, 0), dtype=np.float32)
+    return np.frombuffer(zlib.decompress(base64.b64decode(encoded)), dtype=np.float32).reshape(rows, -1)
+
+
+class FeedbackRecord(PredictionRecord):
+    """One label: after `events` (+ `prompt`) on `spec_id`, the user's next call was `endpoint` (or nothing)."""
+
+    source: LabelSource = "explicit"
+    outcome: Outcome
+    endpoint: str | None = Field(None, description="operation id of the next call; None for outcome 'none'")
+    called: str | None = Field(None, description="the call as the client reported it")
+    rank: int | None = Field(None, description="1-based rank of `endpoint` among the predictions, if there")
+    received_at: datetime
+
+
+def prediction_key(prediction_id: str) -> str:
+    return f"pred:{prediction_id}"
+
+
+def label_key(prediction_id: str) -> str:
+    return f"label:{prediction_id}"
+
+
+def last_prediction_key(user_id: str, spec_id: str) -> str:
+    return f"last:{spec_id}:{user_id}"
+
+
+def followup(previous: list[str], events: list[str]) -> str | None:
+    """The call the user made right after a prediction that saw `previous`, read off a later history `events`.
+
+    Clients send a sliding window of recent calls, so the longest tail of `previous` found in `events` anchors
+    it; the event after its first occurrence is the follow-up. With no earlier history, the first event is.
+    """
+    if not events:
+        return None
+    if not previous:
+        return events[0]
+    for overlap in range(min(len(previous), len(events) - 1), 0, -1):
+        tail = previous[-overlap:]
+        for end in range(overlap - 1, len(events) - 1):
+            if events[end - overlap + 1 : end + 1] == tail:
+                return events[end + 1]
+    return None
+
+
+def label(
+    prediction: PredictionRecord,
+    called: str | None,
+    accepted_rank: int | None,
+    match: CallMatch | None,
+    source: LabelSource = "explicit",
+) -> FeedbackRecord:
+    """Turn one feedback report into a label, or say why it contradicts the prediction."""
+    endpoint: str | None = None
+    outcome: Outcome = "none"
+    if accepted_rank is not None:
+        if accepted_rank > len(prediction.predicted):
+            raise FeedbackMismatchError(
+                f"accepted_rank {accepted_rank} is out of range: prediction {prediction.prediction_id} "
+                f"returned {len(prediction.predicted)} call(s); use 1..{len(prediction.predicted)}"
+            )
+        outcome, endpoint = "accepted", prediction.predicted[accepted_rank - 1]
+    elif called is not None:
+        if match is None or match.operation is None:
+            raise FeedbackMismatchError(
+                f"{called!r} matches no operation of spec {prediction.spec_id}; send the call as "
+                "'METHOD /path' as the client made it (e.g. 'GET /v1/invoices/in_1')"
+            )
+        outcome, endpoint = "called", match.operation.id
+    rank = prediction.predicted.index(endpoint) + 1 if endpoint in prediction.predicted else None
+    return FeedbackRecord(
+        **prediction.model_dump(),
+        source=source,
+        outcome=outcome,
+        endpoint=endpoint,
+        called=called,
+        rank=rank,
+        received_at=datetime.now(UTC),
+    )
+
+
+class FeedbackLog:
+    """Appends labels to the Redis Stream, spooling to a local file while Redis is unreachable."""
+
+    def __init__(self, store: SharedStore, settings: FeedbackSettings) -> None:
+        self._store = store
+        self._settings = settings
+        self._spool: Path = settings.spool_path
+        self._lock = threading.Lock()  # one writer at a time keeps the spool and the stream in order
+
+    @property
+    def spooled(self) -> int:
+        return sum(1 for _ in self._spool.open()) if self._spool.exists() else 0
+
+    def append(self, record: FeedbackRecord) -> str | None:
+        """The stream entry id, or None when the record was spooled for later."""
+        line = record.model_dump_json()
+        with self._lock:
+            if self._store.configured and self._replay_spool():
+                entry = self._store.xadd(self._settings.stream, {"record": line}, self._settings.stream_maxlen)
+                if entry is not None:
+                    return entry
+            self._spool.parent.mkdir(parents=True, exist_ok=True)
+            with self._spool.open("a") as handle:
+                handle.write(line + "\n")
+            return None
+
+    def _replay_spool(self) -> bool:
+        """Move spooled records into the stream, oldest first; False if Redis failed on the way."""
+        if not self._spool.exists():
+            return True
+        lines = self._spool.read_text().splitlines()
+        for done, line in enumerate(lines):
+            if self._store.xadd(self._settings.stream, {"record": line}, self._settings.stream_maxlen) is None:
+                self._spool.write_text("".join(rest + "\n" for rest in lines[done:]))
+                return False
+        self._spool.unlink()
+        return True
+
+
+class LabelSink:
+    """Where a label goes: the first label of a prediction is kept (explicit or implicit, whichever came first),
+    appended to the log, and added to the online transition counts."""
+
+    def __init__(self, store: SharedStore, log: FeedbackLog, counts: TransitionCounts | None, ttl_s: int) -> None:
+        self._store = store
+        self._log = log
+        self._counts = counts
+        self._ttl_s = ttl_s
+
+    def record(self, record: FeedbackRecord) -> tuple[Literal["stream", "spool", "duplicate"], str | None]:
+        """How it was stored and the stream entry id; 'duplicate' when the prediction already has a label."""
+        if not self._store.claim(label_key(record.prediction_id), self._ttl_s):
+            return "duplicate", None
+        entry = self._log.append(record)
+        if self._counts is not None and record.endpoint is not None:
+            self._counts.add(record.spec_id, record.last_operation or START, record.endpoint)
+        return ("stream" if entry else "spool"), entry
+
+
+def save_prediction(store: SharedStore, record: PredictionRecord, ttl_s: int) -> None:
+    store.set(prediction_key(record.prediction_id), record.model_dump_json().encode(), ttl_s)
+
+
+def load_prediction(store: SharedStore, prediction_id: str) -> PredictionRecord:
+    raw = store.get(prediction_key(prediction_id))
+    if raw is None:
+        raise PredictionNotFoundError(
+            f"unknown prediction_id {prediction_id!r}: use the prediction_id a /predict response returned "
+            "(predictions are kept for cache.prediction_ttl_s)"
+        )
+    return PredictionRecord.model_validate(json.loads(raw))

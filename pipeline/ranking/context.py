@@ -1,0 +1,87 @@
+"""The prediction problem as the pipeline sees it: a prepared spec, the matched history and the prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from pipeline.ranking.profile import SpecProfile
+from pipeline.ranking.prompt_values import PromptValue, prompt_values, speaks_for_self
+from pipeline.ranking.text import head
+from pipeline.spec.catalogue import Catalogue, is_id_name
+from pipeline.spec.matching import CallMatch, CallMatcher
+
+
+class Event(BaseModel):
+    """One call the user made, oldest first in a history."""
+
+    endpoint: str = Field(..., min_length=3, max_length=2048, description='"METHOD path", e.g. "GET /v1/invoices/in_1"')
+    ts: datetime | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSpec:
+    """Everything derived from one spec that does not depend on the request; built once per content hash."""
+
+    catalogue: Catalogue
+    profile: SpecProfile
+    matcher: CallMatcher
+    embeddings: np.ndarray  # (n_operations, dim), unit length
+
+    @classmethod
+    def build(cls, catalogue: Catalogue, embeddings: np.ndarray) -> PreparedSpec:
+        return cls(catalogue, SpecProfile(catalogue), CallMatcher(catalogue), embeddings)
+
+    @property
+    def content_hash(self) -> str:
+        return self.catalogue.content_hash
+
+
+@dataclass(slots=True)
+class Context:
+    spec: PreparedSpec
+    history: list[CallMatch]  # most recent last, capped to the configured length
+    prompt: str
+    prompt_vec: np.ndarray | None
+    op_history: list[int] = field(default_factory=list)  # matched operation indices, most recent last
+    values: dict[str, str] = field(default_factory=dict)  # parameter name -> latest value seen
+    entity_values: dict[str, str] = field(default_factory=dict)  # entity head ("invoice") -> latest id seen
+    last_entities: set[str] = field(default_factory=set)  # entities whose ids the last call carried
+    prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135")
+    first_person: bool = False  # "my profile", "for me": the caller holds their own user id
+
+    @property
+    def last_op(self) -> int | None:
+        return self.op_history[-1] if self.op_history else None
+
+
+def build_context(
+    spec: PreparedSpec, events: list[Event], prompt: str, prompt_vec: np.ndarray | None, max_history: int
+) -> Context:
+    history = [spec.matcher.match(e.endpoint) for e in events[-max_history:]]
+    ctx = Context(spec=spec, history=history, prompt=prompt.strip(), prompt_vec=prompt_vec,
+                  prompt_values=prompt_values(prompt), first_person=speaks_for_self(prompt))
+    for event, match in zip(events[-max_history:], history):
+        heads: dict[str, str] = {}
+        if match.operation is not None:
+            index = spec.profile.index[match.operation.id]
+            ctx.op_history.append(index)
+            heads = spec.profile.ops[index].entity_of
+        # Later values overwrite earlier ones: the most recent id of an entity is the one to carry over.
+        ctx.last_entities = set()
+        query_ids = {k: v for k, v in match.query_params.items() if isinstance(v, str) and is_id_name(k)}
+        for name, value in {**match.path_params, **query_ids}.items():
+            ent = heads.get(name) or head(name)
+            ctx.values[name] = value
+            ctx.entity_values[ent] = value
+            ctx.last_entities.add(ent)
+        for name, value in event.params.items():
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                ctx.values[name] = str(value)
+                ctx.entity_values[head(name)] = str(value)
+    return ctx

@@ -1,0 +1,199 @@
+"""The path of one prediction, top to bottom:
+
+    context (match history, read prompt) -> signals -> candidate sources -> union -> features -> ranker
+    -> guardrails -> parameter carry-over -> reasons -> top k
+
+`assemble` (everything up to the features) is shared with training, so both see identical features.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.ranking.carry import carry_params
+from pipeline.ranking.context import Context, Event, PreparedSpec, build_context
+from pipeline.ranking.embedding import CachedEmbedder, OperationEmbeddings
+from pipeline.ranking.features import PromptReading, TransitionView, column, featurize, read_prompt
+from pipeline.ranking.guardrails import demote_destructive
+from pipeline.ranking.model import RankerModel
+from pipeline.ranking.reasons import explain
+from pipeline.ranking.signals import Signals, compute_signals
+from pipeline.ranking.sources import (
+    CandidateSet,
+    Hits,
+    first_rates,
+    pattern_rates,
+    popular,
+    retrieval,
+    structure,
+    transitions,
+    union,
+)
+from pipeline.ranking.stats import PatternStats, TransitionCounts
+from pipeline.settings import RankingSettings
+from pipeline.spec.catalogue import Catalogue
+
+
+@dataclass(frozen=True, slots=True)
+class RankedCall:
+    endpoint: str  # "METHOD /template" of a real operation of the spec
+    method: str
+    path: str  # concrete where the history fills it, with the server prefix
+    params: dict[str, str]
+    score: float  # calibrated, monotone in rank
+    reason: str
+    sources: list[str]
+
+
+@dataclass(slots=True)
+class PredictOutcome:
+    predictions: list[RankedCall]
+    model_version: str
+    matched_events: int
+    unmatched_events: list[str]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    # What a label needs to become training rows later: the candidate pool in feature-row order, its feature
+    # matrix, and the operation the prediction followed (the `previous` of an online transition count).
+    candidates: list[str] = field(default_factory=list)
+    features: np.ndarray | None = None
+    last_operation: str | None = None
+
+
+@dataclass(slots=True)
+class Assembled:
+    """Everything known about one problem before the model scores it."""
+
+    ctx: Context
+    signals: Signals
+    candidates: CandidateSet
+    transitions: TransitionView
+    reading: PromptReading
+    X: np.ndarray
+
+
+def assemble(
+    ctx: Context,
+    patterns: PatternStats,
+    counts: TransitionCounts,
+    settings: RankingSettings,
+    extra_sources: dict[str, Hits] | None = None,
+    disabled: frozenset[str] = frozenset(),
+) -> Assembled:
+    """Signals, sources, their union and the feature matrix. `disabled` sources propose nothing (ablations)."""
+    signals = compute_signals(ctx)
+    limit = settings.per_source
+    first = first_rates(ctx, signals, patterns)
+    pattern = pattern_rates(ctx, signals, patterns, first)
+    trans_hits, spec_prob, support = transitions(ctx, limit, counts, pattern)
+    hits: dict[str, Hits] = {
+        "retrieval": retrieval(ctx, signals, limit),
+        "structure": structure(ctx, signals, limit),
+        "transitions": trans_hits,
+        "popular": popular(ctx, signals, limit // 2, first),
+        **(extra_sources or {}),
+    }
+    candidates = union({name: h for name, h in hits.items() if name not in disabled}, settings.candidate_pool)
+    view = TransitionView(spec_prob, support, pattern)
+    reading = read_prompt(ctx.prompt)
+    return Assembled(ctx, signals, candidates, view, reading, featurize(ctx, signals, candidates, view, reading))
+
+
+class Predictor:
+    """In-process prediction: holds the model, the embedder and the caches. The Serve graph wraps pieces of it."""
+
+    def __init__(
+        self,
+        model: RankerModel,
+        counts: TransitionCounts,
+        settings: RankingSettings,
+        embedder: CachedEmbedder | None = None,
+        op_embeddings: OperationEmbeddings | None = None,
+    ) -> None:
+        """Without `embedder`/`op_embeddings` (the Serve Ranker, whose vectors come from the Embedder
+        deployment) callers pass `prompt_vec` and build the `PreparedSpec` themselves."""
+        self.model = model  # replaced in one assignment on reload; each call reads it once
+        self.embedder = embedder
+        self.op_embeddings = op_embeddings
+        self.counts = counts
+        self.settings = settings
+
+    def prepare(self, catalogue: Catalogue) -> PreparedSpec:
+        if self.op_embeddings is None:
+            raise RuntimeError("this Predictor has no operation embeddings: build the PreparedSpec with vectors")
+        return PreparedSpec.build(catalogue, self.op_embeddings.get(catalogue))
+
+    def embed_prompt(self, prompt: str) -> np.ndarray | None:
+        prompt = prompt.strip()
+        if not prompt:
+            return None
+        if self.embedder is None:
+            raise RuntimeError("this Predictor has no embedder: pass prompt_vec")
+        return self.embedder.embed([prompt])[0]
+
+    def predict(
+        self,
+        spec: PreparedSpec,
+        events: list[Event],
+        prompt: str = "",
+        k: int = 5,
+        extra_sources: dict[str, Hits] | None = None,
+        prompt_vec: np.ndarray | None = None,
+        disabled: frozenset[str] = frozenset(),
+    ) -> PredictOutcome:
+        started = time.perf_counter()
+        timing: dict[str, float] = {}
+        if prompt_vec is None:
+            prompt_vec = self.embed_prompt(prompt)
+        timing["embed_prompt"] = _ms(started)
+        ctx = build_context(spec, events, prompt, prompt_vec, self.settings.max_history)
+        model = self.model
+        mark = time.perf_counter()
+        assembled = assemble(ctx, model.patterns, self.counts, self.settings, extra_sources, disabled)
+        timing["candidates_features"] = _ms(mark)
+        mark = time.perf_counter()
+        ranked = rank(model, assembled, k)
+        timing["rank"] = _ms(mark)
+        timing["total"] = _ms(started)
+        unmatched = [e.endpoint for e, m in zip(events[-self.settings.max_history :], ctx.history) if not m.matched]
+        operations = spec.catalogue.operations
+        return PredictOutcome(
+            ranked,
+            model.version,
+            len(ctx.op_history),
+            unmatched,
+            timing,
+            candidates=[operations[int(i)].id for i in assembled.candidates.indices],
+            features=assembled.X,
+            last_operation=operations[ctx.last_op].id if ctx.last_op is not None else None,
+        )
+
+
+def rank(model: RankerModel, assembled: Assembled, k: int) -> list[RankedCall]:
+    ctx, candidates = assembled.ctx, assembled.candidates
+    if len(candidates.indices) == 0:
+        return []
+    raw = model.raw_scores(assembled.X)
+    probabilities = model.probabilities(raw)
+    order = np.argsort(-raw, kind="stable")
+    profile, operations = ctx.spec.profile, ctx.spec.catalogue.operations
+    idx = candidates.indices
+    # NaN (no prompt) compares false: nothing was asked for.
+    asked = column(assembled.X, "destructive_intent") == 1.0
+    order, ordered_scores, demoted = demote_destructive(order, profile.destructive[idx], asked, probabilities)
+    out: list[RankedCall] = []
+    for position, score in zip(order[:k], ordered_scores[:k]):
+        op_index = int(idx[position])
+        op = operations[op_index]
+        carried = carry_params(op, ctx, ctx.spec.catalogue.base_path)
+        sources = candidates.sources_of(int(position))
+        spec_prob = float(assembled.transitions.spec_prob[op_index])
+        reason = explain(ctx, assembled.signals, op_index, sources, spec_prob, int(position) in demoted)
+        out.append(RankedCall(op.id, op.method, carried.path, carried.params, round(float(score), 4), reason, sources))
+    return out
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

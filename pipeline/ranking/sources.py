@@ -1,0 +1,168 @@
+"""Candidate sources. Each proposes scored operations (index -> score) under its own name; their union is
+what the ranker orders. Sources are cheap recall, not the final order: the ranker sees their scores and ranks
+as features. An `llm` source (the vLLM generator) plugs in from outside as one more named source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.ranking.context import Context
+from pipeline.ranking.profile import Kind, SpecProfile
+from pipeline.ranking.relations import Relation, links, relations_from, response_links
+from pipeline.ranking.signals import Signals
+from pipeline.ranking.stats import START, PatternStats, TransitionCounts, first_key, link_levels, transition_key
+
+SOURCE_NAMES = ("retrieval", "structure", "transitions", "popular", "llm")
+Hits = dict[int, float]
+
+# How strongly a path relation to a recent call suggests the candidate (a prior; the ranker learns the rest).
+_PRIOR = {Relation.SAME_PATH: 0.6, Relation.ITEM: 1.0, Relation.CHILD: 0.8, Relation.DESCENDANT: 0.3,
+          Relation.PARENT: 0.5, Relation.ANCESTOR: 0.2, Relation.SIBLING: 0.6, Relation.SAME_ROOT: 0.2}
+_RELATION_WEIGHT = np.array([_PRIOR.get(r, 0.0) for r in Relation], dtype=np.float32)
+_RECENCY = 0.6  # weight of a call one step older than the last
+
+
+def _top(scores: np.ndarray, limit: int, mask: np.ndarray | None = None) -> Hits:
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    count = min(limit, int(np.isfinite(scores).sum()))
+    if count == 0:
+        return {}
+    order = np.argpartition(-scores, count - 1)[:count]
+    return {int(i): float(scores[i]) for i in order}
+
+
+def retrieval(ctx: Context, signals: Signals, limit: int) -> Hits:
+    """Prompt against operation texts, nudged toward the recent context when there is one."""
+    if signals.prompt_sim is None:
+        return {}
+    scores = signals.prompt_sim.copy()
+    if signals.last_sim is not None:
+        scores += 0.25 * signals.last_sim
+    return _top(scores, limit)
+
+
+def structure(ctx: Context, signals: Signals, limit: int) -> Hits:
+    """Path-tree neighbours of the recent calls, operations they enable, and operations the history can fill."""
+    if not ctx.op_history:
+        return {}
+    profile = ctx.spec.profile
+    scores = np.zeros(len(profile), dtype=np.float32)
+    for age, op in enumerate(reversed(ctx.op_history[-3:])):
+        weight = _RECENCY**age
+        rel = signals.rel_last if age == 0 else relations_from(profile, op)
+        scores += weight * (_RELATION_WEIGHT[rel] + 0.9 * links(profile, op) + 0.5 * response_links(profile, op))
+    needs = profile.n_required > 0
+    all_known = needs & (signals.known_required >= profile.n_required)
+    scores += 0.5 * all_known
+    return _top(scores, limit, mask=scores > 0.15)
+
+
+def transitions(
+    ctx: Context, limit: int, counts: TransitionCounts, pattern: np.ndarray
+) -> tuple[Hits, np.ndarray, np.ndarray]:
+    """Per-spec operation->operation frequencies, backed off to the spec-agnostic `pattern` rates.
+
+    Returns the hits plus, for features, the per-spec probability and its support per op.
+    """
+    profile = ctx.spec.profile
+    n = len(profile)
+    previous = ctx.spec.catalogue.operations[ctx.last_op].id if ctx.last_op is not None else START
+    observed = counts.next_counts(ctx.spec.content_hash, previous)
+    total = float(sum(observed.values()))
+    spec_prob = np.zeros(n, dtype=np.float32)
+    for op_id, count in observed.items():
+        index = profile.index.get(op_id)
+        if index is not None:
+            spec_prob[index] = count / total
+    # Dirichlet-style blend: with little per-spec evidence the agnostic pattern dominates.
+    strength = 3.0
+    scores = (spec_prob * total + strength * pattern) / (total + strength)
+    support = np.full(n, total, dtype=np.float32)
+    return _top(scores, limit), spec_prob, support
+
+
+def first_keys(profile: SpecProfile, unfillable: np.ndarray) -> list[str]:
+    """Pattern key of every operation as a session's first call. Training counts and serving looks up these."""
+    return [first_key(int(k), int(d), int(f)) for k, d, f in zip(profile.kind, profile.depth, unfillable)]
+
+
+def transition_keys(profile: SpecProfile, last: int, rel: np.ndarray, link: np.ndarray) -> list[str]:
+    """Pattern key of every operation as the call after operation `last` (relation and link level to it)."""
+    last_kind = int(profile.kind[last])
+    return [transition_key(last_kind, int(r), int(k), int(lk)) for r, k, lk in zip(rel, profile.kind, link)]
+
+
+def _rates(keys: list[str], rate: Callable[[str], float]) -> np.ndarray:
+    cache: dict[str, float] = {}
+    out = np.empty(len(keys), dtype=np.float32)
+    for j, key in enumerate(keys):
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = rate(key)
+        out[j] = value
+    return out
+
+
+def first_rates(ctx: Context, signals: Signals, patterns: PatternStats) -> np.ndarray:
+    return _rates(first_keys(ctx.spec.profile, signals.unfillable), patterns.first_rate)
+
+
+def pattern_rates(ctx: Context, signals: Signals, patterns: PatternStats, first: np.ndarray) -> np.ndarray:
+    """Spec-agnostic rate of each operation as the next call: `first` (the first-call rates) when there is
+    no history, else the transition pattern from the last call."""
+    if ctx.last_op is None:
+        return first
+    assert signals.rel_last is not None
+    link = link_levels(signals.linked_last, signals.linked_response)
+    return _rates(transition_keys(ctx.spec.profile, ctx.last_op, signals.rel_last, link), patterns.transition_rate)
+
+
+def popular(ctx: Context, signals: Signals, limit: int, first: np.ndarray) -> Hits:
+    """Entry points: operations callable with what the client already has (no unfillable path parameter),
+    ranked by the learned first-call rates `first` and preferring lists and searches, the usual way in."""
+    profile = ctx.spec.profile
+    browse = np.isin(profile.kind, (Kind.LIST, Kind.SEARCH))
+    scores = first + 0.05 * browse - 0.01 * profile.depth
+    return _top(scores, limit, mask=(signals.unfillable == 0) & ~profile.deprecated)
+
+
+@dataclass(slots=True)
+class CandidateSet:
+    """The union of all sources' proposals, with each source's score and rank for every candidate."""
+
+    indices: np.ndarray  # operation indices, in a stable order
+    scores: dict[str, np.ndarray]  # source -> score per candidate (NaN where the source did not propose it)
+    ranks: dict[str, np.ndarray]  # source -> 1-based rank within the source (NaN where not proposed)
+
+    def sources_of(self, position: int) -> list[str]:
+        return [name for name, s in self.scores.items() if not np.isnan(s[position])]
+
+
+def union(hits: dict[str, Hits], pool: int) -> CandidateSet:
+    """Merge sources round-robin by rank so every source gets its best into a pool of `pool` candidates."""
+    ordered = {name: sorted(h.items(), key=lambda kv: -kv[1]) for name, h in hits.items()}
+    chosen: dict[int, None] = {}
+    depth = max((len(v) for v in ordered.values()), default=0)
+    for r in range(depth):
+        for name in SOURCE_NAMES:
+            row = ordered.get(name)
+            if row and r < len(row) and len(chosen) < pool:
+                chosen.setdefault(row[r][0], None)
+    indices = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
+    position = {int(op): i for i, op in enumerate(indices)}
+    scores: dict[str, np.ndarray] = {}
+    ranks: dict[str, np.ndarray] = {}
+    for name in SOURCE_NAMES:
+        s = np.full(len(indices), np.nan, dtype=np.float32)
+        r = np.full(len(indices), np.nan, dtype=np.float32)
+        for rank, (op, score) in enumerate(ordered.get(name, []), start=1):
+            if op in position:
+                s[position[op]] = score
+                r[position[op]] = rank
+        scores[name], ranks[name] = s, r
+    return CandidateSet(indices, scores, ranks)

@@ -1,0 +1,289 @@
+"""The operation catalogue: one entry per method + path template of a spec, whatever its flavour.
+
+Swagger 2.0, OpenAPI 3.0 and 3.1 all reduce to the same `Catalogue`, which is what the rest of OpenSesame
+sees. It is a pydantic model so that it can be cached (Redis, disk) as JSON and rebuilt without re-parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.errors import MissingPathsError, NotASpecError
+from pipeline.spec.refs import RefResolver
+from pipeline.spec.source import SpecDocument
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+# Words that make an operation destructive when they name its action (path segment or operationId word).
+DESTRUCTIVE_WORDS = frozenset(
+    {"cancel", "void", "delete", "remove", "revoke", "destroy", "purge", "terminate", "erase", "wipe", "detach",
+     "reject", "deactivate", "disable", "unsubscribe", "expire", "archive", "suspend", "unpublish"}
+)
+_MAX_DESCRIPTION = 2000
+_MAX_ENUM = 50
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+ParameterLocation = Literal["path", "query", "header", "cookie", "body", "formData"]
+_LOCATIONS = frozenset(ParameterLocation.__args__)
+
+
+class Parameter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    location: ParameterLocation
+    required: bool
+    type: str | None = None
+    enum: tuple[str, ...] = ()
+    description: str = ""
+
+
+class Operation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str  # "METHOD /template": the public name of an operation everywhere in OpenSesame
+    method: str
+    path: str
+    operation_id: str | None = None
+    summary: str = ""
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    parameters: tuple[Parameter, ...] = ()
+    has_body: bool = False
+    deprecated: bool = False
+    destructive: bool = False
+    # Field names (and referenced schema names) of the success response: which entities' ids it returns.
+    response_fields: tuple[str, ...] = ()
+
+    @property
+    def path_params(self) -> tuple[Parameter, ...]:
+        return tuple(p for p in self.parameters if p.location == "path")
+
+    @property
+    def query_ids(self) -> tuple[Parameter, ...]:
+        """Required query parameters that carry an id (`?product_id=`, `?geoId=`): RPC-style and search APIs
+        pass the thing to act on there, and it has to come from somewhere, as a path id does."""
+        return tuple(p for p in self.parameters if p.location == "query" and p.required and is_id_name(p.name))
+
+
+_ID_SUFFIXES = frozenset({"id", "ids", "uuid", "guid", "sid"})
+
+
+def is_id_name(name: str) -> bool:
+    parts = words(name)
+    return bool(parts) and parts[-1] in _ID_SUFFIXES
+
+
+class Catalogue(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    content_hash: str
+    title: str
+    version: str
+    openapi: str  # "2.0", "3.0.3", "3.1.0"
+    base_path: str  # "" or "/v1": prefix the server adds before every path template
+    operations: tuple[Operation, ...]
+
+    def by_id(self) -> dict[str, Operation]:
+        return {op.id: op for op in self.operations}
+
+
+def words(text: str) -> list[str]:
+    """Split identifiers and prose into lower-case words: `PostInvoicesInvoiceVoid` -> post invoices invoice void."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def is_destructive(method: str, path: str, operation_id: str | None) -> bool:
+    if method == "DELETE":
+        return True
+    # Only the *last* literal segment names the action: /v1/subscriptions/{id}/cancel, not /cancellations/list.
+    last = next((seg for seg in reversed(path.split("/")) if seg and "{" not in seg), "")
+    action_words = set(words(last)) | (set(words(operation_id)) if operation_id else set())
+    return bool(action_words & DESTRUCTIVE_WORDS)
+
+
+def _spec_version(data: dict[str, Any], source: str) -> str:
+    if str(data.get("swagger", "")).startswith("2"):
+        return "2.0"
+    openapi = data.get("openapi")
+    if isinstance(openapi, str) and openapi.startswith("3"):
+        return openapi
+    if "paths" in data and "info" in data:
+        raise NotASpecError(
+            f"{source}: has `paths` but no `openapi: 3.x` or `swagger: '2.0'` field; add the version field"
+        )
+    raise NotASpecError(
+        f"{source}: not an OpenAPI/Swagger document (no `openapi` or `swagger` field); send an OpenAPI 3.x or "
+        "Swagger 2.0 spec"
+    )
+
+
+def _server_path(url: str, variables: dict[str, Any]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        var = variables.get(match.group(1)) or {}
+        return str(var.get("default", "")) if isinstance(var, dict) else ""
+
+    url = re.sub(r"\{([^}]+)\}", substitute, url)
+    path = urlsplit(url).path if "://" in url else url
+    return _normalise_base(path)
+
+
+def _normalise_base(path: str) -> str:
+    path = "/" + path.strip("/")
+    return "" if path == "/" else path
+
+
+def base_path(data: dict[str, Any], version: str) -> str:
+    if version == "2.0":
+        return _normalise_base(str(data.get("basePath") or ""))
+    servers = data.get("servers")
+    if isinstance(servers, list) and servers and isinstance(servers[0], dict):
+        return _server_path(str(servers[0].get("url", "")), servers[0].get("variables") or {})
+    return ""
+
+
+def _parameter(raw: dict[str, Any], resolver: RefResolver) -> Parameter | None:
+    name, location = raw.get("name"), raw.get("in")
+    if not isinstance(name, str) or location not in _LOCATIONS:
+        return None
+    schema = resolver.deref(raw.get("schema") or {})
+    if not isinstance(schema, dict):
+        schema = {}
+    param_type = raw.get("type") or schema.get("type")
+    if isinstance(param_type, list):  # OAS 3.1: type: [string, "null"]
+        param_type = next((t for t in param_type if t != "null"), None)
+    enum = raw.get("enum") or schema.get("enum") or []
+    return Parameter(
+        name=name,
+        location=location,
+        required=bool(raw.get("required")) or location == "path",
+        type=str(param_type) if param_type else None,
+        enum=tuple(str(v) for v in enum[:_MAX_ENUM]) if isinstance(enum, list) else (),
+        description=str(raw.get("description") or "")[:300],
+    )
+
+
+def _merged_parameters(item_params: Any, op_params: Any, resolver: RefResolver) -> tuple[Parameter, ...]:
+    """Path-item parameters, overridden by operation parameters with the same (name, in)."""
+    merged: dict[tuple[str, str], Parameter] = {}
+    for raw_list in (item_params, op_params):
+        for raw in raw_list if isinstance(raw_list, list) else []:
+            param = _parameter(resolver.deref(raw), resolver)
+            if param is not None:
+                merged[(param.name, param.location)] = param
+    return tuple(merged.values())
+
+
+_MAX_FIELDS = 200
+_FIELD_DEPTH = 3
+
+
+def _success_schema(op: dict[str, Any], resolver: RefResolver) -> Any:
+    responses = resolver.deref(op.get("responses"))
+    if not isinstance(responses, dict):
+        return None
+    # YAML may key responses by int (200) or by string ("200"); the first 2xx wins, else `default`.
+    ordered = sorted((str(code), value) for code, value in responses.items() if str(code).startswith("2"))
+    ordered += [(str(code), value) for code, value in responses.items() if str(code) == "default"]
+    for _, raw in ordered:
+        response = resolver.deref(raw)
+        if not isinstance(response, dict):
+            continue
+        if "schema" in response:  # Swagger 2.0
+            return response["schema"]
+        content = response.get("content")
+        if isinstance(content, dict) and content:
+            media = content.get("application/json") or next(iter(content.values()))
+            if isinstance(media, dict) and "schema" in media:
+                return media["schema"]
+    return None
+
+
+def response_fields(op: dict[str, Any], resolver: RefResolver) -> tuple[str, ...]:
+    """Property names (and `$ref` schema names) of the success response, breadth-first to a small depth.
+
+    Each schema object is visited once, so recursive schemas terminate; the result is capped to stay small.
+    """
+    found: dict[str, None] = {}
+    seen: set[int] = set()
+    queue: deque[tuple[Any, int]] = deque([(_success_schema(op, resolver), 0)])
+    while queue and len(found) < _MAX_FIELDS:
+        raw, depth = queue.popleft()
+        if isinstance(raw, dict) and isinstance(raw.get("$ref"), str):
+            found.setdefault(raw["$ref"].rsplit("/", 1)[-1], None)
+        node = resolver.deref(raw)
+        if not isinstance(node, dict) or id(node) in seen or depth > _FIELD_DEPTH:
+            continue
+        seen.add(id(node))
+        for key in ("allOf", "oneOf", "anyOf"):
+            for part in node.get(key) or []:
+                queue.append((part, depth))  # composition: the same object, same depth
+        if isinstance(node.get("items"), dict):
+            queue.append((node["items"], depth + 1))
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            for name, child in properties.items():
+                found.setdefault(str(name), None)
+                queue.append((child, depth + 1))
+    return tuple(found)[:_MAX_FIELDS]
+
+
+def _text(value: Any, limit: int) -> str:
+    return str(value).strip()[:limit] if value else ""
+
+
+def build_catalogue(document: SpecDocument) -> Catalogue:
+    data, source = document.data, document.source
+    version = _spec_version(data, source)
+    paths = data.get("paths")
+    if not isinstance(paths, dict) or not paths:
+        raise MissingPathsError(f"{source}: the spec has no `paths`; there are no operations to predict")
+    resolver = RefResolver(data)
+    operations: list[Operation] = []
+    for path, raw_item in paths.items():
+        item = resolver.deref(raw_item)
+        if not isinstance(item, dict) or not isinstance(path, str):
+            continue
+        template = "/" + path.strip().lstrip("/") if path.strip() else "/"
+        for method in HTTP_METHODS:
+            op = resolver.deref(item.get(method))
+            if not isinstance(op, dict) or method not in item:
+                continue
+            params = _merged_parameters(item.get("parameters"), op.get("parameters"), resolver)
+            operation_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
+            upper = method.upper()
+            tags = op.get("tags") if isinstance(op.get("tags"), list) else []
+            operations.append(
+                Operation(
+                    id=f"{upper} {template}",
+                    method=upper,
+                    path=template,
+                    operation_id=operation_id,
+                    summary=_text(op.get("summary"), 300),
+                    description=_text(op.get("description"), _MAX_DESCRIPTION),
+                    tags=tuple(str(t) for t in tags),
+                    parameters=params,
+                    has_body="requestBody" in op or any(p.location in ("body", "formData") for p in params),
+                    deprecated=bool(op.get("deprecated")),
+                    destructive=is_destructive(upper, template, operation_id),
+                    response_fields=response_fields(op, resolver),
+                )
+            )
+    if not operations:
+        raise MissingPathsError(f"{source}: `paths` holds no operations (no get/post/put/patch/delete/...)")
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    return Catalogue(
+        source=source,
+        content_hash=document.content_hash,
+        title=_text(info.get("title"), 200) or "untitled",
+        version=_text(info.get("version"), 100),
+        openapi=version,
+        base_path=base_path(data, version),
+        operations=tuple(operations),
+    )

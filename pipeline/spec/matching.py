@@ -1,0 +1,128 @@
+"""Mapping an observed call (`GET /v1/invoices/in_123?expand=lines`) onto an operation of the catalogue.
+
+Precedence follows what routers do: at the first segment where two templates differ, a literal beats a
+mixed segment (`{name}.json`), which beats a bare parameter, so `/v1/invoices/search` wins over
+`/v1/invoices/{invoice}`. Calls may come with or without the server prefix, as a full URL, with a query
+string, a trailing slash or percent-encoding, or as a template themselves (`/invoices/{id}`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pipeline.spec.catalogue import Catalogue, Operation
+
+_PARAM = re.compile(r"\{([^{}]+)\}")
+_LITERAL, _MIXED, _PARAMETER = 2, 1, 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallMatch:
+    method: str
+    path: str  # the observed path, prefix stripped when it matched that way
+    operation: Operation | None
+    path_params: dict[str, str] = field(default_factory=dict)
+    query_params: dict[str, str | list[str]] = field(default_factory=dict)
+
+    @property
+    def matched(self) -> bool:
+        return self.operation is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    kind: int
+    literal: str = ""
+    pattern: re.Pattern[str] | None = None
+    names: tuple[str, ...] = ()
+
+
+def _compile_segment(segment: str) -> _Segment:
+    names = tuple(_PARAM.findall(segment))
+    if not names:
+        return _Segment(_LITERAL, literal=segment.lower())
+    if _PARAM.fullmatch(segment):
+        return _Segment(_PARAMETER, names=names)
+    pieces = _PARAM.split(segment)  # literal, name, literal, name, ..., literal
+    regex = "".join(re.escape(p) if i % 2 == 0 else "(.+?)" for i, p in enumerate(pieces))
+    return _Segment(_MIXED, pattern=re.compile(regex + r"\Z", re.IGNORECASE), names=names)
+
+
+def split_path(path: str) -> list[str]:
+    """Split on `/` *before* decoding, so an encoded `%2F` stays inside its segment."""
+    return [unquote(s) for s in path.strip("/").split("/") if s]
+
+
+def parse_call(call: str) -> tuple[str, str, dict[str, str | list[str]]]:
+    """`"get https://x/v1/a?b=1"` -> ("GET", "/v1/a", {"b": "1"})."""
+    method, _, target = call.strip().partition(" ")
+    target = target.strip().split("#", 1)[0]
+    if "://" in target:
+        parts = urlsplit(target)
+        path, query = parts.path, parts.query
+    else:
+        path, _, query = target.partition("?")
+    params: dict[str, str | list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in params:
+            existing = params[key]
+            params[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            params[key] = value
+    return method.upper(), "/" + path.strip("/"), params
+
+
+class CallMatcher:
+    """Compiled templates of one catalogue, grouped by (method, segment count) for a short scan."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.base_segments = split_path(catalogue.base_path)
+        self._index: dict[tuple[str, int], list[tuple[Operation, tuple[_Segment, ...]]]] = {}
+        for op in catalogue.operations:
+            segments = tuple(_compile_segment(s) for s in op.path.strip("/").split("/") if s)
+            self._index.setdefault((op.method, len(segments)), []).append((op, segments))
+
+    def match(self, call: str) -> CallMatch:
+        method, path, query = parse_call(call)
+        observed = split_path(path)
+        attempts = [observed]
+        n = len(self.base_segments)
+        if n and [s.lower() for s in observed[:n]] == [s.lower() for s in self.base_segments]:
+            attempts.insert(0, observed[n:])  # with the server prefix stripped first: the usual case
+        best: tuple[tuple[int, ...], Operation, dict[str, str], list[str]] | None = None
+        for segments in attempts:
+            for op, template in self._index.get((method, len(segments)), ()):
+                bound = _bind(template, segments)
+                if bound is not None and (best is None or bound[0] > best[0]):
+                    best = (bound[0], op, bound[1], segments)
+        if best is None:
+            return CallMatch(method=method, path=path, operation=None, query_params=query)
+        _, op, params, segments = best
+        return CallMatch(method, "/" + "/".join(segments), op, params, query)
+
+
+def _bind(template: tuple[_Segment, ...], observed: list[str]) -> tuple[tuple[int, ...], dict[str, str]] | None:
+    score: list[int] = []
+    params: dict[str, str] = {}
+    for seg, value in zip(template, observed):
+        if value.startswith("{") and value.endswith("}"):
+            # The caller sent a template segment: it fits any parameter, binds no value.
+            if seg.kind == _LITERAL:
+                return None
+            score.append(seg.kind)
+            continue
+        if seg.kind == _LITERAL:
+            if seg.literal != value.lower():
+                return None
+        elif seg.kind == _PARAMETER:
+            params[seg.names[0]] = value
+        else:
+            assert seg.pattern is not None
+            found = seg.pattern.match(value)
+            if found is None:
+                return None
+            params.update(zip(seg.names, found.groups()))
+        score.append(seg.kind)
+    return tuple(score), params

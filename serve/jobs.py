@@ -1,0 +1,85 @@
+"""Retraining jobs on the Ray cluster: submit `python -m train.retrain` (one at a time) and report on it.
+
+The job runs with the same settings as the service that submits it (every field that differs from its default
+becomes an OPENSESAME__* environment variable of the job). Its outcome is read back from two places: Ray's job
+status and the MLflow version the job tagged with its id (the gate's decision and metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from pipeline.adapters import registry
+from pipeline.errors import JobNotFoundError, RetrainRunningError
+from pipeline.settings import Settings
+
+ENTRYPOINT = "-m train.retrain"
+ACTIVE = {JobStatus.PENDING, JobStatus.RUNNING}
+
+
+class RetrainJobs:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._env = settings.to_env()
+        self._client: JobSubmissionClient | None = None
+
+    @property
+    def client(self) -> JobSubmissionClient:
+        if self._client is None:  # connects on first use: the dashboard may come up after this replica
+            self._client = JobSubmissionClient(self._settings.learning.dashboard_url)
+        return self._client
+
+    def running(self) -> str | None:
+        """The id of a retraining job still pending or running on the cluster (whoever submitted it)."""
+        for job in self.client.list_jobs():
+            if job.status in ACTIVE and ENTRYPOINT in job.entrypoint and job.submission_id:
+                return job.submission_id
+        return None
+
+    def submit(self, trigger: str) -> str:
+        active = self.running()
+        if active is not None:
+            raise RetrainRunningError(
+                f"retraining job {active} is still running: one job at a time; follow it at GET /admin/retrain/{active}"
+            )
+        job_id = f"retrain-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.client.submit_job(
+            entrypoint=f"{sys.executable} {ENTRYPOINT} --job-id {job_id}",
+            submission_id=job_id,
+            runtime_env={"env_vars": self._env},
+            metadata={"trigger": trigger},
+        )
+        return job_id
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        try:
+            info = self.client.get_job_info(job_id)
+        except RuntimeError as exc:  # the SDK's way of saying 404
+            raise JobNotFoundError(f"no retraining job {job_id!r}; POST /admin/retrain starts one") from exc
+        report: dict[str, Any] = {
+            "job_id": job_id,
+            "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+            "trigger": (info.metadata or {}).get("trigger"),
+            "message": info.message,
+            "started_at": info.start_time / 1000 if info.start_time else None,
+            "ended_at": info.end_time / 1000 if info.end_time else None,
+        }
+        tagged = registry.versions_tagged("job_id", job_id, self._settings.registry)
+        if tagged:
+            version, tags = tagged[0]
+            metrics = json.loads(tags.get("gate_metrics", "{}"))
+            report["model_version"] = version.label
+            report["gate"] = {
+                "promoted": tags.get("promoted") == "true",
+                "promoted_at": float(tags["promoted_at"]) if "promoted_at" in tags else None,
+                "reason": tags.get("gate_reason", ""),
+                "candidate": metrics.get("candidate", {}),
+                "champion": metrics.get("champion", {}),
+            }
+        return report

@@ -1,0 +1,64 @@
+"""The one settings model: YAML, a Serve config's overrides, secret files and the environment, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from pipeline.settings import load_settings
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "opensesame.yaml"
+    path.write_text(yaml.safe_dump({"fetch": {"max_bytes": 1000}, "cache": {"key_prefix": "yaml:"}}))
+    return path
+
+
+def test_each_source_wins_over_the_ones_before(config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "opensesame__learning__admin_token").write_text("from-a-file")
+    monkeypatch.setenv("OPENSESAME_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("OPENSESAME__CACHE__REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("OPENSESAME__FETCH__ALLOW_ADDRESSES", '["127.0.0.1/32"]')
+    settings = load_settings(config, overrides={"cache": {"key_prefix": "override:"}, "fetch": {"max_redirects": 2}})
+    assert settings.fetch.max_bytes == 1000  # YAML
+    assert (settings.cache.key_prefix, settings.fetch.max_redirects) == ("override:", 2)  # overrides over YAML
+    assert settings.fetch.read_timeout_s == 10.0  # a section merged field by field, defaults kept
+    assert settings.learning.admin_token == "from-a-file"  # secret file
+    assert settings.cache.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.fetch.allow_addresses == ["127.0.0.1/32"]
+    monkeypatch.setenv("OPENSESAME__LEARNING__ADMIN_TOKEN", "from-the-env")
+    monkeypatch.setenv("OPENSESAME__CACHE__KEY_PREFIX", "env:")
+    settings = load_settings(config, overrides={"cache": {"key_prefix": "override:"}})
+    assert (settings.learning.admin_token, settings.cache.key_prefix) == ("from-the-env", "env:")
+
+
+def test_a_job_reads_the_same_settings_from_its_environment(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    service = load_settings(config, overrides={
+        "cache": {"redis_url": "redis://redis:6379/0"},
+        "learning": {"admin_token": "secret", "feedback_weight": 3.0},
+        "llm": {"kv_cache_bytes": None},
+        "training": {"fit": {"rounds": 7}},
+    })
+    env = service.to_env()
+    assert "OPENSESAME__LEARNING__ADMIN_TOKEN" not in env  # the service's secret stays with the service
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    job = load_settings(Path("/nonexistent.yaml"))
+    secret = {"learning": {"admin_token"}}
+    assert job.model_dump(exclude=secret) == service.model_dump(exclude=secret)
+    assert job.training.fit.num_leaves == 31  # a nested section partly set keeps its defaults
+
+
+def test_invalid_values_name_the_field(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENSESAME__FETCH__MAX_BYTES", "lots")
+    with pytest.raises(ValidationError, match="fetch.max_bytes"):
+        load_settings(config)
+    monkeypatch.delenv("OPENSESAME__FETCH__MAX_BYTES")
+    with pytest.raises(ValidationError, match="cache.redis"):
+        load_settings(config, overrides={"cache": {"redis": "typo"}})

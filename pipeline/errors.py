@@ -75,6 +75,10 @@ class JobNotFoundError(OpenSesameError):
     """No retraining job with that id."""
 
 
+class JobsUnavailableError(OpenSesameError):
+    """The Ray job API (the head's dashboard) cannot be reached: jobs can be neither started nor read."""
+
+
 class NoChampionError(OpenSesameError):
     """Retraining needs a champion model (its patterns and the comparison for the gate)."""
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline import errors
 from pipeline.adapters.registry import RegistryError
 from pipeline.learning.records import FeedbackMismatchError, PredictionNotFoundError
 from pipeline.ranking.embedding import EmbedderMismatchError
 from pipeline.ranking.model import ModelNotFoundError, ModelSchemaError
+from serve.schemas import ErrorBody
 
 log = logging.getLogger("opensesame.http")
 
@@ -42,12 +46,34 @@ STATUS: list[tuple[type[Exception], int]] = [
     (Forbidden, 403),
     (errors.JobNotFoundError, 404),
     (errors.RetrainRunningError, 409),
+    (errors.JobsUnavailableError, 503),
     # Server side, not the client's fault: the model cannot be served right now.
     (ModelNotFoundError, 503),
     (ModelSchemaError, 503),
     (EmbedderMismatchError, 503),
     (RegistryError, 503),
 ]
+
+
+# What each status means in this API, for the OpenAPI document: every route lists the ones it can answer.
+MEANINGS = {
+    400: "the body cannot be read (not UTF-8), or the spec URL cannot be used: not http(s), not a public address, "
+    "or unreachable (send the spec inline)",
+    401: "no credentials: send `Authorization: Bearer <token>`",
+    403: "wrong credentials, or the route is disabled (no token configured)",
+    404: "unknown spec_id, prediction_id or job id",
+    409: "a retraining job is already running",
+    413: "the body or the spec is over the size limit",
+    422: "the body is not valid (not JSON, a field out of range, not exactly one of the alternatives) or names "
+    "something the spec or the prediction contradicts (not an OpenAPI document, a call outside the spec)",
+    503: "overloaded, or a dependency (model, job API) is not available: retry after `Retry-After` seconds",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route: each status it can answer, with the one error body of the API. 503 is always
+    there: Serve's proxy answers it for any route when the queues are full."""
+    return {status: {"model": ErrorBody, "description": MEANINGS[status]} for status in sorted({*statuses, 503})}
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -80,6 +106,12 @@ def _field(loc: tuple[object, ...]) -> str:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (unknown route, method not allowed, a body it cannot read) in the same shape.
+        body = {"error": HTTPStatus(exc.status_code).phrase.lower(), "detail": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{_field(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]

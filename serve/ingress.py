@@ -112,7 +112,8 @@ class Ingress:
     async def _prompt_vec(self, prompt: str) -> Any:
         return await self.embedder.embed_prompt.remote(prompt.strip()) if prompt.strip() else None
 
-    @app.post("/predict", response_model=PredictResponse, summary="The k most likely next calls")
+    @app.post("/predict", response_model=PredictResponse, summary="The k most likely next calls",
+              responses=errors.documented(400, 404, 413, 422))
     async def predict(self, body: PredictRequest) -> PredictResponse:
         started = time.perf_counter()
         spec_task = asyncio.create_task(self._timed(self._spec_id(body)))
@@ -198,17 +199,20 @@ class Ingress:
         started = time.perf_counter()
         return await awaitable, (time.perf_counter() - started) * 1000
 
-    @app.post("/specs", response_model=SpecInfo, status_code=201, summary="Register a spec by URL or body")
+    @app.post("/specs", response_model=SpecInfo, status_code=201, summary="Register a spec by URL or body",
+              responses=errors.documented(400, 404, 413, 422))
     async def register_spec(self, body: SpecSource) -> SpecInfo:
         if body.spec_id is not None:
             return await self.spec_store.info.remote(body.spec_id)
         return await self.spec_store.register.remote(body.spec_url, body.spec)
 
-    @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec")
+    @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec",
+             responses=errors.documented(404, 422))
     async def get_spec(self, spec_id: str) -> SpecInfo:
         return await self.spec_store.info.remote(spec_id)
 
-    @app.post("/feedback", response_model=FeedbackResponse, status_code=202, summary="What the user did next")
+    @app.post("/feedback", response_model=FeedbackResponse, status_code=202, summary="What the user did next",
+              responses=errors.documented(400, 404, 413, 422))
     async def feedback(self, body: FeedbackRequest) -> FeedbackResponse:
         prediction = await asyncio.to_thread(load_prediction, self.cache, body.prediction_id)
         match = None
@@ -226,12 +230,12 @@ class Ingress:
         )
 
     @app.post("/admin/retrain", response_model=RetrainJob, status_code=202, summary="Start a retraining job",
-              dependencies=[Admin])
+              dependencies=[Admin], responses=errors.documented(401, 403, 409, 422))
     async def retrain(self) -> RetrainJob:
         return await self.learning.retrain.remote("admin")
 
     @app.get("/admin/retrain/{job_id}", response_model=RetrainJob, summary="A retraining job and its gate",
-             dependencies=[Admin])
+             dependencies=[Admin], responses=errors.documented(401, 403, 404, 422))
     async def retrain_status(self, job_id: str) -> RetrainJob:
         return await self.learning.status.remote(job_id)
 
@@ -239,7 +243,8 @@ class Ingress:
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=Ready, summary="Model loaded and spec store reachable")
+    @app.get("/readyz", response_model=Ready, summary="Model loaded and spec store reachable",
+             responses={503: {"model": Ready, "description": "not ready: no model loaded (the body says what is)"}})
     async def readyz(self) -> JSONResponse:
         version, redis_up = await asyncio.gather(self.ranker.model_version.remote(), self.spec_store.redis_up.remote())
         redis_state = "off" if not self.cache.configured else ("up" if redis_up else "down")

@@ -11,12 +11,14 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from pipeline.adapters import registry
-from pipeline.errors import JobNotFoundError, RetrainRunningError
+from pipeline.errors import JobNotFoundError, JobsUnavailableError, RetrainRunningError
 from pipeline.settings import Settings
 
 ENTRYPOINT = "-m train.retrain"
@@ -35,9 +37,23 @@ class RetrainJobs:
             self._client = JobSubmissionClient(self._settings.learning.dashboard_url)
         return self._client
 
+    @contextmanager
+    def _job_api(self) -> Iterator[None]:
+        """Calls to the job API: an unreachable dashboard is the service's problem (503), said as such."""
+        try:
+            yield
+        except OSError as exc:  # the SDK's ConnectionError and requests' errors are both OSErrors
+            self._client = None  # connect afresh next time
+            raise JobsUnavailableError(
+                f"the Ray job API at {self._settings.learning.dashboard_url} cannot be reached ({type(exc).__name__}): "
+                "retraining jobs can be neither started nor read now; check learning.dashboard_url"
+            ) from exc
+
     def running(self) -> str | None:
         """The id of a retraining job still pending or running on the cluster (whoever submitted it)."""
-        for job in self.client.list_jobs():
+        with self._job_api():
+            jobs = self.client.list_jobs()
+        for job in jobs:
             if job.status in ACTIVE and ENTRYPOINT in job.entrypoint and job.submission_id:
                 return job.submission_id
         return None
@@ -49,17 +65,19 @@ class RetrainJobs:
                 f"retraining job {active} is still running: one job at a time; follow it at GET /admin/retrain/{active}"
             )
         job_id = f"retrain-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        self.client.submit_job(
-            entrypoint=f"{sys.executable} {ENTRYPOINT} --job-id {job_id}",
-            submission_id=job_id,
-            runtime_env={"env_vars": self._env},
-            metadata={"trigger": trigger},
-        )
+        with self._job_api():
+            self.client.submit_job(
+                entrypoint=f"{sys.executable} {ENTRYPOINT} --job-id {job_id}",
+                submission_id=job_id,
+                runtime_env={"env_vars": self._env},
+                metadata={"trigger": trigger},
+            )
         return job_id
 
     def status(self, job_id: str) -> dict[str, Any]:
         try:
-            info = self.client.get_job_info(job_id)
+            with self._job_api():
+                info = self.client.get_job_info(job_id)
         except RuntimeError as exc:  # the SDK's way of saying 404
             raise JobNotFoundError(f"no retraining job {job_id!r}; POST /admin/retrain starts one") from exc
         report: dict[str, Any] = {

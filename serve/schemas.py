@@ -17,12 +17,21 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
 
 
+def _exactly_one_of(*names: str) -> dict[str, Any]:
+    """The JSON-schema form of "exactly one of these fields": the alternatives are not nullable, so sending a
+    field at all is choosing it."""
+    return {"oneOf": [{"required": [name]} for name in names]}
+
+
 class SpecSource(_Request):
     """Exactly one way to name the spec."""
 
-    spec_url: str | None = Field(None, max_length=2048, description="http(s) URL of an OpenAPI 3.x / Swagger 2.0 spec")
-    spec: dict[str, Any] | str | None = Field(None, description="the spec itself, as a JSON object or JSON/YAML text")
-    spec_id: str | None = Field(None, max_length=64, description="id returned by POST /specs or a previous /predict")
+    model_config = ConfigDict(json_schema_extra=_exactly_one_of("spec_url", "spec", "spec_id"))
+
+    # The alternatives default to None but do not accept null: `None` here means "not sent".
+    spec_url: str = Field(None, max_length=2048, description="http(s) URL of an OpenAPI 3.x / Swagger 2.0 spec")
+    spec: dict[str, Any] | str = Field(None, description="the spec itself, as a JSON object or JSON/YAML text")
+    spec_id: str = Field(None, max_length=64, description="id returned by POST /specs or a previous /predict")
 
     @model_validator(mode="after")
     def _exactly_one_spec(self) -> SpecSource:
@@ -41,6 +50,13 @@ class PredictRequest(SpecSource):
     prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="what the user wants, if known")
     k: int = Field(5, ge=1, le=MAX_K)
     latency_budget_ms: float | None = Field(None, gt=0, description="lets the service skip slow candidate sources")
+
+
+class ErrorBody(BaseModel):
+    """Every error of the API."""
+
+    error: str = Field(..., description="what kind of error, e.g. 'invalid request', 'SpecNotFoundError'")
+    detail: str = Field(..., description="what went wrong and what to fix")
 
 
 class Prediction(BaseModel):
@@ -78,9 +94,26 @@ class PredictResponse(BaseModel):
 
 
 class FeedbackRequest(_Request):
+    """Exactly one outcome: `called`, `accepted_rank` or `none: true`."""
+
+    # `none: false` is the same as leaving it out, so the third alternative is "none is true and nothing else".
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["called"], "not": {"required": ["none"], "properties": {"none": {"const": True}}}},
+                {"required": ["accepted_rank"], "not": {"required": ["none"], "properties": {"none": {"const": True}}}},
+                {
+                    "required": ["none"],
+                    "properties": {"none": {"const": True}},
+                    "not": {"anyOf": [{"required": ["called"]}, {"required": ["accepted_rank"]}]},
+                },
+            ]
+        }
+    )
+
     prediction_id: str = Field(..., min_length=1, max_length=64)
-    called: str | None = Field(None, min_length=3, max_length=2048, description='the next call, "METHOD /path"')
-    accepted_rank: int | None = Field(None, ge=1, le=MAX_K, description="1-based rank of the accepted prediction")
+    called: str = Field(None, min_length=3, max_length=2048, description='the next call, "METHOD /path"')
+    accepted_rank: int = Field(None, ge=1, le=MAX_K, description="1-based rank of the accepted prediction")
     none: bool = Field(False, description="the user made none of the predicted calls and no other call")
 
     @model_validator(mode="after")

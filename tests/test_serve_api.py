@@ -3,6 +3,8 @@ configs/serve.local.yaml (as `serve deploy` does), a real Redis, MLflow on sqlit
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -386,3 +388,38 @@ def test_llm_candidates_are_real_operations_and_a_timeout_never_fails_predict(se
     assert timed_out.json()["llm"]["used"] is False and timed_out.json()["llm"]["why"] == "llm timed out"
     assert timed_out.json()["predictions"][0]["endpoint"] == "POST /invoices/{invoice}/pay"
     assert "llm" not in {source for p in timed_out.json()["predictions"] for source in p["sources"]}
+
+
+def test_every_error_has_the_one_error_shape(served: Served) -> None:
+    """Bodies FastAPI itself refuses (not JSON, not UTF-8, wrong content type, no such route) answer like ours."""
+    cases = [
+        (httpx.post(served.base + "/predict", content=b'{"user_id": ', headers={"content-type": "application/json"}),
+         422, "JSON decode error"),
+        (httpx.post(served.base + "/feedback", content=b"\xc8\x94\xff", headers={"content-type": "application/json"}),
+         400, "error parsing the body"),
+        (httpx.post(served.base + "/feedback", content=b"prediction_id=x", headers={"content-type": "text/plain"}),
+         422, "body"),
+        (httpx.get(served.base + "/no/such/route"), 404, "Not Found"),
+        (httpx.delete(served.base + "/predict"), 405, "Method Not Allowed"),
+    ]
+    for response, status, detail in cases:
+        assert response.status_code == status, response.text
+        assert set(response.json()) == {"error", "detail"} and detail in response.json()["detail"], response.text
+
+
+def test_the_openapi_document_is_the_contract(served: Served) -> None:
+    """schemathesis (seeded, bounded) against the running app with every check, admin routes with the token:
+    no failure and no 5xx. The routes' statuses and error body are documented, the request-level rules ("exactly
+    one of") are `oneOf` in the schema; tests/schemathesis.toml says which answers to positive data are the
+    spec's semantics. Last in this module: its POST /admin/retrain may leave a retraining job to the teardown."""
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    command = [
+        str(schemathesis), "--config-file", str(FIXTURES.parent / "schemathesis.toml"), "--no-color",
+        "run", served.base + "/openapi.json", "--checks", "all", "--max-examples", "15", "--seed", "7",
+        "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_TOKEN}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    summary = result.stdout[result.stdout.rfind("SUMMARY"):]
+    print(summary)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert "Server error" not in summary and "Tested: 8" in summary

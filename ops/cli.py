@@ -219,7 +219,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_learning(args: argparse.Namespace) -> int:
+    from ops.cluster import interrupt_on_term
     from ops.demo import demo_learning
+
+    interrupt_on_term()  # `kill` stops the demo's private cluster as cleanly as Ctrl-C
 
     report = demo_learning(get_settings(), args.spec, args.redis_url, args.labels, args.per_habit,
                            log=lambda line: print(line, file=sys.stderr, flush=True))

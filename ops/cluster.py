@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import yaml
 
+from ops.reaper import stop_group
 from pipeline.adapters.serve_api import deploy, wait_running
 
 
@@ -92,6 +94,8 @@ class RayCluster:
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=cluster_env(), start_new_session=True
         )
+        # Stops the cluster should this process die without doing it (see ops/reaper.py).
+        subprocess.Popen([sys.executable, "-m", "ops.reaper", str(self._process.pid)], start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -106,20 +110,36 @@ class RayCluster:
         raise TimeoutError(f"the Ray dashboard did not answer within {timeout_s:.0f} s; see {log.name}")
 
     def stop(self) -> None:
-        """SIGTERM to `ray start --block`, which stops the cluster's processes itself; after 10 s (Serve's
-        proxy drains for up to 30 s, nothing we need) SIGKILL to whatever of its process group is left."""
-        if self._process is None or self._process.poll() is not None:
+        """The whole process group, whatever state `ray start` is in. Ctrl-C and SIGTERM are held off meanwhile:
+        a second one (a user pressing again, or `kill` sent to our whole process group) must not cut the
+        clean-up short and leave the cluster running."""
+        if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
+        with _signals_held():
+            stop_group(self._process.pid)
             self._process.wait()
-        try:
-            os.killpg(self._process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers, and only it receives the signals
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interrupt_on_term() -> None:
+    """SIGTERM ends this process as Ctrl-C does (KeyboardInterrupt), so its clusters stop on the way out."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def free_port() -> int:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ops.cluster import ClusterPorts, RayCluster, load_config, serve_app
+from ops.cluster import ClusterPorts, RayCluster, interrupt_on_term, load_config, serve_app
 from pipeline.adapters import registry
 from pipeline.errors import OpenSesameError
 from pipeline.ranking.features import SCHEMA_VERSION
@@ -83,10 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the cluster as cleanly as Ctrl-C
+    interrupt_on_term()  # `kill` stops the cluster as cleanly as Ctrl-C
     sys.exit(main())

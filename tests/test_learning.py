@@ -175,3 +175,34 @@ def test_label_rows_make_one_group_per_usable_label(tmp_path: Path, redis_server
     X, y, weight, sizes = split_frame(rows)
     assert sizes.tolist() == [3] and y.tolist() == [0, 1, 0] and set(weight) == {3.0}
     np.testing.assert_array_equal(X, prediction("good").feature_matrix())
+
+
+def _spool_from_another_process(spool: Path, writer: int, count: int) -> None:
+    down = cache_settings("redis://127.0.0.1:1/0")  # nothing listens there: every label is spooled
+    feedback = FeedbackLog(ResilientStore(down), FeedbackSettings(stream="unused", spool_path=spool))
+    for n in range(count):
+        feedback.append(called(prediction(f"w{writer}-{n:03d}"), CANDIDATES[1]))
+
+
+def test_several_processes_share_one_spool_and_replay_loses_nothing(tmp_path: Path, redis_server: RedisServer) -> None:
+    """Four processes spool at once (Redis down for them); one replica, Redis up, replays every line, whole, once,
+    each writer's labels in their order."""
+    import multiprocessing
+
+    spool = tmp_path / "spool" / "feedback.jsonl"
+    fork = multiprocessing.get_context("fork")  # no Ray or threads of ours in this process to trip over
+    writers = [fork.Process(target=_spool_from_another_process, args=(spool, w, 50)) for w in range(4)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    stream = f"labels-{time.time_ns()}"
+    feedback = FeedbackLog(cache(redis_server.url), FeedbackSettings(stream=stream, spool_path=spool))
+    assert feedback.spooled == 200
+    feedback.append(called(prediction("after"), CANDIDATES[1]))  # reaching Redis replays the spool first
+    ids = [FeedbackRecord.model_validate_json(f[b"record"]).prediction_id for _, f in redis_server.client().xrange(stream)]
+    assert len(ids) == 201 and len(set(ids)) == 201 and ids[-1] == "after" and not spool.exists()
+    for w in range(4):
+        mine = [i for i in ids if i.startswith(f"w{w}-")]
+        assert mine == sorted(mine) and len(mine) == 50

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import zlib
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from filelock import FileLock
 from pydantic import BaseModel, Field
 
 from pipeline.cache import SharedStore
@@ -146,17 +148,26 @@ def label(
 
 
 class FeedbackLog:
-    """Appends labels to the Redis Stream, spooling to a local file while Redis is unreachable."""
+    """Appends labels to the Redis Stream, spooling to a local file while Redis is unreachable.
+
+    The spool may be shared by several replicas or processes (one file on a node or a volume): every read and
+    write of it holds a file lock, so lines never interleave and whoever reaches Redis first replays them all,
+    oldest first. Policy: a spooled label is fsynced before `append` returns (a 202 means it is on disk); a
+    partial replay rewrites the rest atomically (temporary file, fsync, rename).
+    """
 
     def __init__(self, store: SharedStore, settings: FeedbackSettings) -> None:
         self._store = store
         self._settings = settings
         self._spool: Path = settings.spool_path
-        self._lock = threading.Lock()  # one writer at a time keeps the spool and the stream in order
+        self._spool.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # within this process; the file lock orders the processes
+        self._file_lock = FileLock(str(self._spool) + ".lock")
 
     @property
     def spooled(self) -> int:
-        return sum(1 for _ in self._spool.open()) if self._spool.exists() else 0
+        with self._lock, self._file_lock:
+            return sum(1 for _ in self._spool.open()) if self._spool.exists() else 0
 
     def append(self, record: FeedbackRecord) -> str | None:
         """The stream entry id, or None when the record was spooled for later."""
@@ -166,22 +177,35 @@ class FeedbackLog:
                 entry = self._store.xadd(self._settings.stream, {"record": line}, self._settings.stream_maxlen)
                 if entry is not None:
                     return entry
-            self._spool.parent.mkdir(parents=True, exist_ok=True)
-            with self._spool.open("a") as handle:
+            with self._file_lock, self._spool.open("a") as handle:
                 handle.write(line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
             return None
 
     def _replay_spool(self) -> bool:
         """Move spooled records into the stream, oldest first; False if Redis failed on the way."""
-        if not self._spool.exists():
+        if not self._spool.exists():  # the common case, without taking the file lock
             return True
-        lines = self._spool.read_text().splitlines()
-        for done, line in enumerate(lines):
-            if self._store.xadd(self._settings.stream, {"record": line}, self._settings.stream_maxlen) is None:
-                self._spool.write_text("".join(rest + "\n" for rest in lines[done:]))
-                return False
-        self._spool.unlink()
-        return True
+        with self._file_lock:
+            if not self._spool.exists():
+                return True
+            lines = self._spool.read_text().splitlines()
+            for done, line in enumerate(lines):
+                if self._store.xadd(self._settings.stream, {"record": line}, self._settings.stream_maxlen) is None:
+                    _replace_durably(self._spool, "".join(rest + "\n" for rest in lines[done:]))
+                    return False
+            self._spool.unlink()
+            return True
+
+
+def _replace_durably(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
 
 
 class LabelSink:

@@ -81,10 +81,10 @@ def bench_http(
 
 
 def _http_level(base_url: str, spec_id: str, problems: list[Problem], k: int, concurrency: int) -> dict[str, Any]:
-    def body(_: int, n: int) -> dict[str, Any]:
+    def body(client: int, n: int) -> dict[str, Any]:
         problem = problems[n]
         return {
-            "user_id": "bench",
+            "user_id": f"bench-{client}",  # one user per client: each has its own quota, as real users do
             "spec_id": spec_id,
             "events": [e.model_dump(mode="json", exclude_none=True) for e in problem.events],
             "prompt": problem.prompt,

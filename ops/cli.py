@@ -218,6 +218,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return retrain_main([*(["--no-reload"] if args.no_reload else []), *(["--json"] if args.json else [])])
 
 
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    """A new API key: the key for the client (shown once), the entry for `clients.api_keys` (its digest only)."""
+    import hashlib
+    import secrets
+
+    key = "os_" + secrets.token_urlsafe(32)
+    entry = {"sha256": hashlib.sha256(key.encode()).hexdigest(), "name": args.name}
+    _print_json({"key": key, "api_keys_entry": entry})
+    return 0
+
+
 def cmd_demo_learning(args: argparse.Namespace) -> int:
     from ops.cluster import interrupt_on_term
     from ops.demo import demo_learning
@@ -311,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--no-reload", action="store_true", help="promote without touching a running service")
     retrain.add_argument("--json", action="store_true")
     retrain.set_defaults(handler=cmd_retrain)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
+    new_key = keys.add_parser("new", help="make a key; prints it once with the entry for clients.api_keys")
+    new_key.add_argument("--name", required=True, help="whose key (shown in logs; never the key itself)")
+    new_key.set_defaults(handler=cmd_keys_new)
 
     demo = commands.add_parser("demo", help="demonstrations").add_subparsers(dest="demo_cmd", required=True)
     learning = demo.add_parser("learning", help="users with a new habit: hit@1 before and after retraining")

@@ -85,3 +85,11 @@ class NoChampionError(OpenSesameError):
 
 class RetrainConfigError(OpenSesameError):
     """Learning settings that cannot work on this cluster."""
+
+
+class RateLimitedError(OpenSesameError):
+    """A client over its quota: requests per second, or distinct specs registered per window."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

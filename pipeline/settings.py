@@ -143,6 +143,28 @@ class LLMSettings(_Section):
     enable_prefix_caching: bool = True  # the system prompt and shortlist prefix repeat across a session
 
 
+class ApiKey(_Section):
+    """One client's key, stored hashed (`opensesame keys new` makes a key and prints its digest)."""
+
+    sha256: str = Field(..., pattern="^[0-9a-f]{64}$", description="SHA-256 hex digest of the key, never the key")
+    name: str = Field(..., min_length=1, description="whose key: named in logs, never the key itself")
+    # Limits of this key; unset: the section's defaults.
+    rate_per_s: float | None = Field(None, gt=0)
+    burst: int | None = Field(None, ge=1)
+    max_specs: int | None = Field(None, ge=1)
+
+
+class ClientSettings(_Section):
+    """Who may call /predict, /specs and /feedback, and how much: per API key, or per user_id (per address for
+    calls without one) when the caller sends no key. Enforced across replicas through Redis."""
+
+    require_api_key: bool = Field(False, description="refuse calls without a key (401); off on the local setup")
+    api_keys: list[ApiKey] = Field(default_factory=list, description="from config, env (JSON) or a secret file")
+    rate_per_s: float = Field(20.0, gt=0, description="sustained requests per second of one client")
+    burst: int = Field(40, ge=1, description="requests a client may send at once before the rate applies")
+    max_specs: int = Field(50, ge=1, description="distinct specs one client may register per cache.spec_ttl_s")
+
+
 class LearningSettings(_Section):
     """The learning loop: labels -> online counts and the durable log -> retraining -> gate -> reload."""
 
@@ -180,6 +202,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     llm: LLMSettings = LLMSettings()
     learning: LearningSettings = LearningSettings()
+    clients: ClientSettings = ClientSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -202,13 +225,17 @@ class Settings(BaseSettings):
         """The variables that make another process (a retraining job) read these settings: every field that
         differs from its default, e.g. {"OPENSESAME__CACHE__REDIS_URL": "redis://..."}."""
         env = {}
-        # The admin token is the service's secret, not the job's: job variables are visible in Ray's job list.
-        changed = self.model_dump(mode="json", exclude_defaults=True, exclude={"learning": {"admin_token"}})
+        # The admin token and the clients' keys are the service's, not the job's: job variables are visible in
+        # Ray's job list.
+        changed = self.model_dump(mode="json", exclude_defaults=True, exclude=_SERVICE_SECRETS)
         for section, fields in changed.items():
             for field, value in fields.items():
                 text = value if isinstance(value, str) else "null" if value is None else json.dumps(value)
                 env[f"{ENV_PREFIX}{section.upper()}__{field.upper()}"] = text
         return env
+
+
+_SERVICE_SECRETS: dict[str, Any] = {"learning": {"admin_token"}, "clients": True}
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

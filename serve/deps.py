@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from pipeline.settings import ApiKey, ClientSettings
 from serve import errors
 
 
@@ -24,3 +27,44 @@ def require_admin(request: Request, authorization: Annotated[str | None, Header(
 
 
 Admin = Depends(require_admin)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls: the API key it presented, or nobody in particular (keys not required)."""
+
+    key: ApiKey | None
+    address: str
+
+    def quota_id(self, user_id: str | None = None) -> str:
+        """Whose quota a call counts against: the key's; without one the user's, or the address's."""
+        if self.key is not None:
+            return f"key:{self.key.sha256[:16]}"
+        return f"user:{user_id}" if user_id else f"addr:{self.address}"
+
+
+def current_caller(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Caller:
+    """`X-API-Key: <key>` or else `Authorization: Bearer <key>`, checked against the SHA-256 digests of the accepted
+    keys (`clients.api_keys`): an unknown key is refused; no key is refused only when keys are required."""
+    clients: ClientSettings = request.app.state.clients
+    bearer = authorization.removeprefix("Bearer ") if authorization and authorization.startswith("Bearer ") else None
+    presented = x_api_key or bearer
+    address = request.client.host if request.client else "unknown"
+    if presented is None:
+        if clients.require_api_key:
+            raise errors.Unauthorized(
+                "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
+        return Caller(None, address)
+    digest = hashlib.sha256(presented.encode()).hexdigest()
+    for key in clients.api_keys:
+        if secrets.compare_digest(key.sha256, digest):
+            return Caller(key, address)
+    raise errors.Unauthorized("unknown API key: send a key issued for this service (clients.api_keys)")
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -59,10 +60,11 @@ STATUS: list[tuple[type[Exception], int]] = [
 MEANINGS = {
     400: "the body cannot be read (not UTF-8), or the spec URL cannot be used: not http(s), not a public address, "
     "or unreachable (send the spec inline)",
-    401: "no credentials: send `Authorization: Bearer <token>`",
+    401: "no credentials, or an unknown API key: send `Authorization: Bearer <token>` (or `X-API-Key`)",
     403: "wrong credentials, or the route is disabled (no token configured)",
     404: "unknown spec_id, prediction_id or job id",
     409: "a retraining job is already running",
+    429: "over the caller's quota (requests per second, or specs registered per window): retry after `Retry-After`",
     413: "the body or the spec is over the size limit",
     422: "the body is not valid (not JSON, a field out of range, not exactly one of the alternatives) or names "
     "something the spec or the prediction contradicts (not an OpenAPI document, a call outside the spec)",
@@ -91,6 +93,10 @@ def error_response(exc: BaseException) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
+    if isinstance(exc, errors.RateLimitedError):
+        retry = str(max(1, math.ceil(exc.retry_after_s)))
+        return JSONResponse({"error": "RateLimitedError", "detail": str(exc)}, status_code=429,
+                            headers={"Retry-After": retry})
     for cls, status in STATUS:
         if isinstance(exc, cls):
             headers = {"Retry-After": str(RETRY_AFTER_S * 5)} if status == 503 else None

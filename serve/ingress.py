@@ -17,6 +17,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.adapters.kv import ResilientStore
+from pipeline.errors import RateLimitedError
 from pipeline.learning.online_counts import online_transitions
 from pipeline.learning.records import (
     FeedbackLog,
@@ -34,7 +35,7 @@ from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.settings import Settings
 from pipeline.spec.store import SpecInfo
 from serve import errors
-from serve.deps import Admin
+from serve.deps import Admin, Caller, CurrentCaller
 from serve.ranker import Ranked
 from serve.schemas import (
     FeedbackRequest,
@@ -102,21 +103,47 @@ class Ingress:
         self._background: set[asyncio.Task[None]] = set()  # implicit labelling, off the response path
         app.state.max_body = settings.fetch.max_bytes + ENVELOPE_BYTES
         app.state.admin_token = settings.learning.admin_token
+        app.state.clients = settings.clients
 
-    async def _spec_id(self, source: SpecSource) -> str:
+    async def _admit(self, caller: Caller, user_id: str | None = None) -> str:
+        """One request of the caller's quota (a token bucket shared by every replica); its quota id."""
+        quota_id = caller.quota_id(user_id)
+        clients = self.config.clients
+        rate = (caller.key and caller.key.rate_per_s) or clients.rate_per_s
+        burst = (caller.key and caller.key.burst) or clients.burst
+        wait = await asyncio.to_thread(self.cache.take_token, f"quota:{quota_id}", rate, burst)
+        if wait > 0:
+            raise RateLimitedError(f"over {rate:g} requests/s (burst {burst}) for {quota_id}: slow down", wait)
+        return quota_id
+
+    async def _register(self, source: SpecSource, caller: Caller, quota_id: str) -> SpecInfo:
+        """Register a spec by URL or body, within the caller's cap of distinct specs per `cache.spec_ttl_s`: every
+        registered spec is kept in every replica's cache, so one client must not fill them."""
+        info: SpecInfo = await self.spec_store.register.remote(source.spec_url, source.spec)
+        cap = (caller.key and caller.key.max_specs) or self.config.clients.max_specs
+        key, ttl = f"specs:{quota_id}", self.config.cache.spec_ttl_s
+        count, left = await asyncio.to_thread(self.cache.add_member, key, info.spec_id, ttl)
+        if count > cap:
+            await asyncio.to_thread(self.cache.remove_member, key, info.spec_id)
+            raise RateLimitedError(
+                f"{quota_id} registered {cap} distinct specs within {ttl} s: reuse their spec_id", left
+            )
+        return info
+
+    async def _spec_id(self, source: SpecSource, caller: Caller, quota_id: str) -> str:
         if source.spec_id is not None:
             return source.spec_id
-        info: SpecInfo = await self.spec_store.register.remote(source.spec_url, source.spec)
-        return info.spec_id
+        return (await self._register(source, caller, quota_id)).spec_id
 
     async def _prompt_vec(self, prompt: str) -> Any:
         return await self.embedder.embed_prompt.remote(prompt.strip()) if prompt.strip() else None
 
     @app.post("/predict", response_model=PredictResponse, summary="The k most likely next calls",
-              responses=errors.documented(400, 404, 413, 422))
-    async def predict(self, body: PredictRequest) -> PredictResponse:
+              responses=errors.documented(400, 401, 404, 413, 422, 429))
+    async def predict(self, body: PredictRequest, caller: CurrentCaller) -> PredictResponse:
         started = time.perf_counter()
-        spec_task = asyncio.create_task(self._timed(self._spec_id(body)))
+        quota_id = await self._admit(caller, body.user_id)
+        spec_task = asyncio.create_task(self._timed(self._spec_id(body, caller, quota_id)))
         embed_task = asyncio.create_task(self._timed(self._prompt_vec(body.prompt)))
         try:
             (spec_id, spec_ms), (prompt_vec, embed_ms) = await asyncio.gather(spec_task, embed_task)
@@ -143,6 +170,7 @@ class Ingress:
             last_operation=outcome.last_operation,
             candidates=outcome.candidates,
             feature_schema=SCHEMA_VERSION,
+            owner=quota_id if caller.key is not None else None,
         )
         await asyncio.to_thread(self._save_prediction, record, outcome.features)
         task = asyncio.create_task(self._implicit_label(record))
@@ -175,7 +203,7 @@ class Ingress:
     async def _implicit_label(self, current: PredictionRecord) -> None:
         """The user's previous prediction on this spec is labelled by the call its new history shows after it."""
         try:
-            key = last_prediction_key(current.user_id, current.spec_id)
+            key = last_prediction_key(current.user_id, current.spec_id, current.owner)
             ttl = self.config.cache.prediction_ttl_s
             previous_id = await asyncio.to_thread(self.cache.swap, key, current.prediction_id.encode(), ttl)
             if previous_id is None:
@@ -200,21 +228,27 @@ class Ingress:
         return await awaitable, (time.perf_counter() - started) * 1000
 
     @app.post("/specs", response_model=SpecInfo, status_code=201, summary="Register a spec by URL or body",
-              responses=errors.documented(400, 404, 413, 422))
-    async def register_spec(self, body: SpecSource) -> SpecInfo:
+              responses=errors.documented(400, 401, 404, 413, 422, 429))
+    async def register_spec(self, body: SpecSource, caller: CurrentCaller) -> SpecInfo:
+        quota_id = await self._admit(caller)
         if body.spec_id is not None:
             return await self.spec_store.info.remote(body.spec_id)
-        return await self.spec_store.register.remote(body.spec_url, body.spec)
+        return await self._register(body, caller, quota_id)
 
     @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec",
-             responses=errors.documented(404, 422))
-    async def get_spec(self, spec_id: str) -> SpecInfo:
+             responses=errors.documented(401, 404, 422, 429))
+    async def get_spec(self, spec_id: str, caller: CurrentCaller) -> SpecInfo:
+        await self._admit(caller)
         return await self.spec_store.info.remote(spec_id)
 
     @app.post("/feedback", response_model=FeedbackResponse, status_code=202, summary="What the user did next",
-              responses=errors.documented(400, 404, 413, 422))
-    async def feedback(self, body: FeedbackRequest) -> FeedbackResponse:
+              responses=errors.documented(400, 401, 404, 413, 422, 429))
+    async def feedback(self, body: FeedbackRequest, caller: CurrentCaller) -> FeedbackResponse:
         prediction = await asyncio.to_thread(load_prediction, self.cache, body.prediction_id)
+        quota_id = await self._admit(caller, prediction.user_id)  # without a key: the predicted user's quota
+        if prediction.owner is not None and prediction.owner != quota_id:
+            # Another key's prediction is, to this caller, one that does not exist.
+            raise PredictionNotFoundError(f"unknown prediction_id {body.prediction_id!r} for this API key")
         match = None
         if body.called is not None:
             match = await self.spec_store.match.remote(prediction.spec_id, body.called)

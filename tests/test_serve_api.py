@@ -3,6 +3,8 @@ configs/serve.local.yaml (as `serve deploy` does), a real Redis, MLflow on sqlit
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,12 @@ pytestmark = pytest.mark.slow
 BILLING = (FIXTURES / "billing_oas30.yaml").read_text()
 STREAM = "test:feedback"
 ADMIN_TOKEN = "test-admin-token"
+OWNER_KEY = "os_test-owner-key"  # a client with the (generous) default limits
+TIGHT_KEY = "os_test-tight-key"  # 1 request/s after a burst of 3, one registered spec
+
+
+def _key_entry(key: str, name: str, **limits: Any) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(key.encode()).hexdigest(), "name": name, **limits}
 
 
 @dataclass
@@ -90,6 +98,16 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
             "gate_tolerance": 1.0,
         },
         "training": {"dev_cases": str(TMDB_CASES)},
+        # Keys are accepted, not required: the other tests call without one (per-user quotas, generous here).
+        "clients": {
+            "api_keys": [
+                _key_entry(OWNER_KEY, "owner"),
+                _key_entry(TIGHT_KEY, "tight", rate_per_s=1, burst=3, max_specs=1),
+            ],
+            "rate_per_s": 1000,
+            "burst": 1000,
+            "max_specs": 1000,
+        },
     }
     port = free_port()
     config = variant(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, versions[0].uri)
@@ -390,6 +408,33 @@ def test_llm_candidates_are_real_operations_and_a_timeout_never_fails_predict(se
     assert "llm" not in {source for p in timed_out.json()["predictions"] for source in p["sources"]}
 
 
+def test_api_keys_quotas_and_owned_predictions(served: Served) -> None:
+    """Unknown keys are refused; a key over its rate or its spec cap gets 429 with Retry-After; a prediction made
+    with a key can be labelled with that key only."""
+    for headers in ({"X-API-Key": "os_nobody"}, {"Authorization": "Bearer os_nobody"}):
+        refused = served.post("/predict", {"user_id": "u", "spec": BILLING}, headers=headers)
+        assert refused.status_code == 401 and "unknown API key" in refused.json()["detail"]
+
+    tight = {"X-API-Key": TIGHT_KEY}
+    first = served.post("/specs", {"spec": BILLING}, headers=tight)
+    assert first.status_code == 201, first.text
+    second = served.post("/specs", {"spec": (FIXTURES / "pets_swagger2.yaml").read_text()}, headers=tight)
+    assert second.status_code == 429 and "registered 1 distinct specs" in second.json()["detail"]
+    assert int(second.headers["Retry-After"]) >= 1
+    spec_id = first.json()["spec_id"]
+    burst = [httpx.get(f"{served.base}/specs/{spec_id}", headers=tight) for _ in range(10)]
+    limited = [r for r in burst if r.status_code == 429]
+    print(f"tight key, 10 requests right after its burst: {len(limited)} answered 429")
+    assert len(limited) >= 8 and all(int(r.headers["Retry-After"]) >= 1 for r in limited)
+    assert "over 1 requests/s" in limited[0].json()["detail"]
+
+    owner = {"X-API-Key": OWNER_KEY}
+    made = served.post("/predict", {"user_id": "u", "spec_id": spec_id}, headers=owner).json()["prediction_id"]
+    anonymous = served.post("/feedback", {"prediction_id": made, "none": True})
+    assert anonymous.status_code == 404 and "for this API key" in anonymous.json()["detail"]
+    assert served.post("/feedback", {"prediction_id": made, "none": True}, headers=owner).status_code == 202
+
+
 def test_every_error_has_the_one_error_shape(served: Served) -> None:
     """Bodies FastAPI itself refuses (not JSON, not UTF-8, wrong content type, no such route) answer like ours."""
     cases = [
@@ -418,7 +463,8 @@ def test_the_openapi_document_is_the_contract(served: Served) -> None:
         "run", served.base + "/openapi.json", "--checks", "all", "--max-examples", "15", "--seed", "7",
         "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_TOKEN}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OPENSESAME_API_KEY": OWNER_KEY}  # the client routes take X-API-Key over Authorization
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     summary = result.stdout[result.stdout.rfind("SUMMARY"):]
     print(summary)
     assert result.returncode == 0, result.stdout[-6000:]

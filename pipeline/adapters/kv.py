@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from pipeline.cache import LRU
+from pipeline.quota import Registrations, TokenBuckets
 from pipeline.settings import CacheSettings
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,26 @@ class DiskBlobs:
         tmp.replace(self._dir / key)  # atomic: a concurrent reader never sees half a file
 
 
+# One client's token bucket, atomically, on Redis' clock (replicas' clocks may differ). Lua numbers would be
+# truncated to integers on the way out: the wait is returned as a string.
+_TAKE_TOKEN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return tostring(wait)
+"""
+
+
 class ResilientStore:
-    """Implements `pipeline.cache.SharedStore`."""
+    """Implements `pipeline.cache.SharedStore`, and the per-client quotas of `pipeline.quota` across replicas."""
 
     def __init__(self, settings: CacheSettings) -> None:
         self._settings = settings
@@ -54,6 +73,8 @@ class ResilientStore:
             )
         self._down_until = 0.0
         self._claim_lock = threading.Lock()
+        self._buckets = TokenBuckets()
+        self._registrations = Registrations()
 
     @property
     def configured(self) -> bool:
@@ -137,6 +158,31 @@ class ResilientStore:
         """Append to a stream; the entry id, or None when Redis is off or down (the caller spools)."""
         entry = self._call("xadd", stream, fields, maxlen=maxlen, approximate=True)
         return entry.decode() if isinstance(entry, bytes) else entry
+
+    def take_token(self, key: str, rate_per_s: float, burst: int) -> float:
+        """0 when the client behind `key` may go on, else the seconds until it may; in-process while Redis is off
+        or down (each replica then counts alone)."""
+        wait = self._call("eval", _TAKE_TOKEN, 1, self._prefix + key, rate_per_s, burst)
+        if wait is None:
+            return self._buckets.take(key, rate_per_s, burst)
+        return float(wait)
+
+    def add_member(self, key: str, member: str, ttl_s: int) -> tuple[int, float]:
+        """Add to a set that lives `ttl_s` from its first member: its size now and the seconds it has left."""
+        client = self._client()
+        if client is not None:
+            try:
+                pipe = client.pipeline()
+                pipe.sadd(self._prefix + key, member).expire(self._prefix + key, ttl_s, nx=True)
+                _, _, size, left = pipe.scard(self._prefix + key).ttl(self._prefix + key).execute()
+                return int(size), float(max(left, 0))
+            except redis.RedisError as exc:
+                self._failed(exc)
+        return self._registrations.add(key, member, ttl_s)
+
+    def remove_member(self, key: str, member: str) -> None:
+        if self._call("srem", self._prefix + key, member) is None:
+            self._registrations.remove(key, member)
 
     def ping(self) -> bool:
         """Reachability right now (ignores the back-off): what /readyz reports."""

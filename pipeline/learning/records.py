@@ -54,6 +54,7 @@ class PredictionRecord(BaseModel):
     candidates: list[str] = Field(default_factory=list, description="candidate pool, in feature-row order")
     feature_schema: str = ""
     features: str = Field("", description="candidate feature matrix: float32, zlib, base64 (see encode_features)")
+    owner: str | None = Field(None, description="the API key's quota id that made it: only that key may label it")
 
     def feature_matrix(self) -> np.ndarray:
         return decode_features(self.features, len(self.candidates))
@@ -89,8 +90,9 @@ def label_key(prediction_id: str) -> str:
     return f"label:{prediction_id}"
 
 
-def last_prediction_key(user_id: str, spec_id: str) -> str:
-    return f"last:{spec_id}:{user_id}"
+def last_prediction_key(user_id: str, spec_id: str, owner: str | None = None) -> str:
+    """A user's latest prediction on a spec; user ids are the clients' own, so each key has its own users."""
+    return f"last:{spec_id}:{owner}:{user_id}" if owner else f"last:{spec_id}:{user_id}"
 
 
 def followup(previous: list[str], events: list[str]) -> str | None:

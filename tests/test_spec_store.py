@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -103,6 +105,31 @@ def test_store_keeps_serving_without_redis_and_reconnects(redis_server: RedisSer
     assert store.ping()
     store.set("c", b"3")
     assert redis_server.client().get(store._prefix + "c") == b"3"
+
+
+def test_a_hung_redis_costs_one_short_time_out_not_seconds(redis_server: RedisServer) -> None:
+    """16 requests at once while Redis hangs (SIGSTOP: connections open, no answers, as in a network partition):
+    each waits one socket time-out at most, then Redis is skipped. redis-py's own retries (10, with back-off)
+    would hold each of them for seconds."""
+    if not redis_server.owned:
+        pytest.skip("the machine's Redis cannot be stopped by a test")
+    store = ResilientStore(cache_settings(redis_server.url, local_capacity=8))
+    store.set("warm", b"1")  # a live connection in the pool, as in a running service
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+
+        def read(n: int) -> float:
+            started = time.perf_counter()
+            assert store.get(f"absent-{n}") is None  # not in the in-process copy: Redis is asked
+            return time.perf_counter() - started
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            waits = list(pool.map(read, range(16)))
+        print(f"16 reads while Redis hangs: slowest {max(waits) * 1000:.0f} ms")
+        assert max(waits) < 1.0
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
 
 
 def record(prediction_id: str = "p1") -> PredictionRecord:

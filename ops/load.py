@@ -28,6 +28,10 @@ class Sample:
     version: str | None
 
 
+def _ok(status: int | str) -> bool:
+    return isinstance(status, int) and 200 <= status < 300
+
+
 def percentiles(latencies: list[float], quantiles: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:
     return {f"p{q}_ms": round(float(np.percentile(latencies, q)), 2) for q in quantiles} if latencies else {}
 
@@ -76,7 +80,7 @@ class RequestLoop:
                 try:
                     response = client.post(self._url, json=self._body(client_id, n))
                     status: int | str = response.status_code
-                    if status == 200:
+                    if _ok(status):
                         version = response.json().get("model_version")
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
@@ -92,12 +96,12 @@ class RequestLoop:
         with self._lock:
             samples = list(self.samples)
         wall = (self._ended or time.perf_counter()) - self._started
-        errors = Counter(str(s.status) for s in samples if s.status != 200)
+        errors = Counter(str(s.status) for s in samples if not _ok(s.status))
         return {
             "requests": len(samples),
             "errors": dict(errors),
             "requests_per_s": round(len(samples) / wall, 1) if wall > 0 else 0.0,
-            **percentiles([s.latency_ms for s in samples if s.status == 200]),
+            **percentiles([s.latency_ms for s in samples if _ok(s.status)]),
         }
 
     def report(self, new_version: str, since: float) -> dict[str, Any]:
@@ -105,9 +109,9 @@ class RequestLoop:
         another version than `new_version` was sent: from then on every response names the new one."""
         with self._lock:
             samples = sorted(self.samples, key=lambda s: s.sent)
-        failed = [s for s in samples if s.status != 200]
-        latencies = [s.latency_ms for s in samples if s.status == 200]
-        stale = [s.sent for s in samples if s.status == 200 and s.version != new_version]
+        failed = [s for s in samples if not _ok(s.status)]
+        latencies = [s.latency_ms for s in samples if _ok(s.status)]
+        stale = [s.sent for s in samples if _ok(s.status) and s.version != new_version]
         converged = max(stale) - since if stale else 0.0
         return {
             "requests": len(samples),

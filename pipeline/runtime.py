@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.adapters.kv import DiskBlobs
-from pipeline.adapters.minilm import MiniLMEmbedder
+from pipeline.adapters.minilm import MiniLMEmbedder, load_embedder
 from pipeline.ranking.embedding import CachedEmbedder, OperationEmbeddings, require_embedder
 from pipeline.ranking.model import RankerModel
 from pipeline.ranking.predict import Predictor
@@ -21,7 +21,7 @@ def build_predictor(
     embedder: MiniLMEmbedder | None = None,
 ) -> Predictor:
     model = model or RankerModel.load(model_dir or settings.paths.model_dir)
-    embedder = embedder or MiniLMEmbedder()
+    embedder = embedder or load_embedder(settings.embedder)
     require_embedder(model.meta.embedder, embedder.name)
     return Predictor(
         model=model,

@@ -1,4 +1,5 @@
-"""`Embedder` deployment: MiniLM for prompts (batched across requests) and for operation texts (cached by spec)."""
+"""`Embedder` deployment: the configured MiniLM (`embedder.model_dir`: fine-tuned, or the packaged one) for prompts
+(batched across requests) and for operation texts (cached by spec)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 from ray import serve
 
 from pipeline.adapters.kv import ResilientStore
-from pipeline.adapters.minilm import MiniLMEmbedder
+from pipeline.adapters.minilm import load_embedder
 from pipeline.ranking.embedding import CachedEmbedder, OperationEmbeddings
 from pipeline.settings import Settings
 
@@ -21,7 +22,7 @@ BATCH_WAIT_S = 0.001
 @serve.deployment  # max_ongoing_requests (config) >= 2 x MAX_BATCH, so batches fill under load
 class EmbedderDeployment:
     def __init__(self, settings: Settings) -> None:
-        model = MiniLMEmbedder()
+        model = load_embedder(settings.embedder)
         self.prompts = CachedEmbedder(model)
         self.operations = OperationEmbeddings(model, ResilientStore(settings.cache), settings.cache.catalogue_ttl_s)
 

@@ -26,12 +26,13 @@ from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.adapters.kv import ResilientStore
+from pipeline.adapters.minilm import embedder_name
 from pipeline.adapters.registry import load_ranker, resolve
 from pipeline.cache import LRU
 from pipeline.learning.online_counts import online_transitions
 from pipeline.llm.consult import consult
 from pipeline.ranking.context import Event, PreparedSpec
-from pipeline.ranking.embedding import STOCK_EMBEDDER, operation_text, require_embedder
+from pipeline.ranking.embedding import operation_text, require_embedder
 from pipeline.ranking.predict import Predictor, PredictOutcome
 from pipeline.ranking.stats import InMemoryTransitions, TransitionCounts
 from pipeline.settings import Settings
@@ -92,6 +93,8 @@ class RankerDeployment:
         self.spec_store = spec_store
         self.embedder = embedder
         self.generator = HandleGenerator(generator) if generator is not None else None  # None: no LLM in the graph
+        # The Embedder deployment loads the same settings' embedder: what this replica's vectors come from.
+        self.embedder_name = embedder_name(settings.embedder.model_dir)
         self.predictor: Predictor | None = None
         self.wanted: RankerConfig | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -119,9 +122,9 @@ class RankerDeployment:
     async def _load(self, uri: str) -> None:
         started = time.perf_counter()
         model = await asyncio.to_thread(load_ranker, uri, self.config.registry)
-        # The Embedder deployment embeds with the packaged MiniLM: a ranker trained on other vectors is refused
-        # (the replica keeps serving the model it has).
-        require_embedder(model.meta.embedder, STOCK_EMBEDDER)
+        # A ranker trained on other vectors than the Embedder deployment's is refused (the replica keeps serving
+        # the model it has).
+        require_embedder(model.meta.embedder, self.embedder_name)
         if self.predictor is None:
             self.predictor = Predictor(model, self._counts(), self.config.ranking)
         else:

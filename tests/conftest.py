@@ -13,6 +13,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REAL = FIXTURES / "real"
 TMDB_SPEC = REAL / "tmdb_oas.json"
 TMDB_CASES = REAL / "tmdb_cases.jsonl"
+# CLI arguments for the tiny test models' embedder (the packaged MiniLM), whatever embedder.model_dir says.
+PACKAGED = ["--embedder", "packaged"]
 
 
 class SpecServer:
@@ -102,7 +104,7 @@ def tiny_training_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from pipeline.settings import LearningSettings, PathSettings, Settings, TrainingSettings
+    from pipeline.settings import EmbedderSettings, LearningSettings, PathSettings, Settings, TrainingSettings
 
     var = tmp_path_factory.mktemp("var")
     return Settings(
@@ -111,6 +113,8 @@ def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFact
         ),
         paths=PathSettings(var_dir=var, model_dir=var / "model", embedding_cache=var / "embeddings"),
         learning=LearningSettings(base_data=str(var / "base"), log_uri=str(var / "labels")),
+        # The packaged MiniLM: tuning the default embedder takes ~10 min (test_embedder_tuning tunes a small one).
+        embedder=EmbedderSettings(model_dir=None),
     )
 
 

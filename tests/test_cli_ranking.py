@@ -3,12 +3,13 @@ from __future__ import annotations
 import json
 
 from ops.cli import main
-from tests.conftest import FIXTURES, TMDB_CASES
+from tests.conftest import FIXTURES, PACKAGED, TMDB_CASES
 
 
 def test_predict_json(capsys, tiny_settings, tiny_model) -> None:
     code = main(["predict", "--spec", str(FIXTURES / "billing_oas30.yaml"), "--event", "GET /v1/invoices/in_5",
-                 "--prompt", "pay this invoice", "-k", "3", "--json", "--model", str(tiny_settings.paths.model_dir)])
+                 "--prompt", "pay this invoice", "-k", "3", "--json", "--model", str(tiny_settings.paths.model_dir),
+                 *PACKAGED])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and len(out["predictions"]) == 3
     assert out["predictions"][0]["endpoint"] == "POST /invoices/{invoice}/pay"
@@ -17,7 +18,8 @@ def test_predict_json(capsys, tiny_settings, tiny_model) -> None:
 
 
 def test_eval_json_has_the_documented_keys(capsys, tiny_settings, tiny_model) -> None:
-    code = main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", str(tiny_settings.paths.model_dir)])
+    code = main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", str(tiny_settings.paths.model_dir),
+                 *PACKAGED])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert set(out) == {"cases", "hit@1", "hit@3", "hit@5", "mrr", "ndcg@5", "params_exact", "p50_ms", "p95_ms",
@@ -28,9 +30,9 @@ def test_eval_json_has_the_documented_keys(capsys, tiny_settings, tiny_model) ->
 
 def test_eval_without_a_source_changes_the_candidates(capsys, tiny_settings, tiny_model) -> None:
     model = str(tiny_settings.paths.model_dir)
-    main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", model])
+    main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", model, *PACKAGED])
     full = json.loads(capsys.readouterr().out)
-    main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", model, "--without", "retrieval",
+    main(["eval", "--cases", str(TMDB_CASES), "--json", "--model", model, *PACKAGED, "--without", "retrieval",
           "--without", "structure"])
     ablated = json.loads(capsys.readouterr().out)
     assert ablated["hit@5"] < full["hit@5"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.adapters.minilm import EmbedderNotFoundError, MiniLMEmbedder
+from pipeline.adapters.minilm import EmbedderNotFoundError, MiniLMEmbedder, load_embedder
 from pipeline.ranking.embedding import STOCK_EMBEDDER, EmbedderMismatchError, operation_text
 from pipeline.runtime import build_predictor
-from pipeline.settings import FetchSettings
+from pipeline.settings import EmbedderSettings, FetchSettings
 from pipeline.spec.load import load_catalogue
 from tests.conftest import FIXTURES
-from train.embedder_tuning import fine_tune, request_triples
+from train.embedder_tuning import ensure_embedder, fine_tune, request_triples
 
 
 def test_tuned_weights_load_offline_and_are_named_by_their_content(tmp_path, minilm) -> None:
@@ -28,7 +28,7 @@ def test_tuned_weights_load_offline_and_are_named_by_their_content(tmp_path, min
 
 
 def test_a_directory_without_weights_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(EmbedderNotFoundError, match="opensesame embedder tune"):
+    with pytest.raises(EmbedderNotFoundError, match="opensesame models prepare"):
         MiniLMEmbedder(model_dir=str(tmp_path))
 
 
@@ -46,3 +46,20 @@ def test_requests_are_varied_and_negatives_come_from_the_same_spec() -> None:
     assert len({t[0] for t in triples}) > 20  # varied requests, not one template
     texts = {operation_text(op) for op in catalogue.operations}
     assert all(positive in texts and negative in texts for _, positive, negative in triples)
+
+
+def test_the_configured_embedder_is_tuned_once_and_then_loaded(tiny_settings, tmp_path) -> None:
+    """What `opensesame models prepare` (and training, when it is missing) does with `embedder.model_dir`."""
+    target = tmp_path / "minilm-tuned"
+    settings = tiny_settings.model_copy(update={"embedder": EmbedderSettings(model_dir=target, tune_per_spec=8)})
+    lines: list[str] = []
+    ensure_embedder(settings, log=lines.append)
+    weights = target / "model.safetensors"
+    assert weights.exists() and not (tmp_path / "minilm-tuned.partial").exists()
+    assert any("tuning it from the packaged MiniLM" in line for line in lines)
+    served = load_embedder(settings.embedder)
+    assert served.name.startswith("tuned-") and served.name == MiniLMEmbedder(model_dir=str(target)).name
+    written = weights.stat().st_mtime_ns
+    ensure_embedder(settings, log=lines.append)  # already there: kept as it is
+    assert weights.stat().st_mtime_ns == written
+    assert load_embedder(EmbedderSettings(model_dir=None)).name == STOCK_EMBEDDER

@@ -15,6 +15,7 @@ from pipeline.adapters import registry
 from pipeline.adapters.label_log import LOG_VERSION, filesystem, to_table, write_durably
 from pipeline.learning.records import FeedbackRecord, encode_features
 from pipeline.learning.training_rows import split_frame
+from pipeline.ranking.embedding import STOCK_EMBEDDER
 from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.settings import LearningSettings, RegistrySettings, Settings
 from train.base_data import read_part
@@ -136,7 +137,7 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
     assert tags["gate_reason"] == bad["reason"]
 
 
-def test_a_champion_of_another_feature_schema_is_replaced_at_start(
+def test_a_champion_of_another_feature_schema_or_embedder_is_replaced_at_start(
     tiny_model, tiny_settings: Settings, tmp_path: Path
 ) -> None:
     from ops.launch import ensure_champion
@@ -155,3 +156,10 @@ def test_a_champion_of_another_feature_schema_is_replaced_at_start(
     assert label == f"{reg.model_name}/v{int(old.version) + 1}" == registry.champion(reg).label
     assert any("feature schema opensesame-features-v0" in line for line in lines)
     assert ensure_champion(settings, log=lines.append) == label  # a current champion is kept as it is
+
+    # A champion trained on another embedder than the configured one is replaced too.
+    registry.tag_version(registry.champion(reg), {registry.EMBEDDER_TAG: "tuned-0123456789ab"}, reg)
+    replaced = ensure_champion(settings, log=lines.append)
+    assert replaced == f"{reg.model_name}/v{int(old.version) + 2}" == registry.champion(reg).label
+    assert any("embedder tuned-0123456789ab" in line for line in lines)
+    assert registry.version_tags(registry.champion(reg), reg)[registry.EMBEDDER_TAG] == STOCK_EMBEDDER

@@ -72,6 +72,7 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
         "cache": {"redis_url": redis_server.url, "key_prefix": f"test{time.time_ns()}:", "retry_after_s": 0.5},
         "fetch": {"allow_addresses": ["127.0.0.1/32"], "connect_timeout_s": 2, "read_timeout_s": 2},
         "registry": reg.model_dump(),
+        "embedder": tiny_settings.embedder.model_dump(mode="json"),  # the tiny ranker's
         "feedback": {"stream": STREAM, "spool_path": str(spool)},
         # The real prepared model in the graph; the router asks it whenever a request grants >= 100 ms, and
         # requests that state no budget (every other test) get 50 ms, so they never wait for it.

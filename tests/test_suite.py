@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ops.cli import main
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, PACKAGED
 from train.suite import macro
 
 
@@ -24,13 +24,13 @@ def test_macro_weighs_every_set_the_same_whatever_its_size() -> None:
 
 def test_eval_suite_prints_a_row_per_set_and_the_macro(capsys, tiny_settings, tiny_model) -> None:
     model = str(tiny_settings.paths.model_dir)
-    code = main(["eval", "--suite", str(FIXTURES / "dev_suite.yaml"), "--json", "--model", model])
+    code = main(["eval", "--suite", str(FIXTURES / "dev_suite.yaml"), "--json", "--model", model, *PACKAGED])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and list(out["sets"]) == ["tmdb"] and out["skipped"] == []
     tmdb = out["sets"]["tmdb"]
     assert tmdb["cases"] == 225 and out["macro"]["hit@3"] == tmdb["hit@3"]
     assert out["macro"]["baseline"]["mrr"] == tmdb["baseline"]["mrr"]
-    main(["eval", "--suite", str(FIXTURES / "dev_suite.yaml"), "--model", model])
+    main(["eval", "--suite", str(FIXTURES / "dev_suite.yaml"), "--model", model, *PACKAGED])
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["set", "cases", "hit@1"] and table[-1].startswith("MACRO")
 
@@ -39,7 +39,7 @@ def test_a_missing_set_is_named_not_dropped(tmp_path, capsys, tiny_settings, tin
     suite = tmp_path / "suite.yaml"
     suite.write_text((FIXTURES / "dev_suite.yaml").read_text() + "  - name: gone\n    cases: ${data}/nowhere.jsonl\n")
     model = str(tiny_settings.paths.model_dir)
-    main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path)])
+    main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path), *PACKAGED])
     out = json.loads(capsys.readouterr().out)
     assert list(out["sets"]) == ["tmdb"] and out["skipped"] == [f"gone: {tmp_path}/nowhere.jsonl not found"]
 
@@ -50,6 +50,6 @@ def test_a_set_whose_specs_are_elsewhere_is_skipped(tmp_path, capsys, tiny_setti
     extra = "  - name: elsewhere\n    cases: ${project}/tests/fixtures/real/tmdb_cases.jsonl\n    specs: ${data}\n"
     suite.write_text((FIXTURES / "dev_suite.yaml").read_text() + extra)
     model = str(tiny_settings.paths.model_dir)
-    main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path)])
+    main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path), *PACKAGED])
     out = json.loads(capsys.readouterr().out)
     assert list(out["sets"]) == ["tmdb"] and out["skipped"] == [f"elsewhere: spec {tmp_path}/tmdb_oas.json not found"]

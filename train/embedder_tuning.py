@@ -10,11 +10,12 @@ PyPI-packaged MiniLM and are written where `MiniLMEmbedder(model_dir=...)` loads
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.adapters.minilm import MAX_TOKENS
+from pipeline.adapters.minilm import MAX_TOKENS, is_tuned
 from pipeline.errors import TrainingDataError
 from pipeline.ranking.embedding import operation_text
 from pipeline.settings import Settings
@@ -100,3 +101,17 @@ def tune(settings: Settings, out_dir: Path, per_spec: int, log: Callable[[str], 
     triples = request_triples(specs, per_spec, cfg.seed)
     log(f"[embedder] {len(triples)} requests from {len(specs)} training specs")
     return fine_tune(triples, out_dir, cfg.seed, log=log)
+
+
+def ensure_embedder(settings: Settings, log: Callable[[str], object] = print) -> None:
+    """Tune the configured embedder once, when `embedder.model_dir` is set and holds no weights yet."""
+    target = settings.embedder.model_dir
+    if target is None or is_tuned(target):
+        return
+    log(f"[embedder] no fine-tuned embedder in {target}: tuning it from the packaged MiniLM (about 10 minutes, once)")
+    # Written aside and renamed when complete: an interrupted tuning never leaves weights that look finished.
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    tune(settings, partial, settings.embedder.tune_per_spec, log=log)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)

@@ -199,9 +199,9 @@ def compare(
         name: {f"holdout.{k}": v for k, v in holdout_metrics(model, *holdout).items()} for name, model in models.items()
     }
     if settings.training.dev_cases.exists():
-        from pipeline.adapters.minilm import MiniLMEmbedder
+        from pipeline.adapters.minilm import load_embedder
 
-        embedder = MiniLMEmbedder()
+        embedder = load_embedder(settings.embedder)
         for name, model in models.items():
             metrics[name].update({f"dev.{k}": v for k, v in dev_metrics(model, settings, embedder).items()})
     return metrics

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.adapters.kv import DiskBlobs
-from pipeline.adapters.minilm import MiniLMEmbedder
+from pipeline.adapters.minilm import MiniLMEmbedder, load_embedder
 from pipeline.errors import TrainingDataError
 from pipeline.ranking.embedding import OperationEmbeddings
 from pipeline.ranking.model import RankerModel
@@ -17,6 +17,7 @@ from pipeline.runtime import build_predictor
 from pipeline.settings import Settings
 from train import corpus as corpus_mod
 from train.base_data import save_base_data
+from train.embedder_tuning import ensure_embedder
 from train.dataset import build, embed_prompts, generate, learn_patterns
 from train.evaluate import evaluate, load_cases
 from train.fit import fit_ranker
@@ -56,7 +57,10 @@ def train(
         )
     stage(f"load {len(train_specs)} train + {len(valid_specs)} validation specs")
 
-    embedder = embedder or MiniLMEmbedder()
+    if embedder is None:
+        ensure_embedder(settings, log)
+        embedder = load_embedder(settings.embedder)
+    stage(f"embedder {embedder.name}")
     op_embeddings = OperationEmbeddings(embedder, DiskBlobs(settings.paths.embedding_cache), capacity=10_000)
     train_corpus = generate(train_specs, op_embeddings, cfg.seed, cfg.scale, cfg.history_fraction)
     valid_corpus = generate(valid_specs, op_embeddings, cfg.seed + 1, cfg.scale, cfg.history_fraction)

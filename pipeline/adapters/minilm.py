@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline.errors import OpenSesameError
 from pipeline.ranking.embedding import EMBEDDING_DIM, STOCK_EMBEDDER
+from pipeline.settings import EmbedderSettings
 
 # Never reach for a model hub, whatever library asks.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,14 +21,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 MAX_TOKENS = 64
 
 
-def embedder_name(model_dir: str | None) -> str:
+def embedder_name(model_dir: str | Path | None) -> str:
+    """What a ranker records as its embedder: `minilm` or `tuned-<sha256 of the weights>[:12]`."""
     if model_dir is None:
         return STOCK_EMBEDDER
     weights = Path(model_dir) / "model.safetensors"
     if not weights.exists():
-        raise EmbedderNotFoundError(f"no fine-tuned embedder in {model_dir} (no model.safetensors); "
-                                    "make one with `opensesame embedder tune --out DIR`")
+        raise EmbedderNotFoundError(f"no fine-tuned embedder in {model_dir} (no model.safetensors): make it with "
+                                    "`opensesame models prepare`, or set embedder.model_dir to null for the "
+                                    "packaged MiniLM")
     return "tuned-" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+
+
+def is_tuned(model_dir: Path) -> bool:
+    return (model_dir / "model.safetensors").exists()
 
 
 class EmbedderNotFoundError(OpenSesameError):
@@ -67,3 +74,8 @@ class MiniLMEmbedder:
                 show_progress_bar=False,
             )
         return vectors.astype(np.float32, copy=False)
+
+
+def load_embedder(settings: EmbedderSettings) -> MiniLMEmbedder:
+    """The configured embedder: the fine-tuned one in `model_dir`, or the packaged MiniLM when it is None."""
+    return MiniLMEmbedder(model_dir=None if settings.model_dir is None else str(settings.model_dir))

@@ -19,6 +19,7 @@ from pipeline.settings import RegistrySettings
 
 ARTIFACT = "ranker"
 SCHEMA_TAG = "feature_schema"
+EMBEDDER_TAG = "embedder"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in service logs
 
 
@@ -92,8 +93,9 @@ def register(
     import mlflow
 
     model = RankerModel.load(model_dir)  # refuse to register something the Ranker could not load
-    # The schema tag lets a newer release see, without downloading the model, that it cannot serve it.
-    tags = {SCHEMA_TAG: model.meta.schema_version, **(tags or {})}
+    # The schema and embedder tags let a newer release or another embedder see, without downloading the model,
+    # that it cannot serve it.
+    tags = {SCHEMA_TAG: model.meta.schema_version, EMBEDDER_TAG: model.meta.embedder, **(tags or {})}
     client = _client(settings)
     experiment = client.get_experiment_by_name(settings.model_name)
     experiment_id = (

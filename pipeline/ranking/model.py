@@ -49,12 +49,13 @@ class ModelMeta(BaseModel):
     info: dict[str, Any] = {}
 
 
-def model_schema(directory: Path) -> str | None:
-    """The feature schema of the model saved in `directory` (None when there is none), without loading it."""
+def model_signature(directory: Path) -> tuple[str, str] | None:
+    """(feature schema, embedder) of the model saved in `directory`, without loading it; None when there is none."""
     meta_path = directory / "meta.json"
     if not meta_path.exists() or not (directory / "model.txt").exists():
         return None
-    return str(json.loads(meta_path.read_text()).get("schema_version"))
+    meta = json.loads(meta_path.read_text())
+    return str(meta.get("schema_version")), str(meta.get("embedder", STOCK_EMBEDDER))
 
 
 class RankerModel:

@@ -48,14 +48,43 @@ class ClusterPorts:
         return cls(*(free_port() for _ in range(7)), *worker_range)
 
 
-class RayCluster:
+class _RayProcess:
+    """A `ray start --block` of ours (a head or a worker node): its own process group, with a reaper that stops
+    the group should this process die without doing it (see ops/reaper.py)."""
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, args: list[str], work_dir: Path, cwd: Path | None = None) -> Path:
+        """Start `ray start --block <args>` logging to `work_dir`/ray-start.log; that log's path."""
+        command = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--node-ip-address=127.0.0.1",
+                   *args, "--disable-usage-stats"]
+        work_dir.mkdir(parents=True, exist_ok=True)
+        log = work_dir / "ray-start.log"
+        with log.open("wb") as out:
+            self._process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=cluster_env(), cwd=cwd, start_new_session=True
+            )
+        subprocess.Popen([sys.executable, "-m", "ops.reaper", str(self._process.pid)], start_new_session=True)
+        return log
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """The whole process group, whatever state `ray start` is in; `grace_s=0` is a crash (SIGKILL at once).
+        Ctrl-C and SIGTERM are held off meanwhile: a second one (a user pressing again, or `kill` sent to our
+        whole process group) must not cut the clean-up short and leave the cluster running."""
+        if self._process is None:
+            return
+        with _signals_held():
+            stop_group(self._process.pid, grace_s)
+            self._process.wait()
+
+
+class RayCluster(_RayProcess):
     """A private single-node Ray cluster owned by this process."""
 
     def __init__(self, ports: ClusterPorts, temp_dir: Path, num_cpus: int | None = None) -> None:
         self.ports = ports
         self.temp_dir = temp_dir
         self.num_cpus = (os.cpu_count() or 2) if num_cpus is None else num_cpus
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def dashboard_url(self) -> str:
@@ -69,12 +98,8 @@ class RayCluster:
             raise RuntimeError(
                 f"port(s) {busy} already in use: is another OpenSesame/Ray cluster running? Stop it first"
             )
-        command = [
-            str(Path(sys.executable).with_name("ray")),
-            "start",
+        log = self._spawn([
             "--head",
-            "--block",
-            "--node-ip-address=127.0.0.1",
             f"--port={p.gcs}",
             f"--num-cpus={self.num_cpus}",
             "--include-dashboard=true",
@@ -88,19 +113,11 @@ class RayCluster:
             f"--min-worker-port={p.min_worker}",
             f"--max-worker-port={p.max_worker}",
             f"--temp-dir={self.temp_dir}",
-            "--disable-usage-stats",
-        ]
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.temp_dir / "ray-start.log").open("wb")
-        self._process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=cluster_env(), start_new_session=True
-        )
-        # Stops the cluster should this process die without doing it (see ops/reaper.py).
-        subprocess.Popen([sys.executable, "-m", "ops.reaper", str(self._process.pid)], start_new_session=True)
+        ], self.temp_dir)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self._process.returncode}; see {log.name}")
+                raise RuntimeError(f"ray start exited with {self._process.returncode}; see {log}")
             try:
                 if httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=2).status_code == 200:
                     return
@@ -108,20 +125,10 @@ class RayCluster:
                 pass
             time.sleep(1)
         self.stop()
-        raise TimeoutError(f"the Ray dashboard did not answer within {timeout_s:.0f} s; see {log.name}")
-
-    def stop(self) -> None:
-        """The whole process group, whatever state `ray start` is in. Ctrl-C and SIGTERM are held off meanwhile:
-        a second one (a user pressing again, or `kill` sent to our whole process group) must not cut the
-        clean-up short and leave the cluster running."""
-        if self._process is None:
-            return
-        with _signals_held():
-            stop_group(self._process.pid)
-            self._process.wait()
+        raise TimeoutError(f"the Ray dashboard did not answer within {timeout_s:.0f} s; see {log}")
 
 
-class WorkerNode:
+class WorkerNode(_RayProcess):
     """A worker node joined to a private cluster with `ray start --address`, from a working directory of its own
     (no shared ./var), as a pod of a KubeRay worker group is: the stand-in for multi-node behaviour on one machine.
     Its custom resource `name` (1 unit) tells it apart in Ray's node list."""
@@ -133,16 +140,11 @@ class WorkerNode:
         self.work_dir = work_dir
         self.num_cpus = num_cpus
         self.worker_ports = worker_ports
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 120) -> None:
         ports = [free_port() for _ in range(6)]
-        command = [
-            str(Path(sys.executable).with_name("ray")),
-            "start",
-            "--block",
+        log = self._spawn([
             f"--address=127.0.0.1:{self.head.ports.gcs}",
-            "--node-ip-address=127.0.0.1",
             f"--num-cpus={self.num_cpus}",
             f"--resources={json.dumps({self.name: 1})}",
             f"--node-manager-port={ports[0]}",
@@ -153,20 +155,12 @@ class WorkerNode:
             f"--metrics-export-port={ports[5]}",
             f"--min-worker-port={self.worker_ports[0]}",
             f"--max-worker-port={self.worker_ports[1]}",
-            "--disable-usage-stats",
-        ]
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.work_dir / "ray-start.log").open("wb")
-        self._process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=cluster_env(), cwd=self.work_dir,
-            start_new_session=True,
-        )
-        subprocess.Popen([sys.executable, "-m", "ops.reaper", str(self._process.pid)], start_new_session=True)
+        ], self.work_dir, cwd=self.work_dir)
         deadline = time.monotonic() + timeout_s
         while self.node_id() is None:
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"worker node {self.name} did not join the cluster; see {log.name}")
+                raise RuntimeError(f"worker node {self.name} did not join the cluster; see {log}")
             time.sleep(1)
 
     def node_id(self) -> str | None:
@@ -177,14 +171,6 @@ class WorkerNode:
             address=self.head.dashboard_url, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False
         )
         return next((node.node_id for node in alive if self.name in (node.resources_total or {})), None)
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        """The node's whole process group; `grace_s=0` is a crash (SIGKILL at once)."""
-        if self._process is None:
-            return
-        with _signals_held():
-            stop_group(self._process.pid, grace_s)
-            self._process.wait()
 
 
 @contextmanager

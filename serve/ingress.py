@@ -280,13 +280,17 @@ class Ingress:
     @app.get("/readyz", response_model=Ready, summary="Model loaded and spec store reachable",
              responses={503: {"model": Ready, "description": "not ready: no model loaded (the body says what is)"}})
     async def readyz(self) -> JSONResponse:
-        version, redis_up = await asyncio.gather(self.ranker.model_version.remote(), self.spec_store.redis_up.remote())
+        (version, reload_error), redis_up = await asyncio.gather(
+            self.ranker.model_state.remote(), self.spec_store.redis_up.remote()
+        )
         redis_state = "off" if not self.cache.configured else ("up" if redis_up else "down")
         ready = Ready(
             ready=version is not None,
             model_version=version,
+            model_reload_error=reload_error,
             redis=redis_state,
             feedback_spooled=self.feedback_log.spooled,
         )
-        # Redis down is degraded, not unready: predictions keep working from the in-process caches.
+        # Redis down, or a registry the alias cannot be checked in, is degraded, not unready: predictions keep
+        # working from the in-process caches and the model loaded.
         return JSONResponse(ready.model_dump(), status_code=200 if ready.ready else 503)

@@ -97,6 +97,7 @@ class RankerDeployment:
         self.embedder_name = embedder_name(settings.embedder.model_dir)
         self.predictor: Predictor | None = None
         self.wanted: RankerConfig | None = None
+        self.reload_error: str | None = None  # why the last alias check could not check or load; /readyz says it
         self._watcher: asyncio.Task[None] | None = None
         # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
         self._specs: LRU[PreparedSpec] = LRU(self.config.cache.local_capacity // 8)
@@ -142,20 +143,24 @@ class RankerDeployment:
             uri = self.wanted.model_uri
             if "@" not in uri or self.predictor is None:
                 continue
+            serving = self.predictor.model.version
             try:
                 current = await asyncio.to_thread(resolve, uri, self.config.registry)
-                if current.label != self.predictor.model.version:
+                if current.label != serving:
                     log.info("alias %s now names %s: reloading", uri, current.label)
                     await self._load(current.uri)
-            except Exception:  # the registry being away must not stop the checks, nor the serving
-                log.exception("alias check of %s failed; serving %s", uri, self.predictor.model.version)
+                self.reload_error = None
+            except Exception as exc:  # the registry being away must not stop the checks, nor the serving
+                self.reload_error = f"cannot check or load {uri}, serving {serving}: {type(exc).__name__}: {exc}"
+                log.exception("alias check of %s failed; serving %s", uri, serving)
 
     def check_health(self) -> None:
         if self.predictor is None:
             raise RuntimeError("no ranker model loaded")
 
-    def model_version(self) -> str | None:
-        return self.predictor.model.version if self.predictor else None
+    def model_state(self) -> tuple[str | None, str | None]:
+        """(the version serving, why the last alias check failed)."""
+        return (self.predictor.model.version if self.predictor else None), self.reload_error
 
     async def _prepared(self, spec_id: str) -> PreparedSpec:
         spec = self._specs.get(spec_id)

@@ -137,6 +137,9 @@ class FeedbackResponse(BaseModel):
 class Ready(BaseModel):
     ready: bool
     model_version: str | None
+    model_reload_error: str | None = Field(None, description="why the Ranker could not check or load the model "
+                                           "its alias names (e.g. the registry is unreachable); it keeps serving "
+                                           "model_version. None when the last check succeeded")
     redis: str = Field(..., description="'up', 'down' or 'off' (embedded mode: no Redis configured)")
     feedback_spooled: int
 

@@ -140,11 +140,13 @@ class RedisServer:
 
     DEDICATED_DB = 13
 
-    def __init__(self) -> None:
+    def __init__(self, durable_dir: Path | None = None) -> None:
+        """`durable_dir`: an append-only file there, fsynced on every write (a killed server loses nothing)."""
         import shutil
 
         self.binary = shutil.which("redis-server")
         self.process = None
+        self.durable_dir = durable_dir
         if self.binary:
             from ops.cluster import free_port
 
@@ -181,8 +183,11 @@ class RedisServer:
         import time
 
         assert self.binary
+        persistence = ["--appendonly", "no"]
+        if self.durable_dir is not None:
+            persistence = ["--dir", str(self.durable_dir), "--appendonly", "yes", "--appendfsync", "always"]
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -196,6 +201,13 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a lost node would."""
+        assert self.process is not None, "only a redis-server this test run started can be killed"
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.process = None
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ class Stand:
     nodes: dict[str, WorkerNode]
     redis: RedisServer
     spec_id: str
+    log_uri: str
 
     def load(self, clients: int = 16) -> RequestLoop:
         def body(client: int, n: int) -> dict[str, Any]:
@@ -71,7 +72,19 @@ class Stand:
 
 
 @pytest.fixture(scope="module")
-def stand(tiny_settings, tiny_model, redis_server: RedisServer) -> Iterator[Stand]:
+def fault_redis(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this module's own, append-only and fsynced on every write (as a production Redis keeps
+    the feedback stream), so a test may kill it; the shared one where no redis-server binary is installed."""
+    if not redis_server.owned:
+        yield redis_server
+        return
+    server = RedisServer(durable_dir=tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stand(tiny_settings, tiny_model, fault_redis: RedisServer) -> Iterator[Stand]:
     work = Path(tempfile.mkdtemp(prefix="os-flt-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     reg = RegistrySettings(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", artifact_root=(work / "art").as_uri())
     version = registry.register(tiny_settings.paths.model_dir, reg, run_name="faults")
@@ -81,10 +94,12 @@ def stand(tiny_settings, tiny_model, redis_server: RedisServer) -> Iterator[Stan
         for name, ports in (("node_a", (22000, 22499)), ("node_b", (22500, 22999)))
     }
     settings = {
-        "cache": {"redis_url": redis_server.url, "key_prefix": f"flt{time.time_ns()}:", "retry_after_s": 0.5},
+        "cache": {"redis_url": fault_redis.url, "key_prefix": f"flt{time.time_ns()}:", "retry_after_s": 0.5},
         "registry": reg.model_dump(),
+        "embedder": tiny_settings.embedder.model_dump(mode="json"),  # the tiny ranker's
         "feedback": {"stream": STREAM, "spool_path": str(work / "spool.jsonl")},
-        "learning": {"log_uri": str(work / "labels"), "base_data": tiny_settings.learning.base_data},
+        "learning": {"log_uri": str(work / "labels"), "base_data": tiny_settings.learning.base_data,
+                     "writer_block_ms": 200},
     }
     port = free_port()
     config = variant(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, version.uri, llm=False)
@@ -92,11 +107,11 @@ def stand(tiny_settings, tiny_model, redis_server: RedisServer) -> Iterator[Stan
         if deployment["name"] in SPREAD:
             deployment |= {"num_replicas": 2, "max_replicas_per_node": 1}
             deployment["ray_actor_options"]["num_cpus"] = 0.1
-    redis_server.client().delete(STREAM)
+    fault_redis.client().delete(STREAM)
     with serve_app(config, head, list(nodes.values())):
         base = f"http://127.0.0.1:{port}"
         spec_id = httpx.post(base + "/specs", json={"spec": BILLING}, timeout=120).json()["spec_id"]
-        yield Stand(base, head, nodes, redis_server, spec_id)
+        yield Stand(base, head, nodes, fault_redis, spec_id, settings["learning"]["log_uri"])
 
 
 def _failure_window(samples: list[Sample]) -> float:
@@ -166,3 +181,67 @@ def test_one_replica_of_each_deployment_killed_in_turn(stand: Stand) -> None:
           f"p99 {report.get('p99_ms')} ms")
     assert all(window <= 6 for window in windows.values())
     assert report["failed"] <= 0.05 * report["requests"]
+
+
+def test_redis_killed_and_restarted_under_load_loses_no_label(stand: Stand) -> None:
+    if not stand.redis.owned:
+        pytest.skip("needs a redis-server binary: this test kills the server and starts it again")
+    ids: list[str] = []
+    accepted: list[str] = []
+    statuses: Counter[int] = Counter()
+    stored: Counter[str] = Counter()  # stream or spool
+    # Seconds into the session: Redis is killed at 4 and started again at 14 (its append-only file intact).
+    schedule = [(4.0, stand.redis.kill), (14.0, stand.redis.start), (20.0, None)]
+    killed = time.time()
+    with stand.load() as predicting:
+        time.sleep(3)
+        started = time.monotonic()
+        with httpx.Client(timeout=30) as client:
+            while schedule:  # a user predicts, then labels that prediction at once
+                if time.monotonic() - started >= schedule[0][0]:
+                    _, action = schedule.pop(0)
+                    if action is stand.redis.kill:
+                        killed = time.time()
+                    if action is not None:
+                        action()
+                    continue
+                predicted = client.post(stand.base + "/predict", json={"user_id": f"fb-{len(ids)}-{time.time_ns()}",
+                                                                      "spec_id": stand.spec_id})
+                assert predicted.status_code == 200, predicted.text
+                ids.append(predicted.json()["prediction_id"])
+                response = client.post(stand.base + "/feedback", json={"prediction_id": ids[-1], "none": True})
+                statuses[response.status_code] += 1
+                if response.status_code == 202:
+                    accepted.append(ids[-1])
+                    stored[response.json()["stored"]] += 1
+    report = predicting.report("", since=killed)
+    logged = _log_rows_of(stand, set(ids), expected=len(accepted))
+    print(f"redis killed and restarted: {report['requests']} predictions, {report['failed']} failed, "
+          f"p50 {report.get('p50_ms')} ms, p99 {report.get('p99_ms')} ms; feedback accepted "
+          f"{len(accepted)} of {len(ids)} ({dict(stored)}; statuses {dict(statuses)}), in the label log {len(logged)}")
+    assert report["requests"] > 100 and report["failed"] == 0 and report["p99_ms"] <= 1000
+    assert logged == accepted, "every accepted label in the log exactly once, in the order it was accepted"
+    # While Redis is down a replica labels the predictions it made itself (spooled, replayed in order after the
+    # restart); for the others it answers 503 + Retry-After (they may exist), never 404 and never 500.
+    assert set(statuses) <= {202, 503} and len(accepted) > len(ids) / 2 and stored["spool"] > 0
+
+
+def _log_rows_of(stand: Stand, ids: set[str], expected: int, timeout_s: float = 60) -> list[str]:
+    """The prediction ids of `ids` in the label log (every row, duplicates kept), in stream order, once the
+    writer has caught up (`expected` rows) or the time is up."""
+    import pyarrow.dataset as ds
+
+    from pipeline.adapters.label_log import LOG_VERSION
+
+    directory = Path(stand.log_uri) / LOG_VERSION
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows: list[str] = []
+        if directory.exists():
+            table = ds.dataset(directory, format="parquet").to_table(columns=["entry_id", "prediction_id"])
+            ordered = sorted(zip(table["entry_id"].to_pylist(), table["prediction_id"].to_pylist()),
+                             key=lambda row: tuple(int(part) for part in row[0].split("-")))
+            rows = [prediction_id for _, prediction_id in ordered if prediction_id in ids]
+        if len(rows) >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(1)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import FIXTURES, REAL, TMDB_CASES, RedisServer, SpecServer
+from mlflow import MlflowClient
 
 from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
 from ops.load import RequestLoop
@@ -391,6 +392,28 @@ def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served
     with _billing_load(served) as loop:
         _poll(lambda: loop.seen(served.versions[0].label), timeout_s=15)
     assert loop.report(served.versions[0].label, since=time.time())["failed"] == 0
+
+
+def test_a_failing_alias_check_keeps_the_model_serving_and_readiness_says_why(served: Served) -> None:
+    reg = RegistrySettings(**served.config["applications"][0]["args"]["settings"]["registry"])
+    alias_uri = f"models:/{reg.model_name}@{reg.alias}"
+    registry.promote(served.versions[0], reg.alias, reg)
+    _redeploy(served, alias_uri)
+    serving = served.versions[0].label
+    _poll(lambda: httpx.get(served.base + "/readyz").json()["model_version"] == serving)
+    # The alias gone is what a Ranker sees of a registry it cannot resolve the alias in (reload_check_s = 2 s).
+    MlflowClient(reg.tracking_uri).delete_registered_model_alias(reg.model_name, reg.alias)
+    try:
+        ready = _poll(lambda: (body := httpx.get(served.base + "/readyz").json())["model_reload_error"] and body)
+        assert ready["ready"] is True and ready["model_version"] == serving
+        assert f"cannot check or load {alias_uri}, serving {serving}: RegistryError" in ready["model_reload_error"]
+        predicted = served.predict(spec_url=served.spec_url)
+        assert predicted.status_code == 200 and predicted.json()["model_version"] == serving
+    finally:
+        registry.promote(served.versions[1], reg.alias, reg)  # the registry answers again, naming another version
+    newer = served.versions[1].label
+    recovered = _poll(lambda: (body := httpx.get(served.base + "/readyz").json())["model_version"] == newer and body)
+    assert recovered["model_reload_error"] is None
 
 
 def test_llm_candidates_are_real_operations_and_a_timeout_never_fails_predict(served: Served) -> None:

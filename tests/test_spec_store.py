@@ -19,8 +19,10 @@ from pipeline.learning.records import (
     FeedbackRecord,
     PredictionNotFoundError,
     PredictionRecord,
+    PredictionStoreDownError,
     label,
     load_prediction,
+    prediction_key,
     save_prediction,
 )
 from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings
@@ -185,9 +187,37 @@ def test_feedback_spooled_while_redis_down_then_replayed_in_order(tmp_path: Path
     assert [FeedbackRecord.model_validate_json(f[b"record"]).prediction_id for _, f in entries] == ["p1", "p2"]
 
 
+def test_a_prediction_stored_while_redis_is_down_reaches_redis_when_it_is_back(redis_server: RedisServer) -> None:
+    if not redis_server.owned:
+        pytest.skip("the machine's Redis cannot be stopped by a test")
+    settings = cache_settings(redis_server.url)
+    made_here, elsewhere = ResilientStore(settings), ResilientStore(settings)  # two replicas
+    redis_server.stop()
+    try:
+        save_prediction(made_here, record("during-outage"), ttl_s=60)
+        assert elsewhere.get("anything") is None  # the other replica meets the outage too
+    finally:
+        redis_server.start()
+    time.sleep(0.3)  # past the back-off
+    # Nothing has reached Redis yet; so soon after an outage the other replica says "retry", not "unknown".
+    with pytest.raises(PredictionStoreDownError, match="not in the prediction store yet"):
+        load_prediction(elsewhere, "during-outage")
+    save_prediction(made_here, record("after"), ttl_s=60)  # the first call that reaches Redis writes both
+    assert load_prediction(elsewhere, "during-outage").prediction_id == "during-outage"
+    assert 0 < redis_server.client().ttl(settings.key_prefix + prediction_key("during-outage")) <= 60
+
+
 def test_prediction_records_round_trip_and_unknown_ids_are_clear() -> None:
     cache = ResilientStore(cache_settings(None))
     save_prediction(cache, record("abc"), ttl_s=60)
     assert load_prediction(cache, "abc").predicted[0] == "POST /invoices/{invoice}/pay"
     with pytest.raises(PredictionNotFoundError, match="prediction_id a /predict response returned"):
         load_prediction(cache, "nope")
+
+
+def test_with_redis_unreachable_a_prediction_this_replica_lacks_is_retry_later_not_unknown() -> None:
+    cache = ResilientStore(cache_settings("redis://127.0.0.1:1/0"))  # nothing listens there
+    save_prediction(cache, record("mine"), ttl_s=60)
+    assert load_prediction(cache, "mine").prediction_id == "mine"  # made by this replica: held in-process
+    with pytest.raises(PredictionStoreDownError, match="retry after the Retry-After delay"):
+        load_prediction(cache, "made-by-another-replica")

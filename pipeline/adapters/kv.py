@@ -2,7 +2,9 @@
 
 Every value is written to both. Reads try the LRU first, then Redis. When a Redis call fails, Redis is skipped
 for `retry_after_s` (so a dead server costs one short time-out, not one per request) and then tried again:
-reconnection is automatic because redis-py reconnects on the next command.
+reconnection is automatic because redis-py reconnects on the next command. Values that could not be written
+while Redis was away are written again by the first call that reaches it (so a prediction made during an outage
+can then be labelled through any replica).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +75,11 @@ class ResilientStore:
                 socket_connect_timeout=settings.socket_timeout_s,
             )
         self._down_until = 0.0
+        self._failed_at = float("-inf")
         self._claim_lock = threading.Lock()
+        # Written while Redis was away, oldest first (at most local_capacity): key -> (value, expiry on this clock).
+        self._unsynced: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._unsynced_lock = threading.Lock()
         self._buckets = TokenBuckets()
         self._registrations = Registrations()
 
@@ -89,6 +96,7 @@ class ResilientStore:
         if time.monotonic() >= self._down_until:  # log once per outage window, not once per request
             log.warning("redis unavailable (%s); serving from the in-process cache", exc)
         self._down_until = time.monotonic() + self._settings.retry_after_s
+        self._failed_at = time.monotonic()
 
     def _call(self, command: str, *args: Any, **kwargs: Any) -> Any:
         """Run one Redis command; None (and Redis skipped for a while) when it fails or Redis is off."""
@@ -96,10 +104,30 @@ class ResilientStore:
         if client is None:
             return None
         try:
-            return getattr(client, command)(*args, **kwargs)
+            result = getattr(client, command)(*args, **kwargs)
         except redis.RedisError as exc:
             self._failed(exc)
             return None
+        if self._unsynced:
+            self._resync(client)
+        return result
+
+    def _resync(self, client: redis.Redis) -> None:
+        """Write what was kept while Redis was away, in one round trip; kept again if Redis fails meanwhile."""
+        with self._unsynced_lock:
+            pending, self._unsynced = self._unsynced, OrderedDict()
+        now = time.monotonic()
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for key, (value, expires) in pending.items():
+                    if expires is None or expires > now:
+                        pipe.set(self._prefix + key, value, ex=None if expires is None else max(1, int(expires - now)))
+                pipe.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
+            with self._unsynced_lock:
+                pending.update(self._unsynced)  # newer writes win
+                self._unsynced = pending
 
     def get(self, key: str) -> bytes | None:
         value = self._local.get(key)
@@ -112,7 +140,12 @@ class ResilientStore:
 
     def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
         self._local.set(key, value, ttl_s)
-        self._call("set", self._prefix + key, value, ex=ttl_s)
+        if self._call("set", self._prefix + key, value, ex=ttl_s) is None and self._redis is not None:
+            with self._unsynced_lock:
+                self._unsynced[key] = (value, time.monotonic() + ttl_s if ttl_s else None)
+                self._unsynced.move_to_end(key)
+                while len(self._unsynced) > self._settings.local_capacity:
+                    self._unsynced.popitem(last=False)
 
     def claim(self, key: str, ttl_s: int) -> bool:
         """True for the first claim of `key`: across all replicas through Redis (SET NX), within this process
@@ -183,6 +216,11 @@ class ResilientStore:
     def remove_member(self, key: str, member: str) -> None:
         if self._call("srem", self._prefix + key, member) is None:
             self._registrations.remove(key, member)
+
+    def recently_down(self) -> bool:
+        """Did Redis fail lately, so that values other replicas wrote meanwhile may still be on their way? Another
+        replica writes them at its first call after its own back-off: within two back-offs of our last failure."""
+        return time.monotonic() - self._failed_at <= 2 * self._settings.retry_after_s + 1
 
     def ping(self) -> bool:
         """Reachability right now (ignores the back-off): what /readyz reports."""

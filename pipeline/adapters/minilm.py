@@ -19,22 +19,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # Operation and prompt texts are short; 64 word pieces keep the encoder ~3x faster than the 256 default.
 MAX_TOKENS = 64
+WEIGHTS = "model.safetensors"  # what sentence-transformers saves; its digest names a fine-tuned embedder
 
 
 def embedder_name(model_dir: str | Path | None) -> str:
     """What a ranker records as its embedder: `minilm` or `tuned-<sha256 of the weights>[:12]`."""
     if model_dir is None:
         return STOCK_EMBEDDER
-    weights = Path(model_dir) / "model.safetensors"
-    if not weights.exists():
+    if not is_tuned(Path(model_dir)):
         raise EmbedderNotFoundError(f"no fine-tuned embedder in {model_dir} (no model.safetensors): make it with "
                                     "`opensesame models prepare`, or set embedder.model_dir to null for the "
                                     "packaged MiniLM")
-    return "tuned-" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    return "tuned-" + hashlib.sha256((Path(model_dir) / WEIGHTS).read_bytes()).hexdigest()[:12]
 
 
 def is_tuned(model_dir: Path) -> bool:
-    return (model_dir / "model.safetensors").exists()
+    """Does `model_dir` hold finished weights (tuning writes elsewhere and renames the folder when done)?"""
+    return (model_dir / WEIGHTS).exists()
 
 
 class EmbedderNotFoundError(OpenSesameError):

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  API        {base}/predict  {base}/feedback  {base}/specs\n"
                 f"  docs       {base}/docs\n"
                 f"  dashboard  {cluster.dashboard_url}\n"
+                f"  metrics    http://127.0.0.1:{cluster.ports.metrics}/metrics (Prometheus text format, this node)\n"
                 "Ctrl-C stops it.",
                 flush=True,
             )

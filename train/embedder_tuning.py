@@ -108,7 +108,8 @@ def ensure_embedder(settings: Settings, log: Callable[[str], object] = print) ->
     target = settings.embedder.model_dir
     if target is None or is_tuned(target):
         return
-    log(f"[embedder] no fine-tuned embedder in {target}: tuning it from the packaged MiniLM (about 8 minutes on 2 cores, once)")
+    log(f"[embedder] no fine-tuned embedder in {target}: tuning it from the packaged MiniLM "
+        "(about 8 minutes on 2 cores, once)")
     # Written aside and renamed when complete: an interrupted tuning never leaves weights that look finished.
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

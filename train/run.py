@@ -17,8 +17,8 @@ from pipeline.runtime import build_predictor
 from pipeline.settings import Settings
 from train import corpus as corpus_mod
 from train.base_data import save_base_data
-from train.embedder_tuning import ensure_embedder
 from train.dataset import build, embed_prompts, generate, learn_patterns
+from train.embedder_tuning import ensure_embedder
 from train.evaluate import evaluate, load_cases
 from train.fit import fit_ranker
 from train.suite import evaluate_suite, load_suite

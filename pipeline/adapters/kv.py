@@ -140,7 +140,7 @@ class ResilientStore:
 
     def set(self, key: str, value: bytes, ttl_s: int | None = None) -> None:
         self._local.set(key, value, ttl_s)
-        if self._call("set", self._prefix + key, value, ex=ttl_s) is None and self._redis is not None:
+        if self._call("set", self._prefix + key, value, ex=ttl_s) is None and self.configured:
             with self._unsynced_lock:
                 self._unsynced[key] = (value, time.monotonic() + ttl_s if ttl_s else None)
                 self._unsynced.move_to_end(key)

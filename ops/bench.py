@@ -1,22 +1,26 @@
-"""Latency: replay synthetic sessions of a spec through `Predictor.predict` (in-process) or through the HTTP
-API at a given concurrency (`ops.load.RequestLoop`), and time each call."""
+"""Latency: replay synthetic sessions of a spec through `Predictor.predict` (in-process), and the load tests of
+loadtest/locustfile.py (locust) against a running service."""
 
 from __future__ import annotations
 
+import csv
 import random
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
-from ops.load import RequestLoop
 from pipeline.ranking.predict import Predictor
-from pipeline.settings import FetchSettings
+from pipeline.settings import PROJECT_ROOT, FetchSettings
 from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.load import load_catalogue
 from train.sessions import Problem, SessionGenerator
+
+LOCUSTFILE = PROJECT_ROOT / "loadtest" / "locustfile.py"
 
 
 def bench_problems(catalogue: Catalogue, spec_source: str, n: int, seed: int) -> list[Problem]:
@@ -59,38 +63,55 @@ def bench_in_process(
     }
 
 
-def bench_http(
-    base_url: str, spec_source: str, fetch: FetchSettings, n: int, k: int, seed: int, concurrency: list[int]
-) -> dict[str, Any]:
-    """`n` fresh problems per concurrency level (so prompts are not already cached) against a running service."""
-    catalogue = load_catalogue(spec_source, fetch)
-    problems = bench_problems(catalogue, spec_source, n * len(concurrency), seed)
-    with httpx.Client(timeout=120) as client:
-        body = {"spec_url": spec_source} if spec_source.startswith(("http://", "https://")) else {
-            "spec": Path(spec_source).read_text()
-        }
-        registered = client.post(f"{base_url}/specs", json=body)
-        registered.raise_for_status()
-        spec_id = registered.json()["spec_id"]
-        # The first prediction prepares the spec in the Ranker (embeddings, profile): not part of warm latency.
-        client.post(f"{base_url}/predict", json={"user_id": "bench", "spec_id": spec_id, "k": k}).raise_for_status()
-    levels = []
-    for level, start in zip(concurrency, range(0, len(problems), n)):
-        levels.append({"concurrency": level, **_http_level(base_url, spec_id, problems[start : start + n], k, level)})
-    return {"spec": catalogue.title, "operations": len(catalogue.operations), "k": k, "levels": levels}
+@dataclass(frozen=True, slots=True)
+class LoadLevel:
+    """One locust run of loadtest/locustfile.py against a running service."""
+
+    users: int
+    ramp_s: float = 10
+    hold_s: float = 60
+    user_classes: tuple[str, ...] = ()  # () : every scenario, by its weight
+    slo_p99_ms: float = 400
+    slo_error_rate: float = 0.01
 
 
-def _http_level(base_url: str, spec_id: str, problems: list[Problem], k: int, concurrency: int) -> dict[str, Any]:
-    def body(client: int, n: int) -> dict[str, Any]:
-        problem = problems[n]
-        return {
-            "user_id": f"bench-{client}",  # one user per client: each has its own quota, as real users do
-            "spec_id": spec_id,
-            "events": [e.model_dump(mode="json", exclude_none=True) for e in problem.events],
-            "prompt": problem.prompt,
-            "k": k,
-        }
+def run_locust(base_url: str, level: LoadLevel, specs: list[str], csv_prefix: Path) -> dict[str, Any]:
+    """Run locust headless (its own process: gevent patches the interpreter) and read its CSV: one row per
+    route, the aggregate, and whether the SLOs held (locust's exit code)."""
+    csv_prefix.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+        "--host", base_url, "-u", str(level.users), "--ramp-s", str(level.ramp_s), "--hold-s", str(level.hold_s),
+        "--csv", str(csv_prefix), "--slo-p99-ms", str(level.slo_p99_ms), "--slo-error-rate", str(level.slo_error_rate),
+        "--specs", ",".join(specs), "--loglevel", "WARNING", *level.user_classes,
+    ]
+    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    verdict = next((line for line in finished.stdout.splitlines() if line.startswith("SLO ")), finished.stderr[-500:])
+    with Path(f"{csv_prefix}_stats.csv").open() as handle:
+        rows = [
+            {
+                "route": row["Name"],
+                "requests": int(row["Request Count"]),
+                "failures": int(row["Failure Count"]),
+                "rps": round(float(row["Requests/s"]), 1),
+                "p50_ms": _ms(row["50%"]),
+                "p95_ms": _ms(row["95%"]),
+                "p99_ms": _ms(row["99%"]),
+                "max_ms": _ms(row["Max Response Time"]),
+            }
+            for row in csv.DictReader(handle)
+        ]
+    return {"users": level.users, "hold_s": level.hold_s, "slo_met": finished.returncode == 0, "verdict": verdict,
+            "routes": rows}
 
-    with RequestLoop(f"{base_url}/predict", body, clients=concurrency, total=len(problems)) as loop:
-        loop.wait()
-    return loop.summary()
+
+def bench_http(base_url: str, spec_source: str, levels: list[int], hold_s: float, out_dir: Path) -> list[dict[str, Any]]:
+    """Sequential warm sessions (1 user, the HTTP cost of one prediction), then every scenario at each level."""
+    runs = [LoadLevel(users=1, ramp_s=1, hold_s=hold_s, user_classes=("WarmSession",))]
+    runs += [LoadLevel(users=users, hold_s=hold_s) for users in levels if users > 1]
+    return [run_locust(base_url, level, [spec_source], out_dir / f"u{level.users}") for level in runs]
+
+
+def _ms(cell: str) -> float | None:
+    """locust writes N/A for a route that had no request in the hold."""
+    return None if cell == "N/A" else round(float(cell), 1)

@@ -185,20 +185,26 @@ def _eval_suite(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ops.bench import bench_http, bench_in_process
 
-    fetch = get_settings().fetch
-    report = bench_in_process(_predictor(args), args.spec, fetch, args.n, args.k, args.seed)
+    settings = get_settings()
+    report: dict[str, Any] = {"in_process": bench_in_process(_predictor(args), args.spec, settings.fetch, args.n,
+                                                             args.k, args.seed)}
     if args.url:
-        # Same spec, the same kind of problems (fresh prompts), through the service: the cost of the HTTP path.
-        levels = args.concurrency or [1, 16]
-        http = bench_http(args.url.rstrip("/"), args.spec, fetch, args.n, args.k, args.seed + 1, levels)
-        single = next(level for level in http["levels"] if level["concurrency"] == min(levels))
-        ratio = round(single["p50_ms"] / report["p50_ms"], 2)
-        report = {"in_process": report, "http": http, "http_p50_over_in_process_p50": ratio}
+        # locust's scenarios on the same spec: one user (the HTTP cost of a prediction), then each level.
+        runs = bench_http(args.url.rstrip("/"), args.spec, args.users or [16], args.hold_s,
+                          settings.paths.var_dir / "loadtest")
+        sequential = next(r for r in runs[0]["routes"] if r["route"] == "/predict warm")
+        report["http"] = runs
+        report["http_p50_over_in_process_p50"] = round(sequential["p50_ms"] / report["in_process"]["p50_ms"], 2)
     if args.json:
         _print_json(report)
     else:
-        print(json.dumps(report, indent=1))
-    return 0
+        print(json.dumps(report["in_process"], indent=1))
+        for run in report.get("http", []):
+            print(f"\n{run['users']} user(s), {run['hold_s']:.0f} s hold: {run['verdict']}")
+            print("| route | requests | failures | req/s | p50 ms | p95 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|")
+            for row in run["routes"]:
+                print("| " + " | ".join(str(v) for v in row.values()) + " |")
+    return 0 if all(run["slo_met"] for run in report.get("http", [])) else 1
 
 
 def cmd_embedder_tune(args: argparse.Namespace) -> int:
@@ -241,6 +247,13 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     entry = {"sha256": hashlib.sha256(key.encode()).hexdigest(), "name": args.name}
     _print_json({"key": key, "api_keys_entry": entry})
     return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from ops.prometheus import run_prometheus
+
+    var = get_settings().paths.var_dir
+    return run_prometheus(var / "ray", var / "prometheus", args.port)
 
 
 def cmd_demo_learning(args: argparse.Namespace) -> int:
@@ -328,8 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--model", help="model directory (default: paths.model_dir)")
     bench.add_argument("--embedder", help=EMBEDDER_HELP)
-    bench.add_argument("--url", help="also bench a running service, e.g. http://127.0.0.1:8000")
-    bench.add_argument("--concurrency", type=int, action="append", help="HTTP clients; repeat (default 1 and 16)")
+    bench.add_argument("--url", help="also load a running service with loadtest/locustfile.py, e.g. "
+                       "http://127.0.0.1:8000: one user, then each --users level; exit code 1 if an SLO is missed")
+    bench.add_argument("--users", type=int, action="append", help="locust users of a level; repeat (default 16)")
+    bench.add_argument("--hold-s", type=float, default=60, help="seconds each level holds its users")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
 
@@ -342,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     new_key = keys.add_parser("new", help="make a key; prints it once with the entry for clients.api_keys")
     new_key.add_argument("--name", required=True, help="whose key (shown in logs; never the key itself)")
     new_key.set_defaults(handler=cmd_keys_new)
+
+    monitor = commands.add_parser("monitor", help="Prometheus on this machine, scraping `make serve`'s cluster, "
+                                  "with OpenSesame's alert rules (needs Debian's prometheus package)")
+    monitor.add_argument("--port", type=int, default=9090)
+    monitor.set_defaults(handler=cmd_monitor)
 
     demo = commands.add_parser("demo", help="demonstrations").add_subparsers(dest="demo_cmd", required=True)
     learning = demo.add_parser("learning", help="users with a new habit: hit@1 before and after retraining")

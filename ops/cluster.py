@@ -218,6 +218,8 @@ def cluster_env() -> dict[str, str]:
         "RAY_worker_niceness": "0",
         "RAY_health_check_period_ms": "1000",
         "RAY_health_check_failure_threshold": "3",
+        # Where the dashboard's metrics views query: `opensesame monitor`'s Prometheus, unless told otherwise.
+        "RAY_PROMETHEUS_HOST": os.environ.get("RAY_PROMETHEUS_HOST", "http://127.0.0.1:9090"),
     }
 
 
@@ -234,10 +236,20 @@ def variant(
     config["http_options"]["port"] = port
     app = config["applications"][0]
     app["args"]["settings"] = settings
-    app["args"]["llm"] = llm
     if not llm:
-        app["deployments"] = [d for d in app["deployments"] if d["name"] != "CandidateGenerator"]
-    next(d for d in app["deployments"] if d["name"] == "Ranker")["user_config"] = {"model_uri": model_uri}
+        config = without_llm(config)
+    next(d for d in config["applications"][0]["deployments"] if d["name"] == "Ranker")["user_config"] = {
+        "model_uri": model_uri
+    }
+    return config
+
+
+def without_llm(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a Serve config without the vLLM CandidateGenerator (the Ranker ranks without it)."""
+    config = copy.deepcopy(config)
+    app = config["applications"][0]
+    app["args"]["llm"] = False
+    app["deployments"] = [d for d in app["deployments"] if d["name"] != "CandidateGenerator"]
     return config
 
 

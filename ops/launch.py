@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ops.cluster import ClusterPorts, RayCluster, interrupt_on_term, load_config, serve_app
+from ops.cluster import ClusterPorts, RayCluster, interrupt_on_term, load_config, serve_app, without_llm
 from pipeline.adapters import registry
 from pipeline.adapters.minilm import embedder_name
 from pipeline.errors import OpenSesameError
@@ -64,9 +64,12 @@ def ensure_champion(settings: Settings, log: Any = print) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "configs" / "serve.local.yaml")
+    parser.add_argument("--no-llm", action="store_true", help="deploy without the vLLM CandidateGenerator")
     args = parser.parse_args(argv)
     started = time.monotonic()
     config = load_config(args.config)
+    if args.no_llm:
+        config = without_llm(config)
     settings = load_settings(overrides=config["applications"][0].get("args", {}).get("settings", {}))
     try:
         ensure_champion(settings)

@@ -195,6 +195,7 @@ class LearningSettings(_Section):
     worker_cpus: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker")
     dashboard_url: str = Field("http://127.0.0.1:8265", description="Ray dashboard: job submission, serve deploy")
     reload_check_s: float = Field(30.0, gt=0, description="each Ranker replica re-resolves its alias this often")
+    metrics_refresh_s: float = Field(5.0, gt=0, description="gauges (spool, Redis, label log backlog) refresh")
 
 
 class Settings(BaseSettings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from dataclasses import asdict
@@ -18,9 +19,11 @@ from ray.serve.handle import DeploymentHandle
 
 from pipeline.adapters.kv import ResilientStore
 from pipeline.errors import RateLimitedError
+from pipeline.learning.acceptance import AcceptanceTally, ShadowRanking, rank_bucket, shadow_key
 from pipeline.learning.online_counts import online_transitions
 from pipeline.learning.records import (
     FeedbackLog,
+    FeedbackRecord,
     LabelSink,
     PredictionNotFoundError,
     PredictionRecord,
@@ -40,6 +43,8 @@ from serve.ranker import Ranked
 from serve.schemas import (
     FeedbackRequest,
     FeedbackResponse,
+    ModelsReport,
+    ModelState,
     Prediction,
     PredictRequest,
     PredictResponse,
@@ -48,6 +53,7 @@ from serve.schemas import (
     SpecSource,
     SpecSummary,
 )
+from serve.telemetry import PredictMetrics
 
 app = FastAPI(
     title="OpenSesame",
@@ -100,7 +106,11 @@ class Ingress:
         self.feedback_log = FeedbackLog(self.cache, settings.feedback)
         counts = online_transitions(self.cache, settings.learning)
         self.labels = LabelSink(self.cache, self.feedback_log, counts, settings.cache.prediction_ttl_s)
+        self.acceptance = AcceptanceTally(self.cache)
+        self.metrics = PredictMetrics()
         self._background: set[asyncio.Task[None]] = set()  # implicit labelling, off the response path
+        self._stop = threading.Event()
+        threading.Thread(target=self._refresh_gauges, name="gauges", daemon=True).start()
         app.state.max_body = settings.fetch.max_bytes + ENVELOPE_BYTES
         app.state.admin_token = settings.learning.admin_token
         app.state.clients = settings.clients
@@ -152,12 +162,12 @@ class Ingress:
             embed_task.cancel()
             raise
         mark = time.perf_counter()
+        prediction_id = uuid.uuid4().hex
         ranked: Ranked = await self.ranker.predict.remote(
-            spec_id, body.events, body.prompt, prompt_vec, body.k, body.latency_budget_ms
+            prediction_id, spec_id, body.events, body.prompt, prompt_vec, body.k, body.latency_budget_ms
         )
         rank_ms = _ms(mark)
         outcome, info, llm = ranked.outcome, ranked.spec, ranked.llm
-        prediction_id = uuid.uuid4().hex
         record = PredictionRecord(
             prediction_id=prediction_id,
             user_id=body.user_id,
@@ -184,6 +194,7 @@ class Ingress:
             **{f"ranker.{stage}": ms for stage, ms in outcome.timing_ms.items() if stage != "embed_prompt"},
             "total": _ms(started),
         }
+        self._observe(ranked, timing)
         return PredictResponse(
             prediction_id=prediction_id,
             predictions=[Prediction(**asdict(p)) for p in outcome.predictions],
@@ -193,6 +204,46 @@ class Ingress:
             timing=timing,
             llm=llm,
         )
+
+    def _observe(self, ranked: Ranked, timing: dict[str, float]) -> None:
+        self.metrics.timing(timing)
+        outcome = ranked.outcome
+        self.metrics.predictions.inc(tags={
+            "model_version": outcome.model_version,
+            "spec_state": "cold" if ranked.cold else "warm",
+            "covered": "yes" if outcome.predictions else "no",
+        })
+        if outcome.unmatched_events:
+            self.metrics.unmatched.inc(len(outcome.unmatched_events))
+
+    def _refresh_gauges(self) -> None:
+        """In a thread of its own: the spool's size and Redis's state, every `learning.metrics_refresh_s`."""
+        while not self._stop.wait(self.config.learning.metrics_refresh_s):
+            try:
+                self.metrics.spooled.set(self.feedback_log.spooled)
+                if self.cache.configured:
+                    self.metrics.redis_up.set(1 if self.cache.ping() else 0)
+            except Exception:  # a gauge must never take the replica down
+                log.exception("refreshing the gauges failed")
+
+    def _record_label(self, record: FeedbackRecord) -> tuple[str, str | None]:
+        """In a worker thread: store the first label of a prediction, and count where its model ranked the call
+        (and where the shadow model, if one ranked the same prediction, did)."""
+        stored, entry = self.labels.record(record)
+        self.metrics.feedback.inc(tags={"stored": stored})
+        if stored == "duplicate":
+            return stored, entry
+        bucket = rank_bucket(record.endpoint, record.predicted)
+        tags = {"model_version": record.model_version, "role": "champion", "source": record.source}
+        self.metrics.labels.inc(tags={**tags, "rank": bucket})
+        shadow = None
+        raw = self.cache.get(shadow_key(record.prediction_id))
+        if raw is not None:
+            ranking = ShadowRanking.model_validate_json(raw)
+            shadow = ranking.model_version, rank_bucket(record.endpoint, ranking.predicted)
+            self.metrics.labels.inc(tags={**tags, "model_version": shadow[0], "role": "shadow", "rank": shadow[1]})
+        self.acceptance.add(record.model_version, bucket, shadow)
+        return stored, entry
 
     def _save_prediction(self, record: PredictionRecord, features: np.ndarray | None) -> None:
         """In a worker thread: compressing the candidates' features (~0.2 ms) stays off the event loop."""
@@ -216,7 +267,7 @@ class Ingress:
             if match.operation is None:
                 return
             record = label(previous, call, None, match, source="implicit")
-            await asyncio.to_thread(self.labels.record, record)
+            await asyncio.to_thread(self._record_label, record)
         except PredictionNotFoundError:
             pass  # expired: nothing to label
         except Exception:  # a lost implicit label must never fail or slow a prediction
@@ -253,7 +304,7 @@ class Ingress:
         if body.called is not None:
             match = await self.spec_store.match.remote(prediction.spec_id, body.called)
         record = label(prediction, body.called, body.accepted_rank, match)
-        stored, entry = await asyncio.to_thread(self.labels.record, record)
+        stored, entry = await asyncio.to_thread(self._record_label, record)
         return FeedbackResponse(
             prediction_id=record.prediction_id,
             outcome=record.outcome,
@@ -273,6 +324,24 @@ class Ingress:
     async def retrain_status(self, job_id: str) -> RetrainJob:
         return await self.learning.status.remote(job_id)
 
+    @app.get("/admin/models", response_model=ModelsReport, summary="Models serving and their online acceptance",
+             dependencies=[Admin], responses=errors.documented(401, 403, 422))
+    async def models(self) -> ModelsReport:
+        state: ModelState = await self.ranker.model_state.remote()
+        versions = [v for v in (state.champion, state.shadow) if v is not None]
+        online = await asyncio.gather(*(asyncio.to_thread(self.acceptance.of, v) for v in versions))
+        paired = None
+        if state.champion is not None and state.shadow is not None:
+            champion, shadow = await asyncio.to_thread(self.acceptance.paired, state.champion, state.shadow)
+            paired = {"champion": champion, "shadow": shadow}
+        return ModelsReport(
+            champion=state.champion,
+            shadow=state.shadow,
+            shadow_share=state.shadow_share,
+            online=dict(zip(versions, online, strict=True)),
+            paired=paired,
+        )
+
     @app.get("/healthz", summary="Alive")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
@@ -280,17 +349,18 @@ class Ingress:
     @app.get("/readyz", response_model=Ready, summary="Model loaded and spec store reachable",
              responses={503: {"model": Ready, "description": "not ready: no model loaded (the body says what is)"}})
     async def readyz(self) -> JSONResponse:
-        (version, reload_error), redis_up = await asyncio.gather(
-            self.ranker.model_state.remote(), self.spec_store.redis_up.remote()
-        )
+        state, redis_up = await asyncio.gather(self.ranker.model_state.remote(), self.spec_store.redis_up.remote())
         redis_state = "off" if not self.cache.configured else ("up" if redis_up else "down")
         ready = Ready(
-            ready=version is not None,
-            model_version=version,
-            model_reload_error=reload_error,
+            ready=state.champion is not None,
+            model_version=state.champion,
+            model_reload_error=state.reload_error,
             redis=redis_state,
             feedback_spooled=self.feedback_log.spooled,
         )
         # Redis down, or a registry the alias cannot be checked in, is degraded, not unready: predictions keep
         # working from the in-process caches and the model loaded.
         return JSONResponse(ready.model_dump(), status_code=200 if ready.ready else 503)
+
+    def __del__(self) -> None:
+        self._stop.set()

@@ -2,7 +2,8 @@
 
 A background thread drains the Redis Stream into Parquet (pipeline/adapters/label_log.py) and counts the labels it
 wrote; after `learning.retrain_after_labels` of them it submits a retraining job, as `POST /admin/retrain`
-does. Jobs run on the Ray cluster (serve/jobs.py), one at a time.
+does. Jobs run on the Ray cluster (serve/jobs.py), one at a time. Another thread keeps the metrics: the log's
+backlog and lag, and each submitted job's end and gate decision.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import redis
 from ray import serve
 
 from pipeline.adapters.label_log import LabelLogWriter
-from pipeline.errors import RetrainRunningError
+from pipeline.errors import JobNotFoundError, RetrainRunningError
 from pipeline.settings import Settings
 from serve.jobs import RetrainJobs
 from serve.schemas import RetrainJob
+from serve.telemetry import LearningMetrics
 
 log = logging.getLogger("opensesame.learning")
 
@@ -28,38 +30,76 @@ class LearningLoop:
     def __init__(self, settings: Settings) -> None:
         self.config = settings
         self.jobs = RetrainJobs(settings)
+        self.metrics = LearningMetrics()
         self._since_retrain = 0
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._writer: LabelLogWriter | None = None
+        self._watched: dict[str, str] = {}  # submitted jobs not yet ended -> their trigger
+        self._watched_lock = threading.Lock()
+        threading.Thread(target=self._observe_forever, name="learning-metrics", daemon=True).start()
         if self.config.cache.redis_url:
-            self._thread = threading.Thread(target=self._drain_forever, name="label-log-writer", daemon=True)
-            self._thread.start()
+            threading.Thread(target=self._drain_forever, name="label-log-writer", daemon=True).start()
         else:
             log.warning("no cache.redis_url: labels stay in the feedback spool; no label log, no automatic retraining")
 
     def _drain_forever(self) -> None:
         learning, cache = self.config.learning, self.config.cache
-        writer: LabelLogWriter | None = None
         while not self._stop.is_set():
             try:
-                if writer is None:
+                if self._writer is None:
                     client = redis.Redis.from_url(cache.redis_url, socket_timeout=learning.writer_block_ms / 1000 + 5)
-                    writer = LabelLogWriter(
+                    self._writer = LabelLogWriter(
                         client,
                         self.config.feedback.stream,
                         learning.consumer_group,
                         learning.log_uri,
                         learning.writer_batch,
                     )
-                written = writer.drain_once(learning.writer_block_ms)
+                written = self._writer.drain_once(learning.writer_block_ms)
             except Exception:  # Redis away, storage full: retry; unacknowledged entries wait in the stream
                 log.exception("label log writer failed; retrying in %.0f s", cache.retry_after_s)
-                writer = None
+                self._writer = None
                 self._stop.wait(cache.retry_after_s)
                 continue
             if written:
+                self.metrics.written.inc(written)
                 self._since_retrain += written
                 self._maybe_retrain()
+
+    def _observe_forever(self) -> None:
+        while not self._stop.wait(self.config.learning.metrics_refresh_s):
+            writer = self._writer
+            try:
+                if writer is not None:
+                    backlog, lag = writer.backlog()
+                    self.metrics.backlog.set(backlog)
+                    self.metrics.lag.set(lag)
+                self._observe_jobs()
+            except Exception:  # Redis or the job API away: the next round tries again
+                log.warning("refreshing the learning metrics failed", exc_info=True)
+
+    def _observe_jobs(self) -> None:
+        """Count each submitted job's end, and its gate's decision when it registered a candidate."""
+        with self._watched_lock:
+            watched = dict(self._watched)
+        for job_id, trigger in watched.items():
+            try:
+                report = RetrainJob.model_validate(self.jobs.status(job_id))
+            except JobNotFoundError:
+                report = None
+            if report is not None and report.status in ("PENDING", "RUNNING"):
+                continue
+            status = report.status.lower() if report is not None else "lost"
+            self.metrics.jobs.inc(tags={"trigger": trigger, "status": status})
+            if report is not None and report.gate is not None:
+                self.metrics.gate.inc(tags={"decision": "promoted" if report.gate.promoted else "rejected"})
+            with self._watched_lock:
+                self._watched.pop(job_id, None)
+
+    def _submitted(self, job_id: str, trigger: str) -> None:
+        self.metrics.jobs.inc(tags={"trigger": trigger, "status": "submitted"})
+        with self._watched_lock:
+            self._watched[job_id] = trigger
 
     def _maybe_retrain(self) -> None:
         threshold = self.config.learning.retrain_after_labels
@@ -72,11 +112,13 @@ class LearningLoop:
         except Exception:
             log.exception("automatic retraining could not be submitted")
             return
+        self._submitted(job_id, "labels")
         log.info("%d new labels: retraining job %s submitted", self._since_retrain, job_id)
         self._since_retrain = 0
 
     async def retrain(self, trigger: str) -> RetrainJob:
         job_id = await asyncio.to_thread(self.jobs.submit, trigger)
+        self._submitted(job_id, trigger)
         self._since_retrain = 0
         return await self.status(job_id)
 

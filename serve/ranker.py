@@ -7,6 +7,9 @@ with and no request fails during the swap. A replica serving an alias also re-re
 `learning.reload_check_s`, so replicas that missed a reconfigure converge on the champion by themselves.
 Transition counts come from Redis (online adaptation) when it is configured.
 
+A second model may run in shadow (`shadow_uri`): it ranks `shadow_share` of the requests after the
+answer has been returned, and its ranking is stored beside the prediction so that labels score both.
+
 One `predict` is the whole ranking of a request, since this replica holds the prepared spec: the cheap ranking,
 then (when the router says so) the vLLM `CandidateGenerator` over its shortlist, whose checked answer re-ranks.
 """
@@ -14,21 +17,22 @@ then (when the router says so) the vLLM `CandidateGenerator` over its shortlist,
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.exceptions import RayTaskError
-from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.adapters.kv import ResilientStore
 from pipeline.adapters.minilm import embedder_name
 from pipeline.adapters.registry import load_ranker, resolve
 from pipeline.cache import LRU
+from pipeline.learning.acceptance import ShadowRanking, shadow_key
 from pipeline.learning.online_counts import online_transitions
 from pipeline.llm.consult import consult
 from pipeline.ranking.context import Event, PreparedSpec
@@ -37,7 +41,8 @@ from pipeline.ranking.predict import Predictor, PredictOutcome
 from pipeline.ranking.stats import InMemoryTransitions, TransitionCounts
 from pipeline.settings import Settings
 from pipeline.spec.store import SpecInfo
-from serve.schemas import LLMUse
+from serve.schemas import LLMUse, ModelState
+from serve.telemetry import RankerMetrics
 
 log = logging.getLogger("opensesame.ranker")
 
@@ -51,6 +56,10 @@ class RankerConfig(BaseModel):
     # The version the alias named when this config was deployed. Setting it (the retraining job does after a
     # promotion) is a user_config change: every replica reloads now rather than at its next alias check.
     version: str | None = None
+    # A model that also ranks `shadow_share` of the requests, after the answer is sent (None: no shadow); labels
+    # then score both rankings of the same predictions (GET /admin/models).
+    shadow_uri: str | None = None
+    shadow_share: float = Field(0.1, ge=0, le=1)
 
 
 @dataclass(slots=True)
@@ -60,6 +69,7 @@ class Ranked:
     outcome: PredictOutcome
     spec: SpecInfo
     llm: LLMUse
+    cold: bool  # the spec was prepared for this request
 
 
 class HandleGenerator:
@@ -96,71 +106,88 @@ class RankerDeployment:
         # The Embedder deployment loads the same settings' embedder: what this replica's vectors come from.
         self.embedder_name = embedder_name(settings.embedder.model_dir)
         self.predictor: Predictor | None = None
+        self.shadow: Predictor | None = None
         self.wanted: RankerConfig | None = None
+        self.store = ResilientStore(settings.cache)
         self.reload_error: str | None = None  # why the last alias check could not check or load; /readyz says it
         self._watcher: asyncio.Task[None] | None = None
         # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
         self._specs: LRU[PreparedSpec] = LRU(self.config.cache.local_capacity // 8)
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
-        # Exported to Prometheus through Ray's metrics (dashboard, /metrics of the node).
-        self.llm_requests = metrics.Counter(
-            "opensesame_llm_requests",
-            description="requests by what became of the LLM: used, skipped, failed",
-            tag_keys=("outcome",),
-        )
-        self.llm_operations = metrics.Counter(
-            "opensesame_llm_operations",
-            description="operations named by the LLM, by auto-patch outcome",
-            tag_keys=("outcome",),
-        )
+        self._background: set[asyncio.Task[None]] = set()  # shadow rankings, off the response path
+        self.metrics = RankerMetrics()
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.wanted = RankerConfig.model_validate(user_config)
-        await self._load(self.wanted.model_uri)
-        if self._watcher is None and "@" in self.wanted.model_uri:
+        await self._load(self.wanted.model_uri, "champion")
+        if self.wanted.shadow_uri is not None:
+            await self._load(self.wanted.shadow_uri, "shadow")
+        elif self.shadow is not None:
+            self.metrics.model_loaded.set(0, tags={"model_version": self.shadow.model.version, "role": "shadow"})
+            self.shadow = None
+        if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_alias())
 
-    async def _load(self, uri: str) -> None:
+    async def _load(self, uri: str, role: str) -> None:
         started = time.perf_counter()
-        model = await asyncio.to_thread(load_ranker, uri, self.config.registry)
-        # A ranker trained on other vectors than the Embedder deployment's is refused (the replica keeps serving
-        # the model it has).
-        require_embedder(model.meta.embedder, self.embedder_name)
-        if self.predictor is None:
-            self.predictor = Predictor(model, self._counts(), self.config.ranking)
+        try:
+            model = await asyncio.to_thread(load_ranker, uri, self.config.registry)
+            # A ranker trained on other vectors than the Embedder deployment's is refused (the replica keeps
+            # serving the model it has).
+            require_embedder(model.meta.embedder, self.embedder_name)
+        except Exception:
+            self.metrics.reloads.inc(tags={"outcome": "failed"})
+            raise
+        current = self.predictor if role == "champion" else self.shadow
+        if current is None:
+            current = Predictor(model, self._counts(), self.config.ranking)
+            if role == "champion":
+                self.predictor = current
+            else:
+                self.shadow = current
         else:
-            self.predictor.model = model  # the swap: one assignment
-        log.info("ranker model %s loaded from %s in %.0f ms", model.version, uri, (time.perf_counter() - started) * 1000)
+            self.metrics.model_loaded.set(0, tags={"model_version": current.model.version, "role": role})
+            current.model = model  # the swap: one assignment
+        self.metrics.model_loaded.set(1, tags={"model_version": model.version, "role": role})
+        self.metrics.reloads.inc(tags={"outcome": "loaded"})
+        log.info("%s model %s loaded from %s in %.0f ms", role, model.version, uri,
+                 (time.perf_counter() - started) * 1000)
 
     def _counts(self) -> TransitionCounts:
         return online_transitions(ResilientStore(self.config.cache), self.config.learning) or InMemoryTransitions()
 
     async def _watch_alias(self) -> None:
-        """Every `reload_check_s`: does the alias name another version than the one serving? Then load it.
-        This is how a replica that missed a reconfigure (or started from an old config) converges."""
+        """Every `reload_check_s`: does an alias (champion or shadow) name another version than the one serving?
+        Then load it. This is how a replica that missed a reconfigure (or started from an old config) converges."""
         while True:
             await asyncio.sleep(self.config.learning.reload_check_s)
-            uri = self.wanted.model_uri
-            if "@" not in uri or self.predictor is None:
-                continue
-            serving = self.predictor.model.version
-            try:
-                current = await asyncio.to_thread(resolve, uri, self.config.registry)
-                if current.label != serving:
-                    log.info("alias %s now names %s: reloading", uri, current.label)
-                    await self._load(current.uri)
-                self.reload_error = None
-            except Exception as exc:  # the registry being away must not stop the checks, nor the serving
-                self.reload_error = f"cannot check or load {uri}, serving {serving}: {type(exc).__name__}: {exc}"
-                log.exception("alias check of %s failed; serving %s", uri, serving)
+            errors = []
+            for role, uri, predictor in (("champion", self.wanted.model_uri, self.predictor),
+                                         ("shadow", self.wanted.shadow_uri, self.shadow)):
+                if uri is None or "@" not in uri or predictor is None:
+                    continue
+                serving = predictor.model.version
+                try:
+                    current = await asyncio.to_thread(resolve, uri, self.config.registry)
+                    if current.label != serving:
+                        log.info("alias %s now names %s: reloading the %s", uri, current.label, role)
+                        await self._load(current.uri, role)
+                except Exception as exc:  # the registry being away must not stop the checks, nor the serving
+                    errors.append(f"cannot check or load {uri}, serving {serving}: {type(exc).__name__}: {exc}")
+                    log.exception("alias check of %s failed; serving %s", uri, serving)
+            self.reload_error = "; ".join(errors) or None
 
     def check_health(self) -> None:
         if self.predictor is None:
             raise RuntimeError("no ranker model loaded")
 
-    def model_state(self) -> tuple[str | None, str | None]:
-        """(the version serving, why the last alias check failed)."""
-        return (self.predictor.model.version if self.predictor else None), self.reload_error
+    def model_state(self) -> ModelState:
+        return ModelState(
+            champion=self.predictor.model.version if self.predictor else None,
+            shadow=self.shadow.model.version if self.shadow else None,
+            shadow_share=self.wanted.shadow_share if self.shadow and self.wanted else 0.0,
+            reload_error=self.reload_error,
+        )
 
     async def _prepared(self, spec_id: str) -> PreparedSpec:
         spec = self._specs.get(spec_id)
@@ -184,6 +211,7 @@ class RankerDeployment:
 
     async def predict(
         self,
+        prediction_id: str,
         spec_id: str,
         events: list[Event],
         prompt: str,
@@ -196,6 +224,7 @@ class RankerDeployment:
         if predictor is None:
             raise RuntimeError("no ranker model loaded")
         started = time.perf_counter()
+        cold = self._specs.get(spec_id) is None
         spec = await self._prepared(spec_id)
         prepare_ms = (time.perf_counter() - started) * 1000
         # With a generator the cheap ranking is also its shortlist: rank as many as it may be offered.
@@ -208,7 +237,33 @@ class RankerDeployment:
             )
         outcome.predictions = outcome.predictions[:k]
         outcome.timing_ms["prepare_spec"] = round(prepare_ms, 3)
-        return Ranked(outcome, SpecInfo.of(spec.catalogue), llm)
+        if self.shadow is not None and self._shadows(prediction_id):
+            task = asyncio.create_task(self._rank_in_shadow(prediction_id, spec, events, prompt, prompt_vec, k))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return Ranked(outcome, SpecInfo.of(spec.catalogue), llm, cold)
+
+    def _shadows(self, prediction_id: str) -> bool:
+        """The same share of requests on every replica, decided by the prediction id (no shared random state)."""
+        share = self.wanted.shadow_share if self.wanted else 0.0
+        return int(hashlib.blake2b(prediction_id.encode(), digest_size=4).hexdigest(), 16) < share * 2**32
+
+    async def _rank_in_shadow(
+        self, prediction_id: str, spec: PreparedSpec, events: list[Event], prompt: str, prompt_vec: Any, k: int
+    ) -> None:
+        """The shadow's cheap ranking (no LLM) of a request already answered, stored for its labels."""
+        shadow = self.shadow
+        if shadow is None:
+            return
+        try:
+            await asyncio.sleep(0)  # yield first: the champion's answer leaves this replica before we score
+            outcome = await asyncio.to_thread(shadow.predict, spec, events, prompt, k, None, prompt_vec)
+            ranking = ShadowRanking(model_version=outcome.model_version, predicted=[p.endpoint for p in outcome.predictions])
+            await asyncio.to_thread(self.store.set, shadow_key(prediction_id), ranking.model_dump_json().encode(),
+                                    self.config.cache.prediction_ttl_s)
+            self.metrics.shadow_scored.inc()
+        except Exception:  # a shadow's failure is the shadow's: never the service's
+            log.exception("shadow ranking of %s failed", prediction_id)
 
     async def _with_llm(
         self,
@@ -234,10 +289,10 @@ class RankerDeployment:
             top,
             budget_ms,
         )
-        self.llm_requests.inc(tags={"outcome": asked.outcome})
+        self.metrics.llm_requests.inc(tags={"outcome": asked.outcome})
         for outcome in ("valid", "patched", "dropped"):
             if count := getattr(asked.stats, outcome):  # Ray's Counter refuses an increment of 0
-                self.llm_operations.inc(count, tags={"outcome": outcome})
+                self.metrics.llm_operations.inc(count, tags={"outcome": outcome})
         use = LLMUse(
             used=asked.used,
             why=asked.why,

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.learning.acceptance import Acceptance
 from pipeline.ranking.context import Event
 
 MAX_EVENTS = 200
@@ -142,6 +143,27 @@ class Ready(BaseModel):
                                            "model_version. None when the last check succeeded")
     redis: str = Field(..., description="'up', 'down' or 'off' (embedded mode: no Redis configured)")
     feedback_spooled: int
+
+
+class ModelState(BaseModel):
+    """What one Ranker replica serves."""
+
+    champion: str | None = Field(..., description="the model version answering requests (None: none loaded)")
+    shadow: str | None = Field(None, description="the model version ranking in shadow (None: no shadow)")
+    shadow_share: float = Field(0.0, description="share of predictions the shadow also ranks")
+    reload_error: str | None = None
+
+
+class ModelsReport(BaseModel):
+    champion: str | None
+    shadow: str | None
+    shadow_share: float
+    online: dict[str, Acceptance] = Field(
+        ..., description="per model version, over every label of its predictions (its own or shadowed)"
+    )
+    paired: dict[str, Acceptance] | None = Field(
+        None, description="'champion' and 'shadow' on exactly the predictions both ranked (None: no shadow)"
+    )
 
 
 class GateDecision(BaseModel):

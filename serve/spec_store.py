@@ -12,13 +12,20 @@ from pipeline.settings import Settings
 from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.matching import CallMatch
 from pipeline.spec.store import SpecInfo, SpecStore
+from serve.telemetry import SpecMetrics
 
 
 @serve.deployment
 class SpecStoreDeployment:
     def __init__(self, settings: Settings) -> None:
         self.cache = ResilientStore(settings.cache)
-        self.store = SpecStore(self.cache, settings.cache, settings.fetch)
+        self.metrics = SpecMetrics()
+        self.store = SpecStore(
+            self.cache,
+            settings.cache,
+            settings.fetch,
+            on_lookup=lambda outcome: self.metrics.lookups.inc(tags={"outcome": outcome}),
+        )
 
     async def register(self, url: str | None, document: str | dict[str, Any] | None) -> SpecInfo:
         # Fetching and parsing block (Stripe parses in ~150 ms): keep the replica's event loop free.

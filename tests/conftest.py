@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
-from pipeline.settings import FetchSettings
+from pipeline.settings import PROJECT_ROOT, FetchSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = FIXTURES / "real"
@@ -15,6 +18,22 @@ TMDB_SPEC = REAL / "tmdb_oas.json"
 TMDB_CASES = REAL / "tmdb_cases.jsonl"
 # CLI arguments for the tiny test models' embedder (the packaged MiniLM), whatever embedder.model_dir says.
 PACKAGED = ["--embedder", "packaged"]
+MONITORING = PROJECT_ROOT / "k8s" / "monitoring"
+
+
+def monitoring_queries() -> dict[str, str]:
+    """Every PromQL expression of the Grafana dashboard and the alert rules, by where it is."""
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    found = {f"panel {p['title']!r} {t['refId']}": t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    found.update({f"annotation {a['name']!r}": a["expr"] for a in dashboard["annotations"]["list"]})
+    rules = yaml.safe_load((MONITORING / "prometheus-rules.yaml").read_text())["spec"]["groups"]
+    found.update({f"alert {r['alert']}": r["expr"] for group in rules for r in group["rules"]})
+    return found
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (ours and Ray's all start with `ray_`)."""
+    return set(re.findall(r"\b(ray_[A-Za-z0-9_]+)", expr))
 
 
 class SpecServer:

@@ -13,6 +13,7 @@ from conftest import RedisServer
 
 from pipeline.adapters.kv import ResilientStore
 from pipeline.adapters.label_log import LabelLogWriter, read_labels
+from pipeline.learning.acceptance import Acceptance, AcceptanceTally, rank_bucket
 from pipeline.learning.online_counts import OnlineTransitions
 from pipeline.learning.records import (
     FeedbackLog,
@@ -135,6 +136,9 @@ def test_writer_crash_between_write_and_ack_loses_and_duplicates_nothing(
         feedback.append(called(prediction(f"p{i}"), CANDIDATES[1]))
 
     crashing = LabelLogWriter(client, stream, "writers", str(log_dir), batch=3)
+    time.sleep(0.05)
+    backlog, lag = crashing.backlog()
+    assert backlog == 5 and 0.05 <= lag < 5  # never read: the group's lag, aged from the first entry's id
 
     def crash(_: list[str]) -> None:
         raise CrashBeforeAck("killed after the Parquet file was renamed into place")
@@ -145,6 +149,7 @@ def test_writer_crash_between_write_and_ack_loses_and_duplicates_nothing(
     files = sorted(log_dir.rglob("*.parquet"))
     assert len(files) == 1 and list(read_labels(str(log_dir))["prediction_id"]) == ["p0", "p1", "p2"]
     assert client.xpending(stream, "writers")["pending"] == 3
+    assert crashing.backlog()[0] == 5  # 3 read but unacknowledged + 2 never read
 
     restarted = LabelLogWriter(client, stream, "writers", str(log_dir), batch=3)
     assert restarted.drain_once(block_ms=100) == 3  # the unacknowledged batch first, rewritten in place
@@ -154,6 +159,7 @@ def test_writer_crash_between_write_and_ack_loses_and_duplicates_nothing(
     labels = read_labels(str(log_dir))
     assert list(labels["prediction_id"]) == [f"p{i}" for i in range(5)]
     assert client.xpending(stream, "writers")["pending"] == 0
+    assert restarted.backlog() == (0, 0.0)
     assert not list(log_dir.rglob("*.tmp"))
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     assert all(f.parent.name == f"day={day}" and f.parent.parent.name == "v1" for f in log_dir.rglob("*.parquet"))
@@ -206,3 +212,27 @@ def test_several_processes_share_one_spool_and_replay_loses_nothing(tmp_path: Pa
     for w in range(4):
         mine = [i for i in ids if i.startswith(f"w{w}-")]
         assert mine == sorted(mine) and len(mine) == 50
+
+
+@pytest.mark.parametrize("redis_on", [True, False], ids=["redis", "in-process"])
+def test_acceptance_counts_champion_and_shadow_on_the_same_predictions(
+    redis_on: bool, redis_server: RedisServer
+) -> None:
+    ranking = ["A", "B", "C", "D"]
+    assert [rank_bucket(e, ranking) for e in ("A", "C", "D", "Z", None)] == ["1", "2-3", "4+", "missed", "none"]
+    tally, other_replica = (AcceptanceTally(cache(redis_server.url if redis_on else None)) for _ in range(2))
+    if redis_on:  # one prefix: two replicas sharing Redis
+        other_replica = AcceptanceTally(tally._store)
+    tally.add("v1", "1", ("v2", "2-3"))
+    other_replica.add("v1", "missed", ("v2", "1"))
+    tally.add("v1", "2-3")  # not shadowed: counts for v1 alone, not in the pair
+    champion, shadow = tally.paired("v1", "v2")
+    if redis_on:  # both replicas' labels
+        assert tally.of("v1") == Acceptance(labels=3, at1=round(1 / 3, 4), at3=round(2 / 3, 4))
+        assert champion == Acceptance(labels=2, at1=0.5, at3=0.5)
+        assert shadow == Acceptance(labels=2, at1=0.5, at3=1.0)
+    else:  # without Redis each replica counts alone
+        assert tally.of("v1") == Acceptance(labels=2, at1=0.5, at3=1.0)
+        assert champion == Acceptance(labels=1, at1=1.0, at3=1.0)
+        assert shadow == Acceptance(labels=1, at1=0.0, at3=1.0)
+        assert other_replica.of("v2") == Acceptance(labels=1, at1=1.0, at3=1.0)

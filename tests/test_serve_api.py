@@ -3,8 +3,11 @@ configs/serve.local.yaml (as `serve deploy` does), a real Redis, MLflow on sqlit
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -16,11 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FIXTURES, REAL, TMDB_CASES, RedisServer, SpecServer
+from conftest import FIXTURES, REAL, TMDB_CASES, RedisServer, SpecServer, metric_names, monitoring_queries
 from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 
+from ops.bench import LoadLevel, run_locust
 from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
 from ops.load import RequestLoop
+from ops.prometheus import prometheus_command, prometheus_config
 from pipeline.adapters import registry
 from pipeline.adapters.label_log import read_labels
 from pipeline.adapters.llm_checkpoint import prepare
@@ -29,6 +35,7 @@ from pipeline.learning.records import FeedbackRecord
 from pipeline.ranking.features import FEATURE_NAMES
 from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings
 from pipeline.spec.load import load_catalogue
+from serve.telemetry import EXPORTED, exported
 
 pytestmark = pytest.mark.slow
 
@@ -476,6 +483,170 @@ def test_every_error_has_the_one_error_shape(served: Served) -> None:
         assert set(response.json()) == {"error", "detail"} and detail in response.json()["detail"], response.text
 
 
+def _redeploy_ranker(served: Served, user_config: dict[str, Any]) -> None:
+    config = copy.deepcopy(served.config)
+    ranker = next(d for d in config["applications"][0]["deployments"] if d["name"] == "Ranker")
+    ranker["user_config"] = user_config
+    submitted = time.time()
+    deploy(served.cluster.dashboard_url, config)
+    wait_running(served.cluster.dashboard_url, since=submitted)
+
+
+def _sequential(served: Served, body: dict[str, Any], n: int) -> tuple[list[list[str]], float]:
+    """n predictions one after another, each by a new user (no implicit labels): their rankings and median ms."""
+    rankings, took = [], []
+    for i in range(n):
+        started = time.perf_counter()
+        response = served.predict(**body, user_id=f"seq-{time.time_ns()}-{i}")
+        took.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+        rankings.append([p["endpoint"] for p in response.json()["predictions"]])
+    return rankings, statistics.median(took)
+
+
+def test_a_shadow_model_ranks_off_the_response_path_and_admin_models_compares_both(served: Served) -> None:
+    """The shadow (here a second registered version) ranks every request after the answer is sent: the answers
+    are the same as without it, the sequential median grows by at most 5 ms + 50 %, and labels score both
+    rankings of the same predictions."""
+    champion, shadow = served.versions
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = {"spec_url": served.spec_url, "events": [{"endpoint": "GET /v1/invoices/in_3"}], "prompt": "pay it"}
+    _redeploy_ranker(served, {"model_uri": champion.uri})
+    _poll(lambda: httpx.get(served.base + "/readyz").json()["model_version"] == champion.label)
+    _sequential(served, body, 5)  # warm
+    alone, alone_ms = _sequential(served, body, 30)
+    _redeploy_ranker(served, {"model_uri": champion.uri, "shadow_uri": shadow.uri, "shadow_share": 1.0})
+    models = _poll(lambda: (r := httpx.get(served.base + "/admin/models", headers=admin).json())["shadow"] and r)
+    assert (models["champion"], models["shadow"], models["shadow_share"]) == (champion.label, shadow.label, 1.0)
+    shadowed, shadowed_ms = _sequential(served, body, 30)
+    print(f"sequential p50: {alone_ms:.1f} ms alone, {shadowed_ms:.1f} ms with the shadow ranking every request")
+    assert shadowed == alone
+    assert shadowed_ms <= alone_ms * 1.5 + 5
+    made = [served.predict(**body, user_id=f"shadow-{i}").json()["prediction_id"] for i in range(6)]
+    time.sleep(1)  # the shadow's rankings are stored after the answers: a label comes seconds later in real use
+    before = httpx.get(served.base + "/admin/models", headers=admin).json()
+    for prediction_id in made:
+        assert served.post("/feedback", {"prediction_id": prediction_id, "accepted_rank": 1}).status_code == 202
+    report = httpx.get(served.base + "/admin/models", headers=admin).json()
+    print(report)
+
+    def top1(acceptance: dict[str, Any]) -> int:
+        return round(acceptance["at1"] * acceptance["labels"])
+
+    # The two versions are the same model files: on the same predictions they rank the same.
+    for role in ("champion", "shadow"):
+        now, then = report["paired"][role], before["paired"][role]
+        assert (now["labels"] - then["labels"], top1(now) - top1(then)) == (6, 6), (role, before, report)
+    assert report["paired"]["champion"] == report["paired"]["shadow"]
+    assert report["online"][shadow.label]["labels"] - before["online"][shadow.label]["labels"] == 6
+    _redeploy_ranker(served, {"model_uri": champion.uri})
+    gone = _poll(lambda: (r := httpx.get(served.base + "/admin/models", headers=admin).json())["shadow"] is None and r)
+    assert gone["paired"] is None and gone["shadow_share"] == 0.0
+
+
+def _scrape(served: Served) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The head node's metrics export port: series name -> [(labels, value)]."""
+    text = httpx.get(f"http://127.0.0.1:{served.cluster.ports.metrics}/metrics", timeout=30).text
+    series: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            series.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return series
+
+
+def _total(series: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    return sum(v for found, v in series.get(name, []) if all(found.get(k) == x for k, x in labels.items()))
+
+
+def test_metrics_move_and_every_dashboard_and_alert_query_names_an_exported_metric(served: Served) -> None:
+    """After this module's earlier tests (predictions, labels, the LLM, a retraining job, a shadow), every metric
+    of serve/telemetry.py is exported under its documented name; a cold and a warm prediction and a label move
+    theirs; the Grafana dashboard and the alert rules read only names the scrape has."""
+    before = _scrape(served)
+    cold_spec = BILLING.replace("title:", "title: Metrics", 1)  # a spec no replica has prepared yet
+    events = [{"endpoint": "GET /v1/invoices/in_1"}, {"endpoint": "GET /no/such/call"}]
+    for _ in range(2):  # cold, then warm
+        predicted = served.predict(spec=cold_spec, events=events, prompt="pay it")
+        assert predicted.status_code == 200, predicted.text
+    label = served.post("/feedback", {"prediction_id": predicted.json()["prediction_id"], "accepted_rank": 1})
+    assert label.status_code == 202 and label.json()["stored"] == "stream"
+    version = predicted.json()["model_version"]
+
+    def moved() -> dict[str, list[tuple[dict[str, str], float]]] | None:
+        after = _scrape(served)
+        grew = [
+            _total(after, f"{name}_total", **tags) > _total(before, f"{name}_total", **tags)
+            for name, tags in [
+                ("ray_opensesame_predictions", {"spec_state": "cold", "model_version": version}),
+                ("ray_opensesame_predictions", {"spec_state": "warm", "covered": "yes"}),
+                ("ray_opensesame_labels", {"role": "champion", "rank": "1", "model_version": version}),
+                ("ray_opensesame_feedback", {"stored": "stream"}),
+                ("ray_opensesame_spec_lookups", {"outcome": "inline"}),
+                ("ray_opensesame_unmatched_events", {}),
+            ]
+        ] + [
+            _total(after, "ray_opensesame_stage_latency_ms_count", stage=stage)
+            > _total(before, "ray_opensesame_stage_latency_ms_count", stage=stage)
+            for stage in ("spec", "embed", "prepare_spec", "features", "model", "total")
+        ]
+        return after if all(grew) else None
+
+    after = _poll(moved, timeout_s=60)  # Ray reports a worker's metrics every 10 s
+    expected = {series for name, kind in EXPORTED.items() for series in exported(name, kind)}
+    assert expected <= set(after), f"not exported: {sorted(expected - set(after))}"
+    ours = {name for name in after if name.startswith("ray_opensesame_") and not name.endswith("_created")}
+    assert ours <= expected, f"exported but not documented in serve/telemetry.py: {sorted(ours - expected)}"
+    assert _total(after, "ray_opensesame_gate_decisions_total", decision="promoted") >= 1
+    assert _total(after, "ray_opensesame_retrain_jobs_total", status="succeeded", trigger="admin") >= 1
+    assert _total(after, "ray_opensesame_redis_up") >= 1
+    # Buckets resolve the 5-500 ms region.
+    bounds = {float(labels["le"]) for labels, _ in after["ray_opensesame_stage_latency_ms_bucket"]}
+    assert {5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0} <= bounds
+    unknown = {where: sorted(metric_names(expr) - set(after))
+               for where, expr in monitoring_queries().items() if metric_names(expr) - set(after)}
+    assert not unknown, f"queries naming metrics this app does not export: {unknown}"
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus (apt-get install prometheus) not installed")
+def test_opensesame_monitor_scrapes_the_cluster_and_answers_dashboard_queries(served: Served, tmp_path: Path) -> None:
+    """Prometheus as `opensesame monitor` runs it (Ray's generated scrape config plus our rules) on this app."""
+    port = free_port()
+    config = prometheus_config(served.cluster.temp_dir, tmp_path)
+    with subprocess.Popen(prometheus_command(config, tmp_path / "data", port), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as prometheus:
+        try:
+            def query(expr: str) -> list[dict[str, Any]]:
+                try:
+                    answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=5)
+                except httpx.HTTPError:
+                    return []
+                return answer.json()["data"]["result"] if answer.status_code == 200 else []
+
+            served.predict(spec_url=served.spec_url, prompt="pay it")
+            scraped = _poll(lambda: query("sum by (model_version) (ray_opensesame_predictions_total)"), timeout_s=60)
+            assert all(float(row["value"][1]) > 0 for row in scraped)
+            rules = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).json()["data"]["groups"]
+            assert {rule["name"] for group in rules for rule in group["rules"]} >= {
+                "OpenSesameLatencyP99High", "OpenSesameErrorRateHigh", "OpenSesameCoverageLow"
+            }
+        finally:
+            prometheus.terminate()
+
+
+def test_the_locust_load_test_reports_each_scenario_and_fails_on_a_missed_slo(served: Served, tmp_path: Path) -> None:
+    """loadtest/locustfile.py as `opensesame bench --url` runs it: warm sessions, cold specs by URL from its own
+    static server, registrations; the CSV has every route; an SLO the service cannot meet exits 1."""
+    specs = [str(FIXTURES / "billing_oas30.yaml"), str(REAL / "tmdb_oas.json")]
+    met = run_locust(served.base, LoadLevel(users=6, ramp_s=2, hold_s=12, slo_p99_ms=5000), specs, tmp_path / "met")
+    print(met)
+    routes = {row["route"]: row for row in met["routes"]}
+    assert {"/predict warm", "/feedback", "/predict cold spec_url", "/specs inline", "Aggregated"} <= set(routes)
+    assert met["slo_met"] and met["verdict"].startswith("SLO met"), met
+    assert routes["Aggregated"]["failures"] == 0 and routes["/predict warm"]["requests"] >= 20
+    missed = run_locust(served.base, LoadLevel(users=2, ramp_s=1, hold_s=3, slo_p99_ms=0.001), specs, tmp_path / "x")
+    assert not missed["slo_met"] and "warm /predict p99" in missed["verdict"], missed
+
+
 def test_the_openapi_document_is_the_contract(served: Served) -> None:
     """schemathesis (seeded, bounded) against the running app with every check, admin routes with the token:
     no failure and no 5xx. The routes' statuses and error body are documented, the request-level rules ("exactly
@@ -492,4 +663,4 @@ def test_the_openapi_document_is_the_contract(served: Served) -> None:
     summary = result.stdout[result.stdout.rfind("SUMMARY"):]
     print(summary)
     assert result.returncode == 0, result.stdout[-6000:]
-    assert "Server error" not in summary and "Tested: 8" in summary
+    assert "Server error" not in summary and "Tested: 9" in summary

@@ -55,7 +55,8 @@ def test_url_is_revalidated_with_etag_after_ttl(
     assert store.register(url=served_billing).content_hash == first.content_hash
     path, headers = spec_server.requests[-1]
     assert path == "/store/billing.yaml" and headers.get("If-None-Match") == '"v1"'
-    assert store.revalidations == 1
+    # Registered (fetched), then found fresh, then revalidated by a 304 and found again.
+    assert store.lookups == {"miss": 1, "hit": 2, "revalidated": 1}
 
 
 def test_stale_copy_served_when_origin_fails(
@@ -67,7 +68,7 @@ def test_stale_copy_served_when_origin_fails(
     spec_server.routes["/store/billing.yaml"] = (500, {}, b"down")
     time.sleep(1.1)
     assert store.register(url=served_billing).content_hash == first.content_hash
-    assert store.stale_served == 1
+    assert store.lookups["stale"] == 1
 
 
 def test_catalogue_shared_between_replicas_through_redis(local_fetch: FetchSettings, redis_server: RedisServer) -> None:
@@ -78,6 +79,11 @@ def test_catalogue_shared_between_replicas_through_redis(local_fetch: FetchSetti
     assert (
         other_replica.match(registered.content_hash, "GET /v1/invoices/in_1").operation.id == "GET /invoices/{invoice}"
     )
+    heard: list[str] = []
+    third_replica = SpecStore(ResilientStore(settings), settings, local_fetch, on_lookup=heard.append)
+    third_replica.catalogue(registered.content_hash)
+    third_replica.catalogue(registered.content_hash)
+    assert heard == ["shared", "hit"]  # the metric hears each lookup: from Redis, then parsed in this process
 
 
 def test_inline_text_is_never_read_as_a_server_path(local_fetch: FetchSettings) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -120,6 +121,22 @@ class LabelLogWriter:
         self._ack([entry_id for entry_id, _ in entries])
         return len(entries)
 
+    def backlog(self) -> tuple[int, float]:
+        """(labels in the stream not yet written, age in seconds of the oldest of them: 0 when there are none).
+        Not yet written = read but unacknowledged (pending) + never read (the group's lag)."""
+        group = next(g for g in self._client.xinfo_groups(self._stream) if _text(g["name"]) == self._group)
+        pending, lag = int(group["pending"]), int(group.get("lag") or 0)
+        oldest = None
+        if pending:
+            oldest = _text(self._client.xpending(self._stream, self._group)["min"])
+        elif lag:
+            after = "(" + _text(group["last-delivered-id"])
+            first = self._client.xrange(self._stream, min=after, count=1)
+            oldest = _text(first[0][0]) if first else None
+        # A stream entry id starts with the wall-clock milliseconds of its append.
+        age = max(0.0, time.time() - int(oldest.split("-")[0]) / 1000) if oldest else 0.0
+        return pending + lag, age
+
     def _read(self, start: str, block_ms: int | None) -> list[tuple[str, dict[bytes, bytes]]]:
         reply = self._client.xreadgroup(
             self._group, self._consumer, {self._stream: start}, count=self._batch, block=block_ms
@@ -157,3 +174,7 @@ def describe(frame: pd.DataFrame) -> dict[str, Any]:
         "by_outcome": frame["outcome"].value_counts().to_dict() if len(frame) else {},
         "by_source": frame["source"].value_counts().to_dict() if len(frame) else {},
     }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -25,6 +27,10 @@ from pipeline.spec.matching import CallMatch, CallMatcher
 from pipeline.spec.source import parse_bytes, read_spec
 
 log = logging.getLogger(__name__)
+
+# hit: parsed in this process; shared: from the shared store; miss: fetched and parsed; inline: parsed from a
+# request body; revalidated: a 304 kept the cached copy; stale: served after a failed revalidation.
+Lookup = Literal["hit", "shared", "miss", "inline", "revalidated", "stale"]
 
 
 class SpecInfo(BaseModel):
@@ -57,14 +63,27 @@ class UrlEntry(BaseModel):
 
 
 class SpecStore:
-    def __init__(self, blobs: BlobStore, cache: CacheSettings, fetch: FetchSettings, capacity: int = 64) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        cache: CacheSettings,
+        fetch: FetchSettings,
+        capacity: int = 64,
+        on_lookup: Callable[[Lookup], None] | None = None,
+    ) -> None:
+        """`on_lookup` hears the outcome of every lookup (a metric); `lookups` counts them too."""
         self._blobs = blobs
         self._cache = cache
         self._fetch = fetch
         # Parsed catalogues and their matchers, so the hot path skips JSON decoding (~10 ms for Stripe).
         self._parsed: LRU[tuple[Catalogue, CallMatcher]] = LRU(capacity)
-        self.revalidations = 0
-        self.stale_served = 0
+        self.lookups: Counter[Lookup] = Counter()
+        self._on_lookup = on_lookup
+
+    def _looked_up(self, outcome: Lookup) -> None:
+        self.lookups[outcome] += 1
+        if self._on_lookup is not None:
+            self._on_lookup(outcome)
 
     def register(self, *, url: str | None = None, document: str | dict[str, Any] | None = None) -> Catalogue:
         """A spec URL, or the spec as JSON/YAML text or a parsed object -> its catalogue (cached).
@@ -74,6 +93,7 @@ class SpecStore:
             return self._from_url(url)
         if document is None:
             raise SpecNotFoundError("no spec given: send spec_url, spec or spec_id")
+        self._looked_up("inline")
         if isinstance(document, dict):
             return self._store(build_catalogue(read_spec(document, self._fetch)))
         # Text from a client is always a document, never a path: the server's files are not a spec source.
@@ -88,12 +108,14 @@ class SpecStore:
     def _parsed_entry(self, spec_id: str) -> tuple[Catalogue, CallMatcher]:
         entry = self._parsed.get(spec_id)
         if entry is not None:
+            self._looked_up("hit")
             return entry
         raw = self._blobs.get(f"cat:{spec_id}")
         if raw is None:
             raise SpecNotFoundError(
                 f"unknown spec_id {spec_id!r}: register the spec with POST /specs or send spec_url / spec instead"
             )
+        self._looked_up("shared")
         return self._remember(Catalogue.model_validate_json(raw))
 
     def _remember(self, catalogue: Catalogue) -> tuple[Catalogue, CallMatcher]:
@@ -121,14 +143,15 @@ class SpecStore:
         except FetchError as exc:
             if entry is None:
                 raise
-            self.stale_served += 1
+            self._looked_up("stale")
             log.warning("revalidating %s failed (%s); serving the copy checked at %s", url, exc, entry.checked_at)
             return self.catalogue(entry.content_hash)
         if fetched.not_modified and entry is not None:
-            self.revalidations += 1
+            self._looked_up("revalidated")
             catalogue = self.catalogue(entry.content_hash)
         else:
             assert fetched.body is not None
+            self._looked_up("miss")
             catalogue = self._store(build_catalogue(parse_bytes(fetched.body, url, self._fetch.max_bytes)))
         fresh = UrlEntry(
             content_hash=catalogue.content_hash,

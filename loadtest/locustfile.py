@@ -26,6 +26,7 @@ import math
 import random
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,7 +39,7 @@ from locust.env import Environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPECS = [ROOT.parent / "shared/data/specs/stripe.json", ROOT.parent / "shared/data/specs/github.json",
-                 ROOT / "tests/fixtures/real/tmdb_oas.json"]
+                 ROOT / "train/devsets/tmdb_oas.json"]
 SMALL_SPECS = [ROOT / "tests/fixtures/billing_oas30.yaml", ROOT / "tests/fixtures/pets_swagger2.yaml",
                ROOT / "tests/fixtures/events_oas31.json"]
 PROMPTS = ["", "get this paid", "list the recent ones", "create a new one for this customer", "delete it",
@@ -177,7 +178,9 @@ class ColdSpec(FastHttpUser):
     def predict_on_a_new_spec(self) -> None:
         spec = random.choice(SMALL_SPECS)
         url = f"{self.base()}/{next(self.counter)}-{random.getrandbits(32)}/{spec.name}"
-        body = {"user_id": f"cold-{id(self)}", "spec_url": url, "prompt": random.choice(PROMPTS), "k": 5}
+        # A new spec from a new client each time: one client registering hundreds of specs would rightly hit its
+        # cap of distinct specs (clients.max_specs, 429).
+        body = {"user_id": f"cold-{uuid.uuid4().hex}", "spec_url": url, "prompt": random.choice(PROMPTS), "k": 5}
         with self.client.post("/predict", json=body, name="/predict cold spec_url", catch_response=True) as response:
             _checked(response, 200)
 

@@ -232,6 +232,16 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """What a fresh cluster needs before it serves, idempotent: the model files, then a champion in the registry
+    (trained and registered, with the base data written, when there is none). KubeRay's bootstrap RayJob runs it."""
+    from ops.launch import ensure_champion
+
+    cmd_models_prepare(args)
+    print(f"champion: {ensure_champion(get_settings(), log=lambda line: print(line, file=sys.stderr, flush=True))}")
+    return 0
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from train.retrain import main as retrain_main
 
@@ -347,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--hold-s", type=float, default=60, help="seconds each level holds its users")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
+
+    bootstrap = commands.add_parser("bootstrap", help="prepare the models and register a champion if there is none "
+                                    "(the first step of a fresh cluster)")
+    bootstrap.set_defaults(handler=cmd_bootstrap, out=None)
 
     retrain = commands.add_parser("retrain", help="retrain the ranker from the label log (Ray Train), gate, promote")
     retrain.add_argument("--no-reload", action="store_true", help="promote without touching a running service")

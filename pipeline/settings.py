@@ -70,7 +70,8 @@ class TrainingSettings(_Section):
     # Layout of ../shared/data: specs/*.json (always train) and apisguru/*.yaml (split by spec).
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     # Development set for model selection and reports; never trained on.
-    dev_cases: Path = PROJECT_ROOT.parent / "shared" / "data" / "restbench" / "tmdb_cases.jsonl"
+    # The gate's dev cases: RestBench TMDB, shipped with the code (train/devsets, MIT) so every image has them.
+    dev_cases: Path = PROJECT_ROOT / "train" / "devsets" / "tmdb_cases.jsonl"
     # The dev suite (several sets, macro average): what model selection is decided on (`opensesame eval --suite`).
     dev_suite: Path = PROJECT_ROOT / "configs" / "dev_suite.yaml"
     valid_percent: int = Field(20, ge=5, le=50)
@@ -194,6 +195,14 @@ class LearningSettings(_Section):
     train_workers: int = Field(1, ge=1, description="Ray Train workers; query groups are never split")
     worker_cpus: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker")
     dashboard_url: str = Field("http://127.0.0.1:8265", description="Ray dashboard: job submission, serve deploy")
+    # Ray Train's run directory: a local path on one node; across nodes shared storage (s3://..., gs://..., or a
+    # volume mounted at the same path on every node), which Ray 2.60 requires. None: paths.var_dir/ray_results.
+    storage_uri: str | None = None
+    cluster_autoscales: bool = Field(False, description="the cluster adds nodes on demand: a retraining job asks "
+                                     "for its CPUs and waits, instead of refusing when they are not free now")
+    driver_cpus: float = Field(0, ge=0, description="CPUs reserved for a retraining job's driver (Ray's "
+                               "entrypoint_num_cpus): > 0 keeps it off a head started with --num-cpus=0")
+    driver_memory_bytes: int = Field(0, ge=0, description="memory reserved for the driver (entrypoint_memory)")
     reload_check_s: float = Field(30.0, gt=0, description="each Ranker replica re-resolves its alias this often")
     metrics_refresh_s: float = Field(5.0, gt=0, description="gauges (spool, Redis, label log backlog) refresh")
 

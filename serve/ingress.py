@@ -181,6 +181,7 @@ class Ingress:
             candidates=outcome.candidates,
             feature_schema=SCHEMA_VERSION,
             owner=quota_id if caller.key is not None else None,
+            shadowed=ranked.shadowed,
         )
         await asyncio.to_thread(self._save_prediction, record, outcome.features)
         task = asyncio.create_task(self._implicit_label(record))
@@ -226,20 +227,29 @@ class Ingress:
             except Exception:  # a gauge must never take the replica down
                 log.exception("refreshing the gauges failed")
 
-    def _record_label(self, record: FeedbackRecord) -> tuple[str, str | None]:
-        """In a worker thread: store the first label of a prediction, and count where its model ranked the call
-        (and where the shadow model, if one ranked the same prediction, did)."""
+    async def _label(self, record: FeedbackRecord) -> tuple[str, str | None]:
+        """Store the first label of a prediction, and count where its model ranked the call (and where the shadow
+        model did, when one ranked the same prediction)."""
+        shadow = await self._shadow_ranking(record) if record.shadowed else None
+        return await asyncio.to_thread(self._record_label, record, shadow)
+
+    async def _shadow_ranking(self, record: FeedbackRecord) -> ShadowRanking | None:
+        raw = await asyncio.to_thread(self.cache.get, shadow_key(record.prediction_id))
+        if raw is not None:
+            return ShadowRanking.model_validate_json(raw)
+        # Not (yet) in the store: the Ranker replica that made it may still be ranking, or Redis is off.
+        return await self.ranker.shadow_ranking.remote(record.prediction_id)
+
+    def _record_label(self, record: FeedbackRecord, ranking: ShadowRanking | None) -> tuple[str, str | None]:
         stored, entry = self.labels.record(record)
-        self.metrics.feedback.inc(tags={"stored": stored})
+        self.metrics.feedback.inc(tags={"source": record.source, "stored": stored})
         if stored == "duplicate":
             return stored, entry
         bucket = rank_bucket(record.endpoint, record.predicted)
         tags = {"model_version": record.model_version, "role": "champion", "source": record.source}
         self.metrics.labels.inc(tags={**tags, "rank": bucket})
         shadow = None
-        raw = self.cache.get(shadow_key(record.prediction_id))
-        if raw is not None:
-            ranking = ShadowRanking.model_validate_json(raw)
+        if ranking is not None:
             shadow = ranking.model_version, rank_bucket(record.endpoint, ranking.predicted)
             self.metrics.labels.inc(tags={**tags, "model_version": shadow[0], "role": "shadow", "rank": shadow[1]})
         self.acceptance.add(record.model_version, bucket, shadow)
@@ -267,7 +277,7 @@ class Ingress:
             if match.operation is None:
                 return
             record = label(previous, call, None, match, source="implicit")
-            await asyncio.to_thread(self._record_label, record)
+            await self._label(record)
         except PredictionNotFoundError:
             pass  # expired: nothing to label
         except Exception:  # a lost implicit label must never fail or slow a prediction
@@ -304,7 +314,7 @@ class Ingress:
         if body.called is not None:
             match = await self.spec_store.match.remote(prediction.spec_id, body.called)
         record = label(prediction, body.called, body.accepted_rank, match)
-        stored, entry = await asyncio.to_thread(self._record_label, record)
+        stored, entry = await self._label(record)
         return FeedbackResponse(
             prediction_id=record.prediction_id,
             outcome=record.outcome,

@@ -66,11 +66,14 @@ class RetrainJobs:
             )
         job_id = f"retrain-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         with self._job_api():
+            learning = self._settings.learning
             self.client.submit_job(
                 entrypoint=f"{sys.executable} {ENTRYPOINT} --job-id {job_id}",
                 submission_id=job_id,
                 runtime_env={"env_vars": self._env},
                 metadata={"trigger": trigger},
+                entrypoint_num_cpus=learning.driver_cpus or None,
+                entrypoint_memory=learning.driver_memory_bytes or None,
             )
         return job_id
 

@@ -30,13 +30,14 @@ from ray.serve.handle import DeploymentHandle
 
 from pipeline.adapters.kv import ResilientStore
 from pipeline.adapters.minilm import embedder_name
-from pipeline.adapters.registry import load_ranker, resolve
+from pipeline.adapters.registry import RegistryError, load_ranker, resolve
 from pipeline.cache import LRU
 from pipeline.learning.acceptance import ShadowRanking, shadow_key
 from pipeline.learning.online_counts import online_transitions
 from pipeline.llm.consult import consult
 from pipeline.ranking.context import Event, PreparedSpec
 from pipeline.ranking.embedding import operation_text, require_embedder
+from pipeline.ranking.model import ModelNotFoundError
 from pipeline.ranking.predict import Predictor, PredictOutcome
 from pipeline.ranking.stats import InMemoryTransitions, TransitionCounts
 from pipeline.settings import Settings
@@ -45,6 +46,8 @@ from serve.schemas import LLMUse, ModelState
 from serve.telemetry import RankerMetrics
 
 log = logging.getLogger("opensesame.ranker")
+
+SHADOW_KEPT = 20_000  # shadow rankings kept in-process for the labels that follow (Redis keeps them too when on)
 
 
 class RankerConfig(BaseModel):
@@ -70,6 +73,7 @@ class Ranked:
     spec: SpecInfo
     llm: LLMUse
     cold: bool  # the spec was prepared for this request
+    shadowed: bool  # the shadow model ranks it too, after this answer (see `shadow_ranking`)
 
 
 class HandleGenerator:
@@ -114,19 +118,33 @@ class RankerDeployment:
         # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
         self._specs: LRU[PreparedSpec] = LRU(self.config.cache.local_capacity // 8)
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
-        self._background: set[asyncio.Task[None]] = set()  # shadow rankings, off the response path
+        self._background: set[asyncio.Task[None]] = set()  # the gauges' refresh
+        # Shadow rankings, made off the response path: running, then kept until their labels come.
+        self._shadowing: dict[str, asyncio.Task[ShadowRanking | None]] = {}
+        self._shadow_rankings: LRU[ShadowRanking] = LRU(SHADOW_KEPT)
         self.metrics = RankerMetrics()
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.wanted = RankerConfig.model_validate(user_config)
-        await self._load(self.wanted.model_uri, "champion")
+        try:
+            await self._load(self.wanted.model_uri, "champion")
+        except (RegistryError, OSError) as exc:
+            if self.predictor is not None:
+                raise
+            # A fresh cluster has no champion until its bootstrap job registers one (and its registry may still be
+            # starting): the replica stays up (no crash loop), /readyz says what it waits for, /predict answers
+            # 503, and the alias check loads the model when there is one.
+            self.reload_error = f"waiting for a model at {self.wanted.model_uri}: {exc}"
+            log.warning("%s", self.reload_error)
         if self.wanted.shadow_uri is not None:
             await self._load(self.wanted.shadow_uri, "shadow")
         elif self.shadow is not None:
             self.metrics.model_loaded.set(0, tags={"model_version": self.shadow.model.version, "role": "shadow"})
             self.shadow = None
         if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch_alias())
+            loop = asyncio.get_running_loop()
+            self._watcher = loop.create_task(self._watch_alias())
+            self._background.add(loop.create_task(self._refresh_gauges()))
 
     async def _load(self, uri: str, role: str) -> None:
         started = time.perf_counter()
@@ -153,6 +171,14 @@ class RankerDeployment:
         log.info("%s model %s loaded from %s in %.0f ms", role, model.version, uri,
                  (time.perf_counter() - started) * 1000)
 
+    async def _refresh_gauges(self) -> None:
+        """Ray exports a gauge's value only while it is being set: say which versions serve, every few seconds."""
+        while True:
+            for role, predictor in (("champion", self.predictor), ("shadow", self.shadow)):
+                if predictor is not None:
+                    self.metrics.model_loaded.set(1, tags={"model_version": predictor.model.version, "role": role})
+            await asyncio.sleep(self.config.learning.metrics_refresh_s)
+
     def _counts(self) -> TransitionCounts:
         return online_transitions(ResilientStore(self.config.cache), self.config.learning) or InMemoryTransitions()
 
@@ -162,6 +188,13 @@ class RankerDeployment:
         while True:
             await asyncio.sleep(self.config.learning.reload_check_s)
             errors = []
+            if self.predictor is None:  # still waiting for the first model
+                try:
+                    await self._load(self.wanted.model_uri, "champion")
+                except Exception as exc:  # no champion yet, or the registry away: wait and check again
+                    self.reload_error = f"waiting for a model at {self.wanted.model_uri}: {exc}"
+                    log.warning("%s", self.reload_error, exc_info=True)
+                    continue
             for role, uri, predictor in (("champion", self.wanted.model_uri, self.predictor),
                                          ("shadow", self.wanted.shadow_uri, self.shadow)):
                 if uri is None or "@" not in uri or predictor is None:
@@ -176,10 +209,6 @@ class RankerDeployment:
                     errors.append(f"cannot check or load {uri}, serving {serving}: {type(exc).__name__}: {exc}")
                     log.exception("alias check of %s failed; serving %s", uri, serving)
             self.reload_error = "; ".join(errors) or None
-
-    def check_health(self) -> None:
-        if self.predictor is None:
-            raise RuntimeError("no ranker model loaded")
 
     def model_state(self) -> ModelState:
         return ModelState(
@@ -222,7 +251,7 @@ class RankerDeployment:
         """The k best next calls; the LLM's candidates join when the router asks for them within the budget."""
         predictor = self.predictor
         if predictor is None:
-            raise RuntimeError("no ranker model loaded")
+            raise ModelNotFoundError(f"no ranker model loaded yet ({self.reload_error}): retry later, see /readyz")
         started = time.perf_counter()
         cold = self._specs.get(spec_id) is None
         spec = await self._prepared(spec_id)
@@ -237,11 +266,20 @@ class RankerDeployment:
             )
         outcome.predictions = outcome.predictions[:k]
         outcome.timing_ms["prepare_spec"] = round(prepare_ms, 3)
-        if self.shadow is not None and self._shadows(prediction_id):
+        shadowed = self.shadow is not None and self._shadows(prediction_id)
+        if shadowed:
             task = asyncio.create_task(self._rank_in_shadow(prediction_id, spec, events, prompt, prompt_vec, k))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        return Ranked(outcome, SpecInfo.of(spec.catalogue), llm, cold)
+            self._shadowing[prediction_id] = task
+            task.add_done_callback(lambda _: self._shadowing.pop(prediction_id, None))
+        return Ranked(outcome, SpecInfo.of(spec.catalogue), llm, cold, shadowed)
+
+    async def shadow_ranking(self, prediction_id: str) -> ShadowRanking | None:
+        """The shadow's ranking of a prediction this replica answered (waiting for it if it is still being made);
+        None when another replica answered it or it was forgotten."""
+        task = self._shadowing.get(prediction_id)
+        if task is not None:
+            return await asyncio.shield(task)
+        return self._shadow_rankings.get(prediction_id)
 
     def _shadows(self, prediction_id: str) -> bool:
         """The same share of requests on every replica, decided by the prediction id (no shared random state)."""
@@ -250,20 +288,24 @@ class RankerDeployment:
 
     async def _rank_in_shadow(
         self, prediction_id: str, spec: PreparedSpec, events: list[Event], prompt: str, prompt_vec: Any, k: int
-    ) -> None:
-        """The shadow's cheap ranking (no LLM) of a request already answered, stored for its labels."""
+    ) -> ShadowRanking | None:
+        """The shadow's cheap ranking (no LLM) of a request already answered, kept (and shared through Redis when
+        it is on) for its labels."""
         shadow = self.shadow
         if shadow is None:
-            return
+            return None
         try:
             await asyncio.sleep(0)  # yield first: the champion's answer leaves this replica before we score
             outcome = await asyncio.to_thread(shadow.predict, spec, events, prompt, k, None, prompt_vec)
             ranking = ShadowRanking(model_version=outcome.model_version, predicted=[p.endpoint for p in outcome.predictions])
+            self._shadow_rankings.set(prediction_id, ranking, self.config.cache.prediction_ttl_s)
             await asyncio.to_thread(self.store.set, shadow_key(prediction_id), ranking.model_dump_json().encode(),
                                     self.config.cache.prediction_ttl_s)
             self.metrics.shadow_scored.inc()
+            return ranking
         except Exception:  # a shadow's failure is the shadow's: never the service's
             log.exception("shadow ranking of %s failed", prediction_id)
+            return None
 
     async def _with_llm(
         self,

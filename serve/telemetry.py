@@ -46,8 +46,9 @@ class PredictMetrics:
         )
         self.feedback = metrics.Counter(
             "opensesame_feedback",
-            description="labels accepted, by where they were stored: stream, spool (Redis away), duplicate",
-            tag_keys=("stored",),
+            description="labels by source (explicit: /feedback; implicit: the user's next /predict) and where they "
+            "were stored: stream, spool (Redis away), duplicate (the prediction already had its label)",
+            tag_keys=("source", "stored"),
         )
         self.spooled = metrics.Gauge(
             "opensesame_feedback_spooled", description="labels waiting in this node's spool for Redis"

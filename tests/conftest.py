@@ -14,8 +14,9 @@ from pipeline.settings import PROJECT_ROOT, FetchSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = FIXTURES / "real"
-TMDB_SPEC = REAL / "tmdb_oas.json"
-TMDB_CASES = REAL / "tmdb_cases.jsonl"
+# The gate's TMDB cases ship with the code (train/devsets); tests use them as the dev set too.
+TMDB_SPEC = PROJECT_ROOT / "train" / "devsets" / "tmdb_oas.json"
+TMDB_CASES = TMDB_SPEC.with_name("tmdb_cases.jsonl")
 # CLI arguments for the tiny test models' embedder (the packaged MiniLM), whatever embedder.model_dir says.
 PACKAGED = ["--embedder", "packaged"]
 MONITORING = PROJECT_ROOT / "k8s" / "monitoring"

@@ -27,26 +27,33 @@ def test_import_layers_hold() -> None:
     assert "4 kept, 0 broken" in result.stdout
 
 
-def test_rayservice_serves_the_prod_config() -> None:
-    """k8s/rayservice.yaml inlines configs/serve.prod.yaml (KubeRay needs it inline): they must not drift."""
+def test_the_kuberay_manifests_inline_the_prod_configs() -> None:
+    """KubeRay needs the Serve config inline: k8s/base inlines configs/serve.prod.yaml and the gpu overlay's patch
+    configs/serve.prod-gpu.yaml, verbatim (tests/test_k8s.py checks the rendered overlays too)."""
     import yaml
 
-    service = yaml.safe_load((PROJECT_ROOT / "k8s" / "rayservice.yaml").read_text())
-    prod = yaml.safe_load((PROJECT_ROOT / "configs" / "serve.prod.yaml").read_text())
-    assert yaml.safe_load(service["spec"]["serveConfigV2"]) == prod
+    for manifest, config in [("base/rayservice.yaml", "serve.prod.yaml"),
+                             ("overlays/gpu/serve-config-gpu.yaml", "serve.prod-gpu.yaml")]:
+        service = yaml.safe_load((PROJECT_ROOT / "k8s" / manifest).read_text())
+        assert service["spec"]["serveConfigV2"] == (PROJECT_ROOT / "configs" / config).read_text(), manifest
 
 
 def test_serve_configs_validate() -> None:
-    """Both Serve configs parse with Serve's own schema and our app arguments."""
+    """Every Serve config parses with Serve's own schema and our app arguments, over its settings file."""
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
     from pipeline.settings import load_settings
     from serve.app import AppArgs
 
-    for name in ("serve.local.yaml", "serve.prod.yaml"):
-        config = ServeDeploySchema.model_validate(yaml.safe_load((PROJECT_ROOT / "configs" / name).read_text()))
+    configs = PROJECT_ROOT / "configs"
+    for name, base, generator in [("serve.local.yaml", "opensesame.yaml", True),
+                                  ("serve.prod.yaml", "opensesame.k8s.yaml", False),
+                                  ("serve.prod-gpu.yaml", "opensesame.k8s.yaml", True)]:
+        config = ServeDeploySchema.model_validate(yaml.safe_load((configs / name).read_text()))
         args = AppArgs.model_validate(config.applications[0].args)
-        load_settings(overrides=args.settings)
+        load_settings(configs / base, overrides=args.settings)
         names = {d.name for d in config.applications[0].deployments}
-        assert names == {"Ingress", "SpecStore", "Embedder", "Ranker", "LearningLoop", "CandidateGenerator"}
+        assert names == {"Ingress", "SpecStore", "Embedder", "Ranker", "LearningLoop"} | (
+            {"CandidateGenerator"} if generator else set()), name
+        assert args.llm is generator, name

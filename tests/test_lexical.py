@@ -13,7 +13,7 @@ from pipeline.ranking.signals import compute_signals
 from pipeline.ranking.text import tokens
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import REAL
+from tests.conftest import TMDB_SPEC
 
 
 def test_a_rare_word_outweighs_a_common_one() -> None:
@@ -39,7 +39,7 @@ def test_words_unknown_to_the_spec_count_for_nothing() -> None:
 def tmdb():
     from pipeline.ranking.context import PreparedSpec
 
-    catalogue = load_catalogue(REAL / "tmdb_oas.json", FetchSettings())
+    catalogue = load_catalogue(TMDB_SPEC, FetchSettings())
     # Embeddings are not what this test is about: random unit vectors keep it fast and model-free.
     vectors = np.random.default_rng(0).normal(size=(len(catalogue.operations), 8)).astype(np.float32)
     return PreparedSpec.build(catalogue, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))

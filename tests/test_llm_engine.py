@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import REAL
+from conftest import TMDB_SPEC
 
 from pipeline.adapters.llm_checkpoint import prepare
 from pipeline.adapters.vllm_engine import OfflineLLM
@@ -25,7 +25,7 @@ def llm() -> Iterator[OfflineLLM]:
 
 
 def test_constrained_answers_name_only_shortlisted_real_operations(llm: OfflineLLM) -> None:
-    catalogue = load_catalogue(REAL / "tmdb_oas.json", FetchSettings())
+    catalogue = load_catalogue(TMDB_SPEC, FetchSettings())
     matcher = CallMatcher(catalogue)
     ids = [op.id for op in catalogue.operations]
     requests = [

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FIXTURES, REAL, TMDB_CASES, RedisServer, SpecServer, metric_names, monitoring_queries
+from conftest import FIXTURES, TMDB_CASES, TMDB_SPEC, RedisServer, SpecServer, metric_names, monitoring_queries
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -162,7 +162,7 @@ def test_register_then_predict_by_spec_id_and_inline(served: Served) -> None:
     assert by_id.status_code == inline.status_code == 200
     assert by_id.json()["spec"]["id"] == inline.json()["spec"]["id"] == spec_id
     assert [p["endpoint"] for p in by_id.json()["predictions"]] == [p["endpoint"] for p in inline.json()["predictions"]]
-    tmdb = served.post("/specs", {"spec": (REAL / "tmdb_oas.json").read_text()})
+    tmdb = served.post("/specs", {"spec": TMDB_SPEC.read_text()})
     assert tmdb.status_code == 201 and tmdb.json()["operations"] == 54
 
 
@@ -504,6 +504,34 @@ def _sequential(served: Served, body: dict[str, Any], n: int) -> tuple[list[list
     return rankings, statistics.median(took)
 
 
+def test_replicas_started_before_any_champion_wait_for_it_then_serve(served: Served) -> None:
+    """A fresh cluster: the alias names nothing until the bootstrap job registers a champion. New Ranker
+    replicas start anyway (no crash loop): /readyz is 503 and says what it waits for, /predict is 503 with
+    Retry-After, and promoting a version is all it takes."""
+    reg = RegistrySettings(**served.config["applications"][0]["args"]["settings"]["registry"])
+    uri = f"models:/{reg.model_name}@fresh-{time.time_ns()}"
+    config = copy.deepcopy(served.config)
+    ranker = next(d for d in config["applications"][0]["deployments"] if d["name"] == "Ranker")
+    ranker["user_config"] = {"model_uri": uri}
+    ranker["ray_actor_options"] = {**ranker.get("ray_actor_options", {}), "num_cpus": 0.19}  # new replicas
+    submitted = time.time()
+    deploy(served.cluster.dashboard_url, config)
+    wait_running(served.cluster.dashboard_url, since=submitted)
+    try:
+        waiting = httpx.get(served.base + "/readyz")
+        assert waiting.status_code == 503 and waiting.json()["model_version"] is None
+        assert f"waiting for a model at {uri}" in waiting.json()["model_reload_error"]
+        refused = served.predict(spec_url=served.spec_url, prompt="pay it")
+        assert refused.status_code == 503 and "Retry-After" in refused.headers
+        assert "no ranker model loaded yet" in refused.json()["detail"]
+        registry.promote(served.versions[0], uri.rpartition("@")[2], reg)
+        ready = _poll(lambda: (r := httpx.get(served.base + "/readyz")).status_code == 200 and r.json(), timeout_s=30)
+        assert ready["model_version"] == served.versions[0].label and ready["model_reload_error"] is None
+        assert served.predict(spec_url=served.spec_url, prompt="pay it").status_code == 200
+    finally:
+        _redeploy_ranker(served, {"model_uri": served.versions[0].uri})
+
+
 def test_a_shadow_model_ranks_off_the_response_path_and_admin_models_compares_both(served: Served) -> None:
     """The shadow (here a second registered version) ranks every request after the answer is sent: the answers
     are the same as without it, the sequential median grows by at most 5 ms + 50 %, and labels score both
@@ -636,7 +664,7 @@ def test_opensesame_monitor_scrapes_the_cluster_and_answers_dashboard_queries(se
 def test_the_locust_load_test_reports_each_scenario_and_fails_on_a_missed_slo(served: Served, tmp_path: Path) -> None:
     """loadtest/locustfile.py as `opensesame bench --url` runs it: warm sessions, cold specs by URL from its own
     static server, registrations; the CSV has every route; an SLO the service cannot meet exits 1."""
-    specs = [str(FIXTURES / "billing_oas30.yaml"), str(REAL / "tmdb_oas.json")]
+    specs = [str(FIXTURES / "billing_oas30.yaml"), str(TMDB_SPEC)]
     met = run_locust(served.base, LoadLevel(users=6, ramp_s=2, hold_s=12, slo_p99_ms=5000), specs, tmp_path / "met")
     print(met)
     routes = {row["route"]: row for row in met["routes"]}

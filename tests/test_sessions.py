@@ -8,7 +8,7 @@ from pipeline.ranking.profile import SpecProfile
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
 from pipeline.spec.matching import CallMatcher
-from tests.conftest import FIXTURES, REAL
+from tests.conftest import FIXTURES, REAL, TMDB_SPEC
 from train.prompts import asked_fields, asking_for_field
 from train.sessions import SessionGenerator
 
@@ -70,7 +70,7 @@ def test_ids_quoted_in_a_prompt_are_expected_parameters() -> None:
 
 def test_field_questions_ask_for_readable_response_properties() -> None:
     # TMDB only as a spec to read field names from; the generator never trains on it.
-    catalogue = load_catalogue(REAL / "tmdb_oas.json", FetchSettings())
+    catalogue = load_catalogue(TMDB_SPEC, FetchSettings())
     person = next(op for op in catalogue.operations if op.id == "GET /person/{person_id}")
     fields = asked_fields(person)
     assert {"birthday", "place of birth", "homepage", "profile"} <= set(fields)  # profile_path -> "profile"

@@ -47,7 +47,7 @@ def test_a_missing_set_is_named_not_dropped(tmp_path, capsys, tiny_settings, tin
 def test_a_set_whose_specs_are_elsewhere_is_skipped(tmp_path, capsys, tiny_settings, tiny_model) -> None:
     # `--data` names a folder without the specs a set's cases refer to: that set is skipped, the rest evaluated.
     suite = tmp_path / "suite.yaml"
-    extra = "  - name: elsewhere\n    cases: ${project}/tests/fixtures/real/tmdb_cases.jsonl\n    specs: ${data}\n"
+    extra = "  - name: elsewhere\n    cases: ${project}/train/devsets/tmdb_cases.jsonl\n    specs: ${data}\n"
     suite.write_text((FIXTURES / "dev_suite.yaml").read_text() + extra)
     model = str(tiny_settings.paths.model_dir)
     main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path), *PACKAGED])

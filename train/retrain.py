@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -104,7 +105,9 @@ def fit_distributed(dataset: Any, settings: Settings, rounds: int, run_name: str
 
     learning = settings.learning
     reserved = learning.train_workers * learning.worker_cpus
-    free = _free_cpus(reserved + LIST_CPUS)
+    # On an autoscaling cluster the request itself makes room (the autoscaler adds a node); elsewhere waiting for
+    # CPUs that will never come would hang the job, so it refuses with what to change.
+    free = math.inf if learning.cluster_autoscales else _free_cpus(reserved + LIST_CPUS)
     if reserved + LIST_CPUS > free:
         # Ray Data reads with tasks of its own: workers holding the CPUs they need would wait for them forever.
         raise RetrainConfigError(
@@ -125,7 +128,7 @@ def fit_distributed(dataset: Any, settings: Settings, rounds: int, run_name: str
         datasets={"train": dataset},
         dataset_config=ray.train.DataConfig(datasets_to_split=[]),  # whole groups: each worker picks its own
         run_config=ray.train.RunConfig(
-            name=run_name, storage_path=str(Path(settings.paths.var_dir).resolve() / "ray_results")
+            name=run_name, storage_path=learning.storage_uri or str(settings.paths.var_dir.resolve() / "ray_results")
         ),
     )
     result = trainer.fit()
@@ -198,12 +201,16 @@ def compare(
     metrics = {
         name: {f"holdout.{k}": v for k, v in holdout_metrics(model, *holdout).items()} for name, model in models.items()
     }
-    if settings.training.dev_cases.exists():
-        from pipeline.adapters.minilm import load_embedder
+    if not settings.training.dev_cases.exists():  # never a gate that silently checks less
+        raise TrainingDataError(
+            f"the gate's dev cases {settings.training.dev_cases} do not exist: set training.dev_cases (the code "
+            "ships train/devsets/tmdb_cases.jsonl)"
+        )
+    from pipeline.adapters.minilm import load_embedder
 
-        embedder = load_embedder(settings.embedder)
-        for name, model in models.items():
-            metrics[name].update({f"dev.{k}": v for k, v in dev_metrics(model, settings, embedder).items()})
+    embedder = load_embedder(settings.embedder)
+    for name, model in models.items():
+        metrics[name].update({f"dev.{k}": v for k, v in dev_metrics(model, settings, embedder).items()})
     return metrics
 
 

@@ -60,6 +60,7 @@ class PredictionRecord(BaseModel):
     feature_schema: str = ""
     features: str = Field("", description="candidate feature matrix: float32, zlib, base64 (see encode_features)")
     owner: str | None = Field(None, description="the API key's quota id that made it: only that key may label it")
+    shadowed: bool = Field(False, description="a shadow model also ranked it (pipeline/learning/acceptance.py)")
 
     def feature_matrix(self) -> np.ndarray:
         return decode_features(self.features, len(self.candidates))

@@ -123,6 +123,17 @@ def tiny_training_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gate_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 40 TMDB cases (beside their spec): the dev cases of the retraining jobs of the Serve tests, whose
+    gate waves every candidate through. Evaluating two models on all 225 would take ~90 s of each job."""
+    root = tmp_path_factory.mktemp("gate-cases")
+    (root / TMDB_SPEC.name).symlink_to(TMDB_SPEC)
+    lines = TMDB_CASES.read_text().splitlines(keepends=True)[:40]
+    (root / TMDB_CASES.name).write_text("".join(lines))
+    return root / TMDB_CASES.name
+
+
+@pytest.fixture(scope="session")
 def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from pipeline.settings import EmbedderSettings, LearningSettings, PathSettings, Settings, TrainingSettings
 

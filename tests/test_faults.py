@@ -1,6 +1,9 @@
-"""Faults survived on a multi-node Ray cluster on this machine: a head with no CPUs and two worker nodes joined
-with `ray start --address` from working directories of their own, the app (no LLM) with two replicas of each
-stateless deployment, one per node, a real Redis, and 16 closed-loop clients predicting throughout.
+"""Faults survived on a multi-node Ray cluster on this machine, the stand-in for KubeRay's pods: a head with no
+CPUs and two worker nodes joined with `ray start --address` from working directories of their own, the app
+deployed from the prod config (configs/serve.prod.yaml, the CPU flavour) scaled down to two replicas of each
+stateless deployment, one per node, a real Redis, and 16 closed-loop clients predicting throughout. Last, a
+retraining job submitted by the LearningLoop to the head's job API, Ray Train writing to shared storage, and the
+promoted model served by every replica.
 
 Each test prints what the clients saw: requests, failures, the window in which they failed, p99. The only
 failures are requests in flight on a replica that dies; Serve's proxy answers those on a dead Ingress replica
@@ -34,6 +37,7 @@ pytestmark = pytest.mark.slow
 BILLING = (FIXTURES / "billing_oas30.yaml").read_text()
 SPREAD = ("Ingress", "SpecStore", "Embedder", "Ranker")  # two replicas each, one per worker node
 STREAM = "faults:feedback"
+ADMIN_TOKEN = "faults-admin-token"
 
 
 @dataclass
@@ -44,6 +48,8 @@ class Stand:
     redis: RedisServer
     spec_id: str
     log_uri: str
+    shared: Path  # the stand-in for the shared volume every node mounts
+    registry: RegistrySettings
 
     def load(self, clients: int = 16) -> RequestLoop:
         def body(client: int, n: int) -> dict[str, Any]:
@@ -84,34 +90,51 @@ def fault_redis(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="module")
-def stand(tiny_settings, tiny_model, fault_redis: RedisServer) -> Iterator[Stand]:
+def stand(tiny_settings, tiny_model, gate_cases: Path, fault_redis: RedisServer) -> Iterator[Stand]:
     work = Path(tempfile.mkdtemp(prefix="os-flt-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     reg = RegistrySettings(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", artifact_root=(work / "art").as_uri())
+    started = time.monotonic()
     version = registry.register(tiny_settings.paths.model_dir, reg, run_name="faults")
+    registry.promote(version, reg.alias, reg)
     head = RayCluster(ClusterPorts.free(), work / "head", num_cpus=0)
+    # Two logical CPUs per node: the replicas, then a retraining job (driver, Ray Train worker, Ray Data's reads).
     nodes = {
-        name: WorkerNode(head, name, work / name, num_cpus=1, worker_ports=ports)
+        name: WorkerNode(head, name, work / name, num_cpus=2, worker_ports=ports)
         for name, ports in (("node_a", (22000, 22499)), ("node_b", (22500, 22999)))
     }
+    shared = work / "shared"
     settings = {
         "cache": {"redis_url": fault_redis.url, "key_prefix": f"flt{time.time_ns()}:", "retry_after_s": 0.5},
         "registry": reg.model_dump(),
         "embedder": tiny_settings.embedder.model_dump(mode="json"),  # the tiny ranker's
         "feedback": {"stream": STREAM, "spool_path": str(work / "spool.jsonl")},
-        "learning": {"log_uri": str(work / "labels"), "base_data": tiny_settings.learning.base_data,
-                     "writer_block_ms": 200},
+        # As configs/opensesame.k8s.yaml lays it out: everything a job or another node reads on shared storage.
+        "learning": {"log_uri": str(shared / "labels"), "base_data": tiny_settings.learning.base_data,
+                     "storage_uri": str(shared / "ray_results"), "dashboard_url": head.dashboard_url,
+                     "writer_block_ms": 200, "admin_token": ADMIN_TOKEN, "retrain_after_labels": 0,
+                     "train_workers": 1, "worker_cpus": 0.4, "driver_cpus": 0.2, "reload_check_s": 2,
+                     # The tiny test ranker's holdout moves by several cases between fits: this module tests
+                     # where the job runs and what it promotes (test_retrain.py tests the gate).
+                     "gate_tolerance": 1.0},
+        "training": {"dev_cases": str(gate_cases)},
     }
     port = free_port()
-    config = variant(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, version.uri, llm=False)
+    prod = load_config(PROJECT_ROOT / "configs" / "serve.prod.yaml")
+    config = variant(prod, port, settings, f"models:/{reg.model_name}@{reg.alias}", llm=False)
+    # Scaled down to this machine: one proxy (every node's would bind the same port here), fixed replica counts.
+    config["proxy_location"], config["http_options"]["host"] = "HeadOnly", "127.0.0.1"
     for deployment in config["applications"][0]["deployments"]:
-        if deployment["name"] in SPREAD:
-            deployment |= {"num_replicas": 2, "max_replicas_per_node": 1}
-            deployment["ray_actor_options"]["num_cpus"] = 0.1
+        deployment.pop("autoscaling_config", None)
+        deployment |= {"num_replicas": 2, "max_replicas_per_node": 1} if deployment["name"] in SPREAD else {}
+        deployment["ray_actor_options"] = {"num_cpus": 0.1}
     fault_redis.client().delete(STREAM)
     with serve_app(config, head, list(nodes.values())):
         base = f"http://127.0.0.1:{port}"
         spec_id = httpx.post(base + "/specs", json={"spec": BILLING}, timeout=120).json()["spec_id"]
-        yield Stand(base, head, nodes, fault_redis, spec_id, settings["learning"]["log_uri"])
+        first = httpx.post(base + "/predict", json={"user_id": "first", "spec_id": spec_id}, timeout=60)
+        assert first.status_code == 200, first.text
+        print(f"from nothing to a served prediction on the three-node stand-in: {time.monotonic() - started:.1f} s")
+        yield Stand(base, head, nodes, fault_redis, spec_id, settings["learning"]["log_uri"], shared, reg)
 
 
 def _failure_window(samples: list[Sample]) -> float:
@@ -245,3 +268,47 @@ def _log_rows_of(stand: Stand, ids: set[str], expected: int, timeout_s: float = 
         if len(rows) >= expected or time.monotonic() > deadline:
             return rows
         time.sleep(1)
+
+
+def test_retraining_runs_on_the_cluster_and_every_replica_serves_the_promoted_model(stand: Stand) -> None:
+    """POST /admin/retrain: the LearningLoop submits the job to the head's job API; its driver is placed on a
+    worker node (the head has no CPUs), Ray Train writes its run to the shared storage, the gate promotes, and
+    both Ranker replicas (one per node) answer with the new version, under load, without a failed request."""
+    from ray.job_submission import JobSubmissionClient
+    from ray.util.state import list_nodes
+
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    before = registry.champion(stand.registry)
+    started = time.monotonic()
+    submitted = httpx.post(stand.base + "/admin/retrain", headers=admin, timeout=60)
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["job_id"]
+    with stand.load(clients=4) as predicting:
+        deadline = time.monotonic() + 600
+        while (job := httpx.get(f"{stand.base}/admin/retrain/{job_id}", headers=admin, timeout=60).json())[
+            "status"
+        ] not in ("SUCCEEDED", "FAILED", "STOPPED"):
+            assert time.monotonic() < deadline, job
+            time.sleep(2)
+        wall_s = time.monotonic() - started
+        assert job["status"] == "SUCCEEDED" and job["gate"]["promoted"], job
+        new = job["model_version"]
+        assert new != before.label and registry.champion(stand.registry).label == new
+        promoted_at = job["gate"]["promoted_at"]
+        deadline = time.monotonic() + 60
+        while not predicting.seen(new):
+            assert time.monotonic() < deadline, "the new model was not served"
+            time.sleep(0.5)
+        time.sleep(8)  # past every replica's alias check (2 s) and a model load, under load
+    report = predicting.report(new, since=promoted_at)
+    head_id = next(n.node_id for n in list_nodes(address=stand.head.dashboard_url) if n.is_head_node)
+    driver_node = JobSubmissionClient(stand.head.dashboard_url).get_job_info(job_id).driver_node_id
+    runs = [p for p in (stand.shared / "ray_results").glob("*") if p.is_dir()]
+    rankers = stand.replicas("Ranker")
+    print(f"retraining on the stand-in: job {job_id} {wall_s:.1f} s wall to SUCCEEDED, promoted {new}; "
+          f"{report['requests']} predictions since the promotion, {report['failed']} failed, last answer of the "
+          f"old version {report.get('last_old_version_s')} s after it")
+    assert driver_node and driver_node != head_id, "the job's driver runs on a worker node"
+    assert runs, "Ray Train wrote its run to the shared storage"
+    assert len({r.node_id for r in rankers}) == 2
+    assert report["failed"] == 0 and report["last_old_version_s"] <= 8, report

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FIXTURES, TMDB_CASES, TMDB_SPEC, RedisServer, SpecServer, metric_names, monitoring_queries
+from conftest import FIXTURES, TMDB_SPEC, RedisServer, SpecServer, metric_names, monitoring_queries
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -69,7 +69,9 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: SpecServer) -> Iterator[Served]:
+def served(
+    tiny_model, tiny_settings, gate_cases: Path, redis_server: RedisServer, spec_server: SpecServer
+) -> Iterator[Served]:
     llm_model = prepare(PROJECT_ROOT / "var" / "models" / "smollm2-135m-instruct")
     work = Path(tempfile.mkdtemp(prefix="os-serve-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     reg = RegistrySettings(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", artifact_root=(work / "art").as_uri())
@@ -106,7 +108,7 @@ def served(tiny_model, tiny_settings, redis_server: RedisServer, spec_server: Sp
             # ranker's 73 holdout problems move by several cases between fits (test_retrain.py tests the gate).
             "gate_tolerance": 1.0,
         },
-        "training": {"dev_cases": str(TMDB_CASES)},
+        "training": {"dev_cases": str(gate_cases)},
         # Keys are accepted, not required: the other tests call without one (per-user quotas, generous here).
         "clients": {
             "api_keys": [

@@ -107,7 +107,7 @@ def stand(tiny_settings, tiny_model, gate_cases: Path, fault_redis: RedisServer)
         "cache": {"redis_url": fault_redis.url, "key_prefix": f"flt{time.time_ns()}:", "retry_after_s": 0.5},
         "registry": reg.model_dump(),
         "embedder": tiny_settings.embedder.model_dump(mode="json"),  # the tiny ranker's
-        "feedback": {"stream": STREAM, "spool_path": str(work / "spool.jsonl")},
+        "feedback": {"stream": STREAM, "spool_path": str(shared / "spool" / "feedback.jsonl")},
         # As configs/opensesame.k8s.yaml lays it out: everything a job or another node reads on shared storage.
         "learning": {"log_uri": str(shared / "labels"), "base_data": tiny_settings.learning.base_data,
                      "storage_uri": str(shared / "ray_results"), "dashboard_url": head.dashboard_url,
@@ -312,3 +312,40 @@ def test_retraining_runs_on_the_cluster_and_every_replica_serves_the_promoted_mo
     assert runs, "Ray Train wrote its run to the shared storage"
     assert len({r.node_id for r in rankers}) == 2
     assert report["failed"] == 0 and report["last_old_version_s"] <= 8, report
+
+
+def test_labels_spooled_by_a_node_that_dies_while_redis_is_down_are_replayed(stand: Stand) -> None:
+    """The spool outlives its pod: one file on storage every node shares (KubeRay: the shared volume), written under
+    a file lock. Redis down; labels accepted through both Ingress replicas go to the spool; node_a dies with its
+    replicas; Redis comes back; the next label through the surviving replica replays them all, oldest first.
+    Last in this module: node_a stays down."""
+    if not stand.redis.owned:
+        pytest.skip("needs a redis-server binary: this test kills the server and starts it again")
+    ids = stand.predictions(40)
+    stand.redis.kill()
+    accepted = []
+    with httpx.Client(timeout=30) as client:
+        for prediction_id in ids:
+            response = client.post(stand.base + "/feedback", json={"prediction_id": prediction_id, "none": True})
+            # Each replica holds, while Redis is down, the predictions it made itself: 503 for the others.
+            assert response.status_code in (202, 503), response.text
+            if response.status_code == 202:
+                assert response.json()["stored"] == "spool"
+                accepted.append(prediction_id)
+        stand.nodes["node_a"].stop(grace_s=0)  # the pod dies: its Ingress replica's process and whatever it held
+        time.sleep(8)  # Serve stops routing to the dead replicas (3 missed 1 s health checks)
+        stand.redis.start()
+        time.sleep(2)  # past the surviving replica's back-off
+        after = []
+        for _ in range(2):  # a label that reaches Redis replays the spool first
+            made = client.post(stand.base + "/predict", json={"user_id": f"after-{time.time_ns()}",
+                                                               "spec_id": stand.spec_id})
+            assert made.status_code == 200, made.text
+            after.append(made.json()["prediction_id"])
+            assert client.post(stand.base + "/feedback", json={"prediction_id": after[-1], "none": True}).status_code == 202
+    logged = _log_rows_of(stand, {*ids, *after}, expected=len(accepted) + len(after))
+    print(f"spool across a dead node: {len(accepted)} of {len(ids)} labels spooled while Redis was down, node_a "
+          f"killed, {len(logged)} rows in the label log after Redis came back")
+    assert len(accepted) >= len(ids) / 4
+    assert logged == accepted + after, "every spooled label in the log exactly once, oldest first"
+    assert not (stand.shared / "spool" / "feedback.jsonl").exists(), "the replay emptied the spool"

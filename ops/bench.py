@@ -87,7 +87,10 @@ def run_locust(base_url: str, level: LoadLevel, specs: list[str], csv_prefix: Pa
     ]
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
     verdict = next((line for line in finished.stdout.splitlines() if line.startswith("SLO ")), finished.stderr[-500:])
-    with Path(f"{csv_prefix}_stats.csv").open() as handle:
+    stats = Path(f"{csv_prefix}_stats.csv")
+    if not stats.exists():
+        raise RuntimeError(f"locust exited with {finished.returncode} and wrote no statistics: {verdict}")
+    with stats.open() as handle:
         rows = [
             {
                 "route": row["Name"],

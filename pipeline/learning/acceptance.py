@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 from pipeline.cache import SharedStore
 
 RankBucket = Literal["1", "2-3", "4+", "missed", "none"]
-Role = Literal["champion", "shadow"]
 
 
 def rank_bucket(endpoint: str | None, ranking: list[str]) -> RankBucket:

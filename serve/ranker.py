@@ -113,6 +113,8 @@ class RankerDeployment:
         self.shadow: Predictor | None = None
         self.wanted: RankerConfig | None = None
         self.store = ResilientStore(settings.cache)
+        # Champion and shadow rank with the same online transition counts.
+        self.counts: TransitionCounts = online_transitions(self.store, settings.learning) or InMemoryTransitions()
         self.reload_error: str | None = None  # why the last alias check could not check or load; /readyz says it
         self._watcher: asyncio.Task[None] | None = None
         # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
@@ -158,7 +160,7 @@ class RankerDeployment:
             raise
         current = self.predictor if role == "champion" else self.shadow
         if current is None:
-            current = Predictor(model, self._counts(), self.config.ranking)
+            current = Predictor(model, self.counts, self.config.ranking)
             if role == "champion":
                 self.predictor = current
             else:
@@ -178,9 +180,6 @@ class RankerDeployment:
                 if predictor is not None:
                     self.metrics.model_loaded.set(1, tags={"model_version": predictor.model.version, "role": role})
             await asyncio.sleep(self.config.learning.metrics_refresh_s)
-
-    def _counts(self) -> TransitionCounts:
-        return online_transitions(ResilientStore(self.config.cache), self.config.learning) or InMemoryTransitions()
 
     async def _watch_alias(self) -> None:
         """Every `reload_check_s`: does an alias (champion or shadow) name another version than the one serving?

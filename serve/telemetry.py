@@ -15,7 +15,9 @@ from ray.serve import metrics
 # Milliseconds: resolves 5-500 ms (the SLO region) finely, and still separates a slow second from a hung request.
 LATENCY_BUCKETS_MS = [1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2500, 5000]
 
-STAGES = ("spec", "embed", "prepare_spec", "features", "model", "llm", "total")
+# A response's `timing` key -> the `stage` tag of its latency (total: the whole /predict inside the Ingress).
+STAGE_OF_TIMING = {"spec": "spec", "embed_prompt": "embed", "ranker.prepare_spec": "prepare_spec",
+                   "ranker.candidates_features": "features", "ranker.rank": "model", "llm": "llm", "total": "total"}
 
 
 class PredictMetrics:
@@ -58,10 +60,8 @@ class PredictMetrics:
         )
 
     def timing(self, timing: dict[str, float]) -> None:
-        """The response's `timing` (ms by stage), under the stage names of `STAGES`."""
-        names = {"spec": "spec", "embed_prompt": "embed", "ranker.prepare_spec": "prepare_spec",
-                 "ranker.candidates_features": "features", "ranker.rank": "model", "llm": "llm", "total": "total"}
-        for key, stage in names.items():
+        """The response's `timing` (ms by key), under the stage names of `STAGE_OF_TIMING`."""
+        for key, stage in STAGE_OF_TIMING.items():
             if key in timing:
                 self.latency.observe(timing[key], tags={"stage": stage})
 

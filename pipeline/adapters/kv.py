@@ -178,9 +178,19 @@ class ResilientStore:
             self._local.set(key, value, ttl_s)
             return previous
 
-    def incr_field(self, key: str, field: str, amount: int = 1) -> None:
-        """Add to a counter in a Redis hash; lost while Redis is down (online counts are a cache of the log)."""
-        self._call("hincrby", self._prefix + key, field, amount)
+    def incr_fields(self, key: str, amounts: dict[str, int]) -> None:
+        """Add to counters of a Redis hash, in one round trip; lost while Redis is down (online counts and
+        acceptance are caches of the log)."""
+        client = self._client()
+        if client is None:
+            return
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for field, amount in amounts.items():
+                    pipe.hincrby(self._prefix + key, field, amount)
+                pipe.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
 
     def fields(self, key: str) -> dict[str, int] | None:
         """A hash of counters, or None when Redis is off or down."""

@@ -70,8 +70,7 @@ class AcceptanceTally:
 
     def _incr(self, key: str, fields: dict[str, int]) -> None:
         if self._store.configured:
-            for field, amount in fields.items():
-                self._store.incr_field(key, field, amount)
+            self._store.incr_fields(key, fields)
             return
         with self._lock:
             self._local.setdefault(key, Counter()).update(fields)

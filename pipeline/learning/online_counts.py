@@ -33,7 +33,7 @@ class OnlineTransitions:
         return counts
 
     def add(self, spec_hash: str, previous: str, following: str, weight: int = 1) -> None:
-        self._store.incr_field(counts_key(spec_hash, previous), following, weight)
+        self._store.incr_fields(counts_key(spec_hash, previous), {following: weight})
 
 
 def online_transitions(store: SharedStore, learning: LearningSettings) -> OnlineTransitions | None:

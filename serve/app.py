@@ -1,9 +1,9 @@
 """The Serve application graph: `build_app` is the `import_path` of configs/serve.*.yaml.
 
-    HTTP -> Ingress -> SpecStore (fetch, parse, cache)
-                    -> Embedder  (MiniLM, batched)
+    HTTP -> Ingress -> SpecStore (fetch, parse, cache: a spec sent by URL or body)
                     -> Ranker    (LightGBM; its model named by user_config, hot-swapped)
-                                 -> SpecStore, Embedder (on a spec's first request per replica)
+                                 -> Embedder (MiniLM, batched: a prompt it has not cached; a spec's operations on
+                                              its first request per replica) and SpecStore (that spec)
                                  -> CandidateGenerator (vLLM, when the router asks it; `args.llm: true`)
                     -> LearningLoop (one replica: label log writer, retraining jobs; /admin/retrain)
 
@@ -46,4 +46,4 @@ def build_app(args: dict[str, Any]) -> Application:
     generator = CandidateGenerator.options(name="CandidateGenerator").bind(settings) if parsed.llm else None
     ranker = RankerDeployment.options(name="Ranker").bind(settings, store, embedder, generator)
     learning = LearningLoop.options(name="LearningLoop").bind(settings)
-    return Ingress.options(name="Ingress").bind(settings, store, embedder, ranker, learning)
+    return Ingress.options(name="Ingress").bind(settings, store, ranker, learning)

@@ -10,8 +10,10 @@ Transition counts come from Redis (online adaptation) when it is configured.
 A second model may run in shadow (`shadow_uri`): it ranks `shadow_share` of the requests after the
 answer has been returned, and its ranking is stored beside the prediction so that labels score both.
 
-One `predict` is the whole ranking of a request, since this replica holds the prepared spec: the cheap ranking,
-then (when the router says so) the vLLM `CandidateGenerator` over its shortlist, whose checked answer re-ranks.
+One `predict` is the whole ranking of a request, since this replica holds the prepared spec and fetches the
+prompt's vector itself (from its own cache, else from the Embedder, while a cold spec is being prepared): the
+cheap ranking, then (when the router says so) the vLLM `CandidateGenerator` over its shortlist, whose checked
+answer re-ranks. The Ingress thus makes one call per prediction, and waits on no other deployment.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.exceptions import RayTaskError
@@ -46,8 +50,12 @@ from serve.schemas import LLMUse, ModelState
 from serve.telemetry import RankerMetrics
 
 log = logging.getLogger("opensesame.ranker")
+T = TypeVar("T")
 
 SHADOW_KEPT = 20_000  # shadow rankings kept in-process for the labels that follow (Redis keeps them too when on)
+# Prompt vectors kept per replica: a client repeats its prompt over a session's calls, and a cached one saves the
+# hop to the Embedder (1.5 KB each: 6 MB at most).
+PROMPTS_KEPT = 4096
 
 
 class RankerConfig(BaseModel):
@@ -119,6 +127,7 @@ class RankerDeployment:
         self._watcher: asyncio.Task[None] | None = None
         # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
         self._specs: LRU[PreparedSpec] = LRU(self.config.cache.local_capacity // 8)
+        self._prompts: LRU[np.ndarray] = LRU(PROMPTS_KEPT)
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
         self._background: set[asyncio.Task[None]] = set()  # the gauges' refresh
         # Shadow rankings, made off the response path: running, then kept until their labels come.
@@ -237,13 +246,22 @@ class RankerDeployment:
         self._specs.set(spec_id, spec)
         return spec
 
+    async def _prompt_vec(self, prompt: str) -> np.ndarray | None:
+        text = prompt.strip()
+        if not text:
+            return None
+        vector = self._prompts.get(text)
+        if vector is None:
+            vector = await self.embedder.embed_prompt.remote(text)
+            self._prompts.set(text, vector)
+        return vector
+
     async def predict(
         self,
         prediction_id: str,
         spec_id: str,
         events: list[Event],
         prompt: str,
-        prompt_vec: Any,
         k: int,
         latency_budget_ms: float | None = None,
     ) -> Ranked:
@@ -251,10 +269,10 @@ class RankerDeployment:
         predictor = self.predictor
         if predictor is None:
             raise ModelNotFoundError(f"no ranker model loaded yet ({self.reload_error}): retry later, see /readyz")
-        started = time.perf_counter()
         cold = self._specs.get(spec_id) is None
-        spec = await self._prepared(spec_id)
-        prepare_ms = (time.perf_counter() - started) * 1000
+        (spec, prepare_ms), (prompt_vec, embed_ms) = await asyncio.gather(
+            _timed(self._prepared(spec_id)), _timed(self._prompt_vec(prompt))
+        )
         # With a generator the cheap ranking is also its shortlist: rank as many as it may be offered.
         wide = max(k, self.config.llm.shortlist) if self.generator is not None else k
         outcome = await asyncio.to_thread(predictor.predict, spec, events, prompt, wide, None, prompt_vec)
@@ -264,7 +282,8 @@ class RankerDeployment:
                 predictor, spec, events, prompt, prompt_vec, k, latency_budget_ms, outcome
             )
         outcome.predictions = outcome.predictions[:k]
-        outcome.timing_ms["prepare_spec"] = round(prepare_ms, 3)
+        outcome.timing_ms["prepare_spec"] = prepare_ms
+        outcome.timing_ms["embed_prompt"] = embed_ms
         shadowed = self.shadow is not None and self._shadows(prediction_id)
         if shadowed:
             task = asyncio.create_task(self._rank_in_shadow(prediction_id, spec, events, prompt, prompt_vec, k))
@@ -286,7 +305,13 @@ class RankerDeployment:
         return int(hashlib.blake2b(prediction_id.encode(), digest_size=4).hexdigest(), 16) < share * 2**32
 
     async def _rank_in_shadow(
-        self, prediction_id: str, spec: PreparedSpec, events: list[Event], prompt: str, prompt_vec: Any, k: int
+        self,
+        prediction_id: str,
+        spec: PreparedSpec,
+        events: list[Event],
+        prompt: str,
+        prompt_vec: np.ndarray | None,
+        k: int,
     ) -> ShadowRanking | None:
         """The shadow's cheap ranking (no LLM) of a request already answered, kept (and shared through Redis when
         it is on) for its labels."""
@@ -312,7 +337,7 @@ class RankerDeployment:
         spec: PreparedSpec,
         events: list[Event],
         prompt: str,
-        prompt_vec: Any,
+        prompt_vec: np.ndarray | None,
         k: int,
         budget_ms: float | None,
         cheap: PredictOutcome,
@@ -345,3 +370,10 @@ class RankerDeployment:
             return cheap, use
         extra = {"llm": asked.hits or {}}
         return await asyncio.to_thread(predictor.predict, spec, events, prompt, k, extra, prompt_vec), use
+
+
+async def _timed(awaitable: Awaitable[T]) -> tuple[T, float]:
+    """What `awaitable` gives and the milliseconds it took."""
+    started = time.perf_counter()
+    result = await awaitable
+    return result, round((time.perf_counter() - started) * 1000, 3)

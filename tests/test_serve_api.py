@@ -31,8 +31,10 @@ from pipeline.adapters import registry
 from pipeline.adapters.label_log import read_labels
 from pipeline.adapters.llm_checkpoint import prepare
 from pipeline.adapters.serve_api import deploy, wait_running
+from pipeline.learning.online_counts import counts_key
 from pipeline.learning.records import FeedbackRecord
 from pipeline.ranking.features import FEATURE_NAMES
+from pipeline.ranking.stats import START
 from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings
 from pipeline.spec.load import load_catalogue
 from serve.telemetry import EXPORTED, exported
@@ -329,12 +331,16 @@ def test_redis_stopped_mid_test_predictions_still_succeed(served: Served) -> Non
         served.redis.start()
     time.sleep(1.0)  # past the back-off: the next call reconnects
     after = served.predict(spec=BILLING, user_id=user, prompt="pay it")
-    replayed = served.post("/feedback", {"prediction_id": after.json()["prediction_id"], "none": True})
+    replayed = served.post("/feedback", {"prediction_id": after.json()["prediction_id"], "accepted_rank": 1})
     assert replayed.status_code == 202 and replayed.json()["stored"] == "stream"
     ids = [
         FeedbackRecord.model_validate_json(f[b"record"]).prediction_id for _, f in served.redis.client().xrange(STREAM)
     ]
     assert ids == [response.json()["prediction_id"], after.json()["prediction_id"]]  # spooled one first, nothing lost
+    # Online counts resume with Redis: the label after the outage is counted (a session's first call follows START).
+    prefix = served.config["applications"][0]["args"]["settings"]["cache"]["key_prefix"]
+    counts = served.redis.client().hgetall(f"{prefix}{counts_key(spec_id, START)}")
+    assert int(counts[after.json()["predictions"][0]["endpoint"].encode()]) >= 1, counts
 
 
 def _billing_load(served: Served) -> RequestLoop:

@@ -200,7 +200,7 @@ class SessionGenerator:
         """After a call, the user holds ids of what it produced (the item it listed, searched or created) and
         of the entities its response names (an invoice's customer)."""
         op = self.profile.ops[i]
-        for ent in op.produces | (op.returns & self.required_heads):
+        for ent in sorted(op.produces | (op.returns & self.required_heads)):  # sorted: ids by seed, not by hash
             values.setdefault(ent, self.ids.make(ent))
 
     # -- walks -----------------------------------------------------------------------------------------

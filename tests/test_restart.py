@@ -1,0 +1,122 @@
+"""The whole service stopped and started again with labels in flight: every label answered 202 is in the label
+log exactly once. Redis (the feedback stream) outlives the service, as its own pod does on Kubernetes; the Ray
+cluster with every replica, the LearningLoop's label-log writer included, is stopped as a pod is (SIGTERM to the
+process group, then SIGKILL) while clients are still labelling and while the writer, frozen a few seconds before,
+holds labels it has not written (read and unacknowledged, or not read yet)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from conftest import FIXTURES, RedisServer
+
+from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
+from pipeline.adapters import registry
+from pipeline.adapters.label_log import LOG_VERSION
+from pipeline.settings import PROJECT_ROOT, RegistrySettings
+
+pytestmark = pytest.mark.slow
+
+BILLING = (FIXTURES / "billing_oas30.yaml").read_text()
+CLIENTS = 4
+
+
+def _label_forever(base: str, spec_id: str, client: int, accepted: list[str], stop: threading.Event) -> None:
+    """Predict, then accept the top prediction, until stopped; the ids of the labels answered 202."""
+    with httpx.Client(timeout=10) as http:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                predicted = http.post(base + "/predict", json={
+                    "user_id": f"restart-{client}-{n}", "spec_id": spec_id,
+                    "events": [{"endpoint": f"GET /v1/invoices/in_{n}"}]})
+                if predicted.status_code != 200:
+                    continue
+                prediction_id = predicted.json()["prediction_id"]
+                labelled = http.post(base + "/feedback", json={"prediction_id": prediction_id, "accepted_rank": 1})
+                if labelled.status_code == 202:
+                    accepted.append(prediction_id)
+            except httpx.HTTPError:  # the service is going away under us: nothing was accepted
+                time.sleep(0.05)
+
+
+def _writer_pid(cluster: RayCluster) -> int:
+    """The process of the LearningLoop replica: the label log's single writer."""
+    from ray.util.state import list_actors
+
+    (replica,) = list_actors(
+        address=cluster.dashboard_url,
+        filters=[("class_name", "=", "ServeReplica:opensesame:LearningLoop"), ("state", "=", "ALIVE")],
+        raise_on_missing_output=False,
+    )
+    return int(replica.pid)
+
+
+def _logged(log_uri: str) -> list[str]:
+    """Every prediction id in the log's files, duplicates included (the log's readers would hide them)."""
+    directory = Path(log_uri) / LOG_VERSION
+    if not any(directory.rglob("*.parquet")):
+        return []
+    return pq.read_table(directory, columns=["prediction_id"], partitioning=None)["prediction_id"].to_pylist()
+
+
+def test_a_whole_service_restart_keeps_every_accepted_label_exactly_once(
+    tiny_settings, tiny_model, redis_server: RedisServer
+) -> None:
+    work = Path(tempfile.mkdtemp(prefix="os-rst-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    reg = RegistrySettings(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", artifact_root=(work / "art").as_uri())
+    registry.promote(registry.register(tiny_settings.paths.model_dir, reg, run_name="restart"), reg.alias, reg)
+    log_uri = str(work / "labels")
+    settings = {
+        "cache": {"redis_url": redis_server.url, "key_prefix": f"rst{time.time_ns()}:", "retry_after_s": 0.5},
+        "registry": reg.model_dump(),
+        "embedder": tiny_settings.embedder.model_dump(mode="json"),  # the tiny ranker's
+        "feedback": {"stream": f"restart:{time.time_ns()}", "spool_path": str(work / "spool.jsonl")},
+        "learning": {"log_uri": log_uri, "base_data": tiny_settings.learning.base_data, "writer_block_ms": 200,
+                     "retrain_after_labels": 0, "worker_cpus": 0.4},
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = variant(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings,
+                     f"models:/{reg.model_name}@{reg.alias}", llm=False)
+    accepted: list[str] = []
+    stop = threading.Event()
+    with serve_app(config, RayCluster(ClusterPorts.free(), work / "ray-1")) as cluster:
+        spec_id = httpx.post(base + "/specs", json={"spec": BILLING}, timeout=120).json()["spec_id"]
+        clients = [threading.Thread(target=_label_forever, args=(base, spec_id, c, accepted, stop), daemon=True)
+                   for c in range(CLIENTS)]
+        for thread in clients:
+            thread.start()
+        time.sleep(4)
+        # The label-log writer frozen (SIGSTOP, as a node stalls) while the clients go on labelling: the labels
+        # accepted from now on are in the stream, not yet in the log, when the service stops.
+        os.kill(_writer_pid(cluster), signal.SIGSTOP)
+        time.sleep(3)
+        # Leaving the block stops the whole service while the clients are still labelling.
+    stop.set()
+    for thread in clients:
+        thread.join()
+    written_before = len(_logged(log_uri))
+    assert written_before < len(accepted), "no accepted label was left unwritten at the stop"
+
+    with serve_app(config, RayCluster(ClusterPorts.free(), work / "ray-2")):
+        deadline = time.monotonic() + 90
+        while not set(accepted) <= set(_logged(log_uri)):
+            assert time.monotonic() < deadline, f"{len(set(accepted) - set(_logged(log_uri)))} accepted labels lost"
+            time.sleep(0.5)
+        after = httpx.post(base + "/predict", json={"user_id": "after", "spec_id": spec_id}, timeout=60)
+        assert after.status_code == 200, after.text  # the spec survived in Redis: no re-registration needed
+    logged = _logged(log_uri)
+    print(f"whole-service restart: {len(accepted)} labels accepted, {written_before} in the log at the stop, "
+          f"{len(logged) - written_before} written after the restart")
+    assert sorted(p for p in logged if p in set(accepted)) == sorted(accepted)  # each exactly once
+    assert len(logged) == len(set(logged))  # and nothing else twice

@@ -129,6 +129,10 @@ class RegistrySettings(_Section):
     artifact_root: str = (PROJECT_ROOT / "var" / "mlartifacts").as_uri()  # otherwise MLflow writes ./mlruns
     model_name: str = "opensesame-ranker"
     alias: str = "champion"
+    # A registry server that does not answer: MLflow's own defaults retry for ~4 minutes (7 retries, 120 s
+    # time-out), during which a Ranker's alias check says nothing. The check repeats every reload_check_s anyway.
+    http_timeout_s: int = Field(10, ge=1, description="per request to an MLflow server")
+    http_max_retries: int = Field(2, ge=0, le=10, description="retries of a failed request (backoff 2 s, 4 s, ...)")
 
 
 class LLMSettings(_Section):

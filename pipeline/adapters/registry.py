@@ -58,6 +58,9 @@ def _client(settings: RegistrySettings) -> Any:
 
     if settings.tracking_uri.startswith("sqlite:///"):
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # MLflow reads these at every request; this process talks to one registry.
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.http_timeout_s)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.http_max_retries)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)

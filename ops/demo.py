@@ -23,7 +23,7 @@ from typing import Any, Callable
 import httpx
 
 from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
-from ops.launch import ensure_champion
+from ops.champion import ensure_champion
 from ops.load import RequestLoop
 from pipeline.adapters import registry
 from pipeline.settings import PROJECT_ROOT, RegistrySettings, Settings

@@ -140,7 +140,7 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
 def test_a_champion_of_another_feature_schema_or_embedder_is_replaced_at_start(
     tiny_model, tiny_settings: Settings, tmp_path: Path
 ) -> None:
-    from ops.launch import ensure_champion
+    from ops.champion import ensure_champion
 
     reg = RegistrySettings(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri()

@@ -148,8 +148,9 @@ class Ingress:
     async def predict(self, body: PredictRequest, caller: CurrentCaller) -> Response:
         started = time.perf_counter()
         quota_id = await self._admit(caller, body.user_id)
+        mark = time.perf_counter()
         spec_id = await self._spec_id(body, caller, quota_id)
-        spec_ms = _ms(started)
+        spec_ms = _ms(mark)
         mark = time.perf_counter()
         prediction_id = uuid.uuid4().hex
         # The one hop of a prediction on a registered spec: the Ranker embeds the prompt and prepares the spec.

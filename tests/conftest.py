@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,6 +37,17 @@ def monitoring_queries() -> dict[str, str]:
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression reads (ours and Ray's all start with `ray_`)."""
     return set(re.findall(r"\b(ray_[A-Za-z0-9_]+)", expr))
+
+
+def poll(condition: Any, timeout_s: float = 30) -> Any:
+    """`condition()`'s first true value, checked every 0.2 s; fails the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not true within {timeout_s} s")
 
 
 class SpecServer:

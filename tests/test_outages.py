@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXTURES, RedisServer
+from conftest import FIXTURES, RedisServer, poll
 
 from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
 from ops.load import RequestLoop
@@ -98,14 +98,6 @@ def _settings(work: Path, tiny_settings: Any, redis: RedisServer, reg: RegistryS
 
 def _ready(base: str) -> dict[str, Any]:
     return httpx.get(base + "/readyz", timeout=10).json()
-
-
-def _poll(condition: Any, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (found := condition()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.5)
-    return found
 
 
 def _label_forever(base: str, spec_id: str, client: int, accepted: list[str], stop: threading.Event) -> None:
@@ -211,11 +203,11 @@ def test_mlflow_unreachable_during_a_reload_keeps_the_old_model_serving_until_it
         spec_id = httpx.post(base + "/specs", json={"spec": BILLING}, timeout=120).json()["spec_id"]
         body = {"spec_id": spec_id, "events": [{"endpoint": "GET /v1/invoices/in_1"}], "prompt": "pay it"}
         with RequestLoop(base + "/predict", lambda c, n: {**body, "user_id": f"mlo-{c}"}, clients=4) as loop:
-            _poll(lambda: _ready(base)["model_version"] == old.label)
+            poll(lambda: _ready(base)["model_version"] == old.label, timeout_s=60)
             killed = time.time()
             mlflow_server.kill()
             # Readiness says why within a check or two (not after MLflow's own minutes of retries).
-            ready = _poll(lambda: (r := _ready(base))["model_reload_error"] and r, timeout_s=30)
+            ready = poll(lambda: (r := _ready(base))["model_reload_error"] and r, timeout_s=30)
             said = time.time() - killed
             assert ready["ready"] is True and ready["model_version"] == old.label
             assert f"cannot check or load {alias_uri}, serving {old.label}" in ready["model_reload_error"]
@@ -223,9 +215,9 @@ def test_mlflow_unreachable_during_a_reload_keeps_the_old_model_serving_until_it
             mlflow_server.start()
             back = time.time()
             registry.promote(new, reg.alias, reg)  # the server answers again, its alias naming another version
-            recovered = _poll(lambda: (r := _ready(base))["model_version"] == new.label and r, timeout_s=60)
+            recovered = poll(lambda: (r := _ready(base))["model_version"] == new.label and r, timeout_s=60)
             assert recovered["model_reload_error"] is None
-            _poll(lambda: loop.seen(new.label), timeout_s=15)
+            poll(lambda: loop.seen(new.label), timeout_s=15)
         report = loop.report(new.label, since=back)
     print(f"MLflow killed under 4 closed-loop clients: readiness said why after {said:.1f} s; "
           f"{report['requests']} predictions, {report['failed']} failed, p99 {report.get('p99_ms')} ms; "

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FIXTURES, TMDB_SPEC, RedisServer, SpecServer, metric_names, monitoring_queries
+from conftest import FIXTURES, TMDB_SPEC, RedisServer, SpecServer, metric_names, monitoring_queries, poll
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -190,16 +190,6 @@ def test_feedback_lands_in_the_stream(served: Served) -> None:
     assert accepted.json()["stored"] == "duplicate" and accepted.json()["entry_id"] is None
 
 
-def _poll(condition: Any, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not true within {timeout_s} s")
-
-
 def test_next_predict_labels_the_previous_one_and_the_log_and_counts_follow(served: Served) -> None:
     user = f"implicit-{time.time_ns()}"
     opened = {"endpoint": "GET /v1/invoices/in_9"}
@@ -211,14 +201,14 @@ def test_next_predict_labels_the_previous_one_and_the_log_and_counts_follow(serv
         records = [FeedbackRecord.model_validate_json(f[b"record"]) for _, f in served.redis.client().xrange(STREAM)]
         return [r for r in records if r.prediction_id == first["prediction_id"]]
 
-    (label,) = _poll(implicit)
+    (label,) = poll(implicit)
     assert (label.source, label.outcome, label.endpoint) == ("implicit", "called", "POST /invoices/{invoice}/pay")
     assert label.last_operation == "GET /invoices/{invoice}" and label.model_version == first["model_version"]
     assert label.feature_matrix().shape == (len(label.candidates), len(FEATURE_NAMES)) and len(label.candidates) >= 5
     explicit = served.post("/feedback", {"prediction_id": first["prediction_id"], "called": "POST /v1/invoices/in_9/pay"})
     assert explicit.status_code == 202 and explicit.json()["stored"] == "duplicate"
     # The single writer drains the stream into the day-partitioned Parquet log, once per prediction.
-    logged = _poll(lambda: (f := read_labels(str(served.labels)))[f.prediction_id == first["prediction_id"]].to_dict("records"))
+    logged = poll(lambda: (f := read_labels(str(served.labels)))[f.prediction_id == first["prediction_id"]].to_dict("records"))
     assert len(logged) == 1 and logged[0]["source"] == "implicit"
     # Online adaptation: the transition is counted for the spec, where every Ranker replica reads it.
     prefix = served.config["applications"][0]["args"]["settings"]["cache"]["key_prefix"]
@@ -361,10 +351,10 @@ def _redeploy(served: Served, model_uri: str) -> None:
 def test_ranker_reconfigure_under_load_swaps_versions_without_errors(served: Served) -> None:
     old, new = (v.label for v in served.versions)
     with _billing_load(served) as loop:
-        _poll(lambda: loop.seen(old))
+        poll(lambda: loop.seen(old))
         swapped = time.time()
         _redeploy(served, served.versions[1].uri)
-        _poll(lambda: loop.seen(new), timeout_s=60)
+        poll(lambda: loop.seen(new), timeout_s=60)
         time.sleep(1)
     report = loop.report(new, since=swapped)
     assert report["requests"] > 10 and report["failed"] == 0, report
@@ -379,7 +369,7 @@ def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served
     _redeploy(served, f"models:/{reg.model_name}@{reg.alias}")  # serve the alias, as the shipped configs do
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with _billing_load(served) as loop:
-        _poll(lambda: loop.seen(served.versions[1].label))
+        poll(lambda: loop.seen(served.versions[1].label))
         started = httpx.post(served.base + "/admin/retrain", headers=admin, timeout=60)
         assert started.status_code == 202, started.text
         job_id = started.json()["job_id"]
@@ -390,12 +380,12 @@ def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served
             job = httpx.get(f"{served.base}/admin/retrain/{job_id}", headers=admin, timeout=60).json()
             return job if job["status"] in ("SUCCEEDED", "FAILED", "STOPPED") else None
 
-        job = _poll(finished, timeout_s=600)
+        job = poll(finished, timeout_s=600)
         assert job["status"] == "SUCCEEDED", job
         assert job["gate"]["promoted"] is True, job["gate"]
         new = job["model_version"]
         assert new == f"{reg.model_name}/v3" and registry.champion(reg).label == new
-        _poll(lambda: loop.seen(new), timeout_s=30)
+        poll(lambda: loop.seen(new), timeout_s=30)
         time.sleep(3)
     report = loop.report(new, since=job["gate"]["promoted_at"])
     assert report["failed"] == 0, report
@@ -405,7 +395,7 @@ def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served
     # A replica that misses a reconfigure converges through its alias check alone: move the alias back.
     registry.promote(served.versions[0], reg.alias, reg)
     with _billing_load(served) as loop:
-        _poll(lambda: loop.seen(served.versions[0].label), timeout_s=15)
+        poll(lambda: loop.seen(served.versions[0].label), timeout_s=15)
     assert loop.report(served.versions[0].label, since=time.time())["failed"] == 0
 
 
@@ -415,11 +405,11 @@ def test_a_failing_alias_check_keeps_the_model_serving_and_readiness_says_why(se
     registry.promote(served.versions[0], reg.alias, reg)
     _redeploy(served, alias_uri)
     serving = served.versions[0].label
-    _poll(lambda: httpx.get(served.base + "/readyz").json()["model_version"] == serving)
+    poll(lambda: httpx.get(served.base + "/readyz").json()["model_version"] == serving)
     # The alias gone is what a Ranker sees of a registry it cannot resolve the alias in (reload_check_s = 2 s).
     MlflowClient(reg.tracking_uri).delete_registered_model_alias(reg.model_name, reg.alias)
     try:
-        ready = _poll(lambda: (body := httpx.get(served.base + "/readyz").json())["model_reload_error"] and body)
+        ready = poll(lambda: (body := httpx.get(served.base + "/readyz").json())["model_reload_error"] and body)
         assert ready["ready"] is True and ready["model_version"] == serving
         assert f"cannot check or load {alias_uri}, serving {serving}: RegistryError" in ready["model_reload_error"]
         predicted = served.predict(spec_url=served.spec_url)
@@ -427,7 +417,7 @@ def test_a_failing_alias_check_keeps_the_model_serving_and_readiness_says_why(se
     finally:
         registry.promote(served.versions[1], reg.alias, reg)  # the registry answers again, naming another version
     newer = served.versions[1].label
-    recovered = _poll(lambda: (body := httpx.get(served.base + "/readyz").json())["model_version"] == newer and body)
+    recovered = poll(lambda: (body := httpx.get(served.base + "/readyz").json())["model_version"] == newer and body)
     assert recovered["model_reload_error"] is None
 
 
@@ -533,7 +523,7 @@ def test_replicas_started_before_any_champion_wait_for_it_then_serve(served: Ser
         assert refused.status_code == 503 and "Retry-After" in refused.headers
         assert "no ranker model loaded yet" in refused.json()["detail"]
         registry.promote(served.versions[0], uri.rpartition("@")[2], reg)
-        ready = _poll(lambda: (r := httpx.get(served.base + "/readyz")).status_code == 200 and r.json(), timeout_s=30)
+        ready = poll(lambda: (r := httpx.get(served.base + "/readyz")).status_code == 200 and r.json(), timeout_s=30)
         assert ready["model_version"] == served.versions[0].label and ready["model_reload_error"] is None
         assert served.predict(spec_url=served.spec_url, prompt="pay it").status_code == 200
     finally:
@@ -548,11 +538,11 @@ def test_a_shadow_model_ranks_off_the_response_path_and_admin_models_compares_bo
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     body = {"spec_url": served.spec_url, "events": [{"endpoint": "GET /v1/invoices/in_3"}], "prompt": "pay it"}
     _redeploy_ranker(served, {"model_uri": champion.uri})
-    _poll(lambda: httpx.get(served.base + "/readyz").json()["model_version"] == champion.label)
+    poll(lambda: httpx.get(served.base + "/readyz").json()["model_version"] == champion.label)
     _sequential(served, body, 5)  # warm
     alone, alone_ms = _sequential(served, body, 30)
     _redeploy_ranker(served, {"model_uri": champion.uri, "shadow_uri": shadow.uri, "shadow_share": 1.0})
-    models = _poll(lambda: (r := httpx.get(served.base + "/admin/models", headers=admin).json())["shadow"] and r)
+    models = poll(lambda: (r := httpx.get(served.base + "/admin/models", headers=admin).json())["shadow"] and r)
     assert (models["champion"], models["shadow"], models["shadow_share"]) == (champion.label, shadow.label, 1.0)
     shadowed, shadowed_ms = _sequential(served, body, 30)
     print(f"sequential p50: {alone_ms:.1f} ms alone, {shadowed_ms:.1f} ms with the shadow ranking every request")
@@ -576,7 +566,7 @@ def test_a_shadow_model_ranks_off_the_response_path_and_admin_models_compares_bo
     assert report["paired"]["champion"] == report["paired"]["shadow"]
     assert report["online"][shadow.label]["labels"] - before["online"][shadow.label]["labels"] == 6
     _redeploy_ranker(served, {"model_uri": champion.uri})
-    gone = _poll(lambda: (r := httpx.get(served.base + "/admin/models", headers=admin).json())["shadow"] is None and r)
+    gone = poll(lambda: (r := httpx.get(served.base + "/admin/models", headers=admin).json())["shadow"] is None and r)
     assert gone["paired"] is None and gone["shadow_share"] == 0.0
 
 
@@ -627,7 +617,7 @@ def test_metrics_move_and_every_dashboard_and_alert_query_names_an_exported_metr
         ]
         return after if all(grew) else None
 
-    after = _poll(moved, timeout_s=60)  # Ray reports a worker's metrics every 10 s
+    after = poll(moved, timeout_s=60)  # Ray reports a worker's metrics every 10 s
     expected = {series for name, kind in EXPORTED.items() for series in exported(name, kind)}
     assert expected <= set(after), f"not exported: {sorted(expected - set(after))}"
     ours = {name for name in after if name.startswith("ray_opensesame_") and not name.endswith("_created")}
@@ -659,7 +649,7 @@ def test_opensesame_monitor_scrapes_the_cluster_and_answers_dashboard_queries(se
                 return answer.json()["data"]["result"] if answer.status_code == 200 else []
 
             served.predict(spec_url=served.spec_url, prompt="pay it")
-            scraped = _poll(lambda: query("sum by (model_version) (ray_opensesame_predictions_total)"), timeout_s=60)
+            scraped = poll(lambda: query("sum by (model_version) (ray_opensesame_predictions_total)"), timeout_s=60)
             assert all(float(row["value"][1]) > 0 for row in scraped)
             rules = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).json()["data"]["groups"]
             assert {rule["name"] for group in rules for rule in group["rules"]} >= {

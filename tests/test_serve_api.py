@@ -81,7 +81,11 @@ def served(
     spool = work / "spool.jsonl"
     cluster = RayCluster(ClusterPorts.free(), work / "ray")
     settings = {
-        "cache": {"redis_url": redis_server.url, "key_prefix": f"test{time.time_ns()}:", "retry_after_s": 0.5},
+        # A 2 s socket time-out: with this module's load tests and the LLM on 2 cores, a Redis reply can take
+        # longer than the default 0.25 s, and a time-out is an outage to the store (feedback on an unknown id then
+        # answers 503 "unreachable moments ago", rightly, for the contract test). Stopping Redis still fails at once.
+        "cache": {"redis_url": redis_server.url, "key_prefix": f"test{time.time_ns()}:", "retry_after_s": 0.5,
+                  "socket_timeout_s": 2.0},
         "fetch": {"allow_addresses": ["127.0.0.1/32"], "connect_timeout_s": 2, "read_timeout_s": 2},
         "registry": reg.model_dump(),
         "embedder": tiny_settings.embedder.model_dump(mode="json"),  # the tiny ranker's

@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.adapters.kv import ResilientStore
+from pipeline.cache import LRU
 from pipeline.errors import RateLimitedError
 from pipeline.learning.acceptance import AcceptanceTally, ShadowRanking, rank_bucket, shadow_key
 from pipeline.learning.online_counts import online_transitions
@@ -36,6 +37,7 @@ from pipeline.learning.records import (
 )
 from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.settings import Settings
+from pipeline.spec.matching import CallMatch, CallMatcher
 from pipeline.spec.store import SpecInfo
 from serve import errors
 from serve.deps import Admin, Caller, CurrentCaller
@@ -105,6 +107,8 @@ class Ingress:
         counts = online_transitions(self.cache, settings.learning)
         self.labels = LabelSink(self.cache, self.feedback_log, counts, settings.cache.prediction_ttl_s)
         self.acceptance = AcceptanceTally(self.cache)
+        # Each spec's routes, to match the calls feedback reports here instead of one more hop to the spec store.
+        self._matchers: LRU[CallMatcher] = LRU(settings.cache.local_capacity // 8)
         self.metrics = PredictMetrics()
         self._background: set[asyncio.Task[None]] = set()  # implicit labelling, off the response path
         self._stop = threading.Event()
@@ -249,6 +253,14 @@ class Ingress:
         self.acceptance.add(record.model_version, bucket, shadow)
         return stored, entry
 
+    async def _match(self, spec_id: str, call: str) -> CallMatch:
+        """The operation a reported call made. A spec_id names one content, so its routes never go stale here."""
+        matcher = self._matchers.get(spec_id)
+        if matcher is None:
+            matcher = CallMatcher(await self.spec_store.routes.remote(spec_id))
+            self._matchers.set(spec_id, matcher)
+        return matcher.match(call)
+
     def _save_prediction(self, record: PredictionRecord, features: np.ndarray | None) -> None:
         """In a worker thread: compressing the candidates' features (~0.2 ms) stays off the event loop."""
         if features is not None:
@@ -267,7 +279,7 @@ class Ingress:
             call = followup(previous.events, current.events)
             if call is None:
                 return
-            match = await self.spec_store.match.remote(previous.spec_id, call)
+            match = await self._match(previous.spec_id, call)
             if match.operation is None:
                 return
             record = label(previous, call, None, match, source="implicit")
@@ -301,7 +313,7 @@ class Ingress:
             raise PredictionNotFoundError(f"unknown prediction_id {body.prediction_id!r} for this API key")
         match = None
         if body.called is not None:
-            match = await self.spec_store.match.remote(prediction.spec_id, body.called)
+            match = await self._match(prediction.spec_id, body.called)
         record = label(prediction, body.called, body.accepted_rank, match)
         stored, entry = await self._label(record)
         return FeedbackResponse(

@@ -10,7 +10,6 @@ from ray import serve
 from pipeline.adapters.kv import ResilientStore
 from pipeline.settings import Settings
 from pipeline.spec.catalogue import Catalogue
-from pipeline.spec.matching import CallMatch
 from pipeline.spec.store import SpecInfo, SpecStore
 from serve.telemetry import SpecMetrics
 
@@ -37,8 +36,8 @@ class SpecStoreDeployment:
     async def catalogue(self, spec_id: str) -> Catalogue:
         return await asyncio.to_thread(self.store.catalogue, spec_id)
 
-    async def match(self, spec_id: str, endpoint: str) -> CallMatch:
-        return await asyncio.to_thread(self.store.match, spec_id, endpoint)
+    async def routes(self, spec_id: str) -> Catalogue:
+        return (await asyncio.to_thread(self.store.catalogue, spec_id)).routes()
 
     async def redis_up(self) -> bool:
         return await asyncio.to_thread(self.cache.ping)

@@ -26,6 +26,7 @@ from pipeline.learning.records import (
     save_prediction,
 )
 from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings
+from pipeline.spec.matching import CallMatcher
 from pipeline.spec.store import SpecStore
 
 BILLING = (FIXTURES / "billing_oas30.yaml").read_bytes()
@@ -75,10 +76,9 @@ def test_catalogue_shared_between_replicas_through_redis(local_fetch: FetchSetti
     settings = cache_settings(redis_server.url)
     registered = SpecStore(ResilientStore(settings), settings, local_fetch).register(document=BILLING.decode())
     other_replica = SpecStore(ResilientStore(settings), settings, local_fetch)
-    assert other_replica.catalogue(registered.content_hash).title == registered.title
-    assert (
-        other_replica.match(registered.content_hash, "GET /v1/invoices/in_1").operation.id == "GET /invoices/{invoice}"
-    )
+    shared = other_replica.catalogue(registered.content_hash)
+    assert shared.title == registered.title
+    assert CallMatcher(shared.routes()).match("GET /v1/invoices/in_1").operation.id == "GET /invoices/{invoice}"
     heard: list[str] = []
     third_replica = SpecStore(ResilientStore(settings), settings, local_fetch, on_lookup=heard.append)
     third_replica.catalogue(registered.content_hash)
@@ -158,9 +158,8 @@ def test_labels_validate_against_the_prediction(local_fetch: FetchSettings) -> N
     store = SpecStore(ResilientStore(settings), settings, local_fetch)
     spec = store.register(document=BILLING.decode())
     rec = record().model_copy(update={"spec_id": spec.content_hash})
-    called = label(
-        rec, "POST /v1/invoices/in_1/pay", None, store.match(spec.content_hash, "POST /v1/invoices/in_1/pay")
-    )
+    matcher = CallMatcher(store.catalogue(spec.content_hash).routes())  # what the Ingress keeps per spec
+    called = label(rec, "POST /v1/invoices/in_1/pay", None, matcher.match("POST /v1/invoices/in_1/pay"))
     assert (called.outcome, called.endpoint, called.rank) == ("called", "POST /invoices/{invoice}/pay", 1)
     accepted = label(rec, None, 2, None)
     assert (accepted.outcome, accepted.endpoint, accepted.rank) == ("accepted", "GET /invoices/{invoice}", 2)
@@ -168,7 +167,7 @@ def test_labels_validate_against_the_prediction(local_fetch: FetchSettings) -> N
     with pytest.raises(FeedbackMismatchError, match="use 1..2"):
         label(rec, None, 3, None)
     with pytest.raises(FeedbackMismatchError, match="matches no operation"):
-        label(rec, "GET /nowhere", None, store.match(spec.content_hash, "GET /nowhere"))
+        label(rec, "GET /nowhere", None, matcher.match("GET /nowhere"))
 
 
 def test_feedback_spooled_while_redis_down_then_replayed_in_order(tmp_path: Path, redis_server: RedisServer) -> None:

@@ -93,6 +93,12 @@ class Catalogue(BaseModel):
     def by_id(self) -> dict[str, Operation]:
         return {op.id: op for op in self.operations}
 
+    def routes(self) -> Catalogue:
+        """The operations' names and path templates alone: all that matching a call needs, a small fraction of
+        the whole catalogue, for a process that matches calls itself instead of asking the spec store each time."""
+        slim = tuple(Operation(id=op.id, method=op.method, path=op.path) for op in self.operations)
+        return self.model_copy(update={"operations": slim})
+
 
 def words(text: str) -> list[str]:
     """Split identifiers and prose into lower-case words: `PostInvoicesInvoiceVoid` -> post invoices invoice void."""

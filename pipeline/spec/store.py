@@ -23,7 +23,6 @@ from pipeline.errors import FetchError, SpecNotFoundError
 from pipeline.settings import CacheSettings, FetchSettings
 from pipeline.spec.catalogue import Catalogue, build_catalogue
 from pipeline.spec.fetch import fetch_url
-from pipeline.spec.matching import CallMatch, CallMatcher
 from pipeline.spec.source import parse_bytes, read_spec
 
 log = logging.getLogger(__name__)
@@ -75,8 +74,8 @@ class SpecStore:
         self._blobs = blobs
         self._cache = cache
         self._fetch = fetch
-        # Parsed catalogues and their matchers, so the hot path skips JSON decoding (~10 ms for Stripe).
-        self._parsed: LRU[tuple[Catalogue, CallMatcher]] = LRU(capacity)
+        # Parsed catalogues, so the hot path skips JSON decoding (~10 ms for Stripe).
+        self._parsed: LRU[Catalogue] = LRU(capacity)
         self.lookups: Counter[Lookup] = Counter()
         self._on_lookup = on_lookup
 
@@ -100,16 +99,10 @@ class SpecStore:
         return self._store(build_catalogue(parse_bytes(document.encode(), "inline", self._fetch.max_bytes)))
 
     def catalogue(self, spec_id: str) -> Catalogue:
-        return self._parsed_entry(spec_id)[0]
-
-    def match(self, spec_id: str, endpoint: str) -> CallMatch:
-        return self._parsed_entry(spec_id)[1].match(endpoint)
-
-    def _parsed_entry(self, spec_id: str) -> tuple[Catalogue, CallMatcher]:
-        entry = self._parsed.get(spec_id)
-        if entry is not None:
+        parsed = self._parsed.get(spec_id)
+        if parsed is not None:
             self._looked_up("hit")
-            return entry
+            return parsed
         raw = self._blobs.get(f"cat:{spec_id}")
         if raw is None:
             raise SpecNotFoundError(
@@ -118,16 +111,15 @@ class SpecStore:
         self._looked_up("shared")
         return self._remember(Catalogue.model_validate_json(raw))
 
-    def _remember(self, catalogue: Catalogue) -> tuple[Catalogue, CallMatcher]:
-        entry = (catalogue, CallMatcher(catalogue))
-        self._parsed.set(catalogue.content_hash, entry)
-        return entry
+    def _remember(self, catalogue: Catalogue) -> Catalogue:
+        self._parsed.set(catalogue.content_hash, catalogue)
+        return catalogue
 
     def _store(self, catalogue: Catalogue) -> Catalogue:
         key = f"cat:{catalogue.content_hash}"
         if self._blobs.get(key) is None:
             self._blobs.set(key, catalogue.model_dump_json().encode(), self._cache.catalogue_ttl_s)
-        return self._remember(catalogue)[0]
+        return self._remember(catalogue)
 
     def _from_url(self, url: str) -> Catalogue:
         key = "url:" + hashlib.sha256(url.encode()).hexdigest()[:32]

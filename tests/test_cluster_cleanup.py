@@ -1,5 +1,6 @@
 """A private Ray cluster never outlives the process that started it: not after SIGTERM (sent twice, as `kill` to a
-whole process group does), and not after SIGKILL, when nothing of the owner runs any more."""
+whole process group does), not after SIGKILL, when nothing of the owner runs any more, and not in a process that
+left the cluster's process group (Serve's HAProxy does)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from ops.reaper import group_alive
+from ops.reaper import members, session_alive, stop_session
 
 pytestmark = pytest.mark.slow
 
-# The owner: starts a cluster the way `make serve` and the demo do, says its process group, waits to be stopped.
+# The owner: starts a cluster the way `make serve` and the demo do, says its session, waits to be stopped.
 OWNER = """
 import sys, time
 from pathlib import Path
@@ -40,38 +41,61 @@ def owner() -> Iterator[tuple[subprocess.Popen[str], int]]:
     process = subprocess.Popen([sys.executable, "-c", OWNER, work], stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline() if process.stdout else ""
     assert line, "the owner did not start its cluster"
-    pgid = int(line.split()[0])
-    assert group_alive(pgid)
-    yield process, pgid
-    if group_alive(pgid):  # a failed test must not leave the cluster behind either
-        os.killpg(pgid, signal.SIGKILL)
+    sid = int(line.split()[0])
+    assert session_alive(sid)
+    yield process, sid
+    stop_session(sid, grace_s=0)  # a failed test must not leave the cluster behind either
     process.kill()
     process.wait()
 
 
-def _gone_within(pgid: int, seconds: float) -> float | None:
+def _gone_within(sid: int, seconds: float) -> float | None:
     started = time.monotonic()
     while time.monotonic() - started < seconds:
-        if not group_alive(pgid):
+        if not session_alive(sid):
             return time.monotonic() - started
         time.sleep(0.2)
     return None
 
 
 def test_sigterm_twice_stops_the_whole_cluster(owner: tuple[subprocess.Popen[str], int]) -> None:
-    process, pgid = owner
+    process, sid = owner
     process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     process.send_signal(signal.SIGTERM)  # during the clean-up: must not cut it short
     assert process.wait(timeout=60) == -signal.SIGINT  # an uncaught KeyboardInterrupt, after a complete stop
     assert process.stdout is not None and "stopped" in process.stdout.read()
-    assert not group_alive(pgid)
+    assert not session_alive(sid)
 
 
 def test_a_killed_owner_leaves_no_cluster(owner: tuple[subprocess.Popen[str], int]) -> None:
-    process, pgid = owner
+    process, sid = owner
     process.kill()
     process.wait()
-    took = _gone_within(pgid, 30)
+    took = _gone_within(sid, 30)
     print(f"cluster gone {took} s after its owner was killed")
     assert took is not None, "the reaper did not stop the cluster of a killed owner"
+
+
+# A cluster process whose child takes a process group of its own, as Serve's HAProxy does, then says its pid.
+LEAVES_THE_GROUP = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import os, time; os.setpgrp(); print(os.getpid(), flush=True); time.sleep(600)"])
+time.sleep(600)
+"""
+
+
+def test_stopping_a_session_reaches_processes_that_left_its_process_group() -> None:
+    leader = subprocess.Popen([sys.executable, "-c", LEAVES_THE_GROUP], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    assert leader.stdout is not None
+    child = int(leader.stdout.readline())
+    try:
+        assert os.getpgid(child) != leader.pid and os.getsid(child) == leader.pid
+        assert set(members(leader.pid)) == {leader.pid, child}
+        stop_session(leader.pid, grace_s=5)
+        leader.wait(timeout=10)
+        assert not session_alive(leader.pid)
+        assert child not in members(leader.pid)  # a stop by process group would have left it running
+    finally:
+        stop_session(leader.pid, grace_s=0)

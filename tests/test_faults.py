@@ -6,8 +6,9 @@ retraining job submitted by the LearningLoop to the head's job API, Ray Train wr
 promoted model served by every replica.
 
 Each test prints what the clients saw: requests, failures, the window in which they failed, p99. The only
-failures are requests in flight on a replica that dies; Serve's proxy answers those on a dead Ingress replica
-with 500, a dead replica behind the Ingress is a 503 with Retry-After."""
+failures are requests in flight on a replica that dies, and on connections HAProxy closes when it reloads (the set
+of Ingress replicas changed): HAProxy answers those on a dead Ingress replica with 500, a dead replica behind the
+Ingress is a 503 with Retry-After."""
 
 from __future__ import annotations
 
@@ -59,13 +60,14 @@ class Stand:
         return RequestLoop(self.base + "/predict", body, clients=clients)
 
     def predictions(self, n: int) -> list[str]:
-        with httpx.Client(timeout=60) as client:
-            return [
-                client.post(self.base + "/predict", json={"user_id": f"fb-{i}", "spec_id": self.spec_id}).json()[
-                    "prediction_id"
-                ]
-                for i in range(n)
+        """`n` predictions, each on a connection of its own: HAProxy spreads them over both Ingress replicas (one
+        kept-alive connection would stay on one)."""
+        return [
+            httpx.post(self.base + "/predict", json={"user_id": f"fb-{i}", "spec_id": self.spec_id}, timeout=60).json()[
+                "prediction_id"
             ]
+            for i in range(n)
+        ]
 
     def replicas(self, deployment: str) -> list[Any]:
         from ray.util.state import list_actors
@@ -191,7 +193,7 @@ def test_a_worker_node_crash_mid_load_loses_no_accepted_label(stand: Stand) -> N
     streamed = {FeedbackRecord.model_validate_json(f[b"record"]).prediction_id
                 for _, f in stand.redis.client().xrange(STREAM)}
     assert set(accepted) <= streamed, "a label answered 202 is missing from the stream"
-    # Requests in flight on the crashed node fail (the proxy answers 500 for those on its Ingress replica); the
+    # Requests in flight on the crashed node fail (HAProxy answers 500 for those on its Ingress replica); the
     # others fail over within the window in which Ray notices the node is gone (1 s health checks, 3 misses).
     assert report["requests"] > 100 and window <= 5 and report["p99_ms"] <= 3000
 
@@ -335,7 +337,9 @@ def test_labels_spooled_by_a_node_that_dies_while_redis_is_down_are_replayed(sta
     accepted = []
     with httpx.Client(timeout=30) as client:
         for prediction_id in ids:
-            response = client.post(stand.base + "/feedback", json={"prediction_id": prediction_id, "none": True})
+            # A connection per label, so that both replicas spool.
+            response = httpx.post(stand.base + "/feedback", json={"prediction_id": prediction_id, "none": True},
+                                  timeout=30)
             # Each replica holds, while Redis is down, the predictions it made itself: 503 for the others.
             assert response.status_code in (202, 503), response.text
             if response.status_code == 202:

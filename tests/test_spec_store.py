@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -190,6 +192,41 @@ def test_feedback_spooled_while_redis_down_then_replayed_in_order(tmp_path: Path
     entries = redis_server.client().xrange(stream)
     # The throwaway server keeps nothing on disk, so p0 went with the restart; the spool replayed p1 before p2.
     assert [FeedbackRecord.model_validate_json(f[b"record"]).prediction_id for _, f in entries] == ["p1", "p2"]
+
+
+def test_labels_spooled_at_once_share_an_fsync_and_each_is_on_disk_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: 16 labels spooled together while one fsync is slow (0.2 s) need far fewer than 16 fsyncs,
+    and every label is in the spool exactly once when its append returns; the spool's count follows."""
+    log = FeedbackLog(ResilientStore(cache_settings(None)), FeedbackSettings(spool_path=tmp_path / "spool.jsonl"))
+    real_fsync, fsyncs = os.fsync, []
+
+    def slow_fsync(fd: int) -> None:  # the real fsync, counted, the first one slow as on a busy disk
+        fsyncs.append(fd)
+        if len(fsyncs) == 1:
+            time.sleep(0.2)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    start = threading.Barrier(16)
+
+    def label_one(i: int) -> bool:
+        start.wait()
+        assert log.append(label(record(f"p{i}"), None, 1, None)) is None  # spooled: no Redis here
+        return f'"prediction_id":"p{i}"' in (tmp_path / "spool.jsonl").read_text()  # on disk on return
+
+    with ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(label_one, range(16)))
+    lines = (tmp_path / "spool.jsonl").read_text().splitlines()
+    assert sorted(FeedbackRecord.model_validate_json(line).prediction_id for line in lines) == sorted(
+        f"p{i}" for i in range(16)
+    )
+    assert len(fsyncs) < 16, fsyncs
+    print(f"16 labels, {len(fsyncs)} fsyncs")
+    assert log.spooled == 16
+    log.append(label(record("p16"), None, 1, None))
+    assert log.spooled == 17  # counts what was appended since
 
 
 def test_a_prediction_stored_while_redis_is_down_reaches_redis_when_it_is_back(redis_server: RedisServer) -> None:

@@ -133,6 +133,8 @@ def demo_learning(
             "worker_cpus": 0.4,
             "reload_check_s": RELOAD_CHECK_S,
         },
+        # The swap is measured under 16 closed-loop clients, each as fast as the service answers: no quota here.
+        "clients": {"rate_per_s": 1000, "burst": 1000},
     }
     port = free_port()
     local = load_config(PROJECT_ROOT / "configs" / "serve.local.yaml")

@@ -56,7 +56,7 @@ def _signal_all(sid: int, sig: signal.Signals) -> bool:
 
 
 def stop_session(sid: int, grace_s: float = 10.0) -> None:
-    """SIGTERM, up to `grace_s` for the session to leave, then SIGKILL (Serve's proxy alone drains for up to 30 s,
+    """SIGTERM, up to `grace_s` for the session to leave, then SIGKILL (a Serve replica alone may drain for 30 s,
     which nothing here needs)."""
     if not _signal_all(sid, signal.SIGTERM):
         return

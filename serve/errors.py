@@ -76,7 +76,7 @@ MEANINGS = {
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` of a route: each status it can answer, with the one error body of the API. 503 is always
-    there: Serve's proxy answers it for any route when the queues are full."""
+    there: the Ingress replica answers it for any route when its queue is full."""
     return {status: {"model": ErrorBody, "description": MEANINGS[status]} for status in sorted({*statuses, 503})}
 
 

@@ -119,11 +119,14 @@ def stand(tiny_settings, tiny_model, gate_cases: Path, fault_redis: RedisServer)
                      # where the job runs and what it promotes (test_retrain.py tests the gate).
                      "gate_tolerance": 1.0},
         "training": {"dev_cases": str(gate_cases)},
+        # Closed-loop clients as fast as the service answers (4 of them exceed 20 requests/s each): quotas are
+        # test_serve_api.py's subject, faults this module's.
+        "clients": {"rate_per_s": 1000, "burst": 1000},
     }
     port = free_port()
     prod = load_config(PROJECT_ROOT / "configs" / "serve.prod.yaml")
     config = variant(prod, port, settings, f"models:/{reg.model_name}@{reg.alias}", llm=False)
-    # Scaled down to this machine: one proxy (every node's would bind the same port here), fixed replica counts.
+    # Scaled down to this machine: one HAProxy (every node's would bind the same port here), fixed replica counts.
     config["proxy_location"], config["http_options"]["host"] = "HeadOnly", "127.0.0.1"
     for deployment in config["applications"][0]["deployments"]:
         deployment.pop("autoscaling_config", None)

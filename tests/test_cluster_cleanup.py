@@ -80,7 +80,8 @@ def test_a_killed_owner_leaves_no_cluster(owner: tuple[subprocess.Popen[str], in
 # A cluster process whose child takes a process group of its own, as Serve's HAProxy does, then says its pid.
 LEAVES_THE_GROUP = """
 import subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", "import os, time; os.setpgrp(); print(os.getpid(), flush=True); time.sleep(600)"])
+child = "import os, time; os.setpgrp(); print(os.getpid(), flush=True); time.sleep(600)"
+subprocess.Popen([sys.executable, "-c", child])
 time.sleep(600)
 """
 

@@ -183,19 +183,24 @@ class FeedbackLog:
         self._waiting: list[str] = []
         self._queued = self._synced = 0
         self._writing = False
-        self._counted = (0, 0)  # (bytes, lines) of the spool counted so far: it only grows between replays
+        self._counted = (0, 0, 0)  # (inode, bytes, lines) of the spool counted: a file only grows until replayed
 
     @property
     def spooled(self) -> int:
         """Lines in the spool, counting only what was appended since the last call (the spool may be large)."""
         with self._locked_spool():
-            size = self._spool.stat().st_size if self._spool.exists() else 0
-            counted_bytes, lines = self._counted if size >= self._counted[0] else (0, 0)
-            if size > counted_bytes:
+            if not self._spool.exists():
+                return 0
+            stat = self._spool.stat()
+            # A replay removes the spool or replaces it with a new file (another inode, or a smaller one where the
+            # file system reused the number): count that one afresh.
+            same = self._counted[0] == stat.st_ino and self._counted[1] <= stat.st_size
+            inode, counted_bytes, lines = self._counted if same else (stat.st_ino, 0, 0)
+            if stat.st_size > counted_bytes:
                 with self._spool.open("rb") as handle:
                     handle.seek(counted_bytes)
-                    lines += handle.read(size - counted_bytes).count(b"\n")
-            self._counted = (size, lines)
+                    lines += handle.read(stat.st_size - counted_bytes).count(b"\n")
+            self._counted = (inode, stat.st_size, lines)
             return lines
 
     def append(self, record: FeedbackRecord) -> str | None:

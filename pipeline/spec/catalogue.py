@@ -94,8 +94,9 @@ class Catalogue(BaseModel):
         return {op.id: op for op in self.operations}
 
     def routes(self) -> Catalogue:
-        """The operations' names and path templates alone: all that matching a call needs, a small fraction of
-        the whole catalogue, for a process that matches calls itself instead of asking the spec store each time."""
+        """The operations' names and path templates alone: all that matching a call needs (Stripe's: 121 KB of
+        JSON of the catalogue's 1.37 MB), for a process that matches calls itself instead of asking the spec store
+        each time."""
         slim = tuple(Operation(id=op.id, method=op.method, path=op.path) for op in self.operations)
         return self.model_copy(update={"operations": slim})
 

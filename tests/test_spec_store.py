@@ -229,6 +229,40 @@ def test_labels_spooled_at_once_share_an_fsync_and_each_is_on_disk_once(
     assert log.spooled == 17  # counts what was appended since
 
 
+def test_a_failed_spool_write_fails_every_label_of_its_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the first label's fsync is slow (0.5 s) three more wait; their shared fsync fails, as on a full disk:
+    each of the three raises (none would be answered 202), the first one returned, and the next label spools."""
+    log = FeedbackLog(ResilientStore(cache_settings(None)), FeedbackSettings(spool_path=tmp_path / "spool.jsonl"))
+    real_fsync, fsyncs = os.fsync, []
+
+    def fsync_failing_second(fd: int) -> None:  # the real fsync, the first slow, the second failing
+        fsyncs.append(fd)
+        if len(fsyncs) == 1:
+            time.sleep(0.5)
+        elif len(fsyncs) == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_failing_second)
+    first = threading.Thread(target=log.append, args=(label(record("first"), None, 1, None),))
+    first.start()
+    while not fsyncs:  # the first write is under way
+        time.sleep(0.01)
+
+    def label_one(i: int) -> str:
+        try:
+            log.append(label(record(f"p{i}"), None, 1, None))
+            return "spooled"
+        except OSError as exc:
+            return exc.strerror
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(label_one, range(3)))
+    first.join()
+    assert outcomes == ["No space left on device"] * 3 and len(fsyncs) == 2
+    assert log.append(label(record("after"), None, 1, None)) is None and len(fsyncs) == 3
+
+
 def test_a_prediction_stored_while_redis_is_down_reaches_redis_when_it_is_back(redis_server: RedisServer) -> None:
     if not redis_server.owned:
         pytest.skip("the machine's Redis cannot be stopped by a test")

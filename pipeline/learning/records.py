@@ -17,6 +17,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -157,6 +158,15 @@ def label(
     )
 
 
+@dataclass
+class _SpoolBatch:
+    """Labels written to the spool together; `done` once their write ended, `error` if it failed."""
+
+    lines: list[str] = field(default_factory=list)
+    done: bool = False
+    error: BaseException | None = None
+
+
 class FeedbackLog:
     """Appends labels to the Redis Stream, spooling to a local file while Redis is unreachable.
 
@@ -178,10 +188,9 @@ class FeedbackLog:
         # lock, which polls (5 ms here; filelock's default 50 ms would be the latency of a contended label).
         self._spool_lock = threading.Lock()
         self._file_lock = FileLock(str(self._spool) + ".lock", poll_interval=0.005)
-        # Group commit: lines waiting for the next write, tickets handed out and made durable, one writer at a time.
+        # Group commit: one writer at a time; the labels that arrive meanwhile wait for the next write together.
         self._commit = threading.Condition()
-        self._waiting: list[str] = []
-        self._queued = self._synced = 0
+        self._next = _SpoolBatch()  # the lines waiting for the next write
         self._writing = False
         self._counted = (0, 0, 0)  # (inode, bytes, lines) of the spool counted: a file only grows until replayed
 
@@ -216,34 +225,33 @@ class FeedbackLog:
         return None
 
     def _spool_durably(self, line: str) -> None:
-        """Return once `line` is on disk. The first caller to find no write under way writes every waiting line
-        with one fsync; the others wait for it (and a failed write leaves its lines for the next writer)."""
+        """Return once `line` is on disk. The first caller to find no write under way writes the waiting batch
+        with one fsync; the others wait for it. A failed write fails every label of its batch (none is answered
+        202), as a single failed write did."""
         with self._commit:
-            self._waiting.append(line)
-            self._queued += 1
-            ticket = self._queued
-            while self._synced < ticket:
+            mine = self._next
+            mine.lines.append(line)
+            while not mine.done:
                 if self._writing:
                     self._commit.wait()
                     continue
-                batch, self._waiting, upto = self._waiting, [], self._queued
+                batch, self._next = self._next, _SpoolBatch()
                 self._writing = True
                 self._commit.release()
                 try:
                     with self._locked_spool(), self._spool.open("a") as handle:
-                        handle.write("".join(waiting + "\n" for waiting in batch))
+                        handle.write("".join(waiting + "\n" for waiting in batch.lines))
                         handle.flush()
                         os.fsync(handle.fileno())
-                except BaseException:
-                    self._commit.acquire()
-                    self._waiting[:0] = batch
+                except BaseException as exc:  # the writer's own label fails with it, and so do the others'
+                    batch.error = exc
                     raise
-                else:
-                    self._commit.acquire()
-                    self._synced = upto
                 finally:
-                    self._writing = False
+                    self._commit.acquire()
+                    batch.done, self._writing = True, False
                     self._commit.notify_all()
+            if mine.error is not None:
+                raise mine.error
 
     @contextmanager
     def _locked_spool(self) -> Iterator[None]:

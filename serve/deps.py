@@ -1,4 +1,7 @@
-"""Request dependencies of the HTTP routes (FastAPI `Depends`): what a route needs before it runs."""
+"""Request dependencies of the HTTP routes (FastAPI `Depends`): what a route needs before it runs.
+
+They are `async def` although they never await: FastAPI runs a plain `def` dependency in a worker thread, a
+thread hop per request (7-11 % of the Ingress's event loop under 16 clients) for microseconds of work."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pipeline.settings import ApiKey, ClientSettings
 from serve import errors
 
 
-def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     """`Authorization: Bearer <learning.admin_token>`; the Ingress puts the token on `app.state.admin_token`."""
     token: str | None = request.app.state.admin_token
     if token is None:
@@ -43,7 +46,7 @@ class Caller:
         return f"user:{user_id}" if user_id else f"addr:{self.address}"
 
 
-def current_caller(
+async def current_caller(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,

@@ -7,15 +7,18 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.adapters.kv import ResilientStore
 from pipeline.cache import LRU
@@ -65,23 +68,36 @@ app = FastAPI(
 errors.install(app)
 
 
-@app.middleware("http")
-async def _limit_body(request: Request, call_next: Any) -> Any:
-    # Refuse an oversized body before reading it; the spec cap itself is checked again when parsing.
-    limit = getattr(request.app.state, "max_body", None)
-    length = request.headers.get("content-length")
-    if limit and length and length.isdigit() and int(length) > limit:
-        return JSONResponse(
-            {"error": "too large", "detail": f"request body over {limit} bytes; send spec_url instead of the spec"},
-            status_code=413,
-        )
-    return await call_next(request)
+class BodyLimit:
+    """Refuses an oversized body before reading it; the spec cap itself is checked again when parsing. Plain ASGI:
+    Starlette's `BaseHTTPMiddleware` (`@app.middleware`) costs every request a task group and a stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = getattr(scope["app"].state, "max_body", None) if scope["type"] == "http" else None
+        length = Headers(scope=scope).get("content-length") if limit else None
+        if limit and length and length.isdigit() and int(length) > limit:
+            response = JSONResponse(
+                {"error": "too large", "detail": f"request body over {limit} bytes; send spec_url instead of the spec"},
+                status_code=413,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+app.add_middleware(BodyLimit)
 
 
 log = logging.getLogger("opensesame.ingress")
 
 # Headroom over the spec size cap for the JSON envelope around an inline spec.
 ENVELOPE_BYTES = 1024 * 1024
+
+
+T = TypeVar("T")
 
 
 def _ms(since: float) -> float:
@@ -117,13 +133,21 @@ class Ingress:
         app.state.admin_token = settings.learning.admin_token
         app.state.clients = settings.clients
 
+    async def _store_call(self, call: Callable[..., T], *args: Any) -> T:
+        """A call of the shared store: in a worker thread when it may go to Redis (network I/O must not hold the
+        event loop); inline when the store is this process's memory, where it takes microseconds and each thread
+        hop would cost a request another wait for the loop under load."""
+        if self.cache.configured:
+            return await asyncio.to_thread(call, *args)
+        return call(*args)
+
     async def _admit(self, caller: Caller, user_id: str | None = None) -> str:
         """One request of the caller's quota (a token bucket shared by every replica); its quota id."""
         quota_id = caller.quota_id(user_id)
         clients = self.config.clients
         rate = (caller.key and caller.key.rate_per_s) or clients.rate_per_s
         burst = (caller.key and caller.key.burst) or clients.burst
-        wait = await asyncio.to_thread(self.cache.take_token, f"quota:{quota_id}", rate, burst)
+        wait = await self._store_call(self.cache.take_token, f"quota:{quota_id}", rate, burst)
         if wait > 0:
             raise RateLimitedError(f"over {rate:g} requests/s (burst {burst}) for {quota_id}: slow down", wait)
         return quota_id
@@ -134,9 +158,9 @@ class Ingress:
         info: SpecInfo = await self.spec_store.register.remote(source.spec_url, source.spec)
         cap = (caller.key and caller.key.max_specs) or self.config.clients.max_specs
         key, ttl = f"specs:{quota_id}", self.config.cache.spec_ttl_s
-        count, left = await asyncio.to_thread(self.cache.add_member, key, info.spec_id, ttl)
+        count, left = await self._store_call(self.cache.add_member, key, info.spec_id, ttl)
         if count > cap:
-            await asyncio.to_thread(self.cache.remove_member, key, info.spec_id)
+            await self._store_call(self.cache.remove_member, key, info.spec_id)
             raise RateLimitedError(
                 f"{quota_id} registered {cap} distinct specs within {ttl} s: reuse their spec_id", left
             )
@@ -232,7 +256,7 @@ class Ingress:
         return await asyncio.to_thread(self._record_label, record, shadow)
 
     async def _shadow_ranking(self, record: FeedbackRecord) -> ShadowRanking | None:
-        raw = await asyncio.to_thread(self.cache.get, shadow_key(record.prediction_id))
+        raw = await self._store_call(self.cache.get, shadow_key(record.prediction_id))
         if raw is not None:
             return ShadowRanking.model_validate_json(raw)
         # Not (yet) in the store: the Ranker replica that made it may still be ranking, or Redis is off.
@@ -272,10 +296,10 @@ class Ingress:
         try:
             key = last_prediction_key(current.user_id, current.spec_id, current.owner)
             ttl = self.config.cache.prediction_ttl_s
-            previous_id = await asyncio.to_thread(self.cache.swap, key, current.prediction_id.encode(), ttl)
+            previous_id = await self._store_call(self.cache.swap, key, current.prediction_id.encode(), ttl)
             if previous_id is None:
                 return
-            previous = await asyncio.to_thread(load_prediction, self.cache, previous_id.decode())
+            previous = await self._store_call(load_prediction, self.cache, previous_id.decode())
             call = followup(previous.events, current.events)
             if call is None:
                 return
@@ -305,8 +329,8 @@ class Ingress:
 
     @app.post("/feedback", response_model=FeedbackResponse, status_code=202, summary="What the user did next",
               responses=errors.documented(400, 401, 404, 413, 422, 429))
-    async def feedback(self, body: FeedbackRequest, caller: CurrentCaller) -> FeedbackResponse:
-        prediction = await asyncio.to_thread(load_prediction, self.cache, body.prediction_id)
+    async def feedback(self, body: FeedbackRequest, caller: CurrentCaller) -> Response:
+        prediction = await self._store_call(load_prediction, self.cache, body.prediction_id)
         quota_id = await self._admit(caller, prediction.user_id)  # without a key: the predicted user's quota
         if prediction.owner is not None and prediction.owner != quota_id:
             # Another key's prediction is, to this caller, one that does not exist.
@@ -316,7 +340,7 @@ class Ingress:
             match = await self._match(prediction.spec_id, body.called)
         record = label(prediction, body.called, body.accepted_rank, match)
         stored, entry = await self._label(record)
-        return FeedbackResponse(
+        response = FeedbackResponse(
             prediction_id=record.prediction_id,
             outcome=record.outcome,
             endpoint=record.endpoint,
@@ -324,6 +348,7 @@ class Ingress:
             stored=stored,
             entry_id=entry,
         )
+        return Response(response.model_dump_json(), status_code=202, media_type="application/json")
 
     @app.post("/admin/retrain", response_model=RetrainJob, status_code=202, summary="Start a retraining job",
               dependencies=[Admin], responses=errors.documented(401, 403, 409, 422))

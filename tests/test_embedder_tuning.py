@@ -63,3 +63,15 @@ def test_the_configured_embedder_is_tuned_once_and_then_loaded(tiny_settings, tm
     ensure_embedder(settings, log=lines.append)  # already there: kept as it is
     assert weights.stat().st_mtime_ns == written
     assert load_embedder(EmbedderSettings(model_dir=None)).name == STOCK_EMBEDDER
+
+
+def test_bfloat16_batches_keep_the_float32_vectors(minilm) -> None:
+    """Large batches run in bfloat16 where the CPU has it natively (elsewhere float32): the vectors the ranker
+    was trained on must not move, and a lone prompt stays in float32 exactly."""
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    texts = [operation_text(op) for op in catalogue.operations][:16]
+    assert len(texts) >= 8
+    fast = MiniLMEmbedder(bf16_min_batch=8)
+    cosines = (fast.embed(texts) * minilm.embed(texts)).sum(axis=1)
+    assert float(cosines.min()) > 0.999
+    assert np.array_equal(fast.embed(texts[:1]), minilm.embed(texts[:1]))

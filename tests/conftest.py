@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -14,10 +13,6 @@ import pytest
 import yaml
 
 from pipeline.settings import PROJECT_ROOT, FetchSettings
-
-# Float32 everywhere in tests, the CLI's and the clusters' processes included (they inherit the environment):
-# bfloat16 runs only on CPUs that have it natively, and the exact ranks tests assert must be the same on any CPU.
-os.environ["OPENSESAME__EMBEDDER__BF16_MIN_BATCH"] = "null"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = FIXTURES / "real"
@@ -163,6 +158,7 @@ def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFact
         paths=PathSettings(var_dir=var, model_dir=var / "model", embedding_cache=var / "embeddings"),
         learning=LearningSettings(base_data=str(var / "base"), log_uri=str(var / "labels")),
         # The packaged MiniLM: tuning the default embedder takes ~10 min (test_embedder_tuning tunes a small one).
+        # Float32 only: bfloat16 runs only on CPUs that have it, and the ranks tests assert must not depend on one.
         embedder=EmbedderSettings(model_dir=None, bf16_min_batch=None),
     )
 

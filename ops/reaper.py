@@ -1,7 +1,7 @@
 """Stopping a private Ray cluster: every process of its session, also when the process that owns it is gone.
 
-`ray start --block` runs in a session of its own (`start_new_session`), and everything started under it stays in
-that session: the GCS, raylet, dashboard and workers, and what they start in turn even when it takes a process
+`ray start` runs in a session of its own (`start_new_session`), and everything started under it stays in that
+session after `ray start` has returned: the GCS, raylet, dashboard and workers, and what they start in turn even when it takes a process
 group of its own, as Serve's HAProxy does (a stop by process group left it holding the HTTP port). `stop_session`
 is how every cluster of ours stops: SIGTERM to each process of the session, then SIGKILL to whatever is left
 after the grace period.
@@ -13,7 +13,7 @@ of its own:
     python -m ops.reaper CLUSTER_SID
 
 It watches its parent (the owner); once the owner has exited, the kernel hands the reaper to another parent, and
-the reaper stops the session. After a normal stop the session's leader is gone and the reaper ends by itself.
+the reaper stops the session. After a normal stop the session is empty and the reaper ends by itself.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 
 import psutil
 
-POLL_S = 0.5
+POLL_S = 1.0  # each poll scans the process table (a few ms)
 
 
 def members(sid: int) -> list[int]:
@@ -66,20 +66,12 @@ def stop_session(sid: int, grace_s: float = 10.0) -> None:
     _signal_all(sid, signal.SIGKILL)
 
 
-def _leader_alive(sid: int) -> bool:
-    """The session's leader, `ray start --block`, runs as long as the cluster does (a cheap check to poll)."""
-    try:
-        return psutil.Process(sid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def main(argv: list[str]) -> int:
     sid = int(argv[0])
     owner = os.getppid()
     # The owner's Ctrl-C is not ours: only its disappearance is.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while os.getppid() == owner and _leader_alive(sid):
+    while os.getppid() == owner and session_alive(sid):
         time.sleep(POLL_S)
     if os.getppid() != owner:
         stop_session(sid)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.adapters.heap import release_heap
 from pipeline.errors import OpenSesameError
 from pipeline.ranking.embedding import EMBEDDING_DIM, STOCK_EMBEDDER
 from pipeline.settings import EmbedderSettings
@@ -20,6 +21,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Operation and prompt texts are short; 64 word pieces keep the encoder ~3x faster than the 256 default.
 MAX_TOKENS = 64
 WEIGHTS = "model.safetensors"  # what sentence-transformers saves; its digest names a fine-tuned embedder
+# A batch of this many texts or more (a spec's operations) is followed by a heap trim (pipeline/adapters/heap.py).
+TRIM_MIN_BATCH = 8
 
 
 def embedder_name(model_dir: str | Path | None) -> str:
@@ -87,6 +90,8 @@ class MiniLMEmbedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
+            if len(texts) >= TRIM_MIN_BATCH:
+                release_heap()
         return vectors.astype(np.float32, copy=False)
 
 

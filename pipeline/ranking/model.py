@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -19,6 +18,11 @@ from pipeline.errors import OpenSesameError
 from pipeline.ranking.embedding import STOCK_EMBEDDER
 from pipeline.ranking.features import FEATURE_NAMES, SCHEMA_VERSION
 from pipeline.ranking.stats import PatternStats
+
+# LightGBM, which imports scikit-learn and SciPy (~65 MB per process), is imported where a booster is loaded: the
+# Ingress and the LearningLoop import this module for its errors, never to score.
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 
 class ModelSchemaError(OpenSesameError):
@@ -99,4 +103,6 @@ class RankerModel:
         if not meta_path.exists() or not model_path.exists():
             raise ModelNotFoundError(f"no ranker model in {directory}; train one with `opensesame train`")
         meta = ModelMeta.model_validate(json.loads(meta_path.read_text()))
+        import lightgbm as lgb
+
         return cls(lgb.Booster(model_file=str(model_path)), meta)

@@ -4,8 +4,7 @@ tests all go through `serve_app` (start a cluster, deploy a config, wait until R
 The cluster is started with `ray start --head` in a session of its own, on explicit ports (Redis owns 6379, Ray's
 default GCS port) and with token auth disabled (a private, loopback-only cluster). `ray start` returns once the
 cluster is up (no `--block`: that would keep a 125 MB process waiting beside it); the session names the cluster
-and stops it (ops/reaper.py). The app is
-deployed through the dashboard's REST API, exactly as `serve deploy` does.
+and stops it (ops/reaper.py). The app is deployed through the dashboard's REST API, exactly as `serve deploy` does.
 """
 
 from __future__ import annotations

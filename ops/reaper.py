@@ -1,10 +1,10 @@
 """Stopping a private Ray cluster: every process of its session, also when the process that owns it is gone.
 
 `ray start` runs in a session of its own (`start_new_session`), and everything started under it stays in that
-session after `ray start` has returned: the GCS, raylet, dashboard and workers, and what they start in turn even when it takes a process
-group of its own, as Serve's HAProxy does (a stop by process group left it holding the HTTP port). `stop_session`
-is how every cluster of ours stops: SIGTERM to each process of the session, then SIGKILL to whatever is left
-after the grace period.
+session after `ray start` has returned: the GCS, raylet, dashboard and workers, and what they start in turn even
+when it takes a process group of its own, as Serve's HAProxy does (a stop by process group left it holding the
+HTTP port). `stop_session` is how every cluster of ours stops: SIGTERM to each process of the session, then
+SIGKILL to whatever is left after the grace period.
 
 The owner stops its cluster itself on Ctrl-C, SIGTERM or an exception; when it is killed outright (SIGKILL, the
 OOM killer, a dying terminal) nothing of it runs any more, so each cluster gets a reaper, started in a session

@@ -1,9 +1,9 @@
 """Giving freed heap memory back to the system after work that allocates a lot at once.
 
 glibc raises its mmap threshold when a large block is freed, so later large blocks (a batch's activations, a
-parsed spec's objects) come from the heap, and its free pages stay with the process: without a trim the Embedder
-replica grew from 634 to 1,044 MB over the operations of 41 specs (827 MB with a trim after each batch). A trim
-costs under a millisecond, a few microseconds when nothing is free.
+parsed spec's objects) come from the heap, and its free pages stay with the process: without a trim the embedder's
+process grew to 1,044 MB over the operations of 41 specs (~634 MB loaded), to 822 MB with a trim after each batch.
+A trim costs under a millisecond, a few microseconds when nothing is free.
 """
 
 from __future__ import annotations

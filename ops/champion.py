@@ -22,7 +22,7 @@ def ensure_champion(settings: Settings, log: Any = print) -> str:
     or when the champion was trained on another feature schema than this code computes (an upgrade) or on
     another embedder than the configured one."""
     ensure_embedder(settings, log)
-    wanted = (SCHEMA_VERSION, embedder_name(settings.embedder.model_dir))
+    wanted = (SCHEMA_VERSION, embedder_name(settings.embedder))
     current = registry.champion(settings.registry)
     if current is not None:
         tags = registry.version_tags(current, settings.registry)

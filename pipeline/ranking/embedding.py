@@ -19,7 +19,9 @@ from pipeline.spec.catalogue import Catalogue, Operation, words
 EMBEDDING_DIM = 384
 
 # The packaged model's name; a fine-tuned copy is named by its weights (`tuned-<sha256[:12]>`), so vectors cached
-# for one are never read for another, and a ranker knows which embedder its features came from.
+# for one are never read for another, and a ranker knows which embedder its features came from. Alone, it names
+# the float32 vectors of rankers trained before the embedder was recorded; since operation texts are embedded
+# in int8 (pipeline/adapters/minilm.py), names end in `-int8`.
 STOCK_EMBEDDER = "all-MiniLM-L6-v2"
 
 
@@ -39,7 +41,12 @@ class Embedder(Protocol):
     name: str
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text."""
+        """Unit-length float32 vectors, one row per text, each independent of the texts beside it (prompts)."""
+        ...
+
+    def embed_operations(self, texts: list[str]) -> np.ndarray:
+        """The same for a spec's operation texts, many at once: faster, and a row may depend on the batch it
+        ran in (the same spec always gives the same rows)."""
         ...
 
 
@@ -94,7 +101,7 @@ class OperationEmbeddings:
         if stored is not None:
             matrix = np.load(io.BytesIO(stored))
         else:
-            matrix = self._embedder.embed(texts)
+            matrix = self._embedder.embed_operations(texts)
             if self._blobs is not None:
                 buffer = io.BytesIO()
                 np.save(buffer, matrix)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -113,18 +112,27 @@ TRAINING_FIXTURES = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def packaged_minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The packaged MiniLM exported to ONNX once per test session, as `opensesame models prepare` does, and made
-    the packaged embedder of every setting in the session (in-process CLI runs and their subprocesses too)."""
-    from pipeline.settings import EmbedderSettings, get_settings
+    """The packaged MiniLM exported to ONNX once per test session, as `opensesame models prepare` does."""
+    from pipeline.settings import EmbedderSettings
     from train.embedder_export import ensure_exported
 
     folder = tmp_path_factory.mktemp("minilm")
     ensure_exported(EmbedderSettings(model_dir=None, packaged_dir=folder))
-    os.environ["OPENSESAME__EMBEDDER__PACKAGED_DIR"] = str(folder)
-    get_settings.cache_clear()
     return folder
+
+
+@pytest.fixture
+def packaged_cli(packaged_minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process CLI runs with `--embedder packaged` find the session's export. Only for them: an environment
+    variable of a section replaces the whole section of settings built from a config (the Serve tests' own)."""
+    from pipeline.settings import get_settings
+
+    monkeypatch.setenv("OPENSESAME__EMBEDDER__PACKAGED_DIR", str(packaged_minilm_dir))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

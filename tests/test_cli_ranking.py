@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ops.cli import main
 from tests.conftest import FIXTURES, PACKAGED, TMDB_CASES
+
+pytestmark = pytest.mark.usefixtures("packaged_cli")  # `--embedder packaged` finds its export
 
 
 def test_predict_json(capsys, tiny_settings, tiny_model) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ops.cli import main
 from tests.conftest import FIXTURES, PACKAGED
 from train.suite import macro
+
+pytestmark = pytest.mark.usefixtures("packaged_cli")  # `--embedder packaged` finds its export
 
 
 def row(cases: int, hit1: float, exact: float | None) -> dict:

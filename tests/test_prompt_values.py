@@ -77,3 +77,17 @@ def test_required_query_ids_are_needs_like_path_ids() -> None:
 def test_a_caller_speaking_for_themselves_holds_their_own_user_id() -> None:
     assert speaks_for_self("generate an avatar for me") and speaks_for_self("update my profile")
     assert not speaks_for_self("generate an avatar for the new member")
+
+
+def test_an_id_said_to_be_of_another_kind_never_fills_a_parameter() -> None:
+    """"order #W8855135" on a spec that has orders and users: the order's id fills an order's parameter only."""
+    user, order = profile_operation(op("GET", "/users/{user_id}")), profile_operation(op("GET", "/orders/{order_id}"))
+    kinds = frozenset().union(*user.param_words, *order.param_words)
+    said = prompt_values("I want to cancel my order #W8855135", kinds)
+    assert fill_from_prompt(user, said) == {}
+    assert fill_from_prompt(order, said) == {"order_id": "W8855135"}
+    # A noun that names no parameter of the spec ("close") leaves an unmistakable id free to fill the one left.
+    close = profile_operation(op("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}"))
+    assert fill_from_prompt(close, prompt_values("close #61", kinds), known=frozenset({"owner", "repo"})) == {
+        "issue_number": "61"
+    }

@@ -215,6 +215,8 @@ class SpecProfile:
         self.destructive = np.array([op.destructive for op in self.operations], dtype=bool)
         self.deprecated = np.array([op.deprecated for op in self.operations], dtype=bool)
         self.has_body = np.array([op.has_body for op in self.operations], dtype=bool)
+        # Nouns that name a parameter somewhere in the spec: a prompt's "order #W88" is an order's id, not a user's.
+        self.param_nouns = frozenset(w for p in self.ops for names in p.param_words for w in names)
         self.words = LexicalIndex([with_roles(p.tokens) for p in self.ops])
         self.fields = LexicalIndex([p.fields for p in self.ops])
         self.verbs = LexicalIndex([p.verb for p in self.ops])

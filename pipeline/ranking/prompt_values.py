@@ -5,9 +5,10 @@ torvalds/linux", "trigger the deploy.yml workflow", "attach pm_1NzR8s to this cu
 it looks like an identifier (a digit, a `#`, a `prefix_` form, a file name, or all capitals next to a noun) and
 the noun written right next to it ("order", "server", "workflow") names the parameter. Without such a noun a
 value that is unmistakably an id (`#61`, `in_1Nv8aB`, `W8855135`) still fills an operation's single free
-parameter. Words between the noun and the value break the link: "resize the volume to 100 GB" names no volume. A proper
-name ("holidays in Japan") fills a single free parameter that takes a name, not an id (`{country}`, never
-`{animeId}`). Values the history already gives win over these unlinked guesses, never over a linked value.
+parameter, unless its noun names another kind of parameter of the spec: "order #W8855135" fills an order's
+parameter, never `{user_id}`. Words between the noun and the value break the link: "resize the volume to 100 GB"
+names no volume. A proper name ("holidays in Japan") fills a single free parameter that takes a name, not an id
+(`{country}`, never `{animeId}`). Values the history already gives win over these unlinked guesses, never over a linked value.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class PromptValue:
     nouns: frozenset[str]  # stemmed nouns written right before or after it
     prefix: str  # `in` of `in_1Nv8aB` (Stripe-style typed ids), else ""
     strong: bool  # unmistakably an identifier, even with no noun next to it
+    typed: bool = False  # a noun next to it names a kind of parameter of the spec: it fills only that kind
     is_name: bool = False  # a proper name ("Japan", "Sofia Coppola"): fills a name-like parameter only
 
 
@@ -68,7 +70,8 @@ def _noun(word: str) -> str | None:
     return None if lowered in STOP_WORDS or not lowered.isalpha() else stem(lowered)
 
 
-def prompt_values(prompt: str) -> tuple[PromptValue, ...]:
+def prompt_values(prompt: str, kinds: frozenset[str] = frozenset()) -> tuple[PromptValue, ...]:
+    """The values `prompt` quotes; `kinds`: the nouns that name the spec's parameters (`SpecProfile.param_nouns`)."""
     raw = [t.rstrip(".:/-") for t in _TOKEN.findall(_ADDRESSES.sub(" ", prompt))]
     found: list[PromptValue] = []
     for i, token in enumerate(raw):
@@ -99,7 +102,8 @@ def prompt_values(prompt: str) -> tuple[PromptValue, ...]:
             nouns.add(noun)
         match = _PREFIXED.match(token)
         value = token.lstrip("#")
-        found.append(PromptValue(value, frozenset(nouns), match.group(1) if match else "", strong))
+        prefix = match.group(1) if match else ""
+        found.append(PromptValue(value, frozenset(nouns), prefix, strong, typed=bool(nouns & kinds)))
     taken = {v.value for v in found}
     names = [n.strip(" .,;:!?'’").removesuffix("'s").removesuffix("’s") for n in named_mentions(prompt)]
     found += [PromptValue(n, frozenset(), "", False, is_name=True) for n in names if n and n not in taken]
@@ -131,7 +135,8 @@ def fill_from_prompt(
 ) -> dict[str, str]:
     """Path parameters of `op` that the prompt's values fill: by the noun next to a value or a typed id's
     prefix; then, for the one free parameter left that the history (`known`) does not fill either, a value that
-    is unmistakably an id, or else a single proper name when the parameter takes a name."""
+    is unmistakably an id and not said to be of another kind, or else a single proper name when the parameter
+    takes a name."""
     free = [(name, words_) for name, words_ in zip(op.required, op.param_words) if name not in op.enum_params]
     filled: dict[str, str] = {}
     used: set[int] = set()
@@ -145,7 +150,7 @@ def fill_from_prompt(
     if len(left) != 1:
         return filled
     unused = [v for n, v in enumerate(values) if n not in used]
-    strong = [v for v in unused if v.strong]
+    strong = [v for v in unused if v.strong and not v.typed]
     names = [v for v in unused if v.is_name]
     if len(strong) == 1:
         filled[left[0]] = strong[0].value

@@ -15,6 +15,7 @@ from pipeline.spec.catalogue import Operation
         ('Who is the director of the movie "Twilight"?', ["Twilight"]),
         ("Star Wars is great", ["Star Wars"]),
         ("Who directed the top-1 rated movie?", []),  # a sentence-initial capital alone is no name
+        ("holidays in Japan for 2023? Also, in English!", ["Japan", "English"]),  # after "?" a sentence starts
         ("show me the TV listings", []),  # short acronyms are not names
     ],
 )

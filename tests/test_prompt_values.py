@@ -36,6 +36,8 @@ def op(method: str, path: str, query_ids: tuple[str, ...] = ()) -> Operation:
         ("check the status of change 17", "GET", "/managedZones/{managedZone}/changes/{changeId}", {"changeId": "17"}),
         ("get details about the anime with ID 123456?", "GET", "/anime/{animeId}", {"animeId": "123456"}),
         ("the list of holidays in Japan for 2023", "GET", "/holidays/{country}", {"country": "Japan"}),
+        ("moving to Germany next month. Can you list the holidays in Germany?", "GET", "/holidays/{country}",
+         {"country": "Germany"}),  # a name said twice is one value
     ],
 )
 def test_a_quoted_value_fills_the_parameter_it_names(prompt, method, path, expected) -> None:

@@ -64,11 +64,14 @@ def named_mentions(prompt: str) -> list[str]:
     "Give") and short all-caps acronyms ("TV", "API"). Users who name a thing usually have to look it up first.
     """
     found = [m.strip() for m in _QUOTED.findall(prompt)]
-    tokens_ = _WORD.findall(_QUOTED.sub(" ", prompt))
+    text = _QUOTED.sub(" ", prompt)
+    matches = list(_WORD.finditer(text))
+    tokens_ = [m.group() for m in matches]
     capital = [t[0].isupper() and not (t.isupper() and len(t) <= 3) for t in tokens_]
     run: list[str] = []
     for i, token in enumerate(tokens_):
-        sentence_start = i == 0 or tokens_[i - 1].endswith(_SENTENCE_END)
+        # What precedes the word in the text, not the previous token: "?", "!" and ":" are never part of one.
+        sentence_start = i == 0 or text[: matches[i].start()].rstrip().endswith(_SENTENCE_END)
         lone_opener = sentence_start and not (i + 1 < len(tokens_) and capital[i + 1])
         if capital[i] and not (lone_opener and not run):
             run.append(token)

@@ -106,7 +106,9 @@ def prompt_values(prompt: str, kinds: frozenset[str] = frozenset()) -> tuple[Pro
         found.append(PromptValue(value, frozenset(nouns), prefix, strong, typed=bool(nouns & kinds)))
     taken = {v.value for v in found}
     names = [n.strip(" .,;:!?'’").removesuffix("'s").removesuffix("’s") for n in named_mentions(prompt)]
-    found += [PromptValue(n, frozenset(), "", False, is_name=True) for n in names if n and n not in taken]
+    # A name the prompt repeats ("holidays in Germany ... in Germany") is one value, not two to choose between.
+    names = list(dict.fromkeys(n for n in names if n and n not in taken))
+    found += [PromptValue(n, frozenset(), "", False, is_name=True) for n in names]
     return tuple(found)
 
 

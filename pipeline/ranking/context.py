@@ -65,7 +65,8 @@ def build_context(
 ) -> Context:
     history = [spec.matcher.match(e.endpoint) for e in events[-max_history:]]
     ctx = Context(spec=spec, history=history, prompt=prompt.strip(), prompt_vec=prompt_vec,
-                  prompt_values=prompt_values(prompt, spec.profile.param_nouns), first_person=speaks_for_self(prompt))
+                  prompt_values=prompt_values(prompt, spec.profile.param_nouns),
+                  first_person=speaks_for_self(prompt))
     for event, match in zip(events[-max_history:], history):
         heads: dict[str, str] = {}
         if match.operation is not None:

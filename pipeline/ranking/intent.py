@@ -70,8 +70,9 @@ def named_mentions(prompt: str) -> list[str]:
     capital = [t[0].isupper() and not (t.isupper() and len(t) <= 3) for t in tokens_]
     run: list[str] = []
     for i, token in enumerate(tokens_):
-        # What precedes the word in the text, not the previous token: "?", "!" and ":" are never part of one.
-        sentence_start = i == 0 or text[: matches[i].start()].rstrip().endswith(_SENTENCE_END)
+        # The previous token and what stands between them: "?", "!" and ":" are never part of a token.
+        before = "" if i == 0 else text[matches[i - 1].start() : matches[i].start()]
+        sentence_start = i == 0 or before.rstrip().endswith(_SENTENCE_END)
         lone_opener = sentence_start and not (i + 1 < len(tokens_) and capital[i + 1])
         if capital[i] and not (lone_opener and not run):
             run.append(token)

@@ -8,7 +8,8 @@ value that is unmistakably an id (`#61`, `in_1Nv8aB`, `W8855135`) still fills an
 parameter, unless its noun names another kind of parameter of the spec: "order #W8855135" fills an order's
 parameter, never `{user_id}`. Words between the noun and the value break the link: "resize the volume to 100 GB"
 names no volume. A proper name ("holidays in Japan") fills a single free parameter that takes a name, not an id
-(`{country}`, never `{animeId}`). Values the history already gives win over these unlinked guesses, never over a linked value.
+(`{country}`, never `{animeId}`). Values the history already gives win over these unlinked guesses, never over a
+linked value.
 """
 
 from __future__ import annotations

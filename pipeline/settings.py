@@ -59,10 +59,12 @@ class FitSettings(_Section):
     learning_rate: float = Field(0.05, gt=0)
     rounds: int = Field(600, ge=1)
     early_stopping: int = Field(60, ge=1)
-    min_data_in_leaf: int = Field(40, ge=1)
+    # Larger leaves and an L2 penalty: on the same training rows of three seeds, macro hit@1 of the dev suite
+    # +0.012 / +0.006 / +0.008 and TMDB hit@3 0.819 -> 0.836 on the mean against 40 and 0 (README, "Measured").
+    min_data_in_leaf: int = Field(100, ge=1)
     feature_fraction: float = Field(0.8, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)
-    lambda_l2: float = Field(0.0, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
     lambdarank_truncation_level: int = Field(20, ge=1)
 
 

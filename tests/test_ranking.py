@@ -143,3 +143,15 @@ def test_an_id_quoted_in_the_prompt_fills_the_path(predictor, billing) -> None:
     assert top.endpoint == "POST /invoices/{invoice}/void"
     assert top.params == {"invoice": "in_77Qx2"} and top.path == "/v1/invoices/in_77Qx2/void"
     assert "takes the id the prompt names" in top.reason
+
+
+def test_an_order_id_from_the_prompt_fills_orders_only(predictor) -> None:
+    """"order #W8855135" fills every `{order_id}` and never the lone `{user_id}` of the user lookup, whatever
+    the ranks (the parameters do not depend on the model)."""
+    desk = predictor.prepare(load_catalogue(FIXTURES / "support_desk_oas30.yaml", FETCH))
+    outcome = predictor.predict(desk, [], "I want to cancel my order #W8855135, I ordered it by mistake", k=10)
+    by_endpoint = {p.endpoint: p for p in outcome.predictions}
+    assert by_endpoint["POST /orders/{order_id}/cancel"].path == "/orders/W8855135/cancel"
+    assert by_endpoint["GET /users/{user_id}"].path == "/users/{user_id}"
+    assert all(p.params.get("order_id", "W8855135") == "W8855135" for p in outcome.predictions)
+    assert all("W8855135" not in p.params.get("user_id", "") for p in outcome.predictions)

@@ -71,8 +71,7 @@ def named_mentions(prompt: str) -> list[str]:
     run: list[str] = []
     for i, token in enumerate(tokens_):
         # The previous token and what stands between them: "?", "!" and ":" are never part of a token.
-        before = "" if i == 0 else text[matches[i - 1].start() : matches[i].start()]
-        sentence_start = i == 0 or before.rstrip().endswith(_SENTENCE_END)
+        sentence_start = i == 0 or text[matches[i - 1].start() : matches[i].start()].rstrip().endswith(_SENTENCE_END)
         lone_opener = sentence_start and not (i + 1 < len(tokens_) and capital[i + 1])
         if capital[i] and not (lone_opener and not run):
             run.append(token)

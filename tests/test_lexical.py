@@ -13,7 +13,7 @@ from pipeline.ranking.signals import compute_signals
 from pipeline.ranking.text import tokens
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import TMDB_SPEC
+from tests.conftest import TMDB_CASES, TMDB_SPEC
 
 
 def test_a_rare_word_outweighs_a_common_one() -> None:
@@ -89,3 +89,37 @@ def test_fanout_best_is_the_max_over_each_set_and_nan_for_empty_sets() -> None:
     best = Fanout(sets).best(values)
     np.testing.assert_array_equal(best, [2.0, np.nan, 0.5, np.nan, 2.0])
     assert np.isnan(Fanout([np.array([], dtype=np.int32)] * 3).best(values[:3])).all()
+
+
+def test_features_are_the_same_in_every_process() -> None:
+    """Python's set order changes with every process (PYTHONHASHSEED); summing word weights in that order made
+    the same request's scores differ in the last bit, which reordered tied operations: two trainings of one
+    seed got different rows. Every feature of a request must be bit for bit the same in any process."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, json, numpy as np\n"
+        "from pipeline.ranking.context import Event, PreparedSpec, build_context\n"
+        "from pipeline.ranking.predict import assemble\n"
+        "from pipeline.ranking.stats import InMemoryTransitions, PatternStats\n"
+        "from pipeline.settings import FetchSettings, RankingSettings\n"
+        "from pipeline.spec.load import load_catalogue\n"
+        f"catalogue = load_catalogue({str(TMDB_SPEC)!r}, FetchSettings())\n"
+        "rng = np.random.default_rng(0)\n"
+        "unit = lambda v: (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)\n"
+        "spec = PreparedSpec.build(catalogue, unit(rng.normal(size=(len(catalogue.operations), 8))))\n"
+        "digest = hashlib.sha256()\n"
+        f"cases = [json.loads(line) for line in open({str(TMDB_CASES)!r})]\n"
+        "for prompt in sorted({case['prompt'] for case in cases}):\n"
+        "    for events in ([], [Event(endpoint='GET /search/tv')]):\n"
+        "        ctx = build_context(spec, events, prompt, unit(rng.normal(size=8)), 20)\n"
+        "        X = assemble(ctx, PatternStats(), InMemoryTransitions(), RankingSettings()).X\n"
+        "        digest.update(np.nan_to_num(X, nan=-7.0).tobytes())\n"
+        "print(digest.hexdigest())\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")]
+    assert len(runs[0].strip()) == 64
+    assert runs[0] == runs[1] == runs[2]

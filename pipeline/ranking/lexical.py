@@ -28,7 +28,9 @@ class LexicalIndex:
     def score(self, words: Iterable[str]) -> np.ndarray:
         """Per operation: the summed IDF of the given words it contains."""
         out = np.zeros(self.size, dtype=np.float32)
-        for word in set(words):
+        # In a fixed order: a set's order changes with every process (PYTHONHASHSEED), and float sums in another
+        # order differ in the last bit, which flips the ranks of tied operations between two trainings.
+        for word in sorted(set(words)):
             if word in self.postings:
                 out[self.postings[word]] += self.idf[word]
         return out
@@ -53,6 +55,6 @@ def shares(prompt_words: frozenset[str], *indexes: LexicalIndex) -> list[np.ndar
     """Each index's scores as a share (0 to 1) of the prompt's matchable weight: the words that occur anywhere in
     the spec, each at its highest IDF. A prompt's only known word being a common one then scores low everywhere,
     instead of a full match on every operation that has it."""
-    total = sum(max(index.idf.get(w, 0.0) for index in indexes) for w in prompt_words)
+    total = sum(max(index.idf.get(w, 0.0) for index in indexes) for w in sorted(prompt_words))
     scores = [index.score(prompt_words) for index in indexes]
     return [s / total for s in scores] if total > 0 else scores

@@ -38,6 +38,8 @@ def op(method: str, path: str, query_ids: tuple[str, ...] = ()) -> Operation:
         ("the list of holidays in Japan for 2023", "GET", "/holidays/{country}", {"country": "Japan"}),
         ("moving to Germany next month. Can you list the holidays in Germany?", "GET", "/holidays/{country}",
          {"country": "Germany"}),  # a name said twice is one value
+        ("the list of holidays in Japan for 2023? Also, give their descriptions in English.", "GET",
+         "/holidays/{country}", {"country": "Japan"}),  # of two names, the one said of the holidays
     ],
 )
 def test_a_quoted_value_fills_the_parameter_it_names(prompt, method, path, expected) -> None:
@@ -52,6 +54,7 @@ def test_a_quoted_value_fills_the_parameter_it_names(prompt, method, path, expec
         ("email the receipt to ana@example.com", "/v1/invoices/{invoice}/send"),  # an address, not an id
         ("add server 4711 as a target", "/load_balancers/{id}/actions/add_target"),  # names a server, not this one
         ("tell me about the anime Naruto", "/anime/{animeId}"),  # a name never fills an id
+        ("compare Japan with Germany", "/holidays/{country}"),  # two names, neither said of the holidays
     ],
 )
 def test_values_that_name_something_else_fill_nothing(prompt, path) -> None:

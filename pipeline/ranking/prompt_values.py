@@ -8,8 +8,9 @@ value that is unmistakably an id (`#61`, `in_1Nv8aB`, `W8855135`) still fills an
 parameter, unless its noun names another kind of parameter of the spec: "order #W8855135" fills an order's
 parameter, never `{user_id}`. Words between the noun and the value break the link: "resize the volume to 100 GB"
 names no volume. A proper name ("holidays in Japan") fills a single free parameter that takes a name, not an id
-(`{country}`, never `{animeId}`). Values the history already gives win over these unlinked guesses, never over a
-linked value.
+(`{country}`, never `{animeId}`); of several names, the one written next to a word of the operation ("holidays in
+Japan ... descriptions in English" -> Japan for `/holidays/{country}`). Values the history already gives win over
+these unlinked guesses, never over a linked value.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class PromptValue:
     strong: bool  # unmistakably an identifier, even with no noun next to it
     typed: bool = False  # a noun next to it names a kind of parameter of the spec: it fills only that kind
     is_name: bool = False  # a proper name ("Japan", "Sofia Coppola"): fills a name-like parameter only
+    about: frozenset[str] = frozenset()  # of a name: the stemmed word it is said of ("holidays in Japan" -> holiday)
 
 
 def _looks_like_id(token: str) -> tuple[bool, bool]:
@@ -109,8 +111,20 @@ def prompt_values(prompt: str, kinds: frozenset[str] = frozenset()) -> tuple[Pro
     names = [n.strip(" .,;:!?'’").removesuffix("'s").removesuffix("’s") for n in named_mentions(prompt)]
     # A name the prompt repeats ("holidays in Germany ... in Germany") is one value, not two to choose between.
     names = list(dict.fromkeys(n for n in names if n and n not in taken))
-    found += [PromptValue(n, frozenset(), "", False, is_name=True) for n in names]
+    found += [PromptValue(n, frozenset(), "", False, is_name=True, about=_said_of(prompt, n)) for n in names]
     return tuple(found)
+
+
+def _said_of(prompt: str, name: str) -> frozenset[str]:
+    """The content word before each place `name` stands, over the small words between: "holidays in Japan"."""
+    found: set[str] = set()
+    for at in re.finditer(re.escape(name), prompt):
+        for word in reversed(_TOKEN.findall(prompt[: at.start()])[-3:]):
+            if word.lower() not in STOP_WORDS:
+                if noun := _noun(word):
+                    found.add(noun)
+                break
+    return frozenset(found)
 
 
 def speaks_for_self(prompt: str) -> bool:
@@ -155,6 +169,8 @@ def fill_from_prompt(
     unused = [v for n, v in enumerate(values) if n not in used]
     strong = [v for v in unused if v.strong and not v.typed]
     names = [v for v in unused if v.is_name]
+    if len(names) > 1:  # "holidays in Japan ... descriptions in English": the name said of this operation's thing
+        names = [v for v in names if v.about & op.tokens]
     if len(strong) == 1:
         filled[left[0]] = strong[0].value
     elif not strong and len(names) == 1 and _takes_name(left[0]):

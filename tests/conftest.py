@@ -185,9 +185,10 @@ def tiny_settings(tiny_training_dir: Path, packaged_minilm_dir: Path, tmp_path_f
     return Settings(
         training=TrainingSettings(
             data_dir=tiny_training_dir, dev_cases=TMDB_CASES, dev_suite=FIXTURES / "dev_suite.yaml", scale=3.0, seed=3,
-            # The default leaves (100 rows, an L2 penalty) are sized for the full corpus's ~50,000 problems; on these
-            # ~400 the trees stop after 3 rounds and a retrained model loses to its champion by chance.
-            fit=FitSettings(min_data_in_leaf=40, lambda_l2=0.0),
+            # The default leaves (100 rows, an L2 penalty) and patience (600 rounds) are sized for the full corpus's
+            # ~50,000 problems; on these ~400 the trees stop after 3 rounds and a retrained model loses to its
+            # champion by chance.
+            fit=FitSettings(min_data_in_leaf=40, lambda_l2=0.0, early_stopping=60),
         ),
         paths=PathSettings(var_dir=var, model_dir=var / "model", embedding_cache=var / "embeddings"),
         learning=LearningSettings(base_data=str(var / "base"), log_uri=str(var / "labels")),

@@ -59,7 +59,8 @@ class MlflowServer:
              "--default-artifact-root", self.settings.artifact_root],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        deadline = time.monotonic() + 60
+        # Restarted beside a loaded Serve app on 2 cores, MLflow's own start (14 s idle) has taken over 60 s.
+        deadline = time.monotonic() + 180
         while True:
             try:
                 if httpx.get(f"{self.settings.tracking_uri}/health", timeout=2).status_code == 200:

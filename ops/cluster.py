@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -46,7 +47,7 @@ class ClusterPorts:
     @classmethod
     def free(cls, worker_range: tuple[int, int] = (21000, 21999)) -> ClusterPorts:
         """Ports nobody listens on now: a second private cluster beside `make serve` (tests, the demo)."""
-        return cls(*(free_port() for _ in range(7)), *worker_range)
+        return cls(*free_ports(7), *worker_range)
 
 
 class _RayProcess:
@@ -144,7 +145,7 @@ class WorkerNode(_RayProcess):
         self.worker_ports = worker_ports
 
     def start(self, timeout_s: float = 120) -> None:
-        ports = [free_port() for _ in range(6)]
+        ports = free_ports(6)
         log = self._spawn([
             f"--address=127.0.0.1:{self.head.ports.gcs}",
             f"--num-cpus={self.num_cpus}",
@@ -162,8 +163,16 @@ class WorkerNode(_RayProcess):
         while self.node_id() is None:
             if self._process.poll() not in (None, 0) or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"worker node {self.name} did not join the cluster; see {log}")
+                raise RuntimeError(f"worker node {self.name} did not join the cluster within {timeout_s:.0f} s "
+                                   f"(ray start: {self._process.returncode}).\n{_tail(log)}{self._raylet_log()}")
             time.sleep(1)
+
+    def _raylet_log(self) -> str:
+        """The end of the newest raylet's logs in the head's session (every node of this machine logs there): why
+        a raylet that started did not register."""
+        logs = self.head.temp_dir / "session_latest" / "logs"
+        newest = max(logs.glob("raylet*.out"), key=lambda path: path.stat().st_mtime, default=None)
+        return "" if newest is None else _tail(newest) + _tail(newest.with_suffix(".err"))
 
     def node_id(self) -> str | None:
         """Ray's id of this node while it is alive."""
@@ -197,10 +206,48 @@ def interrupt_on_term() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct ports nobody listens on, below the kernel's ephemeral range (and above our worker-port ranges,
+    20000-22999). A port the kernel picks (bind to 0) may become the source port of any outgoing connection before
+    the server meant for it binds it, and a load test opens hundreds: a node restarted mid-load then fails with
+    "address already in use". Below that range only an explicit bind takes a port."""
+    first = 23000
+    ephemeral_start = _ephemeral_start()
+    pool = range(first, ephemeral_start if ephemeral_start > first + 1000 else 32768)
+    held: list[socket.socket] = []  # open until all are found, so that no port is handed out twice
+    try:
+        for port in random.sample(pool, len(pool)):
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+            if len(held) == n:
+                return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for sock in held:
+            sock.close()
+    raise RuntimeError(f"fewer than {n} free ports in {pool.start}-{pool.stop - 1}")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default; elsewhere a guess
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"--- {path} (last {len(text)} lines)\n" + "\n".join(text) + "\n"
 
 
 def _in_use(port: int) -> bool:

@@ -19,7 +19,7 @@ from pipeline.learning.training_rows import split_frame
 from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.settings import LearningSettings, RegistrySettings, Settings
 from train.base_data import read_part
-from train.retrain import gate, owner, retrain
+from train.retrain import RAY_DATA_ENV, gate, owner, retrain
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,8 @@ def ray_local():
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": RAY_DATA_ENV})  # as the job's own init
     yield
     ray.shutdown()
 

@@ -364,7 +364,13 @@ def test_ranker_reconfigure_under_load_swaps_versions_without_errors(served: Ser
     assert report["requests"] > 10 and report["failed"] == 0, report
     ordered = [s.version for s in sorted(loop.samples, key=lambda s: s.sent)]
     assert ordered[0] == old and ordered[-1] == new
-    assert set(ordered[ordered.index(new):]) == {new}, "after the swap no request is answered by the old model"
+    # Requests of concurrent clients reach the replica in another order than they were sent (one waits in the
+    # Embedder's batch, the next does not), so around the swap a request sent a few ms later than the first one the
+    # new model answered may still have been ranked by the old one. Once the new model has answered, no request
+    # sent after that answer gets the old one.
+    swapped_by = min(s.sent + s.latency_ms / 1000 for s in loop.samples if s.version == new)
+    late = [s for s in loop.samples if s.version == old and s.sent > swapped_by]
+    assert not late, f"{len(late)} request(s) sent after the new model had answered got the old one"
 
 
 def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served: Served) -> None:

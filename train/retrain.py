@@ -3,8 +3,9 @@
     python -m train.retrain [--job-id ID] [--no-reload] [--json]
     ray job submit -- python -m train.retrain        # on a cluster (RAY_ADDRESS is set for the job)
 
-1. Labels: the Parquet log (read with ray.data), one label per prediction, turned into ranked groups from the
-   candidate features stored with each prediction; added to the synthetic base matrix with `feedback_weight`.
+1. Labels: the Parquet log (read with pyarrow in the driver, which groups them), one label per prediction,
+   turned into ranked groups from the candidate features stored with each prediction; added to the synthetic
+   base matrix (read with ray.data) with `feedback_weight`.
 2. Fit: `LightGBMTrainer`; every worker sees the whole dataset (`datasets_to_split=[]`) and keeps the query
    groups whose id hashes to its rank, so a group is never split. Rounds: the champion's best iteration, so
    nothing is tuned on the holdout the gate then reads.
@@ -48,6 +49,10 @@ from train.metrics import summary
 GATE_METRICS = ("hit@1", "hit@3", "ndcg@5")
 READ_CPUS = 0.5  # per Ray Data read task: a smaller share starts a Python worker per 0.1 CPU on a small node
 LIST_CPUS = 1.0  # Ray Data's file listing always asks for a whole CPU
+# Ray Data's Parquet listing starts 32 footer-reading actors per read by default, each a Python worker: on a
+# 2-CPU node under load that alone took 112 s of a 244 s job, for a label log of a few files and a one-file
+# base matrix. Two read every footer we have in well under a second.
+RAY_DATA_ENV = {"RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2"}
 
 
 def read_parquet(path: str) -> Any:
@@ -168,12 +173,14 @@ def _init_ray() -> None:
 
     if ray.is_initialized():
         return
+    # Merged into a submitted job's own runtime env (distinct keys), so every task of this job sees it.
+    runtime_env = {"env_vars": RAY_DATA_ENV}
     if os.environ.get("RAY_ADDRESS"):  # a submitted job: join its cluster
-        ray.init(log_to_driver=False)
+        ray.init(log_to_driver=False, runtime_env=runtime_env)
         return
     # Standalone: a private cluster (no token needed on loopback; Redis keeps its port 6379).
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
 
 
 def training_dataset(learning: LearningSettings, log: Any) -> tuple[Any, pd.DataFrame, dict[str, int]]:
@@ -183,7 +190,7 @@ def training_dataset(learning: LearningSettings, log: Any) -> tuple[Any, pd.Data
     train_base = base_path(learning.base_data, "train")
     if not Path(train_base).exists() and "://" not in train_base:
         raise TrainingDataError(f"no base training data at {train_base}: `opensesame train` writes it")
-    labels = read_labels(learning.log_uri, reader=lambda path: read_parquet(path).to_pandas())
+    labels = read_labels(learning.log_uri)
     rows, skipped = label_rows(labels, learning.feedback_weight)
     log(f"[retrain] {len(labels)} labels -> {rows['qid'].nunique() if len(rows) else 0} groups; skipped {skipped}")
     base = read_parquet(train_base)

@@ -50,8 +50,7 @@ GATE_METRICS = ("hit@1", "hit@3", "ndcg@5")
 READ_CPUS = 0.5  # per Ray Data read task: a smaller share starts a Python worker per 0.1 CPU on a small node
 LIST_CPUS = 1.0  # Ray Data's file listing always asks for a whole CPU
 # Ray Data's Parquet listing starts 32 footer-reading actors per read by default, each a Python worker: on a
-# 2-CPU node under load that alone took 112 s of a 244 s job, for a label log of a few files and a one-file
-# base matrix. Two read every footer we have in well under a second.
+# 2-CPU node under load, listing the label log that way took 112 s of a 244 s job. The base matrix is one file.
 RAY_DATA_ENV = {"RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2"}
 
 

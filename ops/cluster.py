@@ -168,10 +168,16 @@ class WorkerNode(_RayProcess):
             time.sleep(1)
 
     def _raylet_log(self) -> str:
-        """The end of the newest raylet's logs in the head's session (every node of this machine logs there): why
-        a raylet that started did not register."""
+        """The end of the last-started raylet's logs in the head's session (every node of this machine logs there,
+        numbered in start order: raylet.out, raylet.1.out, ...): why a raylet that started did not register. Not
+        the last modified: the nodes still alive write to theirs all the time."""
+
+        def started(path: Path) -> int:
+            number = path.name.split(".")[1]
+            return int(number) if number.isdigit() else 0
+
         logs = self.head.temp_dir / "session_latest" / "logs"
-        newest = max(logs.glob("raylet*.out"), key=lambda path: path.stat().st_mtime, default=None)
+        newest = max(logs.glob("raylet*.out"), key=started, default=None)
         return "" if newest is None else _tail(newest) + _tail(newest.with_suffix(".err"))
 
     def node_id(self) -> str | None:

@@ -10,7 +10,7 @@ from pipeline.spec.load import load_catalogue
 from pipeline.spec.matching import CallMatcher
 from tests.conftest import FIXTURES, REAL, TMDB_SPEC
 from train.prompts import asked_fields, asking_for_field
-from train.sessions import SessionGenerator
+from train.sessions import IdMaker, SessionGenerator
 
 SPECS = [FIXTURES / "billing_oas30.yaml", FIXTURES / "pets_swagger2.yaml", REAL / "adyen.com__PayoutService__30__openapi.yaml",
          REAL / "googleapis.com__libraryagent__v1__openapi.yaml"]
@@ -106,3 +106,14 @@ def test_a_seed_gives_the_same_sessions_in_every_process() -> None:
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
     assert len(json.loads(runs[0])) > 100
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize(("entity_name", "expected_prefix"), [("", "x"), ("_links", "l"), ("payment__intent", "pi")])
+def test_prefixed_ids_of_entity_names_with_empty_parts(entity_name: str, expected_prefix: str) -> None:
+    """An entity name can be empty (PeerTube's and nic.at's specs) or have empty parts: `opensesame train --seed 7`
+    crashed on one."""
+    maker = IdMaker(random.Random(0))
+    maker.style = "prefixed"
+    made = maker.make(entity_name)
+    prefix, _, rest = made.partition("_")
+    assert prefix == expected_prefix and len(rest) == 10

@@ -236,6 +236,8 @@ class SpecProfile:
         self.by_shape: dict[tuple[str, ...], list[int]] = {}
         for i, p in enumerate(self.ops):
             self.by_shape.setdefault(p.segments, []).append(i)
+        # Relations of every operation to one operation, filled per source as requests need them (relations.py).
+        self.relation_rows: dict[int, np.ndarray] = {}
 
     @staticmethod
     def _needing(entities: frozenset[str], by_entity: dict[str, list[int]], source: int) -> np.ndarray:

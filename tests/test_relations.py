@@ -21,3 +21,26 @@ def test_relation_rows_are_kept_per_spec_and_read_only() -> None:
     assert row[profile.index["GET /movie/{movie_id}/credits"]] == Relation.CHILD
     with pytest.raises(ValueError):
         row[0] = Relation.UNRELATED
+
+
+def test_wordless_enum_values_and_fields_name_no_entity() -> None:
+    """PeerTube's `GET /jobs/{state}` allows the state "", nic.at's suggestions come in a property named "": neither
+    is an entity, so no operation produces or returns "" (session generation made ids for "" and crashed)."""
+    spec = {
+        "openapi": "3.0.0",
+        "info": {"title": "jobs", "version": "1"},
+        "paths": {
+            "/jobs/{state}": {"get": {"parameters": [
+                {"name": "state", "in": "path", "required": True,
+                 "schema": {"type": "string", "enum": ["", "active", "failed"]}}],
+                "responses": {"200": {"description": "ok"}}}},
+            "/suggest": {"get": {"responses": {"200": {"description": "ok", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {"": {"type": "array", "items": {"type": "string"}}}}}}}}}},
+        },
+    }
+    catalogue = load_catalogue(spec, FetchSettings())
+    assert "" in catalogue.operations[0].path_params[0].enum and catalogue.operations[1].response_fields == ("",)
+    profile = SpecProfile(catalogue)
+    jobs, suggest = profile.index["GET /jobs/{state}"], profile.index["GET /suggest"]
+    assert profile.ops[jobs].produces == {"active", "failed"}
+    assert profile.ops[suggest].returns == frozenset()

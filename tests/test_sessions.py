@@ -110,8 +110,8 @@ def test_a_seed_gives_the_same_sessions_in_every_process() -> None:
 
 @pytest.mark.parametrize(("entity_name", "expected_prefix"), [("", "x"), ("_links", "l"), ("payment__intent", "pi")])
 def test_prefixed_ids_of_entity_names_with_empty_parts(entity_name: str, expected_prefix: str) -> None:
-    """An entity name can be empty (PeerTube's and nic.at's specs) or have empty parts: `opensesame train --seed 7`
-    crashed on one."""
+    """An entity name can be empty (a parameter named `_`) or have empty parts: `opensesame train --seed 7` crashed
+    on one (PeerTube's and nic.at's specs gave them, see test_relations.py)."""
     maker = IdMaker(random.Random(0))
     maker.style = "prefixed"
     made = maker.make(entity_name)

@@ -141,7 +141,7 @@ class IdMaker:
             return str(uuid.UUID(int=r.getrandbits(128)))
         if self.style == "slug":
             return f"{entity_name.replace('_', '-')}-{r.randint(1, 999)}"
-        # Entity names from real specs can be empty (PeerTube's, nic.at's) or have empty parts (`_links`).
+        # An entity name can be empty (a parameter named `_`) or have empty parts (`_links`).
         prefix = "".join(p[0] for p in entity_name.split("_") if p)[:3] or "x"
         return f"{prefix}_{''.join(r.choices(string.ascii_letters + string.digits, k=10))}"
 

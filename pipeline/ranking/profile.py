@@ -159,6 +159,8 @@ def profile_operation(op: Operation) -> OpProfile:
     elif kind == Kind.GET:
         produces = {head(literals[-1])} if literals else set()
     last_literal = literals[-1] if literals else ""
+    # An enum value or a response field without a word in it (PeerTube's `state` enum has "") names no entity.
+    returns = {head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES}
     return OpProfile(
         kind=kind,
         method=METHOD_CODES.get(op.method, 7),
@@ -169,8 +171,8 @@ def profile_operation(op: Operation) -> OpProfile:
         required_entities=_param_entities(before, needs),
         param_words=_param_words(before, needs),
         enum_params=frozenset(p.name for p in needs if p.enum),
-        produces=frozenset(produces),
-        returns=frozenset(head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES),
+        produces=frozenset(produces - {""}),
+        returns=frozenset(returns - {""}),
         action=tokens(last_literal) | (tokens(op.operation_id) if op.operation_id else frozenset()),
         verb=tokens(last_literal) | {stem(last_literal.lower().replace("_", "").replace("-", ""))},
         tokens=tokens(" ".join(literals)) | tokens(op.operation_id or "") | tokens(op.summary),

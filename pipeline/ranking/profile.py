@@ -159,7 +159,8 @@ def profile_operation(op: Operation) -> OpProfile:
     elif kind == Kind.GET:
         produces = {head(literals[-1])} if literals else set()
     last_literal = literals[-1] if literals else ""
-    # An enum value or a response field without a word in it (PeerTube's `state` enum has "") names no entity.
+    # An enum value or a response field without a word in it (PeerTube's `state` "", nic.at's property "") names
+    # no entity: its head "" is dropped from both.
     returns = {head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES}
     return OpProfile(
         kind=kind,

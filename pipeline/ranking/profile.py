@@ -160,8 +160,7 @@ def profile_operation(op: Operation) -> OpProfile:
         produces = {head(literals[-1])} if literals else set()
     last_literal = literals[-1] if literals else ""
     # An enum value or a response field without a word in it (PeerTube's `state` "", nic.at's property "") names
-    # no entity: its head "" is dropped from both.
-    returns = {head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES}
+    # no entity: its head "" is dropped from both sets.
     return OpProfile(
         kind=kind,
         method=METHOD_CODES.get(op.method, 7),
@@ -172,8 +171,8 @@ def profile_operation(op: Operation) -> OpProfile:
         required_entities=_param_entities(before, needs),
         param_words=_param_words(before, needs),
         enum_params=frozenset(p.name for p in needs if p.enum),
-        produces=frozenset(produces - {""}),
-        returns=frozenset(returns - {""}),
+        produces=frozenset(produces) - {""},
+        returns=frozenset(head(f) for f in op.response_fields if f.lower() not in GENERIC_NAMES) - {""},
         action=tokens(last_literal) | (tokens(op.operation_id) if op.operation_id else frozenset()),
         verb=tokens(last_literal) | {stem(last_literal.lower().replace("_", "").replace("-", ""))},
         tokens=tokens(" ".join(literals)) | tokens(op.operation_id or "") | tokens(op.summary),

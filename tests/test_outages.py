@@ -4,8 +4,8 @@ KubeRay manifests run it) and a real Redis:
 - the whole service stopped and started again with labels in flight: every label answered 202 is in the label log
   exactly once. Redis (the feedback stream) outlives the service, as its own pod does on Kubernetes; the Ray
   cluster with every replica, the LearningLoop's label-log writer included, is stopped as a pod is (SIGTERM to the
-  process group, then SIGKILL) while clients are still labelling and while the writer, frozen a few seconds
-  before, holds labels it has not written (read and unacknowledged, or not read yet);
+  process group, then SIGKILL) while clients are still labelling, just after the writer, frozen while 50 labels
+  were accepted, was killed holding labels it had not written (read and unacknowledged, or not read yet);
 - the MLflow server killed while the Ranker checks its alias: the old model keeps serving with no failed
   request, readiness says why, and once the server is back the Ranker loads the version the alias names."""
 
@@ -133,6 +133,11 @@ def _writer_pid(cluster: RayCluster) -> int:
     return int(replica.pid)
 
 
+def _process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat: "T" once SIGSTOP has taken effect."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def _logged(log_uri: str) -> list[str]:
     """Every prediction id in the log's files, duplicates included (the log's readers would hide them)."""
     directory = Path(log_uri) / LOG_VERSION
@@ -164,8 +169,17 @@ def test_a_whole_service_restart_keeps_every_accepted_label_exactly_once(
         time.sleep(4)
         # The label-log writer frozen (SIGSTOP, as a node stalls) while the clients go on labelling: the labels
         # accepted from now on are in the stream, not yet in the log, when the service stops.
-        os.kill(_writer_pid(cluster), signal.SIGSTOP)
-        time.sleep(3)
+        writer = _writer_pid(cluster)
+        os.kill(writer, signal.SIGSTOP)
+        poll(lambda: _process_state(writer) == "T", timeout_s=5)  # the writer is frozen, not merely signalled
+        # Labels accepted after the freeze, counted rather than a fixed wait: the clients may accept none for
+        # seconds, and the stop would then find every accepted label already written.
+        frozen_at = len(accepted)
+        poll(lambda: len(accepted) >= frozen_at + 50, timeout_s=60)
+        # The frozen writer dies with its node, its labels unwritten. Left frozen into the stop it would not stay
+        # so: when the raylet exits, the kernel continues the stopped processes of the now orphaned process group
+        # (SIGHUP, SIGCONT), and the writer sometimes drained the stream before its SIGTERM was handled.
+        os.kill(writer, signal.SIGKILL)
         # Leaving the block stops the whole service while the clients are still labelling.
     stop.set()
     for thread in clients:

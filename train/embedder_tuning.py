@@ -101,9 +101,9 @@ def tune(settings: Settings, out_dir: Path, per_spec: int, log: Callable[[str], 
     specs = corpus_mod.load_all(split.train, cfg.max_operations)
     if not specs:
         raise TrainingDataError(f"no training specs under {cfg.data_dir}; pass --data or set training.data_dir")
-    triples = request_triples(specs, per_spec, cfg.seed)
+    triples = request_triples(specs, per_spec, settings.embedder.tune_seed)
     log(f"[embedder] {len(triples)} requests from {len(specs)} training specs")
-    return fine_tune(triples, out_dir, cfg.seed, log=log)
+    return fine_tune(triples, out_dir, settings.embedder.tune_seed, log=log)
 
 
 def ensure_embedder(settings: Settings, log: Callable[[str], object] = print) -> None:

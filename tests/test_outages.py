@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, RedisServer, poll
@@ -133,11 +134,6 @@ def _writer_pid(cluster: RayCluster) -> int:
     return int(replica.pid)
 
 
-def _process_state(pid: int) -> str:
-    """The state letter of /proc/<pid>/stat: "T" once SIGSTOP has taken effect."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
 def _logged(log_uri: str) -> list[str]:
     """Every prediction id in the log's files, duplicates included (the log's readers would hide them)."""
     directory = Path(log_uri) / LOG_VERSION
@@ -171,7 +167,8 @@ def test_a_whole_service_restart_keeps_every_accepted_label_exactly_once(
         # accepted from now on are in the stream, not yet in the log, when the service stops.
         writer = _writer_pid(cluster)
         os.kill(writer, signal.SIGSTOP)
-        poll(lambda: _process_state(writer) == "T", timeout_s=5)  # the writer is frozen, not merely signalled
+        # The writer is frozen, not merely signalled.
+        poll(lambda: psutil.Process(writer).status() == psutil.STATUS_STOPPED, timeout_s=5)
         # Labels accepted after the freeze, counted rather than a fixed wait: the clients may accept none for
         # seconds, and the stop would then find every accepted label already written.
         frozen_at = len(accepted)

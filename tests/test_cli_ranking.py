@@ -27,7 +27,12 @@ def test_eval_json_has_the_documented_keys(capsys, tiny_settings, tiny_model) ->
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert set(out) == {"cases", "hit@1", "hit@3", "hit@5", "mrr", "ndcg@5", "params_exact", "p50_ms", "p95_ms",
-                        "baseline"}
+                        "peers", "best_peer", "above_best_peer", "not_above_at"}
+    # The packaged MiniLM serves this ranker: its "tuned" peer would repeat "minilm".
+    assert set(out["peers"]) == {"bm25", "minilm", "repeat+minilm"} and out["best_peer"] in out["peers"]
+    assert out["above_best_peer"] == (not out["not_above_at"])
+    assert all(out[m] > max(p[m] for p in out["peers"].values()) for m in ("hit@1", "hit@3", "mrr")
+               if m not in out["not_above_at"])
     assert out["cases"] == 225 and out["params_exact"] is None  # TMDB cases carry no expected_params
     assert 0.0 <= out["hit@1"] <= out["hit@3"] <= out["hit@5"] <= 1.0
 
@@ -46,3 +51,18 @@ def test_training_without_data_is_a_clear_error(capsys, tmp_path) -> None:
     code = main(["train", "--data", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "model")])
     assert code == 2
     assert "no training specs under" in capsys.readouterr().err
+
+
+def test_eval_reads_specs_from_the_folder_specs_names(capsys, tmp_path, tiny_settings, tiny_model) -> None:
+    # Cases kept apart from their specs (train/devsets over ../shared/data): `--specs` says where those are.
+    case = {"id": "pay", "spec": "billing_oas30.yaml", "prompt": "pay this invoice",
+            "events": [{"endpoint": "GET /v1/invoices/in_5"}], "expected": "POST /invoices/{invoice}/pay",
+            "expected_params": {"invoice": "in_5"}}
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps(case) + "\n")
+    model = str(tiny_settings.paths.model_dir)
+    assert main(["eval", "--cases", str(cases), "--json", "--model", model, *PACKAGED]) == 2
+    assert "no spec file at" in capsys.readouterr().err
+    main(["eval", "--cases", str(cases), "--specs", str(FIXTURES), "--json", "--model", model, *PACKAGED])
+    out = json.loads(capsys.readouterr().out)
+    assert out["hit@1"] == 1.0 and out["params_exact"] == 1.0

@@ -8,22 +8,35 @@ import pytest
 
 from ops.cli import main
 from tests.conftest import FIXTURES, PACKAGED
-from train.suite import macro
+from train.evaluate import peer_verdict
+from train.suite import macro, verdict
 
 pytestmark = pytest.mark.usefixtures("packaged_cli")  # `--embedder packaged` finds its export
 
 
-def row(cases: int, hit1: float, exact: float | None) -> dict:
+def row(cases: int, hit1: float, exact: float | None, bm25: float = 0.0) -> dict:
     metrics = {"hit@1": hit1, "hit@3": hit1, "hit@5": hit1, "mrr": hit1, "ndcg@5": hit1}
-    return {"cases": cases, **metrics, "params_exact": exact, "baseline": {k: v / 2 for k, v in metrics.items()}}
+    peers = {"minilm": {k: v / 2 for k, v in metrics.items()}, "bm25": {k: bm25 for k in metrics}}
+    report = {"cases": cases, **metrics, "params_exact": exact, "peers": peers}
+    peer_verdict(report)
+    return report
 
 
 def test_macro_weighs_every_set_the_same_whatever_its_size() -> None:
     rows = {"big": row(1000, 0.9, None), "small": row(10, 0.5, 0.8)}
     out = macro(rows)
-    assert out["hit@1"] == 0.7 and out["baseline"]["hit@1"] == 0.35  # not the case-weighted 0.896
+    assert out["hit@1"] == 0.7 and out["peers"]["minilm"]["hit@1"] == 0.35  # not the case-weighted 0.896
     assert out["params_exact"] == 0.8  # over the sets that define it only
     assert out["cases"] == 1010 and out["sets"] == 2
+
+
+def test_the_verdict_names_every_set_and_metric_not_above_the_best_peer() -> None:
+    ahead, tied = row(100, 0.6, None, bm25=0.4), row(100, 0.5, None, bm25=0.5)
+    assert ahead["best_peer"] == "bm25" and ahead["above_best_peer"]
+    assert tied["best_peer"] == "bm25" and tied["not_above_at"] == ["hit@1", "hit@3", "mrr"]  # a tie is not above
+    assert verdict({"a": ahead, "b": tied}) == {"above_best_peer_everywhere": False,
+                                                "not_above": ["b hit@1", "b hit@3", "b mrr"]}
+    assert verdict({"a": ahead})["above_best_peer_everywhere"]
 
 
 def test_eval_suite_prints_a_row_per_set_and_the_macro(capsys, tiny_settings, tiny_model) -> None:
@@ -33,10 +46,15 @@ def test_eval_suite_prints_a_row_per_set_and_the_macro(capsys, tiny_settings, ti
     assert code == 0 and list(out["sets"]) == ["tmdb"] and out["skipped"] == []
     tmdb = out["sets"]["tmdb"]
     assert tmdb["cases"] == 225 and out["macro"]["hit@3"] == tmdb["hit@3"]
-    assert out["macro"]["baseline"]["mrr"] == tmdb["baseline"]["mrr"]
+    assert out["macro"]["peers"]["minilm"]["mrr"] == tmdb["peers"]["minilm"]["mrr"]
+    assert out["verdict"]["above_best_peer_everywhere"] == tmdb["above_best_peer"]
     main(["eval", "--suite", str(FIXTURES / "dev_suite.yaml"), "--model", model, *PACKAGED])
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:3] == ["set", "cases", "hit@1"] and table[-1].startswith("MACRO")
+    assert table[0].split()[:4] == ["set", "cases", "system", "hit@1"]
+    assert table[1].split()[:3] == ["tmdb", "225", "ranker"]
+    assert [line.split()[0] for line in table[2:5]] == ["bm25", "minilm", "repeat+minilm"]
+    assert table[5].split()[:3] == ["MACRO", "225", "ranker"]
+    assert table[-1].startswith("above the best peer on every set at hit@1, hit@3 and MRR: ")
 
 
 def test_a_missing_set_is_named_not_dropped(tmp_path, capsys, tiny_settings, tiny_model) -> None:

@@ -18,7 +18,7 @@ from pipeline.ranking.profile import Kind
 from pipeline.ranking.relations import links, relations_from, response_links
 from pipeline.ranking.sources import Hits, first_keys, transition_keys
 from pipeline.ranking.stats import START, InMemoryTransitions, PatternStats, TransitionCounts, link_levels
-from pipeline.settings import RankingSettings
+from pipeline.settings import RankingSettings, SessionShapes
 from pipeline.spec.catalogue import Catalogue
 from train.sessions import Problem, SessionGenerator
 
@@ -57,13 +57,14 @@ def generate(
     seed: int,
     scale: float = 1.0,
     history_fraction: float = 0.5,
+    shapes: SessionShapes | None = None,
 ) -> Corpus:
     """Problems for every spec. For `history_fraction` of the specs, a second, disjoint set of sessions feeds
     the per-spec transition counts, as real traffic would; the others start cold, like a new spec."""
     rng = random.Random(seed)
     corpus = Corpus(specs={}, problems=[])
     for name, catalogue in catalogues:
-        generator = SessionGenerator(catalogue, random.Random(rng.random()))
+        generator = SessionGenerator(catalogue, random.Random(rng.random()), shapes or SessionShapes())
         n = sessions_for(len(catalogue.operations), int((generator.profile.kind == Kind.SEARCH).sum()), scale)
         problems: list[Problem] = []
         for s in range(n):

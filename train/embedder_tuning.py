@@ -18,7 +18,7 @@ from pathlib import Path
 from pipeline.adapters.minilm import MAX_TOKENS, is_tuned
 from pipeline.errors import TrainingDataError
 from pipeline.ranking.embedding import operation_text
-from pipeline.settings import Settings
+from pipeline.settings import EmbedderSettings, SessionShapes, Settings
 from pipeline.spec.catalogue import Catalogue
 from train import corpus as corpus_mod
 from train.embedder_export import ensure_exported, export_onnx
@@ -27,11 +27,13 @@ from train.sessions import SessionGenerator
 Triple = tuple[str, str, str]  # request, its operation's text, a same-spec negative's text
 
 
-def request_triples(catalogues: list[tuple[str, Catalogue]], per_spec: int, seed: int) -> list[Triple]:
+def request_triples(
+    catalogues: list[tuple[str, Catalogue]], per_spec: int, seed: int, shapes: SessionShapes | None = None
+) -> list[Triple]:
     rng = random.Random(seed)
     triples: list[Triple] = []
     for _, catalogue in catalogues:
-        generator = SessionGenerator(catalogue, random.Random(rng.random()))
+        generator = SessionGenerator(catalogue, random.Random(rng.random()), shapes or EmbedderSettings().tune_shapes)
         texts = [operation_text(op) for op in catalogue.operations]
         by_root: dict[str, list[int]] = {}
         for i, op in enumerate(generator.profile.ops):
@@ -101,7 +103,7 @@ def tune(settings: Settings, out_dir: Path, per_spec: int, log: Callable[[str], 
     specs = corpus_mod.load_all(split.train, cfg.max_operations)
     if not specs:
         raise TrainingDataError(f"no training specs under {cfg.data_dir}; pass --data or set training.data_dir")
-    triples = request_triples(specs, per_spec, settings.embedder.tune_seed)
+    triples = request_triples(specs, per_spec, settings.embedder.tune_seed, settings.embedder.tune_shapes)
     log(f"[embedder] {len(triples)} requests from {len(specs)} training specs")
     return fine_tune(triples, out_dir, settings.embedder.tune_seed, log=log)
 

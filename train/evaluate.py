@@ -1,7 +1,5 @@
-"""Offline evaluation on eval-case files (the format of ../shared/data/README.md), against a baseline.
-
-The baseline is MiniLM-only retrieval over the whole catalogue: the prompt (plus a nudge toward the last call,
-exactly as the `retrieval` source scores) — what a plain embedding search would answer.
+"""Offline evaluation on eval-case files (the format of ../shared/data/README.md), against simple peers
+(train/peers.py) scored on the same cases: the ranker is worth having only where it is above the best of them.
 """
 
 from __future__ import annotations
@@ -13,13 +11,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from pipeline.ranking.context import Event, PreparedSpec, build_context
+from pipeline.ranking.context import Event, PreparedSpec
 from pipeline.ranking.predict import Predictor
-from pipeline.ranking.signals import compute_signals
-from pipeline.ranking.sources import Hits, retrieval
+from pipeline.ranking.sources import Hits
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
 from train.metrics import summary
+from train.peers import Peers
 
 
 class Case(BaseModel):
@@ -46,16 +44,17 @@ def spec_location(case: Case, cases_dir: Path) -> str:
     return case.spec if "://" in case.spec else str(cases_dir / case.spec)
 
 
-def baseline_rank(predictor: Predictor, spec: PreparedSpec, case: Case) -> int | None:
-    prompt_vec = predictor.embed_prompt(case.prompt)
-    ctx = build_context(spec, case.events, case.prompt, prompt_vec, predictor.settings.max_history)
-    signals = compute_signals(ctx)
-    n = len(spec.profile)
-    hits = retrieval(ctx, signals, n)
-    # No prompt and no history: a plain search has nothing to go on; it answers in catalogue order.
-    scores = np.array([hits.get(i, -1.0 - i / n) for i in range(n)])
-    expected = spec.profile.index.get(case.expected)
-    return None if expected is None else int((scores > scores[expected]).sum()) + 1
+# A verdict compares the ranker with the best peer at each of these (hit@5 and NDCG@5 follow from them).
+VERDICT_METRICS = ("hit@1", "hit@3", "mrr")
+
+
+def peer_verdict(report: dict[str, Any]) -> None:
+    """Name the best peer (by MRR) and whether the ranker is above every peer at each verdict metric."""
+    peers: dict[str, dict[str, float]] = report["peers"]
+    report["best_peer"] = max(peers, key=lambda name: peers[name]["mrr"])
+    behind = [m for m in VERDICT_METRICS if report[m] <= max(p[m] for p in peers.values())]
+    report["above_best_peer"] = not behind
+    report["not_above_at"] = behind
 
 
 def evaluate(
@@ -63,14 +62,16 @@ def evaluate(
     cases: list[Case],
     cases_dir: Path,
     fetch: FetchSettings,
+    peers: Peers | None = None,
     disabled: frozenset[str] = frozenset(),
     k: int = 10,
     llm_hits: dict[str, Hits] | None = None,
 ) -> dict[str, Any]:
-    """`llm_hits` (case id -> the `llm` source's hits, from `train.llm_eval`) adds the LLM to the candidates."""
+    """`peers` adds each peer's metrics on the same cases and the verdict; `llm_hits` (case id -> the `llm`
+    source's hits, from `train.llm_eval`) adds the LLM to the candidates."""
     specs: dict[str, PreparedSpec] = {}
     ranks: list[int | None] = []
-    base: list[int | None] = []
+    peer_ranks: dict[str, list[int | None]] = {name: [] for name in (peers.names if peers else [])}
     params_ok: list[bool] = []
     latencies: list[float] = []
     misses: list[dict[str, Any]] = []
@@ -86,7 +87,9 @@ def evaluate(
         endpoints = [p.endpoint for p in outcome.predictions]
         rank = endpoints.index(case.expected) + 1 if case.expected in endpoints else None
         ranks.append(rank)
-        base.append(baseline_rank(predictor, spec, case))
+        if peers is not None:
+            for name, peer_rank in peers.ranks(spec, case.events, case.prompt, case.expected).items():
+                peer_ranks[name].append(peer_rank)
         if case.expected_params is not None:  # {} is a definition too: the call takes no path parameter
             top = outcome.predictions[rank - 1] if rank else None
             params_ok.append(top is not None and top.params == case.expected_params)
@@ -96,6 +99,8 @@ def evaluate(
     report["params_exact"] = round(sum(params_ok) / len(params_ok), 4) if params_ok else None
     report["p50_ms"] = round(float(np.percentile(latencies, 50)), 2) if latencies else None
     report["p95_ms"] = round(float(np.percentile(latencies, 95)), 2) if latencies else None
-    report["baseline"] = summary(base)
+    if peers is not None:
+        report["peers"] = {name: summary(r) for name, r in peer_ranks.items()}
+        peer_verdict(report)
     report["misses"] = misses
     return report

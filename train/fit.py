@@ -81,6 +81,18 @@ def model_version(booster: lgb.Booster) -> str:
     return "local-" + hashlib.sha256(booster.model_to_string().encode()).hexdigest()[:12]
 
 
+def _ablated(X: np.ndarray, names: list[str]) -> np.ndarray:
+    """`X` with the columns `names` missing; the model then never splits on them, whatever serving computes."""
+    unknown = sorted(set(names) - set(FEATURE_NAMES))
+    if unknown:
+        raise ValueError(f"training.fit.ablate names no feature: {unknown}; see pipeline/ranking/features.py")
+    if not names:
+        return X
+    out = X.copy()
+    out[:, [FEATURE_NAMES.index(n) for n in names]] = np.nan
+    return out
+
+
 def fit_ranker(
     train: Dataset,
     valid: Dataset,
@@ -91,14 +103,15 @@ def fit_ranker(
     embedder: str = STOCK_EMBEDDER,
 ) -> tuple[RankerModel, dict[str, Any]]:
     started = time.perf_counter()
-    train_set = lgb_dataset(train.X, train.y, train.group_sizes)
-    valid_set = lgb_dataset(valid.X, valid.y, valid.group_sizes, reference=train_set)
+    train_X, valid_X = _ablated(train.X, config.ablate), _ablated(valid.X, config.ablate)
+    train_set = lgb_dataset(train_X, train.y, train.group_sizes)
+    valid_set = lgb_dataset(valid_X, valid.y, valid.group_sizes, reference=train_set)
     booster = lgb.train(
         lgb_params(config, seed, threads=2), train_set, num_boost_round=config.rounds, valid_sets=[valid_set], valid_names=["valid"],
         callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
     )
     fit_seconds = time.perf_counter() - started
-    raw_valid = booster.predict(valid.X, num_iteration=booster.best_iteration)
+    raw_valid = booster.predict(valid_X, num_iteration=booster.best_iteration)
     calibration = calibrate(raw_valid, valid.y)
     valid_metrics = summary(group_ranks(raw_valid, valid.y, valid.group_sizes))
     report = {

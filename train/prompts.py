@@ -125,6 +125,14 @@ def reference(entity: str, rng: random.Random, value: str | None = None) -> str:
     return rng.choice(_REFS).format(e=noun)
 
 
+def references(entity: str, values: list[str], rng: random.Random) -> str:
+    """How a request names several things of one kind: "invoices in_1, in_2 and in_3", "orders #9001 and #9002"."""
+    noun = entity.replace("_", " ")
+    listed = ", ".join(values[:-1]) + f" and {values[-1]}"
+    return rng.choice([f"{noun}s {listed}", f"the {noun}s {listed}", f"each of the {noun}s {listed}",
+                       f"{noun} {listed}"])
+
+
 def act_phrase(op: Operation, profile: OpProfile, rng: random.Random, ref: str) -> str:
     """A request for `op` about one thing (`ref`): "comment on this issue", "reboot server 4711", "email the
     invoice to the customer", "cancel it" — the action asked for, rarely in the summary's words."""

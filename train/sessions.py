@@ -1,8 +1,9 @@
 """Synthetic sessions over real specs: the training data of the ranker.
 
 Assumptions (also in the README), chosen to resemble how people and agents use REST APIs:
-- Session shapes, drawn per session (`_SHAPES`): lookup chains (35%), goal-directed acts (25%), one-shot
-  requests (15%), lifecycle CRUD (10%), browsing (10%), repeated calls of one operation with other ids (5%).
+- Session shapes, drawn per session in the proportions of `training.shapes` (pipeline/settings.py): lookup
+  chains, goal-directed acts, one-shot requests, lifecycle CRUD, browsing, repeated calls of one operation with
+  other ids, support flows that read before they act, and iteration over the items a prompt or a list names.
 - Lookup chains pursue a goal operation that needs an id (`GET /movie/{id}/credits`): the user first calls
   an operation that *produces* that entity (a search when the prompt names the thing, else a list), sometimes
   hopping through an operation whose response names it, then calls the goal: lookup chains like RestBench's.
@@ -17,6 +18,10 @@ Assumptions (also in the README), chosen to resemble how people and agents use R
 - Lifecycle: create -> get -> update/action -> (delete), each step with its own prompt half the time.
 - Browsing: list -> get -> update/action -> sub-resources, moving mostly to path-tree neighbours and to
   operations whose ids they hold. Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
+- Support flows (read before act): the request acts on one thing; the user opens it first (by the id the prompt
+  quotes, or found in a list) and acts once it has been read.
+- Iteration: one call per item, the items named by the prompt ("invoices in_1, in_2 and in_3", "mark orders
+  9001 and 9002 ready") or those of a list the user opened; without a prompt the user may move on after.
 - Ids are concrete (`in_3kf92ja`, `4821`, a UUID, a slug: one style per spec) and an entity keeps its id for
   the session, so carried-over parameters are learnable and checkable.
 - Destructive operations are rare unless the goal is destructive; deprecated ones are avoided.
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 from pipeline.ranking.context import Event
 from pipeline.ranking.profile import Kind, OpProfile, SpecProfile
 from pipeline.ranking.relations import Relation, relation
+from pipeline.settings import SessionShapes
 from pipeline.spec.catalogue import Catalogue
 from train.prompts import (
     PERSON_NAMES,
@@ -45,6 +51,7 @@ from train.prompts import (
     object_phrase,
     phrase,
     reference,
+    references,
     summary_request,
     with_context,
 )
@@ -55,7 +62,6 @@ _STEP_WEIGHT = {
 }
 # Share of a step's probability that goes to unrelated operations (people do wander off), whatever their count.
 _WANDER = 0.15
-_SHAPES = {"lookup": 0.35, "act": 0.25, "oneshot": 0.15, "lifecycle": 0.10, "browse": 0.10, "repeat": 0.05}
 _WRITES = (Kind.CREATE, Kind.UPDATE, Kind.ACTION, Kind.DELETE)
 
 
@@ -147,8 +153,10 @@ class IdMaker:
 
 
 class SessionGenerator:
-    def __init__(self, catalogue: Catalogue, rng: random.Random) -> None:
+    def __init__(self, catalogue: Catalogue, rng: random.Random, shapes: SessionShapes | None = None) -> None:
         self.catalogue = catalogue
+        mixture = (shapes or SessionShapes()).model_dump()
+        self.shapes, self.shape_weights = list(mixture), list(mixture.values())
         self.profile = SpecProfile(catalogue)
         self.rng = rng
         self.ids = IdMaker(rng)
@@ -286,9 +294,9 @@ class SessionGenerator:
     def session(self, max_len: int = 6) -> Session | None:
         if not self.entry:
             return None
-        shape = self.rng.choices(list(_SHAPES), weights=list(_SHAPES.values()))[0]
+        shape = self.rng.choices(self.shapes, weights=self.shape_weights)[0]
         made = {"lookup": self._lookup, "act": self._act, "oneshot": self._oneshot, "lifecycle": self._lifecycle,
-                "repeat": self._repeat}.get(shape, lambda: None)()
+                "repeat": self._repeat, "support": self._support, "iterate": self._iterate}.get(shape, lambda: None)()
         return made if made is not None else self._browse(max_len)
 
     def _lookup(self) -> Session | None:
@@ -469,6 +477,70 @@ class SessionGenerator:
             walk.values[entity] = self.ids.make(entity)
             walk.call(item)
         return walk.session("none", None, [""] * len(walk.ops))
+
+    def _support(self) -> Session | None:
+        """Read before act: the request acts on one thing; the user opens the thing first, by the id the prompt
+        quotes or after finding it in a list, and acts once it has been read. Mostly the request is there from
+        the start; sometimes the thing was opened first and the request came with the act."""
+        profile = self.profile
+        targets = [i for i in range(len(profile)) if not self._avoid(i) and self.free[i]
+                   and (profile.kind[i] in _WRITES or (profile.kind[i] == Kind.GET and profile.depth[i] >= 2))]
+        if not targets:
+            return None
+        target = self.rng.choices(targets, weights=[0.3 if profile.destructive[i] else 1.0 for i in targets])[0]
+        free = self.free[target]
+        # The thing's own lookup: the same path, or the one the act is a sub-resource of.
+        opens = (Relation.SAME_PATH, Relation.CHILD, Relation.DESCENDANT)
+        items = [j for j in range(len(profile)) if j != target and not self._avoid(j) and profile.kind[j] == Kind.GET
+                 and self.free[j] == free and relation(profile.ops[j], profile.ops[target]) in opens]
+        if not items:
+            return None
+        item = self.rng.choice(items)
+        entity = free[-1]
+        walk = _Walk(self, {ent: self.ids.make(ent) for ent in free[:-1]})
+        quoted: str | None = None
+        if self.rng.random() < 0.5:
+            quoted = walk.values[entity] = self.ids.make(entity)
+        else:
+            way = self._way_to(target, entity, walk.values)
+            if way is None or not walk.follow(way[:1]):
+                return None
+        if not walk.follow([item, target]):
+            return None
+        op = self.catalogue.operations[target]
+        prompt = act_phrase(op, profile.ops[target], self.rng, reference(entity, self.rng, quoted))
+        asked_late = quoted is None and self.rng.random() < 0.3
+        prompts = [""] * (len(walk.ops) - 1) + [prompt] if asked_late else [prompt] * len(walk.ops)
+        return walk.session("act", target, prompts)
+
+    def _iterate(self) -> Session | None:
+        """One call per item, the items named by the prompt ("invoices in_1, in_2 and in_3") or those of a list
+        the user opened; without a prompt the user now and then moves on after the last item."""
+        profile = self.profile
+        ops = [i for i in range(len(profile)) if not self._avoid(i) and self.free[i]
+               and profile.kind[i] in (Kind.GET, Kind.ACTION, Kind.UPDATE)]
+        if not ops:
+            return None
+        op_index = self.rng.choice(ops)
+        free = self.free[op_index]
+        entity = free[-1]
+        walk = _Walk(self, {ent: self.ids.make(ent) for ent in free[:-1]})
+        items = [self.ids.make(entity) for _ in range(self.rng.randint(2, 4))]
+        op = self.catalogue.operations[op_index]
+        prompt = ""
+        if self.rng.random() < 0.6:
+            refs = references(entity, items, self.rng)
+            prompt = act_phrase(op, profile.ops[op_index], self.rng, refs)
+        else:
+            way = self._way_to(op_index, entity, walk.values)
+            if way is None or not walk.follow(way[:1]):
+                return None
+        for value in items:
+            walk.values[entity] = value
+            walk.call(op_index)
+        if not prompt and self.rng.random() < 0.4 and (step := self._next_step(op_index, walk.values, walk.ops)):
+            walk.call(step)
+        return walk.session("act" if prompt else "none", op_index, [prompt] * len(walk.ops))
 
     def _prompts(self, mode: str, goal: int | None, goal_prompt: str | None, ops: list[int]) -> list[str]:
         catalogue_ops = self.catalogue.operations

@@ -1,7 +1,8 @@
-"""The dev suite: several eval-case sets, one row each plus their macro average, ranker and baseline alike.
+"""The dev suite: several eval-case sets, one row each plus their macro average, the ranker and every peer alike.
 
 A decision is taken on the macro average (every set weighs the same, whatever its size), never on one set:
-a gain on one shape of session that costs another is not a gain.
+a gain on one shape of session that costs another is not a gain. The suite's verdict is stricter: the ranker is
+above the best peer on every set at hit@1, hit@3 and MRR.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pydantic import BaseModel, ConfigDict
 from pipeline.errors import OpenSesameError
 from pipeline.ranking.predict import Predictor
 from pipeline.settings import PROJECT_ROOT, FetchSettings
-from train.evaluate import evaluate, load_cases, spec_location
+from train.evaluate import Case, evaluate, load_cases, spec_location
+from train.peers import Peers
 
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
 
@@ -44,25 +46,33 @@ def load_suite(path: Path, data_dir: Path) -> Suite:
     return Suite.model_validate(yaml.safe_load(raw))
 
 
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
 def macro(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Unweighted mean over sets; params_exact over the sets that define it."""
-
-    def mean(values: list[float]) -> float | None:
-        return round(sum(values) / len(values), 4) if values else None
-
+    """Unweighted mean over sets, of the ranker and of each peer; params_exact over the sets that define it."""
     out: dict[str, Any] = {"sets": len(rows), "cases": sum(r["cases"] for r in rows.values())}
     for metric in METRICS:
-        out[metric] = mean([r[metric] for r in rows.values()])
-    out["params_exact"] = mean([r["params_exact"] for r in rows.values() if r["params_exact"] is not None])
-    out["baseline"] = {m: mean([r["baseline"][m] for r in rows.values()]) for m in METRICS}
+        out[metric] = _mean([r[metric] for r in rows.values()])
+    out["params_exact"] = _mean([r["params_exact"] for r in rows.values() if r["params_exact"] is not None])
+    names = next(iter(rows.values())).get("peers", {}) if rows else {}
+    out["peers"] = {name: {m: _mean([r["peers"][name][m] for r in rows.values()]) for m in METRICS} for name in names}
+    if names:
+        out["best_peer"] = max(names, key=lambda name: out["peers"][name]["mrr"])
     return out
 
 
-def evaluate_suite(
-    predictor: Predictor, suite: Suite, fetch: FetchSettings, misses: bool = False
-) -> dict[str, Any]:
-    """Every set whose cases file exists; the missing ones are named under `skipped`, not silently dropped."""
-    rows: dict[str, dict[str, Any]] = {}
+def verdict(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Above the best peer on every set at every verdict metric, and where not."""
+    behind = [f"{name} {metric}" for name, row in rows.items() for metric in row.get("not_above_at", [])]
+    return {"above_best_peer_everywhere": not behind, "not_above": behind}
+
+
+def readable_sets(suite: Suite) -> tuple[list[tuple[str, list[Case], Path]], list[str]]:
+    """Each set whose cases and specs exist, as (name, cases, specs folder); the others named with the reason,
+    not silently dropped."""
+    found: list[tuple[str, list[Case], Path]] = []
     skipped: list[str] = []
     for entry in suite.sets:
         if not entry.cases.exists():
@@ -74,23 +84,42 @@ def evaluate_suite(
         if missing:  # e.g. `--data` names a folder of other specs: say so, and evaluate the rest
             skipped.append(f"{entry.name}: spec {missing[0]} not found")
             continue
-        report = evaluate(predictor, cases, specs_dir, fetch)
+        found.append((entry.name, cases, specs_dir))
+    if not found:
+        raise OpenSesameError("no set of the suite was found: " + "; ".join(skipped))
+    return found, skipped
+
+
+def evaluate_suite(
+    predictor: Predictor, suite: Suite, fetch: FetchSettings, peers: Peers | None = None, misses: bool = False
+) -> dict[str, Any]:
+    """Every readable set, with the peers and the verdict when `peers` is given (training's own report has none)."""
+    sets, skipped = readable_sets(suite)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, cases, specs_dir in sets:
+        report = evaluate(predictor, cases, specs_dir, fetch, peers)
         if not misses:
             report.pop("misses")
-        rows[entry.name] = report
-    if not rows:
-        raise OpenSesameError("no set of the suite was found: " + "; ".join(skipped))
-    return {"sets": rows, "macro": macro(rows), "skipped": skipped}
+        rows[name] = report
+    report = {"sets": rows, "macro": macro(rows), "skipped": skipped}
+    if peers is not None:
+        report["verdict"] = verdict(rows)
+    return report
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """One line per set and one for the macro average: ranker / baseline for each metric."""
-    header = f"{'set':<16}{'cases':>6}  " + "  ".join(f"{m:>13}" for m in (*METRICS, "params_exact"))
-    lines = [header, f"{'':<24}" + "  ".join(f"{'ranker/base':>13}" for _ in METRICS)]
-    rows = {**report["sets"], "MACRO": report["macro"]}
-    for name, row in rows.items():
-        cells = [f"{row[m]:.3f}/{row['baseline'][m]:.3f}" for m in METRICS]
+    """Per set, the ranker's line and one per peer (`*` the best peer, by MRR); the macro average last; then the
+    verdict."""
+    lines = [f"{'set':<16}{'cases':>6}  {'system':<14}" + "".join(f"{m:>8}" for m in (*METRICS, "params_exact"))]
+    for name, row in {**report["sets"], "MACRO": report["macro"]}.items():
         exact = "-" if row["params_exact"] is None else f"{row['params_exact']:.3f}"
-        lines.append(f"{name:<16}{row['cases']:>6}  " + "  ".join(f"{c:>13}" for c in cells) + f"  {exact:>13}")
+        lines.append(f"{name:<16}{row['cases']:>6}  {'ranker':<14}" + "".join(f"{row[m]:>8.3f}" for m in METRICS)
+                     + f"{exact:>14}")
+        for peer, metrics in row["peers"].items():
+            label = peer + (" *" if row.get("best_peer") == peer else "")
+            lines.append(f"{'':<24}{label:<14}" + "".join(f"{metrics[m]:>8.3f}" for m in METRICS))
+    outcome = report["verdict"]
+    lines.append("above the best peer on every set at hit@1, hit@3 and MRR: "
+                 + ("yes" if outcome["above_best_peer_everywhere"] else "no (" + ", ".join(outcome["not_above"]) + ")"))
     lines += [f"skipped {s}" for s in report["skipped"]]
     return "\n".join(lines)

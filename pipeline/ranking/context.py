@@ -52,8 +52,9 @@ class Context:
     values: dict[str, str] = field(default_factory=dict)  # parameter name -> latest value seen
     entity_values: dict[str, str] = field(default_factory=dict)  # entity head ("invoice") -> latest id seen
     last_entities: set[str] = field(default_factory=set)  # entities whose ids the last call carried
-    prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135")
+    prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135"), unused first
     first_person: bool = False  # "my profile", "for me": the caller holds their own user id
+    seen_values: set[str] = field(default_factory=set)  # every value any call of the history carried
 
     @property
     def last_op(self) -> int | None:
@@ -65,7 +66,6 @@ def build_context(
 ) -> Context:
     history = [spec.matcher.match(e.endpoint) for e in events[-max_history:]]
     ctx = Context(spec=spec, history=history, prompt=prompt.strip(), prompt_vec=prompt_vec,
-                  prompt_values=prompt_values(prompt, spec.profile.param_nouns),
                   first_person=speaks_for_self(prompt))
     for event, match in zip(events[-max_history:], history):
         heads: dict[str, str] = {}
@@ -76,13 +76,21 @@ def build_context(
         # Later values overwrite earlier ones: the most recent id of an entity is the one to carry over.
         ctx.last_entities = set()
         query_ids = {k: v for k, v in match.query_params.items() if isinstance(v, str) and is_id_name(k)}
+        # Any value a call sent is an item done ("the zip codes of Boston and Austin": `?city=Boston`).
+        ctx.seen_values.update(v for v in match.query_params.values() if isinstance(v, str))
         for name, value in {**match.path_params, **query_ids}.items():
             ent = heads.get(name) or head(name)
             ctx.values[name] = value
             ctx.entity_values[ent] = value
             ctx.last_entities.add(ent)
+            ctx.seen_values.add(value)
         for name, value in event.params.items():
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 ctx.values[name] = str(value)
                 ctx.entity_values[head(name)] = str(value)
+                ctx.seen_values.add(str(value))
+    # A prompt that lists several items ("invoices inv_1, inv_2 and inv_3") is worked through in turn: the items
+    # the history has not carried yet fill parameters first (a stable sort keeps the prompt's order within each).
+    quoted = prompt_values(prompt, spec.profile.param_nouns)
+    ctx.prompt_values = tuple(sorted(quoted, key=lambda v: v.value in ctx.seen_values))
     return ctx

@@ -1,7 +1,7 @@
 """The path of one prediction, top to bottom:
 
     context (match history, read prompt) -> signals -> candidate sources -> union -> features -> ranker
-    -> guardrails -> parameter carry-over -> reasons -> top k
+    -> guardrails -> hedge -> parameter carry-over -> reasons -> top k
 
 `assemble` (everything up to the features) is shared with training, so both see identical features.
 """
@@ -18,6 +18,7 @@ from pipeline.ranking.context import Context, Event, PreparedSpec, build_context
 from pipeline.ranking.embedding import CachedEmbedder, OperationEmbeddings
 from pipeline.ranking.features import PromptReading, TransitionView, column, featurize, read_prompt
 from pipeline.ranking.guardrails import demote_destructive
+from pipeline.ranking.hedge import hedge, steps
 from pipeline.ranking.model import RankerModel
 from pipeline.ranking.reasons import explain
 from pipeline.ranking.signals import Signals, compute_signals
@@ -154,7 +155,7 @@ class Predictor:
         assembled = assemble(ctx, model.patterns, self.counts, self.settings, extra_sources, disabled)
         timing["candidates_features"] = _ms(mark)
         mark = time.perf_counter()
-        ranked = rank(model, assembled, k)
+        ranked = rank(model, assembled, k, self.settings)
         timing["rank"] = _ms(mark)
         timing["total"] = _ms(started)
         unmatched = [e.endpoint for e, m in zip(events[-self.settings.max_history :], ctx.history) if not m.matched]
@@ -171,7 +172,7 @@ class Predictor:
         )
 
 
-def rank(model: RankerModel, assembled: Assembled, k: int) -> list[RankedCall]:
+def rank(model: RankerModel, assembled: Assembled, k: int, settings: RankingSettings) -> list[RankedCall]:
     ctx, candidates = assembled.ctx, assembled.candidates
     if len(candidates.indices) == 0:
         return []
@@ -183,6 +184,11 @@ def rank(model: RankerModel, assembled: Assembled, k: int) -> list[RankedCall]:
     # NaN (no prompt) compares false: nothing was asked for.
     asked = column(assembled.X, "destructive_intent") == 1.0
     order, ordered_scores, demoted = demote_destructive(order, profile.destructive[idx], asked, probabilities)
+    if settings.hedge_share < 1.0:
+        scores = np.empty_like(probabilities)
+        scores[order] = ordered_scores
+        order, ordered_scores = hedge(order, scores, steps(profile, idx, ctx.last_op), settings.hedge_width,
+                                      settings.hedge_share)
     out: list[RankedCall] = []
     for position, score in zip(order[:k], ordered_scores[:k]):
         op_index = int(idx[position])

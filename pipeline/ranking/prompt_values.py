@@ -10,7 +10,8 @@ parameter, never `{user_id}`. Words between the noun and the value break the lin
 names no volume. A proper name ("holidays in Japan") fills a single free parameter that takes a name, not an id
 (`{country}`, never `{animeId}`); of several names, the one written next to a word of the operation ("holidays in
 Japan ... descriptions in English" -> Japan for `/holidays/{country}`). Values the history already gives win over
-these unlinked guesses, never over a linked value.
+these unlinked guesses, never over a linked value. The items of an enumeration share the noun of the first
+("products 10001, 10002 and 10005"), so each can fill the parameter in turn; a year-like number names a year.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ _PREFIXED = re.compile(r"^([a-z]{1,6})_[A-Za-z0-9_]{4,}$")  # in_1Nv8aB..., cus_
 _OWNER_REPO = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _VERSION = re.compile(r"^v?\d+(\.\d+)+$")  # v2.1, 1.0.3: a release's name, not an id to fill
 _ADDRESSES = re.compile(r"\S+@\S+|\w+://\S+")  # e-mails and URLs are data for a body, not path ids
+_YEAR = re.compile(r"^(19|20)\d\d$")  # "holidays in 2023": a year, whatever noun stands beside it
+_LIST_JOINERS = frozenset({"and", "or", "&", "then"})  # "orders 9001, 9002 and 9003": one noun for all three
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ def prompt_values(prompt: str, kinds: frozenset[str] = frozenset()) -> tuple[Pro
     """The values `prompt` quotes; `kinds`: the nouns that name the spec's parameters (`SpecProfile.param_nouns`)."""
     raw = [t.rstrip(".:/-") for t in _TOKEN.findall(_ADDRESSES.sub(" ", prompt))]
     found: list[PromptValue] = []
+    previous_at = -2  # the token index of the last value found: an enumeration continues right after it
     for i, token in enumerate(raw):
         if _OWNER_REPO.match(token) and not any(ch == ":" for ch in token):
             owner, repo = token.split("/", 1)
@@ -103,6 +107,13 @@ def prompt_values(prompt: str, kinds: frozenset[str] = frozenset()) -> tuple[Pro
                 break
         if i + 1 < len(raw) and (noun := _noun(raw[i + 1])):
             nouns.add(noun)
+        if _YEAR.match(token):
+            nouns.add("year")
+        if found and (previous_at == i - 1 or (previous_at == i - 2 and raw[i - 1].lower() in _LIST_JOINERS)):
+            # The items of a list are of the kind its first names: "products 10001, 10002 and 10005".
+            nouns |= found[-1].nouns
+            strong = strong or found[-1].strong
+        previous_at = i
         match = _PREFIXED.match(token)
         value = token.lstrip("#")
         prefix = match.group(1) if match else ""

@@ -1,0 +1,95 @@
+"""What a deployed service learns from a day of traffic, without a retrain: a set replayed in its order through
+the path feedback takes in the service.
+
+Each case is predicted, then its true call is reported as feedback: the prediction becomes a
+`PredictionRecord`, the call a label (`pipeline.learning.records.label`), and the `LabelSink` stores it and
+adds it to the transition counts the next prediction reads, as the Ingress does. The same cases ranked by the
+same model with no feedback are the offline numbers; both are reported on the first and second half of the set.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.adapters.kv import ResilientStore
+from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, label
+from pipeline.ranking.context import PreparedSpec
+from pipeline.ranking.features import SCHEMA_VERSION
+from pipeline.ranking.predict import Predictor
+from pipeline.ranking.stats import InMemoryTransitions
+from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings
+from pipeline.spec.load import load_catalogue
+from train.evaluate import Case, spec_location
+from train.metrics import summary
+
+_METRICS = ("hit@1", "hit@3", "mrr")
+
+
+def _with_counts(predictor: Predictor, counts: InMemoryTransitions) -> Predictor:
+    return Predictor(predictor.model, counts, predictor.settings, predictor.embedder, predictor.op_embeddings)
+
+
+def replay_online(predictor: Predictor, cases: list[Case], cases_dir: Path, fetch: FetchSettings) -> dict[str, Any]:
+    """hit@1, hit@3 and MRR on each half of `cases`, online (after the feedback of every earlier case) and
+    offline (the same model, no feedback)."""
+    online = _with_counts(predictor, InMemoryTransitions())
+    offline = _with_counts(predictor, InMemoryTransitions())
+    store = ResilientStore(CacheSettings())  # in-process: labels are claimed and kept as in the embedded service
+    specs: dict[str, PreparedSpec] = {}
+    ranks: dict[str, list[int | None]] = {"online": [], "offline": []}
+    with tempfile.TemporaryDirectory(prefix="opensesame-online-") as spool:
+        sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=Path(spool) / "feedback.jsonl")),
+                         online.counts, CacheSettings().prediction_ttl_s)
+        for case in cases:
+            location = spec_location(case, cases_dir)
+            if location not in specs:
+                specs[location] = predictor.prepare(load_catalogue(location, fetch))
+            spec = specs[location]
+            for mode, model in (("online", online), ("offline", offline)):
+                outcome = model.predict(spec, case.events, case.prompt, k=10)
+                endpoints = [p.endpoint for p in outcome.predictions]
+                ranks[mode].append(endpoints.index(case.expected) + 1 if case.expected in endpoints else None)
+            record = PredictionRecord(
+                prediction_id=uuid.uuid4().hex, user_id="replay", spec_id=spec.content_hash,
+                events=[e.endpoint for e in case.events], prompt=case.prompt, predicted=endpoints,
+                model_version=outcome.model_version, created_at=datetime.now(UTC),
+                last_operation=outcome.last_operation, candidates=outcome.candidates, feature_schema=SCHEMA_VERSION,
+            )
+            sink.record(label(record, case.expected, None, spec.matcher.match(case.expected)))
+    half = len(cases) // 2
+    report: dict[str, Any] = {"cases": len(cases)}
+    for part, sl in (("first_half", slice(0, half)), ("second_half", slice(half, None))):
+        report[part] = {mode: _pick(summary(r[sl])) for mode, r in ranks.items()}
+    return report
+
+
+def _pick(metrics: dict[str, float]) -> dict[str, float]:
+    return {m: metrics[m] for m in _METRICS}
+
+
+def online_macro(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Unweighted mean over sets of every half, mode and metric."""
+    out: dict[str, Any] = {"cases": sum(r["cases"] for r in rows.values())}
+    for part in ("first_half", "second_half"):
+        out[part] = {mode: {m: round(sum(r[part][mode][m] for r in rows.values()) / len(rows), 4) for m in _METRICS}
+                     for mode in ("online", "offline")}
+    return out
+
+
+def format_online(rows: dict[str, dict[str, Any]]) -> str:
+    """One line per set: each half online and offline, hit@1 / hit@3 / MRR."""
+    header = (f"{'set':<16}{'cases':>6}  {'first half online':>22}  {'offline':>22}  {'second half online':>22}  "
+              f"{'offline':>22}  gain@1")
+    lines = [header]
+    cell = "{hit@1:.3f}/{hit@3:.3f}/{mrr:.3f}"
+    for name, row in rows.items():
+        first, second = row["first_half"], row["second_half"]
+        gain = second["online"]["hit@1"] - second["offline"]["hit@1"]
+        lines.append(f"{name:<16}{row['cases']:>6}  " + "  ".join(
+            f"{cell.format(**x):>22}" for x in (first["online"], first["offline"], second["online"], second["offline"]))
+            + f"  {gain:+.3f}")
+    return "\n".join(lines)

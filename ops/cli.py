@@ -21,6 +21,7 @@ from pipeline.spec.matching import CallMatcher
 if TYPE_CHECKING:
     from pipeline.ranking.predict import Predictor
     from train.peers import Peers
+    from train.suite import Suite
 
 PACKAGED = "packaged"
 EMBEDDER_HELP = f"a fine-tuned embedder directory, or `{PACKAGED}` for the packaged MiniLM " \
@@ -103,12 +104,23 @@ def _predictor(args: argparse.Namespace) -> Predictor:
 
 def _peers(args: argparse.Namespace, predictor: Predictor) -> Peers:
     """The peers of an evaluation: the packaged MiniLM always, the predictor's embedder when it is another."""
+    from pipeline.adapters.kv import DiskBlobs
     from pipeline.adapters.minilm import load_embedder
-    from train.peers import Peers
+    from train.peers import Cosine, Peers
 
     settings = _settings(args)
     stock = load_embedder(settings.embedder.model_copy(update={"model_dir": None}))
-    return Peers(stock=stock, tuned=predictor.embedder.inner if predictor.embedder is not None else None)
+    tuned = None
+    if predictor.embedder is not None and predictor.op_embeddings is not None:
+        tuned = Cosine(predictor.embedder, predictor.op_embeddings)
+    return Peers(stock=Cosine.of(stock, DiskBlobs(settings.paths.embedding_cache)), tuned=tuned)
+
+
+def _suite(args: argparse.Namespace) -> Suite:
+    from train.suite import load_suite
+
+    settings = get_settings()
+    return load_suite(Path(args.suite or settings.training.dev_suite), args.data or settings.training.data_dir)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -185,12 +197,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_suite(args: argparse.Namespace) -> int:
-    from train.suite import evaluate_suite, format_table, load_suite
+    from train.suite import evaluate_suite, format_table
 
-    settings = get_settings()
-    suite = load_suite(Path(args.suite or settings.training.dev_suite), args.data or settings.training.data_dir)
     predictor = _predictor(args)
-    report = evaluate_suite(predictor, suite, settings.fetch, _peers(args, predictor), misses=args.misses)
+    report = evaluate_suite(predictor, _suite(args), get_settings().fetch, _peers(args, predictor), misses=args.misses)
     if args.json:
         _print_json(report)
     else:
@@ -201,12 +211,11 @@ def _eval_suite(args: argparse.Namespace) -> int:
 def _eval_online(args: argparse.Namespace) -> int:
     from train.evaluate import load_cases
     from train.online import format_online, online_macro, replay_online
-    from train.suite import load_suite, readable_sets
+    from train.suite import readable_sets
 
     settings = get_settings()
     if args.suite is not None:
-        suite = load_suite(Path(args.suite or settings.training.dev_suite), args.data or settings.training.data_dir)
-        sets, skipped = readable_sets(suite)
+        sets, skipped = readable_sets(_suite(args))
     else:
         cases_path = Path(args.cases)
         sets, skipped = [(cases_path.stem, load_cases(cases_path), args.specs or cases_path.parent)], []

@@ -10,7 +10,7 @@ from pipeline.ranking.embedding import OperationEmbeddings
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
 from tests.conftest import FIXTURES
-from train.peers import Peers, rank_of
+from train.peers import Cosine, Peers, rank_of
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +25,17 @@ def test_ties_go_to_catalogue_order() -> None:
 
 
 def test_without_a_tuned_embedder_the_peers_are_bm25_minilm_and_the_repeat(minilm) -> None:
-    assert Peers(stock=minilm, tuned=minilm).names == ["bm25", "minilm", "repeat+minilm"]
+    assert Peers(stock=Cosine.of(minilm), tuned=Cosine.of(minilm)).names == ["bm25", "minilm", "repeat+minilm"]
 
 
 def test_bm25_finds_the_words_of_the_prompt(minilm, billing) -> None:
-    ranks = Peers(stock=minilm).ranks(billing, [], "void an invoice", "POST /invoices/{invoice}/void")
+    ranks = Peers(stock=Cosine.of(minilm)).ranks(billing, [], "void an invoice", "POST /invoices/{invoice}/void")
     assert ranks["bm25"] == 1 and ranks["minilm"] == 1
 
 
 def test_the_repeat_peer_ranks_the_last_call_first_and_the_rest_by_cosine(minilm, billing) -> None:
     history = [Event(endpoint="GET /v1/invoices/in_1")]
-    peers = Peers(stock=minilm)
+    peers = Peers(stock=Cosine.of(minilm))
     assert peers.ranks(billing, history, "void an invoice", "GET /invoices/{invoice}")["repeat+minilm"] == 1
     # The expected operation is second for the repeat peer wherever cosine put it first.
     ranks = peers.ranks(billing, history, "void an invoice", "POST /invoices/{invoice}/void")
@@ -44,6 +44,6 @@ def test_the_repeat_peer_ranks_the_last_call_first_and_the_rest_by_cosine(minilm
 
 def test_with_nothing_to_go_on_a_peer_answers_in_catalogue_order(minilm, billing) -> None:
     first, third = (billing.catalogue.operations[i].id for i in (0, 2))
-    peers = Peers(stock=minilm)
+    peers = Peers(stock=Cosine.of(minilm))
     assert peers.ranks(billing, [], "", first) == {"bm25": 1, "minilm": 1, "repeat+minilm": 1}
     assert peers.ranks(billing, [], "", third)["bm25"] == 3

@@ -49,13 +49,16 @@ def replay_online(predictor: Predictor, cases: list[Case], cases_dir: Path, fetc
             if location not in specs:
                 specs[location] = predictor.prepare(load_catalogue(location, fetch))
             spec = specs[location]
-            for mode, model in (("online", online), ("offline", offline)):
-                outcome = model.predict(spec, case.events, case.prompt, k=10)
+            outcomes = {mode: model.predict(spec, case.events, case.prompt, k=10)
+                        for mode, model in (("online", online), ("offline", offline))}
+            for mode, outcome in outcomes.items():
                 endpoints = [p.endpoint for p in outcome.predictions]
                 ranks[mode].append(endpoints.index(case.expected) + 1 if case.expected in endpoints else None)
+            outcome = outcomes["online"]  # what the service answered: the prediction its label belongs to
             record = PredictionRecord(
                 prediction_id=uuid.uuid4().hex, user_id="replay", spec_id=spec.content_hash,
-                events=[e.endpoint for e in case.events], prompt=case.prompt, predicted=endpoints,
+                events=[e.endpoint for e in case.events], prompt=case.prompt,
+                predicted=[p.endpoint for p in outcome.predictions],
                 model_version=outcome.model_version, created_at=datetime.now(UTC),
                 last_operation=outcome.last_operation, candidates=outcome.candidates, feature_schema=SCHEMA_VERSION,
             )

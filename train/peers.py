@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import bm25s
 import numpy as np
 
+from pipeline.cache import BlobStore
 from pipeline.ranking.context import Event, PreparedSpec
 from pipeline.ranking.embedding import CachedEmbedder, Embedder, OperationEmbeddings, operation_text
 from pipeline.spec.catalogue import words
@@ -39,11 +40,16 @@ def _tokens(text: str) -> list[str]:
 
 
 @dataclass(slots=True)
-class _Cosine:
+class Cosine:
     """Prompt and last-call cosine over one embedder's vectors of the operations."""
 
     embedder: CachedEmbedder
     operations: OperationEmbeddings
+
+    @classmethod
+    def of(cls, embedder: Embedder, blobs: BlobStore | None = None) -> Cosine:
+        """`blobs`: where operation vectors are cached between runs (the store the predictor's use)."""
+        return cls(CachedEmbedder(embedder), OperationEmbeddings(embedder, blobs))
 
     def scores(self, spec: PreparedSpec, prompt: str, last: int | None) -> np.ndarray:
         vectors = self.operations.get(spec.catalogue)
@@ -57,18 +63,19 @@ class _Cosine:
 
 @dataclass(slots=True)
 class Peers:
-    """Scores every peer for one case. `stock` is the packaged MiniLM; `tuned` the ranker's own embedder when
-    it is another one (None when the ranker runs on the packaged MiniLM: `tuned` would repeat `minilm`)."""
+    """Scores every peer for one case. `stock` is the packaged MiniLM; `tuned` the ranker's own embedder and
+    operation vectors (the predictor's, so nothing is embedded twice), dropped when it is the packaged MiniLM
+    too: `tuned` would repeat `minilm`."""
 
-    stock: Embedder
-    tuned: Embedder | None = None
+    stock: Cosine
+    tuned: Cosine | None = None
     _bm25: dict[str, bm25s.BM25] = field(default_factory=dict)
-    _cosines: dict[str, _Cosine] = field(default_factory=dict)
+    _cosines: dict[str, Cosine] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._cosines["minilm"] = _Cosine(CachedEmbedder(self.stock), OperationEmbeddings(self.stock))
-        if self.tuned is not None and self.tuned.name != self.stock.name:
-            self._cosines["tuned"] = _Cosine(CachedEmbedder(self.tuned), OperationEmbeddings(self.tuned))
+        self._cosines["minilm"] = self.stock
+        if self.tuned is not None and self.tuned.embedder.name != self.stock.embedder.name:
+            self._cosines["tuned"] = self.tuned
 
     @property
     def names(self) -> list[str]:

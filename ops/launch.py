@@ -1,11 +1,13 @@
-"""`make serve`: a default ranker in the registry, a private local Ray cluster, the Serve app deployed from a config.
+"""`make serve`: serve at once, improve in the background. A ranker in the registry (a cold-start one trained in a
+minute or two when there is none), a private local Ray cluster, the Serve app deployed from a config; then,
+while it serves, the full preparation as a Ray job that replaces the cold-start ranker through the gate.
 
-    python -m ops.launch [--config configs/serve.local.yaml]
+    python -m ops.launch [--config configs/serve.local.yaml] [--no-llm]
 
 The champion is ensured in a spawned child process (ops/champion.py): training and the registry's imports cost
 ~190 MB that this process, alive as long as the service, would otherwise keep. Ctrl-C (or SIGTERM) stops the
-cluster and everything it started. A later deploy that changes only a
-`user_config` (`serve deploy`, or the retraining job after a promotion) reconfigures replicas in place.
+cluster and everything it started, the job included. A later deploy that changes only a `user_config` (`serve
+deploy`, or a job after a promotion) reconfigures replicas in place.
 """
 
 from __future__ import annotations
@@ -16,20 +18,32 @@ import sys
 import time
 from pathlib import Path
 
+from ops.champion import Champion
 from ops.cluster import ClusterPorts, RayCluster, interrupt_on_term, load_config, serve_app, without_llm
+from ops.status import follow_job
 from pipeline.errors import OpenSesameError
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+from serve.jobs import ModelJobs
 
 
-def _champion(settings: Settings) -> None:
-    """In a spawned child (see `ops.champion`): exit 2 with the reason when no champion can be had."""
+def _champion(settings: Settings) -> Champion:
+    """In a spawned child (see `ops.champion`)."""
     from ops.champion import ensure_champion
 
+    return ensure_champion(settings, cold_start=True)
+
+
+def _prepare_in_background(settings: Settings, champion: Champion, started: float) -> None:
+    """Submits the full preparation and follows it; the service serves on whatever happens to the job."""
     try:
-        ensure_champion(settings)
-    except OpenSesameError as exc:  # e.g. no registered ranker and no training data: say what to do
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        job_id = ModelJobs(settings).submit("make serve", kind="prepare")
+        print(f"\n{champion.label} is a cold-start ranker. The full model (the embedder tuned, the ranker trained on "
+              f"it) is being prepared in Ray job {job_id}\n(Jobs in the dashboard; `opensesame status`); it "
+              "replaces the cold-start one through the gate, without a failed request.", flush=True)
+        follow_job(settings, job_id, started, lambda line: print(line, flush=True))
+    except (OSError, RuntimeError, OpenSesameError) as exc:  # the job API away, or a job already running
+        print(f"the full preparation could not be started or followed ({type(exc).__name__}: {exc}); still "
+              "serving the cold-start ranker: see `opensesame status`", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,17 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_llm:
         config = without_llm(config)
     settings = load_settings(overrides=config["applications"][0].get("args", {}).get("settings", {}))
-    child = multiprocessing.get_context("spawn").Process(target=_champion, args=(settings,), name="champion")
-    child.start()
-    child.join()
-    if child.exitcode != 0:
+    try:
+        with multiprocessing.get_context("spawn").Pool(1) as child:
+            champion = child.apply(_champion, (settings,))
+    except OpenSesameError as exc:  # e.g. no registered ranker and no training data: say what to do
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         with serve_app(config, RayCluster(ClusterPorts(), settings.paths.var_dir / "ray")) as cluster:
             http = config.get("http_options", {})
             base = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}"
             print(
-                f"\nOpenSesame is up in {time.monotonic() - started:.0f} s\n"
+                f"\nOpenSesame is up in {time.monotonic() - started:.0f} s, serving {champion.label}\n"
                 f"  API        {base}/predict  {base}/feedback  {base}/specs\n"
                 f"  docs       {base}/docs\n"
                 f"  dashboard  {cluster.dashboard_url}\n"
@@ -60,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 "Ctrl-C stops it.",
                 flush=True,
             )
+            if not champion.complete:
+                _prepare_in_background(settings, champion, started)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

@@ -63,13 +63,10 @@ class FitSettings(_Section):
     learning_rate: float = Field(0.05, gt=0)
     rounds: int = Field(600, ge=1)
     # As long as the rounds: LightGBM stops when *any* of NDCG@1/3/5 on the held-out specs has not improved for this
-    # many rounds, and NDCG@1 plateaus for 60+ rounds while the others still climb. Patience 60 stopped at 251-368
-    # rounds; the full 600 (best NDCG@1 at 593-597) on the same rows of three seeds: dev-suite macro hit@1 +0.005,
-    # hit@3 +0.007, NDCG@5 +0.005, TMDB hit@3 +0.033 (README, "Measured"). 1,000 rounds lost macro hit@1 again.
+    # many rounds, and NDCG@1 plateaus long before the others stop climbing (docs/benchmarks.md, "Patience").
     early_stopping: int = Field(600, ge=1)
-    # Larger leaves and an L2 penalty, sized for the full corpus (~1.4M rows): against 40 and 0 refitted on the same
-    # training rows (four row sets, three seeds), dev-suite macro hit@1 +0.007 (+0.001 to +0.012), MRR +0.003, TMDB
-    # hit@3 +0.011 (README, "Measured"). A corpus of a few hundred problems needs smaller leaves (the tests' 40).
+    # Larger leaves and an L2 penalty, sized for the full corpus (~1.4M rows; docs/decisions.md, "fit settings"). A
+    # corpus of a few hundred problems needs smaller leaves (the tests' 40).
     min_data_in_leaf: int = Field(100, ge=1)
     feature_fraction: float = Field(0.8, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)
@@ -94,6 +91,15 @@ class SessionShapes(_Section):
     iterate: float = Field(0.05, ge=0)
 
 
+class ColdStartSettings(_Section):
+    """The ranker `make serve` starts with where there is none: trained in a minute or two on a sample of the
+    specs with the packaged MiniLM, while the full preparation (embedder tuning, the full ranker) runs as a job and
+    replaces it through the gate."""
+
+    specs: int = Field(100, ge=2, description="training specs sampled")
+    scale: float = Field(0.5, gt=0)
+
+
 class TrainingSettings(_Section):
     # Layout of ../shared/data: specs/*.json (always train) and apisguru/*.yaml (split by spec).
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
@@ -106,11 +112,14 @@ class TrainingSettings(_Section):
     max_operations: int = Field(1000, ge=2, description="larger specs are skipped: sessions would be too sparse")
     scale: float = Field(3.0, gt=0, description="multiplies the number of sessions per spec")
     history_fraction: float = Field(0.5, ge=0, le=1, description="share of specs with per-spec transition counts")
-    # Chosen by the dev suite's macro MRR among seeds 13, 7 and 21 trained on the same code (README "Ranking").
+    # Chosen by the dev suite's macro MRR among seeds 13, 7 and 21 trained on the same code (docs/benchmarks.md).
     seed: int = 7
     llm_problems: int = Field(0, ge=0, description="training problems given llm features by running the LLM (0: none)")
     shapes: SessionShapes = SessionShapes()
     fit: FitSettings = FitSettings()
+    max_specs: int | None = Field(None, ge=2, description="at most this many training specs (a stable sample); "
+                                  "None: all")
+    cold_start: ColdStartSettings = ColdStartSettings()
 
 
 class PathSettings(_Section):

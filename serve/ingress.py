@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.adapters.kv import ResilientStore
@@ -42,7 +44,7 @@ from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.settings import Settings
 from pipeline.spec.matching import CallMatch, CallMatcher
 from pipeline.spec.store import SpecInfo
-from serve import errors
+from serve import errors, mcp
 from serve.deps import Admin, Caller, CurrentCaller
 from serve.ranker import Ranked
 from serve.schemas import (
@@ -66,6 +68,8 @@ app = FastAPI(
     description="Predicts the next REST API call from recent calls, a prompt and an OpenAPI spec.",
 )
 errors.install(app)
+# The console page: static files calling this API from the browser (no build step).
+app.mount("/console", StaticFiles(directory=Path(__file__).parent / "console", html=True), name="console")
 
 
 class BodyLimit:
@@ -132,6 +136,8 @@ class Ingress:
         app.state.max_body = settings.fetch.max_bytes + ENVELOPE_BYTES
         app.state.admin_token = settings.learning.admin_token
         app.state.clients = settings.clients
+        # Agents' tools, answered by the routes below (no OpenAPI entry: MCP describes its own tools).
+        app.add_route(mcp.PATH, mcp.build(self), methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
     async def _store_call(self, call: Callable[..., T], *args: Any) -> T:
         """A call of the shared store: in a worker thread when it may go to Redis (network I/O must not hold the

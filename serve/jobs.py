@@ -1,4 +1,5 @@
-"""Retraining jobs on the Ray cluster: submit `python -m train.retrain` (one at a time) and report on it.
+"""Model jobs on the Ray cluster, one at a time: retraining (`python -m train.retrain`) and the full preparation
+that replaces a cold-start ranker (`python -m train.prepare`); submit one and report on it.
 
 The job runs with the same settings as the service that submits it (every field that differs from its default
 becomes an OPENSESAME__* environment variable of the job). Its outcome is read back from two places: Ray's job
@@ -13,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -21,11 +22,12 @@ from pipeline.adapters import registry
 from pipeline.errors import JobNotFoundError, JobsUnavailableError, RetrainRunningError
 from pipeline.settings import Settings
 
-ENTRYPOINT = "-m train.retrain"
+JobKind = Literal["retrain", "prepare"]
+ENTRYPOINTS: dict[str, str] = {"retrain": "-m train.retrain", "prepare": "-m train.prepare"}
 ACTIVE = {JobStatus.PENDING, JobStatus.RUNNING}
 
 
-class RetrainJobs:
+class ModelJobs:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._env = settings.to_env()
@@ -50,25 +52,25 @@ class RetrainJobs:
             ) from exc
 
     def running(self) -> str | None:
-        """The id of a retraining job still pending or running on the cluster (whoever submitted it)."""
+        """The id of a model job still pending or running on the cluster (whoever submitted it)."""
         with self._job_api():
             jobs = self.client.list_jobs()
         for job in jobs:
-            if job.status in ACTIVE and ENTRYPOINT in job.entrypoint and job.submission_id:
+            if job.status in ACTIVE and any(e in job.entrypoint for e in ENTRYPOINTS.values()) and job.submission_id:
                 return job.submission_id
         return None
 
-    def submit(self, trigger: str) -> str:
+    def submit(self, trigger: str, kind: JobKind = "retrain") -> str:
         active = self.running()
         if active is not None:
             raise RetrainRunningError(
-                f"retraining job {active} is still running: one job at a time; follow it at GET /admin/retrain/{active}"
+                f"model job {active} is still running: one job at a time; follow it at GET /admin/retrain/{active}"
             )
-        job_id = f"retrain-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         with self._job_api():
             learning = self._settings.learning
             self.client.submit_job(
-                entrypoint=f"{sys.executable} {ENTRYPOINT} --job-id {job_id}",
+                entrypoint=f"{sys.executable} {ENTRYPOINTS[kind]} --job-id {job_id}",
                 submission_id=job_id,
                 runtime_env={"env_vars": self._env},
                 metadata={"trigger": trigger},
@@ -82,7 +84,7 @@ class RetrainJobs:
             with self._job_api():
                 info = self.client.get_job_info(job_id)
         except RuntimeError as exc:  # the SDK's way of saying 404
-            raise JobNotFoundError(f"no retraining job {job_id!r}; POST /admin/retrain starts one") from exc
+            raise JobNotFoundError(f"no model job {job_id!r}; POST /admin/retrain starts one") from exc
         report: dict[str, Any] = {
             "job_id": job_id,
             "status": str(info.status.value if hasattr(info.status, "value") else info.status),

@@ -18,7 +18,7 @@ from ray import serve
 from pipeline.adapters.label_log import LabelLogWriter
 from pipeline.errors import JobNotFoundError, RetrainRunningError
 from pipeline.settings import Settings
-from serve.jobs import RetrainJobs
+from serve.jobs import ModelJobs
 from serve.schemas import RetrainJob
 from serve.telemetry import LearningMetrics
 
@@ -29,7 +29,7 @@ log = logging.getLogger("opensesame.learning")
 class LearningLoop:
     def __init__(self, settings: Settings) -> None:
         self.config = settings
-        self.jobs = RetrainJobs(settings)
+        self.jobs = ModelJobs(settings)
         self.metrics = LearningMetrics()
         self._since_retrain = 0
         self._stop = threading.Event()

@@ -33,14 +33,13 @@ from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.adapters.kv import ResilientStore
-from pipeline.adapters.minilm import embedder_name
 from pipeline.adapters.registry import RegistryError, load_ranker, resolve
 from pipeline.cache import LRU
 from pipeline.learning.acceptance import ShadowRanking, shadow_key
 from pipeline.learning.online_counts import online_transitions
 from pipeline.llm.consult import consult
 from pipeline.ranking.context import Event, PreparedSpec
-from pipeline.ranking.embedding import operation_text, require_embedder
+from pipeline.ranking.embedding import operation_text
 from pipeline.ranking.model import ModelNotFoundError
 from pipeline.ranking.predict import Predictor, PredictOutcome
 from pipeline.ranking.stats import InMemoryTransitions, TransitionCounts
@@ -115,8 +114,6 @@ class RankerDeployment:
         self.spec_store = spec_store
         self.embedder = embedder
         self.generator = HandleGenerator(generator) if generator is not None else None  # None: no LLM in the graph
-        # The Embedder deployment loads the same settings' embedder: what this replica's vectors come from.
-        self.embedder_name = embedder_name(settings.embedder)
         self.predictor: Predictor | None = None
         self.shadow: Predictor | None = None
         self.wanted: RankerConfig | None = None
@@ -161,22 +158,24 @@ class RankerDeployment:
         started = time.perf_counter()
         try:
             model = await asyncio.to_thread(load_ranker, uri, self.config.registry)
-            # A ranker trained on other vectors than the Embedder deployment's is refused (the replica keeps
-            # serving the model it has).
-            require_embedder(model.meta.embedder, self.embedder_name)
+            # The vectors it was trained on, ready before it serves; a ranker of an embedder this service cannot
+            # run is refused (the replica keeps serving the model it has).
+            try:
+                await self.embedder.load.remote(model.meta.embedder)
+            except RayTaskError as exc:
+                raise (exc.cause or exc) from exc
         except Exception:
             self.metrics.reloads.inc(tags={"outcome": "failed"})
             raise
         current = self.predictor if role == "champion" else self.shadow
-        if current is None:
-            current = Predictor(model, self.counts, self.config.ranking)
-            if role == "champion":
-                self.predictor = current
-            else:
-                self.shadow = current
-        else:
+        if current is not None:
             self.metrics.model_loaded.set(0, tags={"model_version": current.model.version, "role": role})
-            current.model = model  # the swap: one assignment
+        # The swap: one assignment of a new Predictor, so a request that took the old one ranks with the old
+        # model on the old model's vectors throughout.
+        if role == "champion":
+            self.predictor = Predictor(model, self.counts, self.config.ranking)
+        else:
+            self.shadow = Predictor(model, self.counts, self.config.ranking)
         self.metrics.model_loaded.set(1, tags={"model_version": model.version, "role": role})
         self.metrics.reloads.inc(tags={"outcome": "loaded"})
         log.info("%s model %s loaded from %s in %.0f ms", role, model.version, uri,
@@ -226,35 +225,45 @@ class RankerDeployment:
             reload_error=self.reload_error,
         )
 
-    async def _prepared(self, spec_id: str) -> PreparedSpec:
-        spec = self._specs.get(spec_id)
+    async def _prepared(self, spec_id: str, embedder: str) -> PreparedSpec:
+        key = f"{embedder}/{spec_id}"
+        spec = self._specs.get(key)
         if spec is not None:
             return spec
         # Concurrent first requests for one spec share a single build.
-        task = self._building.get(spec_id)
+        task = self._building.get(key)
         if task is None:
-            task = asyncio.create_task(self._build(spec_id))
-            self._building[spec_id] = task
-            task.add_done_callback(lambda _: self._building.pop(spec_id, None))
+            task = asyncio.create_task(self._build(spec_id, embedder, key))
+            self._building[key] = task
+            task.add_done_callback(lambda _: self._building.pop(key, None))
         return await task
 
-    async def _build(self, spec_id: str) -> PreparedSpec:
+    async def _build(self, spec_id: str, embedder: str, key: str) -> PreparedSpec:
         catalogue = await self.spec_store.catalogue.remote(spec_id)
         texts = [operation_text(op) for op in catalogue.operations]
-        vectors = await self.embedder.operation_vectors.remote(spec_id, texts)
+        vectors = await self.embedder.operation_vectors.remote(spec_id, texts, embedder)
         spec = await asyncio.to_thread(PreparedSpec.build, catalogue, vectors)
-        self._specs.set(spec_id, spec)
+        self._specs.set(key, spec)
         return spec
 
-    async def _prompt_vec(self, prompt: str) -> np.ndarray | None:
+    async def _prompt_vec(self, prompt: str, embedder: str) -> np.ndarray | None:
         text = prompt.strip()
         if not text:
             return None
-        vector = self._prompts.get(text)
+        key = f"{embedder}\n{text}"
+        vector = self._prompts.get(key)
         if vector is None:
-            vector = await self.embedder.embed_prompt.remote(text)
-            self._prompts.set(text, vector)
+            vector = await self.embedder.embed_prompt.remote(text, embedder)
+            self._prompts.set(key, vector)
         return vector
+
+    async def _inputs(
+        self, spec_id: str, prompt: str, embedder: str
+    ) -> tuple[tuple[PreparedSpec, float], tuple[np.ndarray | None, float]]:
+        """The spec prepared and the prompt embedded with `embedder`, each with the milliseconds it took."""
+        return await asyncio.gather(
+            _timed(self._prepared(spec_id, embedder)), _timed(self._prompt_vec(prompt, embedder))
+        )
 
     async def predict(
         self,
@@ -269,10 +278,9 @@ class RankerDeployment:
         predictor = self.predictor
         if predictor is None:
             raise ModelNotFoundError(f"no ranker model loaded yet ({self.reload_error}): retry later, see /readyz")
-        cold = self._specs.get(spec_id) is None
-        (spec, prepare_ms), (prompt_vec, embed_ms) = await asyncio.gather(
-            _timed(self._prepared(spec_id)), _timed(self._prompt_vec(prompt))
-        )
+        embedder = predictor.model.meta.embedder
+        cold = self._specs.get(f"{embedder}/{spec_id}") is None
+        (spec, prepare_ms), (prompt_vec, embed_ms) = await self._inputs(spec_id, prompt, embedder)
         # With a generator the cheap ranking is also its shortlist: rank as many as it may be offered.
         wide = max(k, self.config.llm.shortlist) if self.generator is not None else k
         outcome = await asyncio.to_thread(predictor.predict, spec, events, prompt, wide, None, prompt_vec)
@@ -286,7 +294,9 @@ class RankerDeployment:
         outcome.timing_ms["embed_prompt"] = embed_ms
         shadowed = self.shadow is not None and self._shadows(prediction_id)
         if shadowed:
-            task = asyncio.create_task(self._rank_in_shadow(prediction_id, spec, events, prompt, prompt_vec, k))
+            task = asyncio.create_task(
+                self._rank_in_shadow(prediction_id, spec_id, embedder, spec, events, prompt, prompt_vec, k)
+            )
             self._shadowing[prediction_id] = task
             task.add_done_callback(lambda _: self._shadowing.pop(prediction_id, None))
         return Ranked(outcome, SpecInfo.of(spec.catalogue), llm, cold, shadowed)
@@ -307,6 +317,8 @@ class RankerDeployment:
     async def _rank_in_shadow(
         self,
         prediction_id: str,
+        spec_id: str,
+        embedder: str,
         spec: PreparedSpec,
         events: list[Event],
         prompt: str,
@@ -314,12 +326,15 @@ class RankerDeployment:
         k: int,
     ) -> ShadowRanking | None:
         """The shadow's cheap ranking (no LLM) of a request already answered, kept (and shared through Redis when
-        it is on) for its labels."""
+        it is on) for its labels. `spec` and `prompt_vec` come from `embedder`: a shadow trained on another one
+        gets its own."""
         shadow = self.shadow
         if shadow is None:
             return None
         try:
             await asyncio.sleep(0)  # yield first: the champion's answer leaves this replica before we score
+            if shadow.model.meta.embedder != embedder:
+                (spec, _), (prompt_vec, _) = await self._inputs(spec_id, prompt, shadow.model.meta.embedder)
             outcome = await asyncio.to_thread(shadow.predict, spec, events, prompt, k, None, prompt_vec)
             ranking = ShadowRanking(model_version=outcome.model_version, predicted=[p.endpoint for p in outcome.predictions])
             self._shadow_rankings.set(prediction_id, ranking, self.config.cache.prediction_ttl_s)

@@ -3,7 +3,8 @@ Prometheus text format, beside Ray's and Serve's.
 
 Ray exports a metric named `opensesame_x` as `ray_opensesame_x`; a counter also gets `_total`, a histogram
 `_bucket`/`_sum`/`_count`. Serve adds the tags `deployment`, `replica` and `application`. `EXPORTED` lists the
-names as scraped: the README, the Grafana dashboard and the alert rules use exactly these (a test checks it).
+names as scraped: docs/architecture.md, the Grafana dashboard and the alert rules use exactly these (a test
+checks the last two).
 
 Each metric is created once per replica process, by the deployment that observes it.
 """

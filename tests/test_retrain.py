@@ -155,14 +155,56 @@ def test_a_champion_of_another_feature_schema_or_embedder_is_replaced_at_start(
     settings = tiny_settings.model_copy(update={"registry": reg})
     lines: list[str] = []
 
-    label = ensure_champion(settings, log=lines.append)
+    label = ensure_champion(settings, log=lines.append).label
     assert label == f"{reg.model_name}/v{int(old.version) + 1}" == registry.champion(reg).label
     assert any("feature schema opensesame-features-v0" in line for line in lines)
-    assert ensure_champion(settings, log=lines.append) == label  # a current champion is kept as it is
+    assert ensure_champion(settings, log=lines.append).label == label  # a current champion is kept as it is
 
     # A champion trained on another embedder than the configured one is replaced too.
     registry.tag_version(registry.champion(reg), {registry.EMBEDDER_TAG: "tuned-0123456789ab"}, reg)
-    replaced = ensure_champion(settings, log=lines.append)
+    replaced = ensure_champion(settings, log=lines.append).label
     assert replaced == f"{reg.model_name}/v{int(old.version) + 2}" == registry.champion(reg).label
     assert any("embedder tuned-0123456789ab" in line for line in lines)
     assert registry.version_tags(registry.champion(reg), reg)[registry.EMBEDDER_TAG] == embedder_name(settings.embedder)
+
+
+def test_a_cold_start_champion_serves_at_once_and_the_preparation_job_replaces_it_through_the_gate(
+    tiny_model, tiny_settings: Settings, tmp_path: Path
+) -> None:
+    """`make serve` on a machine with no ranker: a cold-start one (a sample of the specs, few sessions) is
+    registered at once and says it is not complete; `train.prepare` trains the full one, gates it against the
+    cold-start champion, promotes it, and its model and base data become the defaults."""
+    from ops.champion import COLD_START, ensure_champion
+    from train.prepare import prepare
+
+    reg = RegistrySettings(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri()
+    )
+    training = tiny_settings.training.model_copy(
+        update={"cold_start": tiny_settings.training.cold_start.model_copy(update={"specs": 4, "scale": 1.0})}
+    )
+    paths = tiny_settings.paths.model_copy(update={"var_dir": tmp_path, "model_dir": tmp_path / "model"})
+    learning = tiny_settings.learning.model_copy(update={"base_data": str(tmp_path / "base")})
+    settings = tiny_settings.model_copy(
+        update={"registry": reg, "training": training, "paths": paths, "learning": learning}
+    )
+    lines: list[str] = []
+
+    cold = ensure_champion(settings, log=lines.append, cold_start=True)
+    assert not cold.complete and cold.label == registry.champion(reg).label
+    assert registry.version_tags(registry.champion(reg), reg)["stage"] == COLD_START
+    assert any("cold-start ranker on 4 specs" in line for line in lines)
+    info = registry.load_ranker(registry.champion(reg).uri, reg).meta.info
+    assert 0 < len(info["train_specs"]) and len(info["train_specs"]) + len(info["valid_specs"]) <= 4
+    assert ensure_champion(settings, log=lines.append, cold_start=True) == cold  # kept: no second cold start
+    assert not settings.paths.model_dir.exists()  # paths.model_dir only ever holds a full model
+
+    result = prepare(settings, "prepare-test", reload=False, log=lines.append)
+    assert result["promoted"] is True, result
+    assert result["champion_before"] == cold.label and registry.champion(reg).label == result["model_version"]
+    assert set(result["metrics"]["candidate"]) == {f"dev.{m}" for m in ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")}
+    tags = registry.version_tags(registry.champion(reg), reg)
+    assert tags["stage"] == "full" and tags["job_id"] == "prepare-test"
+    assert (settings.paths.model_dir / "model.txt").exists() and (tmp_path / "base" / "train.parquet").exists()
+    assert not (tmp_path / "model.next").exists() and not (tmp_path / "base.next").exists()
+    assert ensure_champion(settings, log=lines.append, cold_start=True).complete

@@ -3,8 +3,10 @@ configs/serve.local.yaml (as `serve deploy` does), a real Redis, MLflow on sqlit
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -30,12 +32,13 @@ from ops.prometheus import prometheus_command, prometheus_config
 from pipeline.adapters import registry
 from pipeline.adapters.label_log import read_labels
 from pipeline.adapters.llm_checkpoint import prepare
+from pipeline.adapters.minilm import embedder_name
 from pipeline.adapters.serve_api import deploy, wait_running
 from pipeline.learning.online_counts import counts_key
 from pipeline.learning.records import FeedbackRecord
 from pipeline.ranking.features import FEATURE_NAMES
 from pipeline.ranking.stats import START
-from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings
+from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings, Settings
 from pipeline.spec.load import load_catalogue
 from serve.telemetry import EXPORTED, exported
 
@@ -72,12 +75,25 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(
-    tiny_model, tiny_settings, gate_cases: Path, redis_server: RedisServer, spec_server: SpecServer
+    tiny_model,
+    tiny_settings,
+    gate_cases: Path,
+    redis_server: RedisServer,
+    spec_server: SpecServer,
+    zero_step_tuned: Path,
 ) -> Iterator[Served]:
     llm_model = prepare(PROJECT_ROOT / "var" / "models" / "smollm2-135m-instruct")
     work = Path(tempfile.mkdtemp(prefix="os-serve-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     reg = RegistrySettings(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", artifact_root=(work / "art").as_uri())
-    versions = [registry.register(tiny_settings.paths.model_dir, reg, run_name=f"test-{i}") for i in (1, 2)]
+    # The second version is the same ranker recorded as trained on another embedder (the zero-step tuned copy of
+    # the packaged MiniLM): swapping to it switches the vectors too, as the cold-start ranker's replacement does.
+    embedder = tiny_settings.embedder.model_copy(update={"model_dir": zero_step_tuned})
+    retagged = work / "model-tuned"
+    shutil.copytree(tiny_settings.paths.model_dir, retagged)
+    meta = json.loads((retagged / "meta.json").read_text())
+    (retagged / "meta.json").write_text(json.dumps({**meta, "embedder": embedder_name(embedder)}))
+    versions = [registry.register(folder, reg, run_name=f"test-{i}")
+                for i, folder in enumerate((tiny_settings.paths.model_dir, retagged), start=1)]
     spool = work / "spool.jsonl"
     cluster = RayCluster(ClusterPorts.free(), work / "ray")
     settings = {
@@ -88,7 +104,7 @@ def served(
                   "socket_timeout_s": 2.0},
         "fetch": {"allow_addresses": ["127.0.0.1/32"], "connect_timeout_s": 2, "read_timeout_s": 2},
         "registry": reg.model_dump(),
-        "embedder": tiny_settings.embedder.model_dump(mode="json"),  # the tiny ranker's
+        "embedder": embedder.model_dump(mode="json"),  # the tiny ranker's and the zero-step tuned one
         "feedback": {"stream": STREAM, "spool_path": str(spool)},
         # The real prepared model in the graph; the router asks it whenever a request grants >= 100 ms, and
         # requests that state no budget (every other test) get 50 ms, so they never wait for it.
@@ -409,6 +425,19 @@ def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served
     assert loop.report(served.versions[0].label, since=time.time())["failed"] == 0
 
 
+def test_status_says_what_serves_and_which_model_jobs_ran(served: Served) -> None:
+    from ops.status import status
+
+    settings = Settings.model_validate(served.config["applications"][0]["args"]["settings"])
+    report = status(settings, served.base)
+    assert report.service == "up" and report.serving == report.champion == served.versions[0].label, report
+    retrains = [job for job in report.jobs if job.kind == "retrain"]
+    assert retrains and retrains[0].status == "SUCCEEDED", report.jobs
+    assert retrains[0].progress is not None and retrains[0].progress.startswith("[retrain]"), retrains[0]
+    down = status(settings, f"http://127.0.0.1:{free_port()}")
+    assert down.serving is None and down.service.startswith("down: ConnectError")
+
+
 def test_a_failing_alias_check_keeps_the_model_serving_and_readiness_says_why(served: Served) -> None:
     reg = RegistrySettings(**served.config["applications"][0]["args"]["settings"]["registry"])
     alias_uri = f"models:/{reg.model_name}@{reg.alias}"
@@ -472,6 +501,142 @@ def test_api_keys_quotas_and_owned_predictions(served: Served) -> None:
     anonymous = served.post("/feedback", {"prediction_id": made, "none": True})
     assert anonymous.status_code == 404 and "for this API key" in anonymous.json()["detail"]
     assert served.post("/feedback", {"prediction_id": made, "none": True}, headers=owner).status_code == 202
+
+
+def test_the_python_client_predicts_labels_and_waits_out_quotas(served: Served) -> None:
+    """`client.OpenSesame` and `client.AsyncOpenSesame` against the app: typed answers, the service's errors as
+    ApiError, and a key over its rate served anyway, each 429 retried after its Retry-After."""
+    from client import ApiError, AsyncOpenSesame, Event, OpenSesame
+
+    with OpenSesame(served.base) as api:
+        spec = api.register_spec(spec=BILLING)
+        answer = api.predict(user_id="client", spec_id=spec.spec_id, prompt="pay it", k=3,
+                             events=[Event(endpoint="GET /v1/invoices/in_7")])
+        assert answer.predictions[0].endpoint == "POST /invoices/{invoice}/pay"
+        assert answer.predictions[0].params == {"invoice": "in_7"} and answer.model_version
+        label = api.feedback(answer.prediction_id, called="POST /v1/invoices/in_7/pay")
+        assert (label.outcome, label.rank) == ("called", 1)
+        assert api.ready().ready is True
+        with pytest.raises(ApiError) as unknown:
+            api.spec("0" * 64)
+        assert unknown.value.status == 404 and unknown.value.detail
+    with pytest.raises(ValueError, match="exactly one of spec_url, spec or spec_id"):
+        OpenSesame(served.base).predict(user_id="client")  # refused before it is sent
+
+    started = time.monotonic()
+    with OpenSesame(served.base, api_key=TIGHT_KEY, retries=8) as tight:  # 1 request/s after a burst of 3
+        answers = [tight.spec(spec.spec_id) for _ in range(6)]
+    assert [a.spec_id for a in answers] == [spec.spec_id] * 6
+    assert time.monotonic() - started >= 2.0  # the quota's pace, kept by waiting, not by failing
+
+    async def concurrently() -> list[str]:
+        async with AsyncOpenSesame(served.base) as api:
+            calls = [
+                api.predict(user_id=f"async-{i}", spec_id=spec.spec_id, prompt="pay it", k=1,
+                            events=[Event(endpoint=f"GET /v1/invoices/in_{i}")])
+                for i in range(8)
+            ]
+            return [a.predictions[0].path for a in await asyncio.gather(*calls)]
+
+    assert asyncio.run(concurrently()) == [f"/v1/invoices/in_{i}/pay" for i in range(8)]
+
+
+def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
+    """The MCP tools at /mcp, called with the SDK's own client over Streamable HTTP: the same predictions as
+    /predict, a recorded call labelled as /feedback labels it, and refusals in the routes' words."""
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    spec_id = served.post("/specs", {"spec": BILLING}).json()["spec_id"]
+
+    async def session_calls(headers: dict[str, str]) -> tuple[list[str], Any, Any, Any]:
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=60) as http,
+            streamable_http_client(served.base + "/mcp", http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            tools = [tool.name for tool in (await session.list_tools()).tools]
+            suggested = await session.call_tool("suggest_next_calls", {
+                "user_id": "agent", "spec_id": spec_id, "events": ["GET /v1/invoices/in_42"], "prompt": "pay it",
+                "k": 3})
+            recorded = None
+            if not suggested.is_error:
+                recorded = await session.call_tool("record_call", {
+                    "prediction_id": suggested.structured_content["prediction_id"],
+                    "called": "POST /v1/invoices/in_42/pay"})
+            unknown = await session.call_tool("suggest_next_calls", {"user_id": "agent", "spec_id": "0" * 64,
+                                                                     "events": []})
+            return tools, suggested, recorded, unknown
+
+    tools, suggested, recorded, unknown = asyncio.run(session_calls({}))
+    assert {"suggest_next_calls", "record_call"} <= set(tools)
+    assert not suggested.is_error, suggested
+    top = suggested.structured_content["predictions"][0]
+    assert (top["endpoint"], top["path"]) == ("POST /invoices/{invoice}/pay", "/v1/invoices/in_42/pay")
+    assert suggested.structured_content["model_version"] in {v.label for v in served.versions}
+    assert not recorded.is_error and recorded.structured_content["rank"] == 1, recorded
+    assert recorded.structured_content["outcome"] == "called"
+    assert unknown.is_error and "404 SpecNotFoundError: unknown spec_id" in unknown.content[0].text, unknown
+
+    _, refused, _, _ = asyncio.run(session_calls({"X-API-Key": "os_nobody"}))
+    assert refused.is_error and "401 Unauthorized: unknown API key" in refused.content[0].text, refused
+
+
+def test_the_console_page_predicts_and_records_calls_in_a_real_browser(served: Served, tmp_path: Path) -> None:
+    """/console in headless Chromium (Debian's chromium and chromium-driver): register a spec by pasting it, add a
+    call, ask, accept the first suggestion with its number key: it is recorded as feedback, joins the history,
+    and the next prediction follows from it."""
+    driver_path, browser = shutil.which("chromedriver"), shutil.which("chromium")
+    if not (driver_path and browser):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make install adds them as root)")
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    wait = WebDriverWait(driver, 30)
+
+    def status() -> str:
+        return driver.find_element(By.ID, "status").text
+
+    def suggestions() -> list[tuple[str, str]]:
+        return [(li.get_attribute("data-endpoint"), li.get_attribute("data-call"))
+                for li in driver.find_elements(By.CSS_SELECTOR, "#predictions li")]
+
+    try:
+        driver.get(served.base + "/console")
+        paste = driver.find_element(By.ID, "spec-text")
+        driver.execute_script("arguments[0].value = arguments[1]", paste, BILLING)  # a paste, not keystrokes
+        driver.find_element(By.ID, "spec-register").click()
+        wait.until(lambda _: status().startswith("registered"))
+        driver.find_element(By.ID, "call-input").send_keys("GET /v1/invoices/in_7", Keys.ENTER)
+        prompt = driver.find_element(By.ID, "prompt")
+        prompt.send_keys("pay it", Keys.CONTROL, Keys.ENTER)
+        wait.until(lambda _: suggestions())
+        first = suggestions()
+        assert first[0] == ("POST /invoices/{invoice}/pay", "POST /v1/invoices/in_7/pay"), first
+        driver.find_element(By.TAG_NAME, "h1").click()  # focus leaves the inputs: number keys choose
+        driver.switch_to.active_element.send_keys("1")
+        wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, "#history li")) == 2)
+        wait.until(lambda _: suggestions() and suggestions() != first)
+        history = [li.text.removesuffix("×").strip() for li in driver.find_elements(By.CSS_SELECTOR, "#history li")]
+        assert history == ["GET /v1/invoices/in_7", "POST /v1/invoices/in_7/pay"], history
+        driver.save_screenshot(str(tmp_path / "console.png"))
+    finally:
+        driver.quit()
+    def recorded() -> bool:
+        f = read_labels(str(served.labels))
+        chosen = f[f.user_id.str.startswith("console-") & (f.source == "explicit") & (f["rank"] == 1)]
+        return bool((chosen.endpoint == "POST /invoices/{invoice}/pay").any())
+
+    poll(recorded, timeout_s=30)
 
 
 def test_every_error_has_the_one_error_shape(served: Served) -> None:

@@ -37,12 +37,21 @@ def discover(data_dir: Path) -> list[Path]:
     return [p for p in found if not any(m in p.name.lower() for m in _DEV_SET_MARKERS)]
 
 
-def split(paths: list[Path], valid_percent: int) -> SpecSplit:
+def split(paths: list[Path], valid_percent: int, max_specs: int | None = None) -> SpecSplit:
+    """Train and validation specs by a stable hash of each name; with `max_specs`, a stable sample of both in the
+    same proportion."""
     train, valid = [], []
     for path in paths:
         always_train = path.parent.name == "specs"
         (valid if not always_train and is_validation(path, valid_percent) else train).append(path)
+    if max_specs is not None:
+        n_valid = max(1, round(max_specs * valid_percent / 100))
+        train, valid = _sample(train, max_specs - n_valid), _sample(valid, n_valid)
     return SpecSplit(train, valid)
+
+
+def _sample(paths: list[Path], n: int) -> list[Path]:
+    return sorted(paths, key=lambda p: hashlib.sha256(b"sample:" + p.name.encode()).digest())[:n]
 
 
 def load_all(paths: list[Path], max_operations: int) -> list[tuple[str, Catalogue]]:

@@ -88,7 +88,7 @@ def fine_tune(
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
-        if step % 100 == 0:
+        if step % 10 == 0:
             log(f"[embedder] step {step}/{steps} loss {value.item():.3f} ({time.perf_counter() - started:.0f} s)")
     model.eval()
     model.save(str(out_dir))

@@ -41,11 +41,11 @@ def llm_hits(predictor: Predictor, asks: list[Ask], settings: LLMSettings) -> tu
         for a, shortlist in zip(asks, shortlists)
     ]
     started = time.perf_counter()
-    llm = OfflineLLM(settings)
-    load_s = time.perf_counter() - started
-    started = time.perf_counter()
-    answers = llm.answer(requests)
-    generate_s = time.perf_counter() - started
+    with OfflineLLM(settings) as llm:
+        load_s = time.perf_counter() - started
+        started = time.perf_counter()
+        answers = llm.answer(requests)
+        generate_s = time.perf_counter() - started
     totals = PatchStats()
     out: dict[str, Hits] = {}
     own_hits = first_is_first = 0

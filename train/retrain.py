@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ GATE_METRICS = ("hit@1", "hit@3", "ndcg@5")
 READ_CPUS = 0.5  # per Ray Data read task: a smaller share starts a Python worker per 0.1 CPU on a small node
 LIST_CPUS = 1.0  # Ray Data's file listing always asks for a whole CPU
 # Ray Data's Parquet listing starts 32 footer-reading actors per read by default, each a Python worker: on a
-# 2-CPU node under load, listing the label log that way took 112 s of a 244 s job. The base matrix is one file.
+# small node that startup dominated the job (docs/benchmarks.md). The base matrix is one file.
 RAY_DATA_ENV = {"RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2"}
 
 
@@ -201,23 +202,77 @@ def training_dataset(learning: LearningSettings, log: Any) -> tuple[Any, pd.Data
 
 
 def compare(
-    models: dict[str, RankerModel], holdout: tuple[np.ndarray, np.ndarray, np.ndarray], settings: Settings
+    models: dict[str, RankerModel], holdout: tuple[np.ndarray, np.ndarray, np.ndarray] | None, settings: Settings
 ) -> dict[str, dict[str, float]]:
-    """Each model's metrics on the frozen holdout (X, y, group sizes) and, when the dev cases exist, on them."""
-    metrics = {
-        name: {f"holdout.{k}": v for k, v in holdout_metrics(model, *holdout).items()} for name, model in models.items()
-    }
+    """Each model's metrics on the frozen holdout (X, y, group sizes; None when the models' features come from
+    different embedders, so one matrix cannot hold both) and on the dev cases, each with its own embedder."""
+    metrics: dict[str, dict[str, float]] = {name: {} for name in models}
+    if holdout is not None:
+        for name, model in models.items():
+            metrics[name].update({f"holdout.{k}": v for k, v in holdout_metrics(model, *holdout).items()})
     if not settings.training.dev_cases.exists():  # never a gate that silently checks less
         raise TrainingDataError(
             f"the gate's dev cases {settings.training.dev_cases} do not exist: set training.dev_cases (the code "
             "ships train/devsets/tmdb_cases.jsonl)"
         )
-    from pipeline.adapters.minilm import load_embedder
+    from pipeline.adapters.minilm import MiniLMEmbedder, load_named
 
-    embedder = load_embedder(settings.embedder)
+    embedders: dict[str, MiniLMEmbedder] = {}
     for name, model in models.items():
-        metrics[name].update({f"dev.{k}": v for k, v in dev_metrics(model, settings, embedder).items()})
+        wanted = model.meta.embedder
+        if wanted not in embedders:
+            embedders[wanted] = load_named(wanted, settings.embedder)
+        metrics[name].update({f"dev.{k}": v for k, v in dev_metrics(model, settings, embedders[wanted]).items()})
     return metrics
+
+
+def publish(
+    model: RankerModel,
+    settings: Settings,
+    job_id: str,
+    metrics: dict[str, dict[str, float]],
+    decision: tuple[bool, str],
+    run: dict[str, Any],
+    reload: bool,
+    log: Any,
+) -> dict[str, Any]:
+    """Registers a job's candidate (always: a refused model stays inspectable), tagged with the job id and the
+    gate's decision; on promotion moves the alias and reloads the running service. `run`: the run's `metrics`,
+    `params`, `name` and version `tags` beyond the gate's."""
+    promoted, reason = decision
+    with tempfile.TemporaryDirectory(prefix="opensesame-candidate-") as tmp:
+        model.save(Path(tmp))
+        version = registry.register(
+            Path(tmp),
+            settings.registry,
+            metrics={
+                **{k.replace("@", "_at_"): v for k, v in metrics["candidate"].items()},
+                **{f"champion.{k}".replace("@", "_at_"): v for k, v in metrics.get("champion", {}).items()},
+                **run.get("metrics", {}),
+            },
+            params=run.get("params"),
+            run_name=run["name"],
+            tags={
+                "job_id": job_id,
+                "promoted": str(promoted).lower(),
+                "gate_reason": reason[:4000],
+                "gate_metrics": json.dumps(metrics),
+                **run.get("tags", {}),
+            },
+        )
+    promoted_at = None
+    if promoted:
+        registry.promote(version, settings.registry.alias, settings.registry)
+        promoted_at = time.time()
+        registry.tag_version(version, {"promoted_at": f"{promoted_at:.3f}"}, settings.registry)
+    reloaded = None
+    if promoted and reload:
+        from pipeline.adapters.serve_api import reload_ranker
+
+        reloaded = reload_ranker(settings.learning.dashboard_url, version.version)
+        log(f"[{run['name']}] reload: {reloaded}")
+    return {"model_version": version.label, "promoted": promoted, "promoted_at": promoted_at, "reason": reason,
+            "metrics": metrics, "reload": reloaded}
 
 
 def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = print) -> dict[str, Any]:
@@ -259,71 +314,42 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
     )
     candidate = RankerModel(booster, meta)
     metrics = compare({"candidate": candidate, "champion": champion_model}, (X_hold, y_hold, sizes_hold), settings)
-    promoted, reason = gate(metrics["candidate"], metrics["champion"], learning.gate_tolerance)
-    log(f"[retrain] gate: {'promote' if promoted else 'keep the champion'}: {reason}")
-
-    with tempfile.TemporaryDirectory(prefix="opensesame-retrain-") as tmp:
-        candidate.save(Path(tmp))
-        version = registry.register(
-            Path(tmp),
-            settings.registry,
-            metrics={
-                **{k.replace("@", "_at_"): v for k, v in metrics["candidate"].items()},
-                **{f"champion.{k}".replace("@", "_at_"): v for k, v in metrics["champion"].items()},
-                "fit_seconds": fit_s,
-                "labels": float(len(labels)),
-            },
-            params={
-                "rounds": rounds,
-                "feedback_weight": learning.feedback_weight,
-                "train_workers": learning.train_workers,
-                "parent": champion.label,
-            },
-            run_name=f"retrain-{job_id}",
-            tags={
-                "job_id": job_id,
-                "promoted": str(promoted).lower(),
-                "gate_reason": reason[:4000],
-                "gate_metrics": json.dumps(metrics),
-            },
-        )
-    promoted_at = None
-    if promoted:
-        registry.promote(version, settings.registry.alias, settings.registry)
-        promoted_at = time.time()
-        registry.tag_version(version, {"promoted_at": f"{promoted_at:.3f}"}, settings.registry)
-    reloaded = None
-    if promoted and reload:
-        from pipeline.adapters.serve_api import reload_ranker
-
-        reloaded = reload_ranker(learning.dashboard_url, version.version)
-        log(f"[retrain] reload: {reloaded}")
+    decision = gate(metrics["candidate"], metrics["champion"], learning.gate_tolerance)
+    log(f"[retrain] gate: {'promote' if decision[0] else 'keep the champion'}: {decision[1]}")
+    run = {
+        "name": f"retrain-{job_id}",
+        "metrics": {"fit_seconds": fit_s, "labels": float(len(labels))},
+        "params": {
+            "rounds": rounds,
+            "feedback_weight": learning.feedback_weight,
+            "train_workers": learning.train_workers,
+            "parent": champion.label,
+        },
+    }
+    published = publish(candidate, settings, job_id, metrics, decision, run, reload, log)
     return {
         "job_id": job_id,
-        "model_version": version.label,
+        **published,
         "champion_before": champion.label,
-        "promoted": promoted,
-        "promoted_at": promoted_at,
-        "reason": reason,
-        "metrics": metrics,
         "labels": describe(labels),
         "label_groups_skipped": skipped,
         "rounds": rounds,
         "fit_seconds": round(fit_s, 1),
-        "reload": reloaded,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.retrain", description=__doc__.splitlines()[0])
+def run_job(job: Callable[..., dict[str, Any]], kind: str, description: str, argv: list[str] | None) -> int:
+    """The command line of a model job (`python -m train.<kind>`): its id, whether it reloads the service, its
+    report as JSON on stdout and its progress on stderr."""
+    parser = argparse.ArgumentParser(prog=f"python -m train.{kind}", description=description)
     parser.add_argument("--job-id", default=None, help="id tagged on the MLflow run and version (default: new)")
     parser.add_argument("--no-reload", action="store_true", help="promote without touching a running service")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    job_id = args.job_id or f"retrain-{uuid.uuid4().hex[:12]}"
+    job_id = args.job_id or f"{kind}-{uuid.uuid4().hex[:12]}"
     try:
-        result = retrain(
+        result = job(
             get_settings(), job_id, reload=not args.no_reload, log=lambda line: print(line, file=sys.stderr, flush=True)
         )
     except OpenSesameError as exc:
@@ -331,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(result, indent=None if args.json else 1))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(retrain, "retrain", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def train(
     out_dir: Path,
     log: Callable[[str], object] = print,
     embedder: MiniLMEmbedder | None = None,
+    evaluate_dev: bool = True,
 ) -> tuple[RankerModel, dict[str, Any]]:
     cfg = settings.training
     stages: dict[str, float] = {}
@@ -47,7 +48,7 @@ def train(
             f"no training specs under {cfg.data_dir} (expected specs/*.json and apisguru/*.yaml); "
             "pass --data DIR or set OPENSESAME__TRAINING__DATA_DIR"
         )
-    split = corpus_mod.split(paths, cfg.valid_percent)
+    split = corpus_mod.split(paths, cfg.valid_percent, cfg.max_specs)
     train_specs = corpus_mod.load_all(split.train, cfg.max_operations)
     valid_specs = corpus_mod.load_all(split.valid, cfg.max_operations)
     if not train_specs or not valid_specs:
@@ -101,7 +102,7 @@ def train(
     save_base_data(train_ds, valid_ds, settings.learning.base_data)
     report["model_version"] = model.version
     report["model_dir"] = str(out_dir)
-    if cfg.dev_cases.exists() or cfg.dev_suite.exists():
+    if evaluate_dev and (cfg.dev_cases.exists() or cfg.dev_suite.exists()):
         predictor = build_predictor(settings, model=model, embedder=embedder)
         if cfg.dev_cases.exists():
             dev = evaluate(predictor, load_cases(cfg.dev_cases), cfg.dev_cases.parent, settings.fetch)

@@ -8,8 +8,8 @@ transformers the Embedder replica holds ~150-200 MB instead of ~550 MB.
 
 Prompts run in float32: int8 quantises each batch's activations with one scale, so a text's vector would depend
 on the prompts of other requests batched with it (0.992 cosine alone vs in a batch). A spec's operation texts,
-hundreds at once and always batched the same way, run in int8: Stripe's 468 in 1.3 s instead of 2.9 s on this
-machine, within 0.01 cosine of float32, and a ranker trained on them ranks as well (README).
+hundreds at once and always batched the same way, run in int8: about twice as fast, within 0.01 cosine of
+float32, and a ranker trained on them ranks as well (docs/benchmarks.md, "How it runs").
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.adapters.heap import release_heap
 from pipeline.errors import OpenSesameError
-from pipeline.ranking.embedding import EMBEDDING_DIM, STOCK_EMBEDDER
+from pipeline.ranking.embedding import EMBEDDING_DIM, STOCK_EMBEDDER, EmbedderMismatchError
 from pipeline.settings import EmbedderSettings
 
 if TYPE_CHECKING:
@@ -125,3 +125,24 @@ class MiniLMEmbedder:
 def load_embedder(settings: EmbedderSettings) -> MiniLMEmbedder:
     """The configured embedder: the fine-tuned one in `model_dir`, or the packaged MiniLM when it is None."""
     return MiniLMEmbedder(embedder_dir(settings), embedder_name(settings))
+
+
+def servable(settings: EmbedderSettings) -> dict[str, Path]:
+    """Every embedder these settings can serve, by name: the packaged MiniLM always, and the fine-tuned one once
+    it is tuned and exported (a service that starts on the packaged one switches when the tuning is done)."""
+    found = {STOCK_EMBEDDER + QUANTISED: settings.packaged_dir}
+    tuned = settings.model_dir
+    if tuned is not None and is_tuned(tuned) and is_exported(tuned):
+        found[embedder_name(settings)] = tuned
+    return found
+
+
+def load_named(name: str, settings: EmbedderSettings) -> MiniLMEmbedder:
+    """The embedder a ranker was trained on (`meta.embedder`), if these settings can serve it."""
+    folders = servable(settings)
+    if name not in folders:
+        raise EmbedderMismatchError(
+            f"the ranker was trained on embeddings of {name!r}; this service can embed with {sorted(folders)}: "
+            "use a ranker trained on one of them, or prepare its embedder (`opensesame models prepare`)"
+        )
+    return MiniLMEmbedder(folders[name], name)

@@ -7,7 +7,7 @@ vLLM is imported inside the functions: importing this module stays cheap and Ray
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Self
 
 from pipeline.llm.prompt import output_schema
 from pipeline.settings import LLMSettings
@@ -66,3 +66,14 @@ class OfflineLLM:
         params = [sampling_params(self.settings, shortlist) for _, shortlist in requests]
         outputs = self._llm.generate(prompts, params, use_tqdm=False)
         return [output.outputs[0].text for output in outputs]
+
+    def close(self) -> None:
+        """Stops the engine core process now. Left to vLLM's exit-time finalizer, the shutdown logs to a stream
+        the interpreter has already closed and prints "Logging error" tracebacks."""
+        self._llm.llm_engine.engine_core.shutdown()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -115,7 +115,7 @@ class Predictor:
     ) -> None:
         """Without `embedder`/`op_embeddings` (the Serve Ranker, whose vectors come from the Embedder
         deployment) callers pass `prompt_vec` and build the `PreparedSpec` themselves."""
-        self.model = model  # replaced in one assignment on reload; each call reads it once
+        self.model = model  # never replaced: a reload swaps the whole Predictor (serve/ranker.py)
         self.embedder = embedder
         self.op_embeddings = op_embeddings
         self.counts = counts

@@ -1,0 +1,138 @@
+// The OpenSesame console: no build step, no dependencies. It calls the service's own HTTP API (same origin):
+// POST /specs, POST /predict, POST /feedback. What the user set up (key, specs, history) stays in this browser.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const stored = (name, fallback) => JSON.parse(localStorage.getItem(`opensesame.${name}`) ?? JSON.stringify(fallback));
+const store = (name, value) => localStorage.setItem(`opensesame.${name}`, JSON.stringify(value));
+
+const state = {
+  userId: stored("userId", `console-${Math.random().toString(36).slice(2, 10)}`),
+  specs: stored("specs", []),          // [{spec_id, title, operations}] registered from this browser
+  specId: stored("specId", ""),
+  history: stored("history", []),      // ["GET /v1/invoices/in_123", ...], oldest first
+  prediction: null,                    // the last /predict answer
+};
+store("userId", state.userId);
+
+function say(message, isError = false) {
+  $("status").textContent = message;
+  $("status").className = isError ? "error" : "";
+}
+
+async function call(method, path, body) {
+  const headers = { "content-type": "application/json" };
+  const key = $("api-key").value.trim();
+  if (key) headers["X-API-Key"] = key;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const answer = await response.json().catch(() => ({ error: "not json", detail: response.statusText }));
+  if (!response.ok) {
+    const retry = response.headers.get("Retry-After");
+    throw new Error(`${response.status} ${answer.error}: ${answer.detail}${retry ? ` (retry after ${retry} s)` : ""}`);
+  }
+  return answer;
+}
+
+function renderSpecs() {
+  const select = $("spec-select");
+  select.replaceChildren(...(state.specs.length ? [] : [new Option("none yet", "")]),
+    ...state.specs.map((s) => new Option(`${s.title} (${s.operations} operations)`, s.spec_id)));
+  select.value = state.specId;
+}
+
+function renderHistory() {
+  $("history").replaceChildren(...state.history.map((endpoint, i) => {
+    const item = document.createElement("li");
+    item.textContent = endpoint + " ";
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.title = "remove this call";
+    remove.addEventListener("click", () => { state.history.splice(i, 1); store("history", state.history); renderHistory(); });
+    item.append(remove);
+    return item;
+  }));
+}
+
+function renderPredictions() {
+  const items = (state.prediction?.predictions ?? []).map((p, i) => {
+    const item = document.createElement("li");
+    item.tabIndex = 0;
+    item.dataset.call = `${p.method} ${p.path}`;
+    item.dataset.endpoint = p.endpoint;
+    const path = Object.assign(document.createElement("span"), { className: "path", textContent: `${i + 1}. ${p.method} ${p.path}` });
+    const score = Object.assign(document.createElement("span"), { className: "score", textContent: p.score.toFixed(3) });
+    const reason = Object.assign(document.createElement("span"), { className: "reason", textContent: `${p.endpoint}: ${p.reason}` });
+    item.append(path, score, reason);
+    item.addEventListener("click", () => accept(i));
+    item.addEventListener("keydown", (e) => { if (e.key === "Enter") accept(i); });
+    return item;
+  });
+  $("predictions").replaceChildren(...items);
+}
+
+async function register() {
+  const url = $("spec-url").value.trim();
+  const text = $("spec-text").value.trim();
+  if (!url && !text) return say("give a spec URL or paste the spec", true);
+  say("registering the spec…");
+  try {
+    const info = await call("POST", "/specs", url ? { spec_url: url } : { spec: text });
+    state.specs = [info, ...state.specs.filter((s) => s.spec_id !== info.spec_id)];
+    state.specId = info.spec_id;
+    store("specs", state.specs);
+    store("specId", state.specId);
+    renderSpecs();
+    $("spec-url").value = "";
+    $("spec-text").value = "";
+    say(`registered ${info.title}: ${info.operations} operations`);
+  } catch (error) { say(error.message, true); }
+}
+
+async function predict() {
+  if (!state.specId) return say("register or pick a spec first", true);
+  say("predicting…");
+  try {
+    state.prediction = await call("POST", "/predict", {
+      user_id: state.userId, spec_id: state.specId, prompt: $("prompt").value,
+      events: state.history.map((endpoint) => ({ endpoint })), k: 5,
+    });
+    renderPredictions();
+    say(`${state.prediction.model_version}, ${state.prediction.timing.total.toFixed(1)} ms`);
+  } catch (error) { say(error.message, true); }
+}
+
+async function accept(rank) {
+  const chosen = state.prediction?.predictions[rank];
+  if (!chosen) return;
+  const made = `${chosen.method} ${chosen.path}`;
+  try {
+    const label = await call("POST", "/feedback", { prediction_id: state.prediction.prediction_id, called: made });
+    addCall(made);
+    say(`recorded ${made} (rank ${label.rank}, ${label.stored})`);
+    await predict();
+  } catch (error) { say(error.message, true); }
+}
+
+function addCall(endpoint) {
+  state.history.push(endpoint);
+  store("history", state.history);
+  renderHistory();
+}
+
+$("api-key").value = stored("apiKey", "");
+$("api-key").addEventListener("change", () => store("apiKey", $("api-key").value.trim()));
+$("spec-select").addEventListener("change", (e) => { state.specId = e.target.value; store("specId", state.specId); });
+$("spec-register").addEventListener("click", register);
+$("call-input").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && e.target.value.trim()) { addCall(e.target.value.trim()); e.target.value = ""; }
+});
+$("history-clear").addEventListener("click", () => { state.history = []; store("history", []); renderHistory(); });
+$("predict").addEventListener("click", predict);
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); predict(); return; }
+  const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
+  if (!typing && /^[1-9]$/.test(e.key)) accept(Number(e.key) - 1);
+});
+renderSpecs();
+renderHistory();

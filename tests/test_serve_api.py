@@ -586,8 +586,8 @@ def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
 
 def test_the_console_page_predicts_and_records_calls_in_a_real_browser(served: Served, tmp_path: Path) -> None:
     """/console in headless Chromium (Debian's chromium and chromium-driver): register a spec by pasting it, add a
-    call, ask, accept the first suggestion with its number key: it is recorded as feedback, joins the history,
-    and the next prediction follows from it."""
+    call with its response, ask, accept a suggestion with its number key (its path filled from the response): it
+    is recorded as feedback, joins the history, and the next prediction follows from it."""
     driver_path, browser = shutil.which("chromedriver"), shutil.which("chromium")
     if not (driver_path and browser):
         pytest.skip("Debian's chromium and chromium-driver are not installed (make install adds them as root)")
@@ -616,24 +616,29 @@ def test_the_console_page_predicts_and_records_calls_in_a_real_browser(served: S
         driver.execute_script("arguments[0].value = arguments[1]", paste, BILLING)  # a paste, not keystrokes
         driver.find_element(By.ID, "spec-register").click()
         wait.until(lambda _: status().startswith("registered"))
-        driver.find_element(By.ID, "call-input").send_keys("GET /v1/invoices/in_7", Keys.ENTER)
+        # A created invoice: its id is only in the response, pasted beside the call.
+        driver.find_element(By.ID, "call-response").send_keys('{"id": "in_7", "object": "invoice"}')
+        driver.find_element(By.ID, "call-input").send_keys("POST /v1/invoices", Keys.ENTER)
         prompt = driver.find_element(By.ID, "prompt")
         prompt.send_keys("pay it", Keys.CONTROL, Keys.ENTER)
         wait.until(lambda _: suggestions())
         first = suggestions()
-        assert first[0] == ("POST /invoices/{invoice}/pay", "POST /v1/invoices/in_7/pay"), first
+        endpoints = [endpoint for endpoint, _ in first]
+        assert "POST /invoices/{invoice}/pay" in endpoints, first
+        number = endpoints.index("POST /invoices/{invoice}/pay") + 1
+        assert first[number - 1][1] == "POST /v1/invoices/in_7/pay", first
         driver.find_element(By.TAG_NAME, "h1").click()  # focus leaves the inputs: number keys choose
-        driver.switch_to.active_element.send_keys("1")
+        driver.switch_to.active_element.send_keys(str(number))
         wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, "#history li")) == 2)
         wait.until(lambda _: suggestions() and suggestions() != first)
         history = [li.text.removesuffix("×").strip() for li in driver.find_elements(By.CSS_SELECTOR, "#history li")]
-        assert history == ["GET /v1/invoices/in_7", "POST /v1/invoices/in_7/pay"], history
+        assert history == ["POST /v1/invoices (with its response)", "POST /v1/invoices/in_7/pay"], history
         driver.save_screenshot(str(tmp_path / "console.png"))
     finally:
         driver.quit()
     def recorded() -> bool:
         f = read_labels(str(served.labels))
-        chosen = f[f.user_id.str.startswith("console-") & (f.source == "explicit") & (f["rank"] == 1)]
+        chosen = f[f.user_id.str.startswith("console-") & (f.source == "explicit") & (f["rank"] == number)]
         return bool((chosen.endpoint == "POST /invoices/{invoice}/pay").any())
 
     poll(recorded, timeout_s=30)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from pipeline.ranking.profile import SpecProfile
 from pipeline.ranking.prompt_values import PromptValue, prompt_values, speaks_for_self
+from pipeline.ranking.response_values import produced_entity, response_ids
 from pipeline.ranking.text import head
 from pipeline.spec.catalogue import Catalogue, is_id_name
 from pipeline.spec.matching import CallMatch, CallMatcher
+
+# A response is read for its ids only: a few fields of the top level. The cap keeps a prediction record (which
+# stores its events) small, and a client that sends a whole list page is told what to send.
+MAX_RESPONSE_BYTES = 16 * 1024
 
 
 class Event(BaseModel):
@@ -22,6 +28,16 @@ class Event(BaseModel):
     endpoint: str = Field(..., min_length=3, max_length=2048, description='"METHOD path", e.g. "GET /v1/invoices/in_1"')
     ts: datetime | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    response: dict[str, Any] | list[Any] | None = Field(
+        None, description=f"the call's response body (JSON), at most {MAX_RESPONSE_BYTES} bytes serialised: ids it "
+        "holds (its `id`, `customer_id`, `\"customer\": \"cus_9\"`) fill the parameters of later calls")
+
+    @field_validator("response")
+    @classmethod
+    def _response_fits(cls, response: dict[str, Any] | list[Any] | None) -> dict[str, Any] | list[Any] | None:
+        if response is not None and len(json.dumps(response, separators=(",", ":"))) > MAX_RESPONSE_BYTES:
+            raise ValueError(f"at most {MAX_RESPONSE_BYTES} bytes of JSON: send the part with the ids later calls need")
+        return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +100,13 @@ def build_context(
             ctx.entity_values[ent] = value
             ctx.last_entities.add(ent)
             ctx.seen_values.add(value)
+        if event.response is not None and match.operation is not None:
+            produced = spec.profile.ops[spec.profile.index[match.operation.id]].produces
+            thing = produced_entity(match.operation.path, produced, spec.profile.path_entities)
+            for name, value in response_ids(event.response, thing, spec.profile.path_entities).items():
+                ctx.values[name] = value
+                ctx.entity_values[head(name)] = value
+                ctx.seen_values.add(value)
         for name, value in event.params.items():
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 ctx.values[name] = str(value)

@@ -219,6 +219,8 @@ class SpecProfile:
         self.has_body = np.array([op.has_body for op in self.operations], dtype=bool)
         # Nouns that name a parameter somewhere in the spec: a prompt's "order #W88" is an order's id, not a user's.
         self.param_nouns = frozenset(w for p in self.ops for names in p.param_words for w in names)
+        # Entities some path parameter takes: a response field named after one holds its id.
+        self.path_entities = frozenset(e for p in self.ops for e in p.required_entities)
         self.words = LexicalIndex([with_roles(p.tokens) for p in self.ops])
         self.fields = LexicalIndex([p.fields for p in self.ops])
         self.verbs = LexicalIndex([p.verb for p in self.ops])

@@ -10,7 +10,8 @@ const state = {
   userId: stored("userId", `console-${Math.random().toString(36).slice(2, 10)}`),
   specs: stored("specs", []),          // [{spec_id, title, operations}] registered from this browser
   specId: stored("specId", ""),
-  history: stored("history", []),      // ["GET /v1/invoices/in_123", ...], oldest first
+  // [{endpoint: "GET /v1/invoices/in_123", response?: {...}}, ...], oldest first
+  history: stored("history", []).map((call) => (typeof call === "string" ? { endpoint: call } : call)),
   prediction: null,                    // the last /predict answer
 };
 store("userId", state.userId);
@@ -41,9 +42,9 @@ function renderSpecs() {
 }
 
 function renderHistory() {
-  $("history").replaceChildren(...state.history.map((endpoint, i) => {
+  $("history").replaceChildren(...state.history.map((call, i) => {
     const item = document.createElement("li");
-    item.textContent = endpoint + " ";
+    item.textContent = call.endpoint + (call.response ? " (with its response) " : " ");
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "×";
@@ -95,7 +96,7 @@ async function predict() {
   try {
     state.prediction = await call("POST", "/predict", {
       user_id: state.userId, spec_id: state.specId, prompt: $("prompt").value,
-      events: state.history.map((endpoint) => ({ endpoint })), k: 5,
+      events: state.history, k: 5,
     });
     renderPredictions();
     say(`${state.prediction.model_version}, ${state.prediction.timing.total.toFixed(1)} ms`);
@@ -108,14 +109,14 @@ async function accept(rank) {
   const made = `${chosen.method} ${chosen.path}`;
   try {
     const label = await call("POST", "/feedback", { prediction_id: state.prediction.prediction_id, called: made });
-    addCall(made);
+    addCall({ endpoint: made });
     say(`recorded ${made} (rank ${label.rank}, ${label.stored})`);
     await predict();
   } catch (error) { say(error.message, true); }
 }
 
-function addCall(endpoint) {
-  state.history.push(endpoint);
+function addCall(call) {
+  state.history.push(call);
   store("history", state.history);
   renderHistory();
 }
@@ -125,7 +126,15 @@ $("api-key").addEventListener("change", () => store("apiKey", $("api-key").value
 $("spec-select").addEventListener("change", (e) => { state.specId = e.target.value; store("specId", state.specId); });
 $("spec-register").addEventListener("click", register);
 $("call-input").addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && e.target.value.trim()) { addCall(e.target.value.trim()); e.target.value = ""; }
+  if (e.key !== "Enter" || !e.target.value.trim()) return;
+  const text = $("call-response").value.trim();
+  let response;
+  try { response = text ? JSON.parse(text) : undefined; } catch (error) {
+    return say(`the response is not JSON (${error.message}): fix it or leave it empty`, true);
+  }
+  addCall(response === undefined ? { endpoint: e.target.value.trim() } : { endpoint: e.target.value.trim(), response });
+  e.target.value = "";
+  $("call-response").value = "";
 });
 $("history-clear").addEventListener("click", () => { state.history = []; store("history", []); renderHistory(); });
 $("predict").addEventListener("click", predict);

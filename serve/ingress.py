@@ -178,7 +178,11 @@ class Ingress:
         return (await self._register(source, caller, quota_id)).spec_id
 
     @app.post("/predict", response_model=PredictResponse, summary="The k most likely next calls",
-              responses=errors.documented(400, 401, 404, 413, 422, 429))
+              operation_id="predict", responses={**errors.documented(400, 401, 404, 413, 422, 429), 200: {"links": {
+                  "RecordTheCallMade": {"operationId": "feedback",
+                                        "requestBody": {"prediction_id": "$response.body#/prediction_id"}},
+                  "ReadTheSpec": {"operationId": "get_spec", "parameters": {"spec_id": "$response.body#/spec/id"}},
+              }}})
     async def predict(self, body: PredictRequest, caller: CurrentCaller) -> Response:
         started = time.perf_counter()
         quota_id = await self._admit(caller, body.user_id)
@@ -320,21 +324,25 @@ class Ingress:
             log.exception("implicit label for user %s failed", current.user_id)
 
     @app.post("/specs", response_model=SpecInfo, status_code=201, summary="Register a spec by URL or body",
-              responses=errors.documented(400, 401, 404, 413, 422, 429))
+              operation_id="register_spec", responses={**errors.documented(400, 401, 404, 413, 422, 429), 201: {
+                  "links": {
+                      "PredictOnIt": {"operationId": "predict", "requestBody": {"spec_id": "$response.body#/spec_id"}},
+                      "ReadIt": {"operationId": "get_spec", "parameters": {"spec_id": "$response.body#/spec_id"}},
+                  }}})
     async def register_spec(self, body: SpecSource, caller: CurrentCaller) -> SpecInfo:
         quota_id = await self._admit(caller)
         if body.spec_id is not None:
             return await self.spec_store.info.remote(body.spec_id)
         return await self._register(body, caller, quota_id)
 
-    @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec",
+    @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec", operation_id="get_spec",
              responses=errors.documented(401, 404, 422, 429))
     async def get_spec(self, spec_id: str, caller: CurrentCaller) -> SpecInfo:
         await self._admit(caller)
         return await self.spec_store.info.remote(spec_id)
 
     @app.post("/feedback", response_model=FeedbackResponse, status_code=202, summary="What the user did next",
-              responses=errors.documented(400, 401, 404, 413, 422, 429))
+              operation_id="feedback", responses=errors.documented(400, 401, 404, 413, 422, 429))
     async def feedback(self, body: FeedbackRequest, caller: CurrentCaller) -> Response:
         prediction = await self._store_call(load_prediction, self.cache, body.prediction_id)
         quota_id = await self._admit(caller, prediction.user_id)  # without a key: the predicted user's quota
@@ -357,12 +365,14 @@ class Ingress:
         return Response(response.model_dump_json(), status_code=202, media_type="application/json")
 
     @app.post("/admin/retrain", response_model=RetrainJob, status_code=202, summary="Start a retraining job",
-              dependencies=[Admin], responses=errors.documented(401, 403, 409, 422))
+              dependencies=[Admin], operation_id="retrain", responses={**errors.documented(401, 403, 409, 422), 202: {
+                  "links": {"FollowIt": {"operationId": "retrain_status",
+                                         "parameters": {"job_id": "$response.body#/job_id"}}}}})
     async def retrain(self) -> RetrainJob:
         return await self.learning.retrain.remote("admin")
 
     @app.get("/admin/retrain/{job_id}", response_model=RetrainJob, summary="A retraining job and its gate",
-             dependencies=[Admin], responses=errors.documented(401, 403, 404, 422))
+             dependencies=[Admin], operation_id="retrain_status", responses=errors.documented(401, 403, 404, 422))
     async def retrain_status(self, job_id: str) -> RetrainJob:
         return await self.learning.status.remote(job_id)
 

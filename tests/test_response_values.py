@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conftest import FIXTURES
 from pydantic import ValidationError
 
 from pipeline.ranking.context import MAX_RESPONSE_BYTES, Event
 from pipeline.ranking.response_values import produced_entity, response_ids
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from conftest import FIXTURES
 
 ENTITIES = frozenset({"invoice", "customer", "issue", "server", "intent"})
 

@@ -137,7 +137,8 @@ class Ingress:
         app.state.admin_token = settings.learning.admin_token
         app.state.clients = settings.clients
         # Agents' tools, answered by the routes below (no OpenAPI entry: MCP describes its own tools).
-        app.add_route(mcp.PATH, mcp.build(self), methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        tools = mcp.build(self.predict, self.feedback, settings.clients)
+        app.add_route(mcp.PATH, tools, methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
     async def _store_call(self, call: Callable[..., T], *args: Any) -> T:
         """A call of the shared store: in a worker thread when it may go to Redis (network I/O must not hold the

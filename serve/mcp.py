@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -21,12 +21,13 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.ranking.context import Event
+from pipeline.settings import ClientSettings
 from serve.deps import Caller, identify
 from serve.errors import error_response
 from serve.schemas import MAX_K, FeedbackRequest, PredictRequest
 
-if TYPE_CHECKING:
-    from serve.ingress import Ingress
+# The Ingress's route code: a request and its caller in, the route's response out.
+Route = Callable[[Any, Caller], Awaitable[Any]]
 
 PATH = "/mcp"
 INSTRUCTIONS = (
@@ -36,13 +37,14 @@ INSTRUCTIONS = (
 )
 
 
-def build(ingress: Ingress) -> ASGIApp:
+def build(predict_route: Route, feedback_route: Route, clients: ClientSettings) -> ASGIApp:
+    """The tools, answered by the Ingress's `/predict` and `/feedback` code."""
     server = MCPServer("OpenSesame", instructions=INSTRUCTIONS)
 
     async def caller(ctx: Context) -> Caller:
         request: Request = ctx.request_context.request
-        return identify(ingress.config.clients, request.headers.get("authorization"),
-                        request.headers.get("x-api-key"), request.client.host if request.client else "unknown")
+        return identify(clients, request.headers.get("authorization"), request.headers.get("x-api-key"),
+                        request.client.host if request.client else "unknown")
 
     @server.tool(description="The k most likely next calls of the API whose spec is named (spec_id from a previous "
                  "answer or POST /specs, or spec_url), given the calls made so far (oldest first, each "
@@ -54,7 +56,7 @@ def build(ingress: Ingress) -> ASGIApp:
             source = {"spec_id": spec_id, "spec_url": spec_url}
             body = PredictRequest(user_id=user_id, events=[Event(endpoint=e) for e in events], prompt=prompt,
                                   k=min(k, MAX_K), **{name: value for name, value in source.items() if value})
-            return await ingress.predict(body, await caller(ctx))
+            return await predict_route(body, await caller(ctx))
 
         return await _answered(predict)
 
@@ -62,8 +64,8 @@ def build(ingress: Ingress) -> ASGIApp:
                  "/concrete/path', whether or not it was suggested): the service learns from it.")
     async def record_call(ctx: Context, prediction_id: str, called: str) -> dict[str, Any]:
         async def feedback() -> Any:
-            return await ingress.feedback(FeedbackRequest(prediction_id=prediction_id, called=called),
-                                          await caller(ctx))
+            return await feedback_route(FeedbackRequest(prediction_id=prediction_id, called=called),
+                                        await caller(ctx))
 
         return await _answered(feedback)
 

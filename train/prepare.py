@@ -20,7 +20,7 @@ from typing import Any
 from pipeline.adapters import registry
 from pipeline.settings import Settings
 from train.embedder_tuning import ensure_embedder
-from train.retrain import compare, gate, publish, run_job
+from train.retrain import JobRun, compare, gate, publish, run_job
 from train.run import train
 
 
@@ -53,8 +53,8 @@ def prepare(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
         _replace(staged_model, model_dir)
         if staged_base != base:
             _replace(Path(staged_base), Path(base))
-    run = {"name": f"prepare-{job_id}", "metrics": registry.report_metrics(report), "tags": {"stage": "full"},
-           "params": {"parent": champion.label if champion else "none"}}
+    run = JobRun(name=f"prepare-{job_id}", metrics=registry.report_metrics(report), tags={"stage": "full"},
+                 params={"parent": champion.label if champion else "none"})
     published = publish(candidate, settings, job_id, metrics, decision, run, reload, log)
     return {"job_id": job_id, **published, "champion_before": champion.label if champion else None,
             "total_seconds": round(time.perf_counter() - started, 1)}

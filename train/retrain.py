@@ -28,6 +28,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -226,19 +227,28 @@ def compare(
     return metrics
 
 
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """What a model job's MLflow run and version record beyond the gate's decision."""
+
+    name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
 def publish(
     model: RankerModel,
     settings: Settings,
     job_id: str,
     metrics: dict[str, dict[str, float]],
     decision: tuple[bool, str],
-    run: dict[str, Any],
+    run: JobRun,
     reload: bool,
     log: Any,
 ) -> dict[str, Any]:
     """Registers a job's candidate (always: a refused model stays inspectable), tagged with the job id and the
-    gate's decision; on promotion moves the alias and reloads the running service. `run`: the run's `metrics`,
-    `params`, `name` and version `tags` beyond the gate's."""
+    gate's decision; on promotion moves the alias and reloads the running service."""
     promoted, reason = decision
     with tempfile.TemporaryDirectory(prefix="opensesame-candidate-") as tmp:
         model.save(Path(tmp))
@@ -248,16 +258,16 @@ def publish(
             metrics={
                 **{k.replace("@", "_at_"): v for k, v in metrics["candidate"].items()},
                 **{f"champion.{k}".replace("@", "_at_"): v for k, v in metrics.get("champion", {}).items()},
-                **run.get("metrics", {}),
+                **run.metrics,
             },
-            params=run.get("params"),
-            run_name=run["name"],
+            params=run.params,
+            run_name=run.name,
             tags={
                 "job_id": job_id,
                 "promoted": str(promoted).lower(),
                 "gate_reason": reason[:4000],
                 "gate_metrics": json.dumps(metrics),
-                **run.get("tags", {}),
+                **run.tags,
             },
         )
     promoted_at = None
@@ -270,7 +280,7 @@ def publish(
         from pipeline.adapters.serve_api import reload_ranker
 
         reloaded = reload_ranker(settings.learning.dashboard_url, version.version)
-        log(f"[{run['name']}] reload: {reloaded}")
+        log(f"[{run.name}] reload: {reloaded}")
     return {"model_version": version.label, "promoted": promoted, "promoted_at": promoted_at, "reason": reason,
             "metrics": metrics, "reload": reloaded}
 
@@ -316,16 +326,16 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
     metrics = compare({"candidate": candidate, "champion": champion_model}, (X_hold, y_hold, sizes_hold), settings)
     decision = gate(metrics["candidate"], metrics["champion"], learning.gate_tolerance)
     log(f"[retrain] gate: {'promote' if decision[0] else 'keep the champion'}: {decision[1]}")
-    run = {
-        "name": f"retrain-{job_id}",
-        "metrics": {"fit_seconds": fit_s, "labels": float(len(labels))},
-        "params": {
+    run = JobRun(
+        name=f"retrain-{job_id}",
+        metrics={"fit_seconds": fit_s, "labels": float(len(labels))},
+        params={
             "rounds": rounds,
             "feedback_weight": learning.feedback_weight,
             "train_workers": learning.train_workers,
             "parent": champion.label,
         },
-    }
+    )
     published = publish(candidate, settings, job_id, metrics, decision, run, reload, log)
     return {
         "job_id": job_id,

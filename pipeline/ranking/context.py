@@ -17,8 +17,9 @@ from pipeline.ranking.text import head
 from pipeline.spec.catalogue import Catalogue, is_id_name
 from pipeline.spec.matching import CallMatch, CallMatcher
 
-# A response is read for its ids only: a few fields of the top level. The cap keeps a prediction record (which
-# stores its events) small, and a client that sends a whole list page is told what to send.
+# A response is read for its ids only: a few fields of the top level. The events of every prediction travel from
+# the Ingress to the Ranker replica, so the cap bounds what a request ships there, and a client that sends a whole
+# list page is told what to send.
 MAX_RESPONSE_BYTES = 16 * 1024
 
 

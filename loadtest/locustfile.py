@@ -3,39 +3,52 @@
     locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:8000 -u 16 \
         --ramp-s 15 --hold-s 60 --csv var/loadtest/run --slo-p99-ms 400 --slo-error-rate 0.01
 
-`opensesame bench --locust` runs exactly this and prints the table. Weighted scenarios (user classes):
-- `WarmSession` (8): a session on a registered real spec (the specs of `--specs`, registered once per process, as
-  a console does at start): predict, report what was called (mostly the top prediction), predict again with the
-  call in the history; half the predictions carry a prompt.
+`opensesame bench --url` runs exactly this and prints the table; `opensesame soak` and `opensesame overload` run
+it with a timeline. Weighted scenarios (user classes):
+- `WarmSession` (8): sessions on registered real specs (the specs of `--specs`, each registered once per process,
+  as a console does at start): predict, report what was called (mostly the top prediction), predict again with
+  the call in the history; half the predictions carry a prompt. A session lasts 5-15 calls, then the user starts
+  another on another spec as another of `--user-pool` users (what a day of traffic looks like to the caches).
 - `ColdSpec` (1): a prediction on a spec the service has never seen, by `spec_url` from a static server this
   file starts on 127.0.0.1 (each URL serves a distinct variant of a small fixture spec: fetch, parse, embed and
   prepare every time). The service must allow loopback fetches for it:
   `OPENSESAME__FETCH__ALLOW_ADDRESSES='["127.0.0.1/32"]' make serve`.
-- `SpecRegistration` (1): registers a small spec inline (`POST /specs`), as clients do at session start.
+- `SpecRegistration` (1): registers a small spec inline (`POST /specs`), as clients do at session start; each a
+  distinct variant, as `ColdSpec`'s are.
 
 The `Ramp` shape climbs to `-u` users in `--ramp-s`, resets the statistics, holds for `--hold-s` and stops: the
 CSV and the verdict describe the hold at full load only. The exit code is 1 when the hold missed an SLO: the p99
 of warm `/predict` over `--slo-p99-ms`, or the share of failed requests over `--slo-error-rate`.
+
+`--timeline FILE` appends a row every `--timeline-s` seconds of the whole run (ramp included): requests answered,
+shed (429 or 503 with `Retry-After`) and failed, and the latency of the answered ones. With `--shed-ok` a shed
+request is not a failure and its user waits the `Retry-After` it was given, as the Python client does: the
+overload profile, where the question is whether the service sheds cleanly, not whether it sheds.
 """
 
 from __future__ import annotations
 
+import csv
 import itertools
-import json
 import math
 import random
 import re
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import yaml
+import gevent
+import numpy as np
 from gevent.lock import Semaphore
 from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.env import Environment
+
+from pipeline.spec.source import parse_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPECS = [ROOT.parent / "shared/data/specs/stripe.json", ROOT.parent / "shared/data/specs/github.json",
@@ -57,6 +70,12 @@ def _options(parser: Any) -> None:
     parser.add_argument("--hold-s", type=float, default=60, help="seconds at -u users (what the CSV reports)")
     parser.add_argument("--slo-p99-ms", type=float, default=400, help="warm /predict p99 SLO")
     parser.add_argument("--slo-error-rate", type=float, default=0.01, help="share of failed requests allowed")
+    parser.add_argument("--user-pool", type=int, default=2000, help="distinct user_ids the warm sessions take turns as")
+    parser.add_argument("--timeline", default="", help="CSV to append a row to every --timeline-s seconds")
+    parser.add_argument("--timeline-s", type=float, default=60, help="seconds per timeline row")
+    parser.add_argument("--requests-csv", default="", help="with --timeline: CSV to append every request to")
+    parser.add_argument("--shed-ok", action="store_true",
+                        help="429/503 with Retry-After are not failures; the user waits as told (overload)")
 
 
 class Spec:
@@ -65,10 +84,11 @@ class Spec:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.text = path.read_text()
-        document = json.loads(self.text) if path.suffix == ".json" else yaml.safe_load(self.text)
+        document = parse_text(self.text)  # as the service reads it (real specs carry YAML quirks)
         self.calls = [(method.upper(), path) for path, item in document.get("paths", {}).items()
                       for method in item if method in METHODS]
         self.id: str | None = None
+        self.registering = Semaphore()  # one registration per spec and process; other specs do not wait
 
     def call(self, rng: random.Random) -> str:
         method, path = rng.choice(self.calls)
@@ -77,7 +97,6 @@ class Spec:
 
 
 _specs: list[Spec] = []
-_registering = Semaphore()
 
 
 def warm_specs(environment: Environment) -> list[Spec]:
@@ -91,7 +110,7 @@ def warm_specs(environment: Environment) -> list[Spec]:
 
 def register(user: FastHttpUser, spec: Spec) -> str | None:
     """The spec's id, registering it once per process (a 5 MB upload per user would be the load test's own load)."""
-    with _registering:
+    with spec.registering:
         if spec.id is None:
             with user.client.post("/specs", json={"spec": spec.text}, name="/specs (warm)",
                                   catch_response=True) as response:
@@ -102,11 +121,32 @@ def register(user: FastHttpUser, spec: Spec) -> str | None:
     return spec.id
 
 
+def _retry_after(response: Any) -> float | None:
+    """The delay a shed answer (429, or 503 with `Retry-After`) asks for; None for any other answer."""
+    value = response.headers.get("Retry-After") if response.status_code in (429, 503) else None
+    return float(value) if value is not None and value.replace(".", "", 1).isdigit() else None
+
+
 def _checked(response: Any, expected: int) -> dict[str, Any] | None:
-    if response.status_code != expected:
-        response.failure(f"{response.status_code}: {response.text[:200]}")
+    if response.status_code == expected:
+        return response.json()
+    delay = _retry_after(response)
+    if delay is not None and _options().shed_ok:
+        response.request_meta["name"] += " (shed)"  # the route's own row keeps the latency of answered requests
+        response.success()
+        gevent.sleep(delay)  # as the Python client does
         return None
-    return response.json()
+    response.failure(f"{response.status_code}: {response.text[:200]}")
+    return None
+
+
+def _options() -> Any:
+    return _environment.parsed_options
+
+
+def variant(text: str, n: str) -> str:
+    """The spec `text` with its title made unique by `n`: a spec the service has never seen."""
+    return re.sub(r"(?m)^(\s*\"?title\"?\s*:\s*\"?)", rf"\g<1>Variant {n} ", text, count=1)
 
 
 class WarmSession(FastHttpUser):
@@ -115,12 +155,19 @@ class WarmSession(FastHttpUser):
 
     def on_start(self) -> None:
         self.rng = random.Random()
+        self.new_session()
+
+    def new_session(self) -> None:
         self.spec = self.rng.choice(warm_specs(self.environment))
-        self.user_id = f"locust-{id(self)}"
+        self.user_id = f"locust-{self.rng.randrange(self.environment.parsed_options.user_pool)}"
         self.history = [{"endpoint": self.spec.call(self.rng)}]
+        self.calls_left = self.rng.randint(5, 15)
 
     @task
     def predict_then_call(self) -> None:
+        self.calls_left -= 1
+        if self.calls_left < 0:
+            self.new_session()
         spec_id = register(self, self.spec)
         if spec_id is None:
             return
@@ -151,7 +198,7 @@ class _SpecVariants(BaseHTTPRequestHandler):
         if source is None:
             self.send_error(404)
             return
-        body = re.sub(r"(?m)^(\s*\"?title\"?\s*:\s*\"?)", rf"\g<1>Variant {n} ", source.read_text(), count=1).encode()
+        body = variant(source.read_text(), n).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -191,9 +238,93 @@ class SpecRegistration(FastHttpUser):
 
     @task
     def register_inline(self) -> None:
-        body = {"spec": random.choice(SMALL_SPECS).read_text()}
+        body = {"spec": variant(random.choice(SMALL_SPECS).read_text(), f"inline-{uuid.uuid4().hex}")}
         with self.client.post("/specs", json=body, name="/specs inline", catch_response=True) as response:
             _checked(response, 201)
+
+
+class Timeline:
+    """Requests of the current `--timeline-s` window by outcome, appended to `--timeline` as one row per window;
+    with `--requests-csv`, every request (its end time, route, status, milliseconds), for percentiles over any
+    stretch of the run."""
+
+    FIELDS = ("time", "requests", "answered", "shed", "failed", "p50_ms", "p99_ms", "max_ms", "users", "statuses")
+
+    def __init__(self, path: Path, window_s: float, requests: Path | None) -> None:
+        self.path, self.window_s, self.requests_path = path, window_s, requests
+        self.latencies: list[float] = []
+        self.shed = self.failed = 0
+        self.statuses: Counter[int] = Counter()
+        self.requests: list[tuple[float, str, int, float]] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for file, header in ((self.path, self.FIELDS), (requests, ("time", "route", "status", "ms"))):
+            if file is not None and not file.exists():
+                with file.open("w", newline="") as handle:
+                    csv.writer(handle).writerow(header)
+
+    def record(self, name: str, response: Any, response_time: float) -> None:
+        status = getattr(response, "status_code", 0) or 0
+        self.statuses[status] += 1
+        if self.requests_path is not None:
+            self.requests.append((round(time.time(), 3), name, status, round(response_time, 1)))
+        if 200 <= status < 300:
+            self.latencies.append(response_time)
+        elif _retry_after(response) is not None:
+            self.shed += 1
+        else:
+            self.failed += 1
+
+    def flush(self, users: int) -> None:
+        latencies, shed, failed, statuses = self.latencies, self.shed, self.failed, self.statuses
+        self.latencies, self.shed, self.failed, self.statuses = [], 0, 0, Counter()
+        requests, self.requests = self.requests, []
+        if self.requests_path is not None:
+            with self.requests_path.open("a", newline="") as handle:
+                csv.writer(handle).writerows(requests)
+        p50, p99, top = (np.percentile(latencies, [50, 99]).round(1).tolist() + [round(max(latencies), 1)]
+                         if latencies else ["", "", ""])
+        with self.path.open("a", newline="") as handle:
+            csv.writer(handle).writerow([round(time.time(), 3), len(latencies) + shed + failed, len(latencies), shed,
+                                         failed, p50, p99, top, users,
+                                         " ".join(f"{k}:{v}" for k, v in sorted(statuses.items()))])
+
+    def run(self, environment: Environment) -> None:
+        while True:
+            gevent.sleep(self.window_s)
+            self.flush(environment.runner.user_count if environment.runner else 0)
+
+
+_environment: Environment
+_timeline: Timeline | None = None
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_: Any) -> None:
+    global _environment, _timeline
+    _environment = environment
+    options = environment.parsed_options
+    if options is not None and options.timeline:
+        _timeline = Timeline(Path(options.timeline), options.timeline_s,
+                             Path(options.requests_csv) if options.requests_csv else None)
+
+
+@events.request.add_listener
+def _record(name: str = "", response: Any = None, response_time: float = 0, **_: Any) -> None:
+    if _timeline is not None:
+        _timeline.record(name, response, response_time)
+
+
+@events.test_start.add_listener
+def _start_timeline(environment: Environment, **_: Any) -> None:
+    if _timeline is not None:
+        gevent.spawn(_timeline.run, environment)
+
+
+@events.test_stop.add_listener
+def _stop_timeline(environment: Environment, **_: Any) -> None:
+    """The last, partial window: its time is when the load stopped."""
+    if _timeline is not None:
+        _timeline.flush(0)
 
 
 class Ramp(LoadTestShape):

@@ -73,6 +73,43 @@ class LoadLevel:
     user_classes: tuple[str, ...] = ()  # () : every scenario, by its weight
     slo_p99_ms: float = 400
     slo_error_rate: float = 0.01
+    user_pool: int = 2000  # distinct user_ids of the warm sessions
+    timeline: Path | None = None  # a row every timeline_s seconds (see the locustfile)
+    timeline_s: float = 60
+    requests_csv: Path | None = None  # with timeline: every request (time, route, status, ms)
+    shed_ok: bool = False  # 429/503 with Retry-After are not failures; users wait as told
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    """One window of a locust run's timeline: requests by outcome, latency of the answered ones (ms)."""
+
+    time: float
+    requests: int
+    answered: int
+    shed: int
+    failed: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    users: int
+    statuses: dict[int, int]  # HTTP status (0: no answer) -> requests
+
+
+def read_timeline(path: Path) -> list[TimelineRow]:
+    with path.open() as handle:
+        return [
+            TimelineRow(float(r["time"]), int(r["requests"]), int(r["answered"]), int(r["shed"]), int(r["failed"]),
+                        *(float(r[c]) if r[c] else None for c in ("p50_ms", "p99_ms", "max_ms")), int(r["users"]),
+                        {int(k): int(v) for k, v in (pair.split(":") for pair in r["statuses"].split())})
+            for r in csv.DictReader(handle)
+        ]
+
+
+def read_requests(path: Path) -> list[tuple[float, str, int, float]]:
+    """A locust run's `--requests-csv`: (end time, route, HTTP status, ms) per request."""
+    with path.open() as handle:
+        return [(float(r["time"]), r["route"], int(r["status"]), float(r["ms"])) for r in csv.DictReader(handle)]
 
 
 def run_locust(base_url: str, level: LoadLevel, specs: list[str], csv_prefix: Path) -> dict[str, Any]:
@@ -83,7 +120,10 @@ def run_locust(base_url: str, level: LoadLevel, specs: list[str], csv_prefix: Pa
         str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless", "--only-summary",
         "--host", base_url, "-u", str(level.users), "--ramp-s", str(level.ramp_s), "--hold-s", str(level.hold_s),
         "--csv", str(csv_prefix), "--slo-p99-ms", str(level.slo_p99_ms), "--slo-error-rate", str(level.slo_error_rate),
-        "--specs", ",".join(specs), "--loglevel", "WARNING", *level.user_classes,
+        "--specs", ",".join(specs), "--user-pool", str(level.user_pool), "--loglevel", "WARNING",
+        *(["--timeline", str(level.timeline), "--timeline-s", str(level.timeline_s)] if level.timeline else []),
+        *(["--requests-csv", str(level.requests_csv)] if level.requests_csv else []),
+        *(["--shed-ok"] if level.shed_ok else []), *level.user_classes,
     ]
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
     verdict = next((line for line in finished.stdout.splitlines() if line.startswith("SLO ")), finished.stderr[-500:])
@@ -109,9 +149,11 @@ def run_locust(base_url: str, level: LoadLevel, specs: list[str], csv_prefix: Pa
 
 
 def bench_http(base_url: str, spec_source: str, levels: list[int], hold_s: float, out_dir: Path) -> list[dict[str, Any]]:
-    """Sequential warm sessions (1 user, the HTTP cost of one prediction), then every scenario at each level."""
+    """Sequential warm sessions (1 user, the HTTP cost of one prediction), then every scenario at each level. A
+    level beyond what the Ingress admits is shed (503 with Retry-After): those requests are rows of their own
+    (`... (shed)`), and their users wait as told, as clients should; they are not failures."""
     runs = [LoadLevel(users=1, ramp_s=1, hold_s=hold_s, user_classes=("WarmSession",))]
-    runs += [LoadLevel(users=users, hold_s=hold_s) for users in levels if users > 1]
+    runs += [LoadLevel(users=users, hold_s=hold_s, shed_ok=True) for users in levels if users > 1]
     return [run_locust(base_url, level, [spec_source], out_dir / f"u{level.users}") for level in runs]
 
 

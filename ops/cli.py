@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pipeline.ranking.sources import SOURCE_NAMES
 from pipeline.settings import Settings, get_settings
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from train.suite import Suite
 
 PACKAGED = "packaged"
+TMDB_SPEC = Path(__file__).resolve().parents[1] / "train" / "devsets" / "tmdb_oas.json"  # shipped with the code
 EMBEDDER_HELP = f"a fine-tuned embedder directory, or `{PACKAGED}` for the packaged MiniLM " \
     "(default: embedder.model_dir)"
 
@@ -255,6 +257,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if all(run["slo_met"] for run in report.get("http", [])) else 1
 
 
+def cmd_soak(args: argparse.Namespace) -> int:
+    from ops.soak import plot, register_specs, soak, summary
+
+    settings = get_settings()
+    files = sorted(p for p in args.specs_dir.iterdir() if p.suffix in (".json", ".yaml", ".yml"))
+    specs = register_specs(args.url, files, args.specs, log=lambda line: print(line, file=sys.stderr, flush=True))
+    report = soak(args.url, specs, args.minutes, args.users, args.out, user_pool=args.user_pool,
+                  window_s=args.window_s, redis_url=args.redis_url or settings.cache.redis_url,
+                  spool=settings.feedback.spool_path, label_log=Path(settings.learning.log_uri),
+                  log=lambda line: print(line, file=sys.stderr, flush=True))
+    if report.samples:
+        plot(report, args.out / "soak.png")
+    _print_json({**summary(report), "csv": str(args.out / "soak.csv"), "plot": str(args.out / "soak.png")})
+    return 0 if report.passed else 1
+
+
+def cmd_overload(args: argparse.Namespace) -> int:
+    from ops.overload import overload
+
+    report = overload(args.url, args.spec or [TMDB_SPEC], args.users, args.hold_s, args.out)
+    _print_json(report.summary())
+    return 0 if report.passed else 1
+
+
+def cmd_reconfigure(args: argparse.Namespace) -> int:
+    import httpx
+
+    from ops.load import RequestLoop
+    from ops.reconfigure import reconfigure_under_load
+
+    spec_id = httpx.post(f"{args.url}/specs", json={"spec": args.spec.read_text()}, timeout=120).raise_for_status()
+    body = {"spec_id": spec_id.json()["spec_id"], "prompt": "list the recent ones", "k": 5}
+    loop = RequestLoop(f"{args.url}/predict", lambda client, n: {**body, "user_id": f"reconfigure-{client}-{n % 50}"},
+                       clients=args.users)
+    steps = reconfigure_under_load(args.dashboard or get_settings().learning.dashboard_url, loop,
+                                   log=lambda line: print(line, file=sys.stderr, flush=True))
+    _print_json([asdict(step) for step in steps])
+    return 0 if all(step.failed == 0 for step in steps) else 1
+
+
 def cmd_embedder_tune(args: argparse.Namespace) -> int:
     from train.embedder_tuning import tune
 
@@ -436,6 +478,39 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--hold-s", type=float, default=60, help="seconds each level holds its users")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
+
+    url_help = "the running service, e.g. http://127.0.0.1:8000"
+    soak_cmd = commands.add_parser("soak", help="the locust mix for a long while, memory of every process sampled; "
+                                   "CSV, plot, exit 1 on a failed request or memory that grows after warm-up")
+    soak_cmd.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    soak_cmd.add_argument("--minutes", type=float, default=30)
+    soak_cmd.add_argument("--users", type=int, default=16)
+    soak_cmd.add_argument("--specs-dir", type=Path, default=Path("../shared/data/apisguru"),
+                          help="spec files for the warm sessions (registered first; refused ones skipped)")
+    soak_cmd.add_argument("--specs", type=int, default=200, help="how many of them")
+    soak_cmd.add_argument("--user-pool", type=int, default=2000, help="distinct user_ids")
+    soak_cmd.add_argument("--window-s", type=float, default=60, help="seconds between samples")
+    soak_cmd.add_argument("--redis-url", help="the service's Redis (default: cache.redis_url)")
+    soak_cmd.add_argument("--out", type=Path, default=Path("var/soak"))
+    soak_cmd.set_defaults(handler=cmd_soak)
+
+    overload_cmd = commands.add_parser("overload", help="the locust mix far beyond capacity: only 2xx, 429 and 503 "
+                                       "with Retry-After; p99 of the answered; recovery after the load stops")
+    overload_cmd.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    overload_cmd.add_argument("--users", type=int, default=256)
+    overload_cmd.add_argument("--hold-s", type=float, default=60)
+    overload_cmd.add_argument("--spec", type=Path, action="append",
+                              help="spec files of the warm sessions; repeat (default: the TMDB dev spec)")
+    overload_cmd.add_argument("--out", type=Path, default=Path("var/overload"))
+    overload_cmd.set_defaults(handler=cmd_overload)
+
+    reconfigure = commands.add_parser("reconfigure", help="serve deploy of changed configs under load (replicas up "
+                                      "and down, a settings change that restarts replicas): failed requests per step")
+    reconfigure.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    reconfigure.add_argument("--dashboard", help="the Ray dashboard (default: learning.dashboard_url)")
+    reconfigure.add_argument("--users", type=int, default=16)
+    reconfigure.add_argument("--spec", type=Path, default=TMDB_SPEC, help="the spec the clients predict on")
+    reconfigure.set_defaults(handler=cmd_reconfigure)
 
     bootstrap = commands.add_parser("bootstrap", help="prepare the models and register a champion if there is none "
                                     "(the first step of a fresh cluster)")

@@ -63,6 +63,11 @@ class SpecNotFoundError(SpecError):
     """A local path or a registered spec id that does not exist."""
 
 
+class SharedStoreDownError(OpenSesameError):
+    """A lookup missed while the shared store (Redis) is, or just was, unreachable: what was asked for may well
+    exist, so the client is told to retry rather than that it does not exist."""
+
+
 class TrainingDataError(OpenSesameError):
     """No usable training specs where the settings point."""
 

@@ -156,6 +156,13 @@ class CacheSettings(_Section):
     catalogue_ttl_s: int = Field(30 * 86400, ge=60, description="parsed catalogues and embeddings, by content hash")
     prediction_ttl_s: int = Field(86400, ge=60, description="how long feedback can still name a prediction")
     local_capacity: int = Field(512, ge=8, description="entries kept in each replica's in-process LRU")
+    # Every in-process cache is bounded by one of these (a long-running replica must not grow with the specs, users
+    # and prompts it has seen); docs/architecture.md lists each cache and its bound.
+    prepared_specs: int = Field(64, ge=1, description="specs kept ready per replica: parsed, embedded, profiled")
+    vectors: int = Field(4096, ge=16, description="prompt vectors kept per replica (1.5 KB each)")
+    shadow_rankings: int = Field(20_000, ge=100, description="shadow rankings kept per Ranker for the labels to come")
+    clients: int = Field(100_000, ge=100, description="clients whose quota state a replica keeps while Redis is off")
+    count_rows: int = Field(4096, ge=16, description="online count rows (spec, previous call) cached per Ranker")
     socket_timeout_s: float = Field(0.25, gt=0, description="a dead Redis must not stall requests")
     retry_after_s: float = Field(5.0, gt=0, description="after a Redis failure, skip it this long, then reconnect")
 

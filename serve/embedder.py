@@ -37,8 +37,9 @@ class EmbedderDeployment:
         self._add(load_named(list(servable(settings.embedder))[-1], settings.embedder))
 
     def _add(self, model: MiniLMEmbedder) -> None:
-        self.operations[model.name] = OperationEmbeddings(model, self.store, self.settings.cache.catalogue_ttl_s)
-        self.prompts[model.name] = CachedEmbedder(model)
+        cache = self.settings.cache
+        self.operations[model.name] = OperationEmbeddings(model, self.store, cache.catalogue_ttl_s, cache.prepared_specs)
+        self.prompts[model.name] = CachedEmbedder(model, cache.vectors)
 
     async def load(self, name: str) -> None:
         """Makes `name` ready here; EmbedderMismatchError when these settings cannot serve it."""

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline import errors
 from pipeline.adapters.registry import RegistryError
-from pipeline.learning.records import FeedbackMismatchError, PredictionNotFoundError, PredictionStoreDownError
+from pipeline.learning.records import FeedbackMismatchError, PredictionNotFoundError
 from pipeline.ranking.embedding import EmbedderMismatchError
 from pipeline.ranking.model import ModelNotFoundError, ModelSchemaError
 from serve.schemas import ErrorBody
@@ -48,7 +48,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (errors.JobNotFoundError, 404),
     (errors.RetrainRunningError, 409),
     (errors.JobsUnavailableError, 503),
-    (PredictionStoreDownError, 503),
+    (errors.SharedStoreDownError, 503),
     # Server side, not the client's fault: the model cannot be served right now.
     (ModelNotFoundError, 503),
     (ModelSchemaError, 503),
@@ -69,7 +69,7 @@ MEANINGS = {
     413: "the body or the spec is over the size limit",
     422: "the body is not valid (not JSON, a field out of range, not exactly one of the alternatives) or names "
     "something the spec or the prediction contradicts (not an OpenAPI document, a call outside the spec)",
-    503: "overloaded, or a dependency (model, job API, prediction store) is not available: retry after "
+    503: "overloaded, or a dependency (model, job API, shared store) is not available: retry after "
     "`Retry-After` seconds",
 }
 

@@ -124,11 +124,11 @@ class Ingress:
         self.learning = learning
         self.cache = ResilientStore(settings.cache)
         self.feedback_log = FeedbackLog(self.cache, settings.feedback)
-        counts = online_transitions(self.cache, settings.learning)
+        counts = online_transitions(self.cache, settings)
         self.labels = LabelSink(self.cache, self.feedback_log, counts, settings.cache.prediction_ttl_s)
         self.acceptance = AcceptanceTally(self.cache)
         # Each spec's routes, to match the calls feedback reports here instead of one more hop to the spec store.
-        self._matchers: LRU[CallMatcher] = LRU(settings.cache.local_capacity // 8)
+        self._matchers: LRU[CallMatcher] = LRU(settings.cache.prepared_specs)
         self.metrics = PredictMetrics()
         self._background: set[asyncio.Task[None]] = set()  # implicit labelling, off the response path
         self._stop = threading.Event()

@@ -51,11 +51,6 @@ from serve.telemetry import RankerMetrics
 log = logging.getLogger("opensesame.ranker")
 T = TypeVar("T")
 
-SHADOW_KEPT = 20_000  # shadow rankings kept in-process for the labels that follow (Redis keeps them too when on)
-# Prompt vectors kept per replica: a client repeats its prompt over a session's calls, and a cached one saves the
-# hop to the Embedder (1.5 KB each: 6 MB at most).
-PROMPTS_KEPT = 4096
-
 
 class RankerConfig(BaseModel):
     """The deployment's `user_config`."""
@@ -119,17 +114,17 @@ class RankerDeployment:
         self.wanted: RankerConfig | None = None
         self.store = ResilientStore(settings.cache)
         # Champion and shadow rank with the same online transition counts.
-        self.counts: TransitionCounts = online_transitions(self.store, settings.learning) or InMemoryTransitions()
+        self.counts: TransitionCounts = online_transitions(self.store, settings) or InMemoryTransitions()
         self.reload_error: str | None = None  # why the last alias check could not check or load; /readyz says it
         self._watcher: asyncio.Task[None] | None = None
-        # A prepared spec (embeddings, profile, matcher) weighs far more than a cache entry: keep fewer.
-        self._specs: LRU[PreparedSpec] = LRU(self.config.cache.local_capacity // 8)
-        self._prompts: LRU[np.ndarray] = LRU(PROMPTS_KEPT)
+        self._specs: LRU[PreparedSpec] = LRU(self.config.cache.prepared_specs)
+        # A client repeats its prompt over a session's calls: a cached vector saves the hop to the Embedder.
+        self._prompts: LRU[np.ndarray] = LRU(self.config.cache.vectors)
         self._building: dict[str, asyncio.Task[PreparedSpec]] = {}
         self._background: set[asyncio.Task[None]] = set()  # the gauges' refresh
         # Shadow rankings, made off the response path: running, then kept until their labels come.
         self._shadowing: dict[str, asyncio.Task[ShadowRanking | None]] = {}
-        self._shadow_rankings: LRU[ShadowRanking] = LRU(SHADOW_KEPT)
+        self._shadow_rankings: LRU[ShadowRanking] = LRU(self.config.cache.shadow_rankings)
         self.metrics = RankerMetrics()
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ class SpecStoreDeployment:
             self.cache,
             settings.cache,
             settings.fetch,
+            capacity=settings.cache.prepared_specs,
             on_lookup=lambda outcome: self.metrics.lookups.inc(tags={"outcome": outcome}),
         )
 

@@ -65,3 +65,21 @@ def test_tmdb_templates_and_concrete_calls() -> None:
 
 def test_parse_call() -> None:
     assert parse_call("delete  /a/b/?x=1#frag") == ("DELETE", "/a/b", {"x": "1"})
+
+
+def test_operations_that_share_a_path_by_its_fragment() -> None:
+    """APIs.guru's AWS specs keep operations on one path apart by a fragment of the path key: each is matched by
+    the fragment the call repeats (as a prediction writes it), or by the query parameter it names."""
+    catalogue = load_catalogue(FIXTURES / "fragment_paths_oas30.yaml", FetchSettings())
+    matcher = CallMatcher(catalogue)
+    assert {op.id for op in catalogue.operations} >= {"POST /#X-Amz-Target=Pipeline.List",
+                                                      "POST /#X-Amz-Target=Pipeline.Delete"}
+    for op in catalogue.operations:  # every operation's own endpoint is matched back to it
+        assert matcher.match(f"{op.method} {op.path}").operation == op, op.id
+    assert matcher.match("POST /#X-Amz-Target=Pipeline.Delete").operation.id == "POST /#X-Amz-Target=Pipeline.Delete"
+    untag = matcher.match("DELETE /tags/arn_1?tagKeys=a")
+    assert untag.operation.id == "DELETE /tags/{id}#tagKeys" and untag.path_params == {"id": "arn_1"}
+    assert matcher.match("DELETE /tags/arn_1").operation.id == "DELETE /tags/{id}"  # no fragment named: the plain one
+    assert matcher.match("POST /").matched  # a bare call still names one of the operations on its path
+    picture = matcher.match("GET /users/u_1/pic?key=k_9")  # a query in the path key
+    assert picture.operation.id == "GET /users/{userid}/pic?key={APIKEY}" and picture.path_params == {"userid": "u_1"}

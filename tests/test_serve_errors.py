@@ -8,7 +8,7 @@ import pytest
 from ray.serve.exceptions import BackPressureError
 
 from pipeline import errors
-from pipeline.learning.records import PredictionNotFoundError, PredictionStoreDownError
+from pipeline.learning.records import PredictionNotFoundError
 from pipeline.ranking.model import ModelSchemaError
 from serve.errors import error_response
 
@@ -20,7 +20,7 @@ from serve.errors import error_response
         (errors.SpecSyntaxError("bad indent", 3), 422),
         (errors.RefusedAddressError("private"), 400),
         (PredictionNotFoundError("unknown"), 404),
-        (PredictionStoreDownError("retry"), 503),
+        (errors.SharedStoreDownError("retry"), 503),
         (ModelSchemaError("retrain"), 503),
     ],
 )

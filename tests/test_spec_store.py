@@ -14,14 +14,13 @@ import pytest
 from conftest import FIXTURES, RedisServer, SpecServer
 
 from pipeline.adapters.kv import ResilientStore
-from pipeline.errors import NotASpecError, SpecNotFoundError
+from pipeline.errors import NotASpecError, SharedStoreDownError, SpecNotFoundError
 from pipeline.learning.records import (
     FeedbackLog,
     FeedbackMismatchError,
     FeedbackRecord,
     PredictionNotFoundError,
     PredictionRecord,
-    PredictionStoreDownError,
     label,
     load_prediction,
     prediction_key,
@@ -86,6 +85,21 @@ def test_catalogue_shared_between_replicas_through_redis(local_fetch: FetchSetti
     third_replica.catalogue(registered.content_hash)
     third_replica.catalogue(registered.content_hash)
     assert heard == ["shared", "hit"]  # the metric hears each lookup: from Redis, then parsed in this process
+
+
+def test_a_registered_spec_is_never_unknown_because_redis_blinked(local_fetch: FetchSettings,
+                                                                 redis_server: RedisServer) -> None:
+    """A replica that does not hold a registered spec asks Redis even in its back-off after a failed call (a
+    time-out under load), and says "retry" (503), not "unknown spec_id" (404), while Redis cannot answer."""
+    settings = cache_settings(redis_server.url)
+    spec_id = SpecStore(ResilientStore(settings), settings, local_fetch).register(document=BILLING.decode()).content_hash
+    blinked = ResilientStore(settings)
+    blinked._failed(TimeoutError("a time-out under load"))  # now skipping Redis for retry_after_s
+    assert blinked.get(f"cat:{spec_id}") is None  # what a cache read sees meanwhile
+    assert SpecStore(blinked, settings, local_fetch).catalogue(spec_id).content_hash == spec_id
+    unreachable = cache_settings("redis://127.0.0.1:1/0")  # nothing listens there
+    with pytest.raises(SharedStoreDownError, match="retry after the Retry-After delay"):
+        SpecStore(ResilientStore(unreachable), unreachable, local_fetch).catalogue(spec_id)
 
 
 def test_inline_text_is_never_read_as_a_server_path(local_fetch: FetchSettings) -> None:
@@ -276,7 +290,7 @@ def test_a_prediction_stored_while_redis_is_down_reaches_redis_when_it_is_back(r
         redis_server.start()
     time.sleep(0.3)  # past the back-off
     # Nothing has reached Redis yet; so soon after an outage the other replica says "retry", not "unknown".
-    with pytest.raises(PredictionStoreDownError, match="not in the prediction store yet"):
+    with pytest.raises(SharedStoreDownError, match="not in the shared store yet"):
         load_prediction(elsewhere, "during-outage")
     save_prediction(made_here, record("after"), ttl_s=60)  # the first call that reaches Redis writes both
     assert load_prediction(elsewhere, "during-outage").prediction_id == "during-outage"
@@ -295,5 +309,5 @@ def test_with_redis_unreachable_a_prediction_this_replica_lacks_is_retry_later_n
     cache = ResilientStore(cache_settings("redis://127.0.0.1:1/0"))  # nothing listens there
     save_prediction(cache, record("mine"), ttl_s=60)
     assert load_prediction(cache, "mine").prediction_id == "mine"  # made by this replica: held in-process
-    with pytest.raises(PredictionStoreDownError, match="retry after the Retry-After delay"):
+    with pytest.raises(SharedStoreDownError, match="retry after the Retry-After delay"):
         load_prediction(cache, "made-by-another-replica")

@@ -80,8 +80,8 @@ class ResilientStore:
         # Written while Redis was away, oldest first (at most local_capacity): key -> (value, expiry on this clock).
         self._unsynced: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         self._unsynced_lock = threading.Lock()
-        self._buckets = TokenBuckets()
-        self._registrations = Registrations()
+        self._buckets = TokenBuckets(settings.clients)
+        self._registrations = Registrations(settings.clients)
 
     @property
     def configured(self) -> bool:
@@ -178,9 +178,9 @@ class ResilientStore:
             self._local.set(key, value, ttl_s)
             return previous
 
-    def incr_fields(self, key: str, amounts: dict[str, int]) -> None:
-        """Add to counters of a Redis hash, in one round trip; lost while Redis is down (online counts and
-        acceptance are caches of the log)."""
+    def incr_fields(self, key: str, amounts: dict[str, int], ttl_s: int | None = None) -> None:
+        """Add to counters of a Redis hash, in one round trip, and keep it `ttl_s` from now (None: as it was); lost
+        while Redis is down (online counts and acceptance are caches of the log)."""
         client = self._client()
         if client is None:
             return
@@ -188,6 +188,8 @@ class ResilientStore:
             with client.pipeline(transaction=False) as pipe:
                 for field, amount in amounts.items():
                     pipe.hincrby(self._prefix + key, field, amount)
+                if ttl_s is not None:
+                    pipe.expire(self._prefix + key, ttl_s)
                 pipe.execute()
         except redis.RedisError as exc:
             self._failed(exc)

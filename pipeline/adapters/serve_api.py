@@ -46,23 +46,36 @@ def reload_ranker(dashboard_url: str, version: str, timeout_s: float = 300) -> d
     the new champion. Only a `user_config` changes, so Serve reconfigures the replicas in place (no restart)."""
     started = time.monotonic()
     try:
-        details = httpx.get(f"{dashboard_url}/api/serve/applications/", timeout=10).json()
+        config = running_config(dashboard_url)
     except httpx.HTTPError as exc:
         return {"reloaded": False, "why": f"no Ray dashboard at {dashboard_url} ({exc}); replicas pick the new "
                                           "champion up at their next alias check"}
-    apps = details.get("applications", {})
-    if APP_NAME not in apps or not apps[APP_NAME].get("deployed_app_config"):
-        return {"reloaded": False, "why": f"no Serve app {APP_NAME!r} deployed at {dashboard_url}"}
-    configs = [app["deployed_app_config"] for app in apps.values() if app.get("deployed_app_config")]
-    ours = next(c for c in configs if c["name"] == APP_NAME)
-    ranker = next(d for d in ours.get("deployments", []) if d["name"] == "Ranker")
+    except LookupError as exc:
+        return {"reloaded": False, "why": str(exc)}
+    ranker = deployment(config, "Ranker")
     ranker["user_config"] = {**(ranker.get("user_config") or {}), "version": version}
-    config = {"proxy_location": details.get("proxy_location"), "http_options": details.get("http_options"),
-              "applications": configs}
     submitted = time.time()
-    deploy(dashboard_url, {k: v for k, v in config.items() if v is not None})
+    deploy(dashboard_url, config)
     wait_running(dashboard_url, timeout_s=timeout_s, since=submitted)
     return {"reloaded": True, "seconds": round(time.monotonic() - started, 2)}
+
+
+def running_config(dashboard_url: str) -> dict[str, Any]:
+    """The declarative config the cluster runs now (what `serve deploy` last put), ready to change and deploy."""
+    details = httpx.get(f"{dashboard_url}/api/serve/applications/", timeout=10).json()
+    apps = details.get("applications", {})
+    if APP_NAME not in apps or not apps[APP_NAME].get("deployed_app_config"):
+        raise LookupError(f"no Serve app {APP_NAME!r} deployed at {dashboard_url}")
+    configs = [app["deployed_app_config"] for app in apps.values() if app.get("deployed_app_config")]
+    config = {"proxy_location": details.get("proxy_location"), "http_options": details.get("http_options"),
+              "applications": configs}
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def deployment(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """Our app's deployment `name` in a config (the dict itself: changing it changes the config)."""
+    ours = next(app for app in config["applications"] if app["name"] == APP_NAME)
+    return next(d for d in ours.get("deployments", []) if d["name"] == name)
 
 
 def _messages(state: dict[str, Any]) -> str:

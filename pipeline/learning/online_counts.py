@@ -8,7 +8,7 @@ for that long: one Redis round trip per (spec, previous operation) per refresh, 
 from __future__ import annotations
 
 from pipeline.cache import LRU, SharedStore
-from pipeline.settings import LearningSettings
+from pipeline.settings import Settings
 
 
 def counts_key(spec_hash: str, previous: str) -> str:
@@ -18,9 +18,10 @@ def counts_key(spec_hash: str, previous: str) -> str:
 class OnlineTransitions:
     """`TransitionCounts` over Redis hashes (`counts:<spec>:<previous>` -> {following: count})."""
 
-    def __init__(self, store: SharedStore, refresh_s: float, capacity: int = 4096) -> None:
+    def __init__(self, store: SharedStore, refresh_s: float, capacity: int = 4096, ttl_s: int | None = None) -> None:
         self._store = store
         self._refresh_s = refresh_s
+        self._ttl_s = ttl_s
         self._cache: LRU[dict[str, int]] = LRU(capacity)
 
     def next_counts(self, spec_hash: str, previous: str) -> dict[str, int]:
@@ -33,11 +34,13 @@ class OnlineTransitions:
         return counts
 
     def add(self, spec_hash: str, previous: str, following: str, weight: int = 1) -> None:
-        self._store.incr_fields(counts_key(spec_hash, previous), {following: weight})
+        self._store.incr_fields(counts_key(spec_hash, previous), {following: weight}, self._ttl_s)
 
 
-def online_transitions(store: SharedStore, learning: LearningSettings) -> OnlineTransitions | None:
-    """The counts every replica shares, when Redis is configured and online adaptation is on; else None."""
-    if not (store.configured and learning.online_counts):
+def online_transitions(store: SharedStore, settings: Settings) -> OnlineTransitions | None:
+    """The counts every replica shares, when Redis is configured and online adaptation is on; else None. A spec's
+    counts live as long as its catalogue after their last update: Redis keeps no counts of specs nobody uses."""
+    if not (store.configured and settings.learning.online_counts):
         return None
-    return OnlineTransitions(store, learning.counts_refresh_s)
+    return OnlineTransitions(store, settings.learning.counts_refresh_s, settings.cache.count_rows,
+                             settings.cache.catalogue_ttl_s)

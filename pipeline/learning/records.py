@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.cache import SharedStore
 from pipeline.errors import OpenSesameError
+from pipeline.lookups import lookup
 from pipeline.ranking.stats import START, TransitionCounts
 from pipeline.settings import FeedbackSettings
 from pipeline.spec.matching import CallMatch
@@ -38,11 +39,6 @@ LabelSource = Literal["explicit", "implicit"]
 
 class PredictionNotFoundError(OpenSesameError):
     """Feedback names a prediction that does not exist (or has expired)."""
-
-
-class PredictionStoreDownError(OpenSesameError):
-    """Feedback names a prediction this replica does not hold while the shared store is unreachable: it may
-    well exist, so the client should retry rather than drop its label."""
 
 
 class FeedbackMismatchError(OpenSesameError):
@@ -308,21 +304,8 @@ def save_prediction(store: SharedStore, record: PredictionRecord, ttl_s: int) ->
 
 
 def load_prediction(store: SharedStore, prediction_id: str) -> PredictionRecord:
-    raw = store.get(prediction_key(prediction_id))
-    if raw is None and store.configured:
-        # A miss may only mean Redis is unreachable, or was a moment ago and the replica that made the prediction
-        # has not written it there yet: then the client should come back, not drop its label.
-        if not store.ping():
-            raise PredictionStoreDownError(
-                f"prediction {prediction_id!r} is not held by this replica and the prediction store is "
-                "unreachable: retry after the Retry-After delay (the label is not recorded yet)"
-            )
-        raw = store.get(prediction_key(prediction_id))
-        if raw is None and store.recently_down():
-            raise PredictionStoreDownError(
-                f"prediction {prediction_id!r} is not in the prediction store yet: it was unreachable moments "
-                "ago and predictions made meanwhile are still being written; retry after the Retry-After delay"
-            )
+    # A miss while Redis is (or just was) unreachable: the client should come back, not drop its label.
+    raw = lookup(store, prediction_key(prediction_id), f"prediction {prediction_id!r} (its label is not recorded)")
     if raw is None:
         raise PredictionNotFoundError(
             f"unknown prediction_id {prediction_id!r}: use the prediction_id a /predict response returned "

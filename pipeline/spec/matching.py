@@ -4,6 +4,12 @@ Precedence follows what routers do: at the first segment where two templates dif
 mixed segment (`{name}.json`), which beats a bare parameter, so `/v1/invoices/search` wins over
 `/v1/invoices/{invoice}`. Calls may come with or without the server prefix, as a full URL, with a query
 string, a trailing slash or percent-encoding, or as a template themselves (`/invoices/{id}`).
+
+Some specs keep several operations on one path by a fragment or a query in the path key (APIs.guru's AWS specs:
+`POST /#X-Amz-Target=DataPipeline.ListPipelines`, `DELETE /tags/{id}#tagKeys`; others `GET /users/{id}/pic?key=
+{APIKEY}`): it says what else the request carries (a header, a query parameter), never part of the URL path.
+Such templates match on the path alone; among operations sharing it, the one whose fragment the call repeats (as
+our predictions write them) wins, then one whose query parameters the call sends, then one with neither.
 """
 
 from __future__ import annotations
@@ -79,13 +85,15 @@ class CallMatcher:
 
     def __init__(self, catalogue: Catalogue) -> None:
         self.base_segments = split_path(catalogue.base_path)
-        self._index: dict[tuple[str, int], list[tuple[Operation, tuple[_Segment, ...]]]] = {}
+        self._index: dict[tuple[str, int], list[tuple[Operation, tuple[_Segment, ...], str]]] = {}
         for op in catalogue.operations:
-            segments = tuple(_compile_segment(s) for s in op.path.strip("/").split("/") if s)
-            self._index.setdefault((op.method, len(segments)), []).append((op, segments))
+            path, extra = _split_key(op.path)
+            segments = tuple(_compile_segment(s) for s in path.strip("/").split("/") if s)
+            self._index.setdefault((op.method, len(segments)), []).append((op, segments, extra))
 
     def match(self, call: str) -> CallMatch:
         method, path, query = parse_call(call)
+        repeated = call.partition("#")[2].strip()
         observed = split_path(path)
         attempts = [observed]
         n = len(self.base_segments)
@@ -93,14 +101,36 @@ class CallMatcher:
             attempts.insert(0, observed[n:])  # with the server prefix stripped first: the usual case
         best: tuple[tuple[int, ...], Operation, dict[str, str], list[str]] | None = None
         for segments in attempts:
-            for op, template in self._index.get((method, len(segments)), ()):
+            for op, template, extra in self._index.get((method, len(segments)), ()):
                 bound = _bind(template, segments)
-                if bound is not None and (best is None or bound[0] > best[0]):
-                    best = (bound[0], op, bound[1], segments)
+                if bound is None:
+                    continue
+                score = (*bound[0], _extra_fit(extra, repeated, query))
+                if best is None or score > best[0]:
+                    best = (score, op, bound[1], segments)
         if best is None:
             return CallMatch(method=method, path=path, operation=None, query_params=query)
         _, op, params, segments = best
         return CallMatch(method, "/" + "/".join(segments), op, params, query)
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """A path key -> (its path, what follows the path's first `#` or `?`: "" for a plain one)."""
+    cut = min((i for i in (key.find("#"), key.find("?")) if i >= 0), default=len(key))
+    return key[:cut], key[cut + 1:]
+
+
+def _extra_fit(extra: str, repeated: str, query: dict[str, str | list[str]]) -> int:
+    """How well what a path key adds to its path fits a call: repeated as is, each of its query parameters sent
+    (with its value, unless the key's is a template), nothing added."""
+    if not extra:
+        return 1
+    if extra == repeated:
+        return 3
+    wanted = [part.partition("=") for part in extra.split("&") if part]
+    if all(name in query and (not value or value.startswith("{") or query[name] == value) for name, _, value in wanted):
+        return 2
+    return 0
 
 
 def _bind(template: tuple[_Segment, ...], observed: list[str]) -> tuple[tuple[int, ...], dict[str, str]] | None:

@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from pipeline.cache import LRU, BlobStore
+from pipeline.cache import LRU, SharedStore
 from pipeline.errors import FetchError, SpecNotFoundError
+from pipeline.lookups import lookup
 from pipeline.settings import CacheSettings, FetchSettings
 from pipeline.spec.catalogue import Catalogue, build_catalogue
 from pipeline.spec.fetch import fetch_url
@@ -64,7 +65,7 @@ class UrlEntry(BaseModel):
 class SpecStore:
     def __init__(
         self,
-        blobs: BlobStore,
+        blobs: SharedStore,
         cache: CacheSettings,
         fetch: FetchSettings,
         capacity: int = 64,
@@ -103,7 +104,7 @@ class SpecStore:
         if parsed is not None:
             self._looked_up("hit")
             return parsed
-        raw = self._blobs.get(f"cat:{spec_id}")
+        raw = lookup(self._blobs, f"cat:{spec_id}", f"spec {spec_id!r}")
         if raw is None:
             raise SpecNotFoundError(
                 f"unknown spec_id {spec_id!r}: register the spec with POST /specs or send spec_url / spec instead"

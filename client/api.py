@@ -90,11 +90,15 @@ def _error(response: httpx.Response) -> ApiError:
         return ApiError(response.status_code, "not json", response.text[:500])
 
 
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The delay (seconds) a retried answer (429, 503) asks for in its `Retry-After`; None when it names none."""
+    header = response.headers.get("Retry-After") if response.status_code in RETRIED_STATUS else None
+    return float(header) if header is not None and header.replace(".", "", 1).isdigit() else None
+
+
 def _wait_s(response: httpx.Response | None, attempt: int) -> float:
-    header = response.headers.get("Retry-After") if response is not None else None
-    if header is not None and header.replace(".", "", 1).isdigit():
-        return float(header)
-    return FIRST_BACKOFF_S * 2**attempt
+    delay = retry_after_s(response) if response is not None else None
+    return delay if delay is not None else FIRST_BACKOFF_S * 2**attempt
 
 
 class _Base:

@@ -48,6 +48,7 @@ from gevent.lock import Semaphore
 from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.env import Environment
 
+from client.api import retry_after_s
 from pipeline.spec.source import parse_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,16 +122,10 @@ def register(user: FastHttpUser, spec: Spec) -> str | None:
     return spec.id
 
 
-def _retry_after(response: Any) -> float | None:
-    """The delay a shed answer (429, or 503 with `Retry-After`) asks for; None for any other answer."""
-    value = response.headers.get("Retry-After") if response.status_code in (429, 503) else None
-    return float(value) if value is not None and value.replace(".", "", 1).isdigit() else None
-
-
 def _checked(response: Any, expected: int) -> dict[str, Any] | None:
     if response.status_code == expected:
         return response.json()
-    delay = _retry_after(response)
+    delay = retry_after_s(response)  # a shed answer, read as the Python client reads it
     if delay is not None and _options().shed_ok:
         response.request_meta["name"] += " (shed)"  # the route's own row keeps the latency of answered requests
         response.success()
@@ -269,7 +264,7 @@ class Timeline:
             self.requests.append((round(time.time(), 3), name, status, round(response_time, 1)))
         if 200 <= status < 300:
             self.latencies.append(response_time)
-        elif _retry_after(response) is not None:
+        elif retry_after_s(response) is not None:
             self.shed += 1
         else:
             self.failed += 1

@@ -36,6 +36,18 @@ def percentiles(latencies: list[float], quantiles: tuple[int, ...] = (50, 95, 99
     return {f"p{q}_ms": round(float(np.percentile(latencies, q)), 2) for q in quantiles} if latencies else {}
 
 
+def outcome(samples: list[Sample]) -> dict[str, Any]:
+    """Requests, failures (anything but 2xx, by status) and p50/p99 (ms) of the successful ones."""
+    failed = [s for s in samples if not _ok(s.status)]
+    latencies = [s.latency_ms for s in samples if _ok(s.status)]
+    return {
+        "requests": len(samples),
+        "failed": len(failed),
+        "failures": sorted({str(s.status) for s in failed}),
+        **{key: round(value, 1) for key, value in percentiles(latencies, (50, 99)).items()},
+    }
+
+
 class RequestLoop:
     def __init__(
         self, url: str, body: Callable[[int, int], dict[str, Any]], clients: int, total: int | None = None
@@ -109,15 +121,10 @@ class RequestLoop:
         another version than `new_version` was sent: from then on every response names the new one."""
         with self._lock:
             samples = sorted(self.samples, key=lambda s: s.sent)
-        failed = [s for s in samples if not _ok(s.status)]
-        latencies = [s.latency_ms for s in samples if _ok(s.status)]
         stale = [s.sent for s in samples if _ok(s.status) and s.version != new_version]
         converged = max(stale) - since if stale else 0.0
         return {
-            "requests": len(samples),
-            "failed": len(failed),
-            "failures": sorted({str(s.status) for s in failed}),
-            **{key: round(value, 1) for key, value in percentiles(latencies, (50, 99)).items()},
+            **outcome(samples),
             "last_old_version_s": round(max(converged, 0.0), 2),
             "new_version_responses": sum(s.version == new_version for s in samples),
         }

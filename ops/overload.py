@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
 from ops.bench import LoadLevel, read_requests, read_timeline, run_locust
+from ops.load import percentiles
 
 SHED = (429, 503)
 
@@ -61,7 +61,7 @@ def normal_latency(client: httpx.Client, base_url: str, spec_id: str, n: int = 3
         started = time.perf_counter()
         client.post(f"{base_url}/predict", json=_predict_body(spec_id, i)).raise_for_status()
         took.append((time.perf_counter() - started) * 1000)
-    return round(float(np.percentile(took, 99)), 1)
+    return percentiles(took, (99,))["p99_ms"]
 
 
 def recovery(client: httpx.Client, base_url: str, spec_id: str, stopped: float, normal_ms: float,
@@ -109,9 +109,9 @@ def overload(base_url: str, specs: list[Path], users: int, hold_s: float, out_di
             if stopped - hold_s <= at <= stopped and 200 <= status < 300]
     report.answered = len(hold)
     if hold:
-        report.answered_p99_ms = round(float(np.percentile([ms for _, ms in hold], 99)), 1)
+        report.answered_p99_ms = percentiles([ms for _, ms in hold], (99,))["p99_ms"]
         by_route: dict[str, list[float]] = {}
         for route, ms in hold:
             by_route.setdefault(route, []).append(ms)
-        report.route_p99_ms = {route: round(float(np.percentile(v, 99)), 1) for route, v in sorted(by_route.items())}
+        report.route_p99_ms = {route: percentiles(v, (99,))["p99_ms"] for route, v in sorted(by_route.items())}
     return report

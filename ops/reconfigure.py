@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ops.load import RequestLoop, Sample, percentiles
+from ops.load import RequestLoop, outcome
 from pipeline.adapters.serve_api import deploy, deployment, running_config, wait_running
 
 Change = Callable[[dict[str, Any]], None]  # changes a config in place
@@ -54,17 +54,8 @@ class StepReport:
     requests: int
     failed: int
     failures: list[str]
-    p50_ms: float | None
-    p99_ms: float | None
-
-
-def _step_report(name: str, samples: list[Sample], started: float, ended: float) -> StepReport:
-    during = [s for s in samples if started <= s.sent < ended]
-    ok = [s.latency_ms for s in during if isinstance(s.status, int) and 200 <= s.status < 300]
-    failed = [s for s in during if not (isinstance(s.status, int) and 200 <= s.status < 300)]
-    cut = percentiles(ok, (50, 99))
-    return StepReport(name, round(ended - started, 1), len(during), len(failed), sorted({str(s.status) for s in failed}),
-                      cut.get("p50_ms"), cut.get("p99_ms"))
+    p50_ms: float | None = None  # None: nothing answered
+    p99_ms: float | None = None
 
 
 def reconfigure_under_load(dashboard_url: str, loop: RequestLoop, steps: list[Step] | None = None,
@@ -86,4 +77,5 @@ def reconfigure_under_load(dashboard_url: str, loop: RequestLoop, steps: list[St
             time.sleep(settle_s)
             spans.append((step.name, started, time.time()))
             log(f"[reconfigure] {step.name}: RUNNING after {spans[-1][2] - started - settle_s:.1f} s")
-    return [_step_report(name, loop.samples, started, ended) for name, started, ended in spans]
+    return [StepReport(name, round(ended - started, 1), **outcome([s for s in loop.samples if started <= s.sent < ended]))
+            for name, started, ended in spans]

@@ -163,6 +163,8 @@ class CacheSettings(_Section):
     shadow_rankings: int = Field(20_000, ge=100, description="shadow rankings kept per Ranker for the labels to come")
     clients: int = Field(100_000, ge=100, description="clients whose quota state a replica keeps while Redis is off")
     count_rows: int = Field(4096, ge=16, description="online count rows (spec, previous call) cached per Ranker")
+    recall_rows: int = Field(512, ge=16, description="remembered-label rows (embedder, spec, previous call) cached "
+                             "per Ranker, each up to learning.recall.per_key prompt vectors of 0.8 KB")
     socket_timeout_s: float = Field(0.25, gt=0, description="a dead Redis must not stall requests")
     retry_after_s: float = Field(5.0, gt=0, description="after a Redis failure, skip it this long, then reconnect")
 
@@ -231,12 +233,23 @@ class ClientSettings(_Section):
     max_specs: int = Field(50, ge=1, description="distinct specs one client may register per cache.spec_ttl_s")
 
 
+class RecallSettings(_Section):
+    """Labels remembered with their prompt: the transition counts a prediction reads weigh each remembered label by
+    how alike its prompt is to the one asked now, so "what came next after a request like this" moves the ranking
+    without a retrain, not only "what came next after this operation"."""
+
+    per_key: int = Field(64, ge=0, description="labels remembered per (spec, previous operation); 0: counts only")
+    temperature: float = Field(0.05, gt=0, description="kernel width over cosine: weight exp((cos - 1) / this)")
+    prior: float = Field(0.02, ge=0, description="weight of the plain counts beside the remembered labels' kernel")
+
+
 class LearningSettings(_Section):
     """The learning loop: labels -> online counts and the durable log -> retraining -> gate -> reload."""
 
     admin_token: str | None = Field(None, description="bearer token of /admin/*; None refuses every admin call")
     online_counts: bool = Field(True, description="labels update the per-spec transition counts in Redis")
     counts_refresh_s: float = Field(1.0, gt=0, description="a replica re-reads a spec's counts after this long")
+    recall: RecallSettings = RecallSettings()
     # Durable log: day-partitioned Parquet under a local path or any pyarrow filesystem URI (s3://bucket/prefix).
     log_uri: str = str(PROJECT_ROOT / "var" / "feedback")
     consumer_group: str = "parquet-writer"

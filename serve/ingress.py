@@ -34,6 +34,7 @@ from pipeline.learning.records import (
     PredictionNotFoundError,
     PredictionRecord,
     encode_features,
+    encode_prompt,
     followup,
     label,
     last_prediction_key,
@@ -212,6 +213,7 @@ class Ingress:
             feature_schema=SCHEMA_VERSION,
             owner=quota_id if caller.key is not None else None,
             shadowed=ranked.shadowed,
+            **encode_prompt(outcome.prompt),
         )
         await asyncio.to_thread(self._save_prediction, record, outcome.features)
         task = asyncio.create_task(self._implicit_label(record))

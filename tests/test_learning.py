@@ -22,13 +22,14 @@ from pipeline.learning.records import (
     PredictionRecord,
     decode_features,
     encode_features,
+    encode_prompt,
     followup,
     label,
 )
 from pipeline.learning.training_rows import label_rows, split_frame
 from pipeline.ranking.features import FEATURE_NAMES, SCHEMA_VERSION
-from pipeline.ranking.stats import START
-from pipeline.settings import CacheSettings, FeedbackSettings
+from pipeline.ranking.stats import START, InMemoryTransitions, PromptVector
+from pipeline.settings import CacheSettings, FeedbackSettings, RecallSettings
 
 CANDIDATES = ["GET /invoices/{invoice}", "POST /invoices/{invoice}/pay", "GET /customers/{customer}"]
 
@@ -96,8 +97,8 @@ def test_first_label_wins_and_feeds_the_online_counts(tmp_path: Path, redis_serv
     settings = cache_settings(redis_server.url)
     store = ResilientStore(settings)
     stream = f"labels-{time.time_ns()}"
-    counts = OnlineTransitions(store, refresh_s=0.2)
-    other_replica = OnlineTransitions(ResilientStore(settings), refresh_s=0.2)
+    counts = OnlineTransitions(store, 0.2, RecallSettings())
+    other_replica = OnlineTransitions(ResilientStore(settings), 0.2, RecallSettings())
     sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(stream=stream, spool_path=tmp_path / "s")), counts, 60)
     record = prediction("p-first")
     assert counts.next_counts("spec1", "GET /invoices/{invoice}") == {}
@@ -113,6 +114,64 @@ def test_first_label_wins_and_feeds_the_online_counts(tmp_path: Path, redis_serv
     # No history: the count goes to the session start.
     sink.record(called(prediction("p-start").model_copy(update={"last_operation": None}), CANDIDATES[0]))
     assert counts.next_counts("spec1", START) == {CANDIDATES[0]: 1}
+
+
+def _unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def test_labels_remembered_with_their_prompt_lean_the_counts_toward_alike_requests(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two habits after the same operation, told apart by the request: after opening an invoice, "pay" requests
+    were followed by the payment and "who" requests by the customer. The plain counts are 2:1; asked a "pay"
+    request, the counts lean to the payment, asked a "who" request to the customer; vectors of another embedder
+    are not compared; every replica reads the same; the list keeps its newest `per_key` labels."""
+    settings = cache_settings(redis_server.url)
+    recall = RecallSettings(per_key=3)
+    counts = OnlineTransitions(ResilientStore(settings), 0.1, recall)
+    other_replica = OnlineTransitions(ResilientStore(settings), 0.1, recall)
+    store = ResilientStore(settings)
+    sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(stream=f"l-{time.time_ns()}", spool_path=tmp_path / "s")),
+                     counts, 60)
+    pay, who = _unit(1, 0.1, 0), _unit(0, 0.1, 1)
+    for n, (vector, following) in enumerate([(pay, CANDIDATES[1]), (who, CANDIDATES[2]), (who, CANDIDATES[2])]):
+        record = prediction(f"p-recall-{n}").model_copy(update=encode_prompt(PromptVector("minilm-a", vector)))
+        assert record.prompt_of() is not None and record.prompt_of().space == "minilm-a"
+        sink.record(called(record, following))
+    time.sleep(0.15)
+    previous = "GET /invoices/{invoice}"
+    plain = counts.next_counts("spec1", previous)
+    assert plain == {CANDIDATES[1]: 1.0, CANDIDATES[2]: 2.0}
+    for replica in (counts, other_replica):
+        asked_pay = replica.next_counts("spec1", previous, PromptVector("minilm-a", _unit(1, 0.2, 0)))
+        asked_who = replica.next_counts("spec1", previous, PromptVector("minilm-a", _unit(0, 0.2, 1)))
+        assert asked_pay[CANDIDATES[1]] > 0.9 * sum(asked_pay.values())  # the total stays the evidence: 3 labels
+        assert asked_who[CANDIDATES[2]] > 0.9 * sum(asked_who.values())
+        assert sum(asked_pay.values()) == pytest.approx(3.0) and sum(asked_who.values()) == pytest.approx(3.0)
+    assert counts.next_counts("spec1", previous, PromptVector("minilm-b", _unit(1, 0.2, 0))) == plain
+    for n in range(3):  # three newer "who" labels push the "pay" one out of the list; the counts keep it
+        sink.record(called(prediction(f"p-more-{n}").model_copy(
+            update=encode_prompt(PromptVector("minilm-a", who))), CANDIDATES[2]))
+    assert redis_server.client().llen(f"{settings.key_prefix}recall:minilm-a:spec1:{previous}") == 3
+    time.sleep(0.15)
+    asked_pay = counts.next_counts("spec1", previous, PromptVector("minilm-a", _unit(1, 0.2, 0)))
+    assert asked_pay[CANDIDATES[2]] > asked_pay[CANDIDATES[1]] > 0  # the plain counts' share only
+
+
+def test_in_memory_counts_remember_as_the_online_ones_do() -> None:
+    """The replay of `opensesame eval --online` uses the in-memory counts: the same recall, and none by default
+    (training adds no prompts, so the features it learns from are the plain counts)."""
+    remembering, plain = InMemoryTransitions(RecallSettings()), InMemoryTransitions()
+    for counts in (remembering, plain):
+        counts.add("s", START, "GET /a", prompt=PromptVector("e", _unit(1, 0)))
+        counts.add("s", START, "GET /b", prompt=PromptVector("e", _unit(0, 1)))
+        counts.add("s", START, "GET /b")
+    asked = PromptVector("e", _unit(1, 0.1))
+    leaning = remembering.next_counts("s", START, asked)
+    assert leaning["GET /a"] > 0.9 * sum(leaning.values()) and sum(leaning.values()) == pytest.approx(3.0)
+    assert plain.next_counts("s", START, asked) == {"GET /a": 1.0, "GET /b": 2.0}
 
 
 def test_claims_hold_within_a_replica_without_redis() -> None:

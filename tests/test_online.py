@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ops.cli import main
+from pipeline.settings import get_settings
 from tests.conftest import FIXTURES, PACKAGED
 
 pytestmark = pytest.mark.usefixtures("packaged_cli")  # `--embedder packaged` finds its export
@@ -39,3 +40,35 @@ def test_the_second_half_learns_the_habit_the_first_half_showed(capsys, habit_ca
     main(["eval", "--online", "--cases", str(habit_cases), "--model", model, *PACKAGED])
     table = capsys.readouterr().out.splitlines()
     assert table[1].split()[:2] == ["habit", "40"] and table[2].startswith("MACRO")
+
+
+@pytest.fixture()
+def two_habit_cases(tmp_path):
+    """Two habits after opening an invoice, told apart only by how the user asks: "and then?" is followed by the
+    invoice's lines, "now the usual" by its payment. The plain counts split evenly; the prompts do not."""
+    (tmp_path / "billing_oas30.yaml").symlink_to(FIXTURES / "billing_oas30.yaml")
+    habits = [("and then?", "GET /invoices/{invoice}/lines"), ("now the usual", "POST /invoices/{invoice}/pay")]
+    lines = []
+    for n in range(60):
+        prompt, expected = habits[n % 2]
+        case = {"id": f"habit-{n}", "spec": "billing_oas30.yaml", "prompt": prompt,
+                "events": [{"endpoint": "GET /v1/invoices"}, {"endpoint": f"GET /v1/invoices/in_{n}"}],
+                "expected": expected}
+        lines.append(json.dumps(case) + "\n")
+    path = tmp_path / "two_habits.jsonl"
+    path.write_text("".join(lines))
+    return path
+
+
+def test_remembered_prompts_tell_two_habits_apart(capsys, monkeypatch, two_habit_cases, tiny_settings, tiny_model):
+    model = str(tiny_settings.paths.model_dir)
+    second_half: dict[int, dict[str, float]] = {}
+    for per_key in (0, 64):
+        monkeypatch.setenv("OPENSESAME__LEARNING__RECALL__PER_KEY", str(per_key))
+        get_settings.cache_clear()
+        assert main(["eval", "--online", "--cases", str(two_habit_cases), "--json", "--model", model, *PACKAGED]) == 0
+        second_half[per_key] = json.loads(capsys.readouterr().out)["sets"]["two_habits"]["second_half"]["online"]
+    # The tiny test model trusts its prompt reading over the counts for the first place; the remembered prompts
+    # still lift the habit of each request into the top 3, where the even counts leave half of them out.
+    assert second_half[0]["hit@3"] == 0.5 and second_half[64]["hit@3"] == 1.0
+    assert second_half[64]["mrr"] > second_half[0]["mrr"]

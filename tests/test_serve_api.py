@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from conftest import FIXTURES, TMDB_SPEC, RedisServer, SpecServer, metric_names, monitoring_queries, poll
 from mlflow import MlflowClient
@@ -38,7 +39,7 @@ from pipeline.adapters.label_log import read_labels
 from pipeline.adapters.llm_checkpoint import prepare
 from pipeline.adapters.minilm import embedder_name
 from pipeline.adapters.serve_api import deploy, deployment, running_config, wait_running
-from pipeline.learning.online_counts import counts_key
+from pipeline.learning.online_counts import counts_key, recall_key
 from pipeline.learning.records import FeedbackRecord
 from pipeline.ranking.features import FEATURE_NAMES
 from pipeline.ranking.stats import START
@@ -209,6 +210,13 @@ def test_feedback_lands_in_the_stream(served: Served) -> None:
     records = [FeedbackRecord.model_validate_json(fields[b"record"]) for _, fields in entries]
     mine = [r for r in records if r.prediction_id == predicted["prediction_id"]]
     assert len(mine) == 1 and mine[0].events == ["GET /v1/invoices/in_7"] and mine[0].prompt == "pay this invoice"
+    # The label is remembered with its prompt's vector, under the embedder of the model that ranked it.
+    prompt = mine[0].prompt_of()
+    assert prompt is not None and prompt.vector.shape == (384,) and abs(float(np.linalg.norm(prompt.vector)) - 1) < 0.01
+    prefix = served.config["applications"][0]["args"]["settings"]["cache"]["key_prefix"]
+    remembered = served.redis.client().lrange(
+        f"{prefix}{recall_key(prompt.space, predicted['spec']['id'], 'GET /invoices/{invoice}')}", 0, -1)
+    assert any(raw.startswith(b"POST /invoices/{invoice}/pay\0") for raw in remembered)
     # A second report of the same prediction is acknowledged but not counted: the first label wins.
     accepted = served.post("/feedback", {"prediction_id": predicted["prediction_id"], "accepted_rank": 2})
     assert accepted.status_code == 202 and accepted.json()["endpoint"] == predicted["predictions"][1]["endpoint"]

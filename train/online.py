@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.adapters.kv import ResilientStore
-from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, label
+from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, encode_prompt, label
 from pipeline.ranking.context import PreparedSpec
 from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.ranking.predict import Predictor
 from pipeline.ranking.stats import InMemoryTransitions
-from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings
+from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings, RecallSettings
 from pipeline.spec.load import load_catalogue
 from train.evaluate import Case, spec_location
 from train.metrics import summary
@@ -33,10 +33,12 @@ def _with_counts(predictor: Predictor, counts: InMemoryTransitions) -> Predictor
     return Predictor(predictor.model, counts, predictor.settings, predictor.embedder, predictor.op_embeddings)
 
 
-def replay_online(predictor: Predictor, cases: list[Case], cases_dir: Path, fetch: FetchSettings) -> dict[str, Any]:
-    """hit@1, hit@3 and MRR on each half of `cases`, online (after the feedback of every earlier case) and
-    offline (the same model, no feedback)."""
-    online = _with_counts(predictor, InMemoryTransitions())
+def replay_online(
+    predictor: Predictor, cases: list[Case], cases_dir: Path, fetch: FetchSettings, recall: RecallSettings
+) -> dict[str, Any]:
+    """hit@1, hit@3 and MRR on each half of `cases`, online (after the feedback of every earlier case, remembered
+    with its prompt as `recall` says) and offline (the same model, no feedback)."""
+    online = _with_counts(predictor, InMemoryTransitions(recall))
     offline = _with_counts(predictor, InMemoryTransitions())
     store = ResilientStore(CacheSettings())  # in-process: labels are claimed and kept as in the embedded service
     specs: dict[str, PreparedSpec] = {}
@@ -61,6 +63,7 @@ def replay_online(predictor: Predictor, cases: list[Case], cases_dir: Path, fetc
                 predicted=[p.endpoint for p in outcome.predictions],
                 model_version=outcome.model_version, created_at=datetime.now(UTC),
                 last_operation=outcome.last_operation, candidates=outcome.candidates, feature_schema=SCHEMA_VERSION,
+                **encode_prompt(outcome.prompt),
             )
             sink.record(label(record, case.expected, None, spec.matcher.match(case.expected)))
     half = len(cases) // 2

@@ -199,6 +199,26 @@ class ResilientStore:
         raw = self._call("hgetall", self._prefix + key)
         return None if raw is None else {k.decode(): int(v) for k, v in raw.items()}
 
+    def push_capped(self, key: str, value: bytes, cap: int, ttl_s: int | None = None) -> None:
+        """Append to a Redis list kept to its newest `cap` items and `ttl_s` from now, in one round trip; lost while
+        Redis is down (remembered labels are a cache of the log, as the counts are)."""
+        client = self._client()
+        if client is None:
+            return
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                pipe.rpush(self._prefix + key, value)
+                pipe.ltrim(self._prefix + key, -cap, -1)
+                if ttl_s is not None:
+                    pipe.expire(self._prefix + key, ttl_s)
+                pipe.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
+
+    def items(self, key: str) -> list[bytes] | None:
+        """A list, oldest first, or None when Redis is off or down."""
+        return self._call("lrange", self._prefix + key, 0, -1)
+
     def xadd(self, stream: str, fields: dict[str, str], maxlen: int) -> str | None:
         """Append to a stream; the entry id, or None when Redis is off or down (the caller spools)."""
         entry = self._call("xadd", stream, fields, maxlen=maxlen, approximate=True)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from pipeline.cache import SharedStore
 from pipeline.errors import OpenSesameError
 from pipeline.lookups import lookup
-from pipeline.ranking.stats import START, TransitionCounts
+from pipeline.ranking.stats import START, PromptVector, TransitionCounts
 from pipeline.settings import FeedbackSettings
 from pipeline.spec.matching import CallMatch
 
@@ -60,9 +60,25 @@ class PredictionRecord(BaseModel):
     features: str = Field("", description="candidate feature matrix: float32, zlib, base64 (see encode_features)")
     owner: str | None = Field(None, description="the API key's quota id that made it: only that key may label it")
     shadowed: bool = Field(False, description="a shadow model also ranked it (pipeline/learning/acceptance.py)")
+    prompt_vector: str = Field("", description="the prompt's unit vector: float16, base64 (see encode_prompt)")
+    embedder: str = Field("", description="the embedder that made prompt_vector")
 
     def feature_matrix(self) -> np.ndarray:
         return decode_features(self.features, len(self.candidates))
+
+    def prompt_of(self) -> PromptVector | None:
+        """The prompt as the online counts remember it with its label; None without a prompt."""
+        if not self.prompt_vector:
+            return None
+        return PromptVector(self.embedder, np.frombuffer(base64.b64decode(self.prompt_vector), dtype=np.float16))
+
+
+def encode_prompt(prompt: PromptVector | None) -> dict[str, str]:
+    """The record fields of a prompt vector: float16 halves its size, and a cosine needs no more precision."""
+    if prompt is None:
+        return {}
+    return {"prompt_vector": base64.b64encode(prompt.vector.astype(np.float16).tobytes()).decode(),
+            "embedder": prompt.space}
 
 
 def encode_features(X: np.ndarray) -> str:
@@ -295,7 +311,8 @@ class LabelSink:
             return "duplicate", None
         entry = self._log.append(record)
         if self._counts is not None and record.endpoint is not None:
-            self._counts.add(record.spec_id, record.last_operation or START, record.endpoint)
+            self._counts.add(record.spec_id, record.last_operation or START, record.endpoint,
+                             prompt=record.prompt_of())
         return ("stream" if entry else "spool"), entry
 
 

@@ -33,7 +33,7 @@ from pipeline.ranking.sources import (
     transitions,
     union,
 )
-from pipeline.ranking.stats import PatternStats, TransitionCounts
+from pipeline.ranking.stats import PatternStats, PromptVector, TransitionCounts
 from pipeline.settings import RankingSettings
 from pipeline.spec.catalogue import Catalogue
 
@@ -61,6 +61,7 @@ class PredictOutcome:
     candidates: list[str] = field(default_factory=list)
     features: np.ndarray | None = None
     last_operation: str | None = None
+    prompt: PromptVector | None = None  # remembered with the label (the online counts' recall)
 
 
 @dataclass(slots=True)
@@ -82,13 +83,15 @@ def assemble(
     settings: RankingSettings,
     extra_sources: dict[str, Hits] | None = None,
     disabled: frozenset[str] = frozenset(),
+    space: str = "",
 ) -> Assembled:
-    """Signals, sources, their union and the feature matrix. `disabled` sources propose nothing (ablations)."""
+    """Signals, sources, their union and the feature matrix. `disabled` sources propose nothing (ablations);
+    `space` names the embedder of `ctx.prompt_vec` (remembered prompts of another embedder are not compared)."""
     signals = compute_signals(ctx)
     limit = settings.per_source
     first = first_rates(ctx, signals, patterns)
     pattern = pattern_rates(ctx, signals, patterns, first)
-    trans_hits, spec_prob, support = transitions(ctx, limit, counts, pattern)
+    trans_hits, spec_prob, support = transitions(ctx, limit, counts, pattern, space)
     hits: dict[str, Hits] = {
         "retrieval": retrieval(ctx, signals, limit),
         "structure": structure(ctx, signals, limit),
@@ -152,7 +155,8 @@ class Predictor:
         ctx = build_context(spec, events, prompt, prompt_vec, self.settings.max_history)
         model = self.model
         mark = time.perf_counter()
-        assembled = assemble(ctx, model.patterns, self.counts, self.settings, extra_sources, disabled)
+        assembled = assemble(ctx, model.patterns, self.counts, self.settings, extra_sources, disabled,
+                             model.meta.embedder)
         timing["candidates_features"] = _ms(mark)
         mark = time.perf_counter()
         ranked = rank(model, assembled, k, self.settings)
@@ -169,6 +173,7 @@ class Predictor:
             candidates=[operations[int(i)].id for i in assembled.candidates.indices],
             features=assembled.X,
             last_operation=operations[ctx.last_op].id if ctx.last_op is not None else None,
+            prompt=PromptVector(model.meta.embedder, prompt_vec) if prompt_vec is not None else None,
         )
 
 

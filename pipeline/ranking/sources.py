@@ -14,7 +14,15 @@ from pipeline.ranking.context import Context
 from pipeline.ranking.profile import Kind, SpecProfile
 from pipeline.ranking.relations import Relation, links, relations_from, response_links
 from pipeline.ranking.signals import Signals
-from pipeline.ranking.stats import START, PatternStats, TransitionCounts, first_key, link_levels, transition_key
+from pipeline.ranking.stats import (
+    START,
+    PatternStats,
+    PromptVector,
+    TransitionCounts,
+    first_key,
+    link_levels,
+    transition_key,
+)
 
 SOURCE_NAMES = ("retrieval", "structure", "transitions", "popular", "llm")
 Hits = dict[int, float]
@@ -63,16 +71,18 @@ def structure(ctx: Context, signals: Signals, limit: int) -> Hits:
 
 
 def transitions(
-    ctx: Context, limit: int, counts: TransitionCounts, pattern: np.ndarray
+    ctx: Context, limit: int, counts: TransitionCounts, pattern: np.ndarray, space: str = ""
 ) -> tuple[Hits, np.ndarray, np.ndarray]:
-    """Per-spec operation->operation frequencies, backed off to the spec-agnostic `pattern` rates.
+    """Per-spec operation->operation frequencies, leaning toward what followed alike prompts (`space` names the
+    embedder of `ctx.prompt_vec`), backed off to the spec-agnostic `pattern` rates.
 
     Returns the hits plus, for features, the per-spec probability and its support per op.
     """
     profile = ctx.spec.profile
     n = len(profile)
     previous = ctx.spec.catalogue.operations[ctx.last_op].id if ctx.last_op is not None else START
-    observed = counts.next_counts(ctx.spec.content_hash, previous)
+    prompt = PromptVector(space, ctx.prompt_vec) if ctx.prompt_vec is not None else None
+    observed = counts.next_counts(ctx.spec.content_hash, previous, prompt)
     total = float(sum(observed.values()))
     spec_prob = np.zeros(n, dtype=np.float32)
     for op_id, count in observed.items():

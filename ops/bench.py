@@ -95,6 +95,11 @@ class TimelineRow:
     users: int
     statuses: dict[int, int]  # HTTP status (0: no answer) -> requests
 
+    @property
+    def unanswered(self) -> int:
+        """Shed and failed: what a run without `shed_ok` counts as failures."""
+        return self.shed + self.failed
+
 
 def read_timeline(path: Path) -> list[TimelineRow]:
     with path.open() as handle:

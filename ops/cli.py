@@ -30,6 +30,11 @@ EMBEDDER_HELP = f"a fine-tuned embedder directory, or `{PACKAGED}` for the packa
     "(default: embedder.model_dir)"
 
 
+def _progress(line: str) -> None:
+    """Progress of a long command, on stderr: stdout carries its result (JSON with --json)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -93,7 +98,7 @@ def _ensure_model(model_dir: Path, settings: Settings) -> None:
 
     found = f"a model of feature schema {schema}" if schema else "no ranker model"
     print(f"{found} in {model_dir}: training one first (opensesame train)", file=sys.stderr)
-    train(settings, model_dir, log=lambda line: print(line, file=sys.stderr))
+    train(settings, model_dir, log=_progress)
 
 
 def _predictor(args: argparse.Namespace) -> Predictor:
@@ -133,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "llm_problems": args.llm_problems}.items() if v is not None}
     settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
     out = Path(args.out) if args.out else settings.paths.model_dir
-    _, report = train(settings, out, log=lambda line: print(line, file=sys.stderr, flush=True))
+    _, report = train(settings, out, log=_progress)
     if args.json:
         _print_json(report)
     else:
@@ -264,11 +269,11 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     files = sorted(p for p in args.specs_dir.iterdir() if p.suffix in (".json", ".yaml", ".yml"))
-    specs = register_specs(args.url, files, args.specs, log=lambda line: print(line, file=sys.stderr, flush=True))
+    specs = register_specs(args.url, files, args.specs, log=_progress)
     report = soak(args.url, specs, args.minutes, args.users, args.out, user_pool=args.user_pool,
                   window_s=args.window_s, redis_url=args.redis_url or settings.cache.redis_url,
                   spool=settings.feedback.spool_path, label_log=Path(settings.learning.log_uri),
-                  log=lambda line: print(line, file=sys.stderr, flush=True))
+                  log=_progress)
     if report.samples:
         plot(report, args.out / "soak.png")
     _print_json({**summary(report), "csv": str(args.out / "soak.csv"), "plot": str(args.out / "soak.png")})
@@ -294,7 +299,7 @@ def cmd_reconfigure(args: argparse.Namespace) -> int:
     loop = RequestLoop(f"{args.url}/predict", lambda client, n: {**body, "user_id": f"reconfigure-{client}-{n % 50}"},
                        clients=args.users)
     steps = reconfigure_under_load(args.dashboard or get_settings().learning.dashboard_url, loop,
-                                   log=lambda line: print(line, file=sys.stderr, flush=True))
+                                   log=_progress)
     _print_json([asdict(step) for step in steps])
     return 0 if all(step.failed == 0 for step in steps) else 1
 
@@ -304,7 +309,7 @@ def cmd_embedder_tune(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     out = tune(settings, Path(args.out), args.per_spec or settings.embedder.tune_per_spec,
-               log=lambda line: print(line, file=sys.stderr, flush=True))
+               log=_progress)
     print(f"fine-tuned embedder written to {out}; train a ranker on it with `opensesame train --embedder {out}`")
     return 0
 
@@ -324,7 +329,7 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
         ensure_exported(settings.embedder)
         print("embedder: the exports serving starts with (the tuning, if still to do, is left to `make serve`'s job)")
         return 0
-    ensure_embedder(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
+    ensure_embedder(settings, log=_progress)
     print(f"embedder: {settings.embedder.model_dir or 'the packaged MiniLM'}")
     return 0
 
@@ -335,7 +340,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from ops.champion import ensure_champion
 
     cmd_models_prepare(args)
-    champion = ensure_champion(get_settings(), log=lambda line: print(line, file=sys.stderr, flush=True))
+    champion = ensure_champion(get_settings(), log=_progress)
     print(f"champion: {champion.label}")
     return 0
 
@@ -389,7 +394,7 @@ def cmd_demo_learning(args: argparse.Namespace) -> int:
     interrupt_on_term()  # `kill` stops the demo's private cluster as cleanly as Ctrl-C
 
     report = demo_learning(get_settings(), args.spec, args.redis_url, args.labels, args.per_habit,
-                           log=lambda line: print(line, file=sys.stderr, flush=True))
+                           log=_progress)
     if args.json:
         _print_json(report)
     else:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.load import RequestLoop, outcome
-from pipeline.adapters.serve_api import deploy, deployment, running_config, wait_running
+from pipeline.adapters.serve_api import application, deploy, deployment, running_config, wait_running
+from pipeline.settings import RankingSettings
 
 Change = Callable[[dict[str, Any]], None]  # changes a config in place
 
@@ -32,16 +33,15 @@ def setting(section: str, key: str, value: Any) -> Step:
     """A change of the app's settings (its `args`): Serve restarts every replica of the app, one at a time."""
 
     def change(config: dict[str, Any]) -> None:
-        app = next(a for a in config["applications"] if a["name"] == "opensesame")
-        app.setdefault("args", {}).setdefault("settings", {}).setdefault(section, {})[key] = value
+        application(config).setdefault("args", {}).setdefault("settings", {}).setdefault(section, {})[key] = value
 
     return Step(f"settings {section}.{key} = {value!r} (every replica restarts)", change)
 
 
 def default_steps(config: dict[str, Any]) -> list[Step]:
     """Ranker up to two replicas and back, then a settings change and its revert (both restart every replica)."""
-    app = next(a for a in config["applications"] if a["name"] == "opensesame")
-    history = app.get("args", {}).get("settings", {}).get("ranking", {}).get("max_history", 20)
+    ranking = application(config).get("args", {}).get("settings", {}).get("ranking", {})
+    history = ranking.get("max_history", RankingSettings().max_history)
     ranker = deployment(config, "Ranker").get("num_replicas", 1)
     return [replicas("Ranker", ranker + 1), replicas("Ranker", ranker),
             setting("ranking", "max_history", history - 1), setting("ranking", "max_history", history)]

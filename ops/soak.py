@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import statistics
 import threading
 import time
 from collections import Counter, defaultdict
@@ -172,19 +173,19 @@ class _Sampler(threading.Thread):
                                  "redis_keys", "spool_kb", "label_log_kb"])
             load = sample.load
             for name, mb in sample.pss_mb.items():
-                writer.writerow([sample.minute, name, mb, load.requests, load.failed + load.shed, load.p50_ms,
+                writer.writerow([sample.minute, name, mb, load.requests, load.unanswered, load.p50_ms,
                                  load.p99_ms, sample.redis_mb, sample.redis_keys, sample.spool_kb, sample.label_log_kb])
 
 
 def growth(samples: list[Sample], warmup_min: float) -> dict[str, float]:
     """Per process: (PSS at the end - PSS at the end of the warm-up) / PSS at the end of the warm-up, each end the
-    median of up to three samples (one sample is noise: a GC, a batch in flight)."""
+    median (the higher of two) of up to three samples (one sample is noise: a GC, a batch in flight)."""
     window = [s for s in samples if s.minute >= warmup_min] or samples[-1:]
     names = set.intersection(*(set(s.pss_mb) for s in window)) if window else set()
     out: dict[str, float] = {}
     for name in sorted(names):
         values = [s.pss_mb[name] for s in window]
-        first, last = sorted(values[:3])[len(values[:3]) // 2], sorted(values[-3:])[len(values[-3:]) // 2]
+        first, last = statistics.median_high(values[:3]), statistics.median_high(values[-3:])
         out[name] = round((last - first) / first, 4) if first else 0.0
     return out
 
@@ -209,7 +210,7 @@ def soak(base_url: str, specs: list[Path], minutes: float, users: int, out_dir: 
     routes = {r["route"]: r for r in run["routes"]}
     report = SoakReport(sampler.samples)
     report.requests = sum(s.load.requests for s in report.samples)
-    report.failed = sum(s.load.failed + s.load.shed for s in report.samples)
+    report.failed = sum(s.load.unanswered for s in report.samples)
     report.specs = {
         "registered": len(specs),
         "inline": routes.get("/specs inline", {}).get("requests", 0),
@@ -259,7 +260,7 @@ def plot(report: SoakReport, path: Path, top: int = 8) -> None:
     latency.plot(minutes, [s.load.p50_ms for s in report.samples], label="p50 (ms)")
     latency.plot(minutes, [s.load.p99_ms for s in report.samples], label="p99 (ms)")
     failed = latency.twinx()
-    failed.bar(minutes, [s.load.failed + s.load.shed for s in report.samples], width=0.3, color="red", alpha=0.5)
+    failed.bar(minutes, [s.load.unanswered for s in report.samples], width=0.3, color="red", alpha=0.5)
     failed.set_ylabel("failed requests", color="red")
     latency.set_ylabel("ms")
     latency.set_xlabel("minutes")

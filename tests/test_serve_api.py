@@ -78,6 +78,11 @@ class Served:
     def predict(self, **body: Any) -> httpx.Response:
         return self.post("/predict", {"user_id": "u1", **body})
 
+    @property
+    def key_prefix(self) -> str:
+        """What the app's keys in Redis start with (its settings' `cache.key_prefix`)."""
+        return self.config["applications"][0]["args"]["settings"]["cache"]["key_prefix"]
+
 
 @pytest.fixture(scope="module")
 def served(
@@ -213,7 +218,7 @@ def test_feedback_lands_in_the_stream(served: Served) -> None:
     # The label is remembered with its prompt's vector, under the embedder of the model that ranked it.
     prompt = mine[0].prompt_of()
     assert prompt is not None and prompt.vector.shape == (384,) and abs(float(np.linalg.norm(prompt.vector)) - 1) < 0.01
-    prefix = served.config["applications"][0]["args"]["settings"]["cache"]["key_prefix"]
+    prefix = served.key_prefix
     remembered = served.redis.client().lrange(
         f"{prefix}{recall_key(prompt.space, predicted['spec']['id'], 'GET /invoices/{invoice}')}", 0, -1)
     assert any(raw.startswith(b"POST /invoices/{invoice}/pay\0") for raw in remembered)
@@ -244,7 +249,7 @@ def test_next_predict_labels_the_previous_one_and_the_log_and_counts_follow(serv
     logged = poll(lambda: (f := read_labels(str(served.labels)))[f.prediction_id == first["prediction_id"]].to_dict("records"))
     assert len(logged) == 1 and logged[0]["source"] == "implicit"
     # Online adaptation: the transition is counted for the spec, where every Ranker replica reads it.
-    prefix = served.config["applications"][0]["args"]["settings"]["cache"]["key_prefix"]
+    prefix = served.key_prefix
     counts = served.redis.client().hgetall(f"{prefix}counts:{first['spec']['id']}:GET /invoices/{{invoice}}")
     assert int(counts[b"POST /invoices/{invoice}/pay"]) >= 1
 
@@ -361,7 +366,7 @@ def test_redis_stopped_mid_test_predictions_still_succeed(served: Served) -> Non
     ]
     assert ids == [response.json()["prediction_id"], after.json()["prediction_id"]]  # spooled one first, nothing lost
     # Online counts resume with Redis: the label after the outage is counted (a session's first call follows START).
-    prefix = served.config["applications"][0]["args"]["settings"]["cache"]["key_prefix"]
+    prefix = served.key_prefix
     counts = served.redis.client().hgetall(f"{prefix}{counts_key(spec_id, START)}")
     assert int(counts[after.json()["predictions"][0]["endpoint"].encode()]) >= 1, counts
 

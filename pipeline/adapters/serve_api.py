@@ -72,10 +72,14 @@ def running_config(dashboard_url: str) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
+def application(config: dict[str, Any]) -> dict[str, Any]:
+    """Our app in a config (the dict itself: changing it changes the config)."""
+    return next(app for app in config["applications"] if app["name"] == APP_NAME)
+
+
 def deployment(config: dict[str, Any], name: str) -> dict[str, Any]:
     """Our app's deployment `name` in a config (the dict itself: changing it changes the config)."""
-    ours = next(app for app in config["applications"] if app["name"] == APP_NAME)
-    return next(d for d in ours.get("deployments", []) if d["name"] == name)
+    return next(d for d in application(config).get("deployments", []) if d["name"] == name)
 
 
 def _messages(state: dict[str, Any]) -> str:

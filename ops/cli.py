@@ -183,7 +183,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         llm_hits, llm_info = llm_hits_for_cases(predictor, cases, specs_dir, get_settings().fetch, get_settings().llm)
     report = evaluate(predictor, cases, specs_dir, get_settings().fetch, _peers(args, predictor),
-                      disabled=frozenset(args.without), llm_hits=llm_hits)
+                      disabled=frozenset(args.without), llm_hits=llm_hits, ignore_links=args.ignore_links)
     if llm_info is not None:
         report["llm"] = llm_info
     if not args.misses:
@@ -462,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--specs", type=Path,
                           help="with --cases: the folder their spec paths are relative to (default: the file's folder)")
     evaluate.add_argument("--without", action="append", default=[], choices=SOURCE_NAMES, help="ablate a source")
+    evaluate.add_argument("--ignore-links", action="store_true",
+                          help="with --cases: read each spec as if it declared no OpenAPI links")
     evaluate.add_argument("--model", help="model directory (default: paths.model_dir)")
     evaluate.add_argument("--embedder", help=EMBEDDER_HELP)
     evaluate.add_argument("--misses", action="store_true", help="include every case not ranked first")

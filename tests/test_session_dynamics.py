@@ -41,3 +41,15 @@ def test_the_hedge_lets_the_other_step_on_a_listed_thing_into_the_top_three() ->
     # Another thing altogether is left where the model put it: a list of different things already hedges.
     elsewhere = (False, False, "customer")
     assert hedge(order, scores, [act, act, act, elsewhere], width=3, share=0.5)[0].tolist() == [0, 1, 2, 3]
+
+
+def test_the_hedge_keeps_a_place_for_repeating_the_last_call() -> None:
+    """"Verses 35 to 39" after verse 37: the next verse is the last call again, on no thing the list names."""
+    order = np.array([0, 1, 2, 3])
+    scores = np.array([0.40, 0.30, 0.20, 0.18])
+    chapter, versions, metadata = (False, False, "chapter"), (False, False, "versions"), (False, False, "book")
+    verse_again = (True, False, "verse")
+    assert hedge(order, scores, [chapter, versions, metadata, verse_again], width=3, share=0.5)[0].tolist() == [0, 3, 1, 2]
+    # Not when it is implausible next to the variant it would displace.
+    low = np.array([0.40, 0.30, 0.20, 0.05])
+    assert hedge(order, low, [chapter, versions, metadata, verse_again], width=3, share=0.5)[0].tolist() == [0, 1, 2, 3]

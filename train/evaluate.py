@@ -66,9 +66,11 @@ def evaluate(
     disabled: frozenset[str] = frozenset(),
     k: int = 10,
     llm_hits: dict[str, Hits] | None = None,
+    ignore_links: bool = False,
 ) -> dict[str, Any]:
     """`peers` adds each peer's metrics on the same cases and the verdict; `llm_hits` (case id -> the `llm`
-    source's hits, from `train.llm_eval`) adds the LLM to the candidates."""
+    source's hits, from `train.llm_eval`) adds the LLM to the candidates; `ignore_links` reads each spec as if it
+    declared no OpenAPI `links`."""
     specs: dict[str, PreparedSpec] = {}
     ranks: list[int | None] = []
     peer_ranks: dict[str, list[int | None]] = {name: [] for name in (peers.names if peers else [])}
@@ -78,7 +80,8 @@ def evaluate(
     for case in cases:
         location = spec_location(case, cases_dir)
         if location not in specs:
-            specs[location] = predictor.prepare(load_catalogue(location, fetch))
+            catalogue = load_catalogue(location, fetch)
+            specs[location] = predictor.prepare(catalogue.without_links() if ignore_links else catalogue)
         spec = specs[location]
         started = time.perf_counter()
         extra = {"llm": llm_hits[case.id]} if llm_hits is not None and case.id in llm_hits else None

@@ -1,10 +1,11 @@
 """Filling a predicted operation's path parameters from the history: `POST /v1/invoices/in_123/pay`.
 
 A value the prompt names for a parameter comes first ("comment on issue 130" while issue 128 is open means
-130; see `pipeline.ranking.prompt_values`). Otherwise it is taken, in order of precision, from (1) the same position of
-the last call when both paths share the prefix up to that parameter, (2) the most recent parameter with the same
-name, (3) the most recent value of the same entity (`invoice_id` fills `{invoice}`); a generic `{id}` by
-position or by its segment's entity (`/credit_notes/{id}`). Whatever stays unknown remains a `{placeholder}`.
+130; see `pipeline.ranking.prompt_values`). Otherwise it is taken, in order of precision, from (1) the value an
+OpenAPI link of an earlier call points at (`pipeline.ranking.link_values`), (2) the same position of the last call
+when both paths share the prefix up to that parameter, (3) the most recent parameter with the same name, (4) the
+most recent value of the same entity (`invoice_id` fills `{invoice}`); a generic `{id}` by position or by its
+segment's entity (`/credit_notes/{id}`). Whatever stays unknown remains a `{placeholder}`.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def carry_params(op: Operation, ctx: Context, base_path: str) -> CarriedCall:
     positional = _positional(template, ctx)
     profile = ctx.spec.profile.ops[ctx.spec.profile.index[op.id]]
     entities = profile.entity_of
+    linked = ctx.linked_values.get(op.id, {})
     from_history: dict[str, str] = {}
     for p in op.path_params:
-        value = positional.get(p.name)
+        value = linked.get(p.name) or positional.get(p.name)
         if value is None:
             by_name = ctx.values.get(p.name) if p.name.lower() not in GENERIC_NAMES else None
             value = by_name or ctx.entity_values.get(entities.get(p.name, ""))

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from pipeline.ranking.link_values import MadeCall, link_values
 from pipeline.ranking.profile import SpecProfile
 from pipeline.ranking.prompt_values import PromptValue, prompt_values, speaks_for_self
 from pipeline.ranking.response_values import produced_entity, response_ids
@@ -72,6 +73,10 @@ class Context:
     prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135"), unused first
     first_person: bool = False  # "my profile", "for me": the caller holds their own user id
     seen_values: set[str] = field(default_factory=set)  # every value any call of the history carried
+    # operation id -> parameter -> value, by the OpenAPI `links` of the calls made (the latest call's win) and of the
+    # last call alone
+    linked_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    last_linked: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def last_op(self) -> int | None:
@@ -86,12 +91,16 @@ def build_context(
                   first_person=speaks_for_self(prompt))
     for event, match in zip(events[-max_history:], history):
         heads: dict[str, str] = {}
+        ctx.last_entities, ctx.last_linked = set(), {}
         if match.operation is not None:
             index = spec.profile.index[match.operation.id]
             ctx.op_history.append(index)
             heads = spec.profile.ops[index].entity_of
+            made = MadeCall(match, event.params, event.response)
+            ctx.last_linked = {link.target: link_values(link, made) for link in spec.profile.operations[index].links}
+            for target, values in ctx.last_linked.items():
+                ctx.linked_values.setdefault(target, {}).update(values)
         # Later values overwrite earlier ones: the most recent id of an entity is the one to carry over.
-        ctx.last_entities = set()
         query_ids = {k: v for k, v in match.query_params.items() if isinstance(v, str) and is_id_name(k)}
         # Any value a call sent is an item done ("the zip codes of Boston and Austin": `?city=Boston`).
         ctx.seen_values.update(v for v in match.query_params.values() if isinstance(v, str))

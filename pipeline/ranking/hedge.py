@@ -4,7 +4,8 @@ last call or move on), the first places cover both before they spend themselves 
 A step is what a candidate does to what: repeat the last call, or read or write the thing it addresses: the
 entity of its last required id (three writes on one reservation are variants of one step), else its own path (a
 search of people and a search of films are two). Within the first `width` places, the best candidate that does
-something else to a thing already listed takes the place of the next variant when its probability is at least
+something else to a thing already listed, or repeats the last call when no listed one does (the next item of a
+list: the next verse, the next card), takes the place of the next variant when its probability is at least
 `share` of that variant's. Other things are left to the model's order: a list of different things already
 hedges.
 """
@@ -37,7 +38,8 @@ def hedge(order: np.ndarray, scores: np.ndarray, step_of: list[tuple[bool, bool,
     while len(chosen) < min(width, len(order)) and rest:
         covered = {step_of[p] for p in chosen}
         things = {step_of[p][2] for p in chosen}
-        other = next((p for p in rest if step_of[p] not in covered and step_of[p][2] in things), None)
+        other = next((p for p in rest if step_of[p] not in covered and (step_of[p][0] or step_of[p][2] in things)),
+                     None)
         pick = other if other is not None and scores[other] >= share * scores[rest[0]] else rest[0]
         chosen.append(pick)
         rest.remove(pick)

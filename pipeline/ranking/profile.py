@@ -224,13 +224,17 @@ class SpecProfile:
         self.words = LexicalIndex([with_roles(p.tokens) for p in self.ops])
         self.fields = LexicalIndex([p.fields for p in self.ops])
         self.verbs = LexicalIndex([p.verb for p in self.ops])
-        # enables[i]: operations needing an entity operation i produces (search person -> person credits);
+        # enables[i]: operations needing an entity operation i produces (search person -> person credits), and
+        # those its responses' OpenAPI `links` declare (the spec's own word, whatever the names say);
         # enables_by_response[i]: ... one its response names (tv show -> its network), when not already enabled.
         by_entity: dict[str, list[int]] = {}
         for j, p in enumerate(self.ops):
             for e in set(p.required_entities) - {e for n, e in zip(p.required, p.required_entities) if n in p.enum_params}:
                 by_entity.setdefault(e, []).append(j)
-        self.enables = [self._needing(p.produces, by_entity, i) for i, p in enumerate(self.ops)]
+        self.enables = [
+            np.union1d(self._needing(p.produces, by_entity, i), self._declared(i)).astype(np.int32)
+            for i, p in enumerate(self.ops)
+        ]
         self.enables_by_response = [
             np.setdiff1d(self._needing(p.returns, by_entity, i), self.enables[i]) for i, p in enumerate(self.ops)
         ]
@@ -246,6 +250,10 @@ class SpecProfile:
     @staticmethod
     def _needing(entities: frozenset[str], by_entity: dict[str, list[int]], source: int) -> np.ndarray:
         return np.array(sorted({j for e in entities for j in by_entity.get(e, ()) if j != source}), dtype=np.int32)
+
+    def _declared(self, source: int) -> np.ndarray:
+        targets = {self.index[link.target] for link in self.operations[source].links} - {source}
+        return np.array(sorted(targets), dtype=np.int32)
 
     def __len__(self) -> int:
         return len(self.ops)

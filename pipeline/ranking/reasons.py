@@ -28,16 +28,18 @@ def explain(
     parts: list[str] = []
     if demoted:
         parts.append(DEMOTED_REASON)
-    if signals.known_from_last[op_index] > 0:
+    last = ops[ctx.last_op] if ctx.last_op is not None else None
+    if last is not None and any(link.target == ops[op_index].id for link in last.links):
+        parts.append(f"the spec links it from the response of {last.id}")
+    elif signals.known_from_last[op_index] > 0:
         parts.append("acts on what your last call addressed")
-    elif ctx.last_op is not None:
-        last_id = ops[ctx.last_op].id
+    elif last is not None:
         if signals.linked_last[op_index]:
-            parts.append(f"needs an id that {last_id} lists or creates")
+            parts.append(f"needs an id that {last.id} lists or creates")
         elif signals.linked_response[op_index]:
-            parts.append(f"needs an id named in the response of {last_id}")
+            parts.append(f"needs an id named in the response of {last.id}")
         elif signals.rel_last is not None and Relation(int(signals.rel_last[op_index])) in _RELATION_TEXT:
-            parts.append(f"{_RELATION_TEXT[Relation(int(signals.rel_last[op_index]))]} {last_id}")
+            parts.append(f"{_RELATION_TEXT[Relation(int(signals.rel_last[op_index]))]} {last.id}")
     if signals.verb_idf is not None and 0 < signals.verb_idf[op_index] == signals.verb_idf.max():
         parts.append("does what the prompt asks for")
     if signals.prompt_valued[op_index] > 0:

@@ -41,7 +41,7 @@ def response_ids(response: Any, thing: str | None, entities: frozenset[str]) -> 
     for name, raw in body.items():
         if isinstance(raw, dict) and head(name) in entities:  # {"server": {"id": 42, ...}}: the server's id
             raw = raw.get("id")
-        value = _id_value(raw)
+        value = id_value(raw)
         if value is None:
             continue
         if thing is not None and name in _OWN_KEYS:
@@ -66,7 +66,7 @@ def _first_item(response: Any) -> Any:
     return response
 
 
-def _id_value(value: Any) -> str | None:
+def id_value(value: Any) -> str | None:
     """An id: a string without spaces, or an integer (not a flag, not a quantity written as a float)."""
     if isinstance(value, bool):
         return None

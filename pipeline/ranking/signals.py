@@ -57,8 +57,11 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     unreachable = np.zeros(len(profile), dtype=np.float32)
     valued = np.zeros(len(profile), dtype=np.float32)
     for i, op in enumerate(profile.ops):
+        linked = ctx.linked_values.get(profile.operations[i].id, {})
+        linked_by_last = ctx.last_linked.get(profile.operations[i].id, {})
         held = frozenset(n for n, e in zip(op.required, op.required_entities)
-                         if n in ctx.values or e in ctx.entity_values or (e == "person" and ctx.first_person))
+                         if n in ctx.values or n in linked or e in ctx.entity_values
+                         or (e == "person" and ctx.first_person))
         quoted = fill_from_prompt(op, ctx.prompt_values, held) if ctx.prompt_values and op.required else {}
         valued[i] = len(quoted)
         for name, ent in zip(op.required, op.required_entities):
@@ -68,7 +71,7 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
                 by_prompt[i] += 1
             elif ent not in last_outputs:
                 unreachable[i] += 1
-            if name in last_values or ent in last_entities:
+            if name in last_values or ent in last_entities or name in linked_by_last:
                 from_last[i] += 1
     return known, from_last, by_prompt, unreachable, valued
 

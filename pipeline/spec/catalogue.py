@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import MissingPathsError, NotASpecError
-from pipeline.spec.refs import RefResolver
+from pipeline.spec.refs import RefResolver, pointer_tokens
 from pipeline.spec.source import SpecDocument
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -43,6 +43,16 @@ class Parameter(BaseModel):
     description: str = ""
 
 
+class Link(BaseModel):
+    """An OpenAPI `links` entry of a success response: the spec's own statement that `target` may come next, and
+    where its parameters' values are found (`$response.body#/job_id`, `$request.path.user_id`, or a constant)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str  # the id of the linked operation, "METHOD /template"
+    parameters: tuple[tuple[str, str], ...] = ()  # (parameter name, runtime expression)
+
+
 class Operation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -59,6 +69,7 @@ class Operation(BaseModel):
     destructive: bool = False
     # Field names (and referenced schema names) of the success response: which entities' ids it returns.
     response_fields: tuple[str, ...] = ()
+    links: tuple[Link, ...] = ()
 
     @property
     def path_params(self) -> tuple[Parameter, ...]:
@@ -99,6 +110,11 @@ class Catalogue(BaseModel):
         each time."""
         slim = tuple(Operation(id=op.id, method=op.method, path=op.path) for op in self.operations)
         return self.model_copy(update={"operations": slim})
+
+    def without_links(self) -> Catalogue:
+        """The same operations as if the spec declared no OpenAPI `links`: what they add, measured."""
+        return self.model_copy(update={"operations": tuple(op.model_copy(update={"links": ()})
+                                                           for op in self.operations)})
 
 
 def words(text: str) -> list[str]:
@@ -241,6 +257,41 @@ def response_fields(op: dict[str, Any], resolver: RefResolver) -> tuple[str, ...
     return tuple(found)[:_MAX_FIELDS]
 
 
+_MAX_LINKS = 32
+_LOCATION_PREFIX = re.compile(r"^(path|query|header|cookie)\.")
+
+
+def _declared_links(op: dict[str, Any], resolver: RefResolver) -> list[dict[str, Any]]:
+    """The link objects of the operation's success responses (links on errors are no next step)."""
+    responses = resolver.deref(op.get("responses"))
+    found: list[dict[str, Any]] = []
+    for code, raw in responses.items() if isinstance(responses, dict) else ():
+        response = resolver.deref(raw)
+        links = resolver.deref(response.get("links")) if str(code).startswith("2") and isinstance(response, dict) else None
+        if isinstance(links, dict):
+            found += [link for link in map(resolver.deref, links.values()) if isinstance(link, dict) and link]
+    return found[:_MAX_LINKS]
+
+
+def _link(raw: dict[str, Any], by_operation_id: dict[str, str], by_route: dict[tuple[str, str], str]) -> Link | None:
+    """`raw` resolved to an operation of this spec; a link to another document (a remote `operationRef`) or to
+    an operation the spec lacks is dropped."""
+    target: str | None = None
+    if isinstance(raw.get("operationId"), str):
+        target = by_operation_id.get(raw["operationId"])
+    elif isinstance(raw.get("operationRef"), str) and raw["operationRef"].startswith("#/paths/"):
+        tokens = pointer_tokens(raw["operationRef"])
+        target = by_route.get((tokens[1], tokens[2].lower())) if len(tokens) == 3 else None
+    if target is None:
+        return None
+    parameters = raw.get("parameters") if isinstance(raw.get("parameters"), dict) else {}
+    # A name may be qualified by its location ("path.id") when two parameters share it.
+    return Link(target=target, parameters=tuple(
+        (_LOCATION_PREFIX.sub("", str(name)), str(value)) for name, value in parameters.items()
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    ))
+
+
 def _text(value: Any, limit: int) -> str:
     return str(value).strip()[:limit] if value else ""
 
@@ -253,6 +304,8 @@ def build_catalogue(document: SpecDocument) -> Catalogue:
         raise MissingPathsError(f"{source}: the spec has no `paths`; there are no operations to predict")
     resolver = RefResolver(data)
     operations: list[Operation] = []
+    declared: list[list[dict[str, Any]]] = []
+    by_route: dict[tuple[str, str], str] = {}
     for path, raw_item in paths.items():
         item = resolver.deref(raw_item)
         if not isinstance(item, dict) or not isinstance(path, str):
@@ -282,8 +335,17 @@ def build_catalogue(document: SpecDocument) -> Catalogue:
                     response_fields=response_fields(op, resolver),
                 )
             )
+            declared.append(_declared_links(op, resolver))
+            by_route[(path, method)] = operations[-1].id
     if not operations:
         raise MissingPathsError(f"{source}: `paths` holds no operations (no get/post/put/patch/delete/...)")
+    # Links name their target by operationId or by a reference to it, so they resolve once all are read.
+    by_operation_id = {op.operation_id: op.id for op in operations if op.operation_id}
+    operations = [
+        op.model_copy(update={"links": tuple(link for raw in links if (link := _link(raw, by_operation_id, by_route)))})
+        if links else op
+        for op, links in zip(operations, declared)
+    ]
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
     return Catalogue(
         source=source,

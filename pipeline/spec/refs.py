@@ -12,22 +12,32 @@ from typing import Any
 from urllib.parse import unquote
 
 
+def pointer_tokens(ref: str) -> list[str]:
+    """The unescaped tokens of a JSON pointer, with or without its `#`: `#/paths/~1users~1{id}/get` ->
+    paths, /users/{id}, get."""
+    pointer = ref.removeprefix("#")
+    return [unquote(t).replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")] if pointer else []
+
+
+def resolve_pointer(node: Any, tokens: list[str]) -> Any:
+    """The node at `tokens` under `node`, or None where the path does not exist."""
+    for token in tokens:
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node
+
+
 class RefResolver:
     def __init__(self, document: dict[str, Any]) -> None:
         self._document = document
         self.unresolved: set[str] = set()
 
     def _pointer(self, ref: str) -> Any:
-        node: Any = self._document
-        for token in ref[2:].split("/") if ref != "#" else []:
-            token = unquote(token).replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and token in node:
-                node = node[token]
-            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-                node = node[int(token)]
-            else:
-                return None
-        return node
+        return resolve_pointer(self._document, pointer_tokens(ref))
 
     def deref(self, node: Any) -> Any:
         """Follow `$ref` chains from `node`; an external, broken or cyclic reference yields `{}`."""

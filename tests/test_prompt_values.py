@@ -40,6 +40,8 @@ def op(method: str, path: str, query_ids: tuple[str, ...] = ()) -> Operation:
          {"country": "Germany"}),  # a name said twice is one value
         ("the list of holidays in Japan for 2023? Also, give their descriptions in English.", "GET",
          "/holidays/{country}", {"country": "Japan"}),  # of two names, the one said of the holidays
+        ("list the managed zones of project acme-prod", "GET", "/dns/v1/projects/{project}/managedZones",
+         {"project": "acme-prod"}),  # a handle after its noun
     ],
 )
 def test_a_quoted_value_fills_the_parameter_it_names(prompt, method, path, expected) -> None:
@@ -55,6 +57,7 @@ def test_a_quoted_value_fills_the_parameter_it_names(prompt, method, path, expec
         ("add server 4711 as a target", "/load_balancers/{id}/actions/add_target"),  # names a server, not this one
         ("tell me about the anime Naruto", "/anime/{animeId}"),  # a name never fills an id
         ("compare Japan with Germany", "/holidays/{country}"),  # two names, neither said of the holidays
+        ("the top-rated restaurants in Rome", "/restaurants/{restaurantsId}"),  # said of the restaurants, not one
     ],
 )
 def test_values_that_name_something_else_fill_nothing(prompt, path) -> None:

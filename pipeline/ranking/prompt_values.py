@@ -1,17 +1,18 @@
 """Ids, codes and names quoted in a prompt, and which path parameters they fill.
 
 "cancel order #W8855135", "reservation EUJUY6", "ICAO code EDDF", "power on server 4712", "issues of
-torvalds/linux", "trigger the deploy.yml workflow", "attach pm_1NzR8s to this customer": a value is taken when
-it looks like an identifier (a digit, a `#`, a `prefix_` form, a file name, or all capitals next to a noun) and
-the noun written right next to it ("order", "server", "workflow") names the parameter. Without such a noun a
-value that is unmistakably an id (`#61`, `in_1Nv8aB`, `W8855135`) still fills an operation's single free
-parameter, unless its noun names another kind of parameter of the spec: "order #W8855135" fills an order's
-parameter, never `{user_id}`. Words between the noun and the value break the link: "resize the volume to 100 GB"
-names no volume. A proper name ("holidays in Japan") fills a single free parameter that takes a name, not an id
-(`{country}`, never `{animeId}`); of several names, the one written next to a word of the operation ("holidays in
-Japan ... descriptions in English" -> Japan for `/holidays/{country}`). Values the history already gives win over
-these unlinked guesses, never over a linked value. The items of an enumeration share the noun of the first
-("products 10001, 10002 and 10005"), so each can fill the parameter in turn; a year-like number names a year.
+torvalds/linux", "trigger the deploy.yml workflow", "attach pm_1NzR8s to this customer": a value is taken when it
+looks like an identifier (a digit, a `#`, a `prefix_` form, a file name, all capitals next to a noun, or a
+hyphenated handle after its noun: "project acme-prod") and the noun written right next to it ("order", "server",
+"workflow") names the parameter. Without such a noun a value that is unmistakably an id (`#61`, `in_1Nv8aB`,
+`W8855135`) still fills an operation's single free parameter, unless its noun names another kind of parameter of the
+spec: "order #W8855135" fills an order's parameter, never `{user_id}`. Words between the noun and the value break
+the link: "resize the volume to 100 GB" names no volume. A proper name ("holidays in Japan") fills a single free
+parameter that takes a name, not an id (`{country}`, never `{animeId}`); of several names, the one written next to a
+word of the operation ("holidays in Japan ... descriptions in English" -> Japan for `/holidays/{country}`). Values
+the history already gives win over these unlinked guesses, never over a linked value. The items of an enumeration
+share the noun of the first ("products 10001, 10002 and 10005"), so each can fill the parameter in turn; a year-like
+number names a year.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _PREFIXED = re.compile(r"^([a-z]{1,6})_[A-Za-z0-9_]{4,}$")  # in_1Nv8aB..., cus_
 _OWNER_REPO = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _VERSION = re.compile(r"^v?\d+(\.\d+)+$")  # v2.1, 1.0.3: a release's name, not an id to fill
 _ADDRESSES = re.compile(r"\S+@\S+|\w+://\S+")  # e-mails and URLs are data for a body, not path ids
+_SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")  # acme-prod, tshirt-unique: a handle, when a noun says of what
 _YEAR = re.compile(r"^(19|20)\d\d$")  # "holidays in 2023": a year, whatever noun stands beside it
 _LIST_JOINERS = frozenset({"and", "or", "&", "then"})  # "orders 9001, 9002 and 9003": one noun for all three
 
@@ -66,8 +68,8 @@ def _looks_like_id(token: str) -> tuple[bool, bool]:
         return True, True  # W8855135, EUJUY6, 6f1a2b3c
     if has_digit:
         return True, False  # 4712: an id only when a noun says of what
-    if token.isupper() and len(token) >= 3:
-        return True, False  # EDDF, EUJUY: only next to a noun
+    if (token.isupper() and len(token) >= 3) or _SLUG.match(token):
+        return True, False  # EDDF, EUJUY, acme-prod: only next to a noun
     return False, False
 
 
@@ -105,7 +107,9 @@ def prompt_values(prompt: str, kinds: frozenset[str] = frozenset()) -> tuple[Pro
                 nouns.add(noun)
             else:
                 break
-        if i + 1 < len(raw) and (noun := _noun(raw[i + 1])):
+        # A handle follows its noun ("project acme-prod"); a hyphenated word before a noun is said of it
+        # ("top-rated restaurants").
+        if i + 1 < len(raw) and not _SLUG.match(token) and (noun := _noun(raw[i + 1])):
             nouns.add(noun)
         if _YEAR.match(token):
             nouns.add("year")

@@ -201,6 +201,18 @@ def test_register_then_predict_by_spec_id_and_inline(served: Served) -> None:
     assert tmdb.status_code == 201 and tmdb.json()["operations"] == 54
 
 
+def test_a_specs_declared_links_survive_the_shared_cache_and_fill_the_linked_call(served: Served) -> None:
+    """The catalogue travels through Redis to the Ranker replicas: its links with it."""
+    created = served.post("/specs", {"spec": (FIXTURES / "links_oas30.yaml").read_text()})
+    assert created.status_code == 201, created.text
+    submitted = {"endpoint": "POST /api/jobs", "params": {"scene": "forest"}, "response": {"receipt": {"code": "T-9"}}}
+    response = served.predict(spec_id=created.json()["spec_id"], events=[submitted], k=10)
+    assert response.status_code == 200, response.text
+    frames = next(p for p in response.json()["predictions"] if p["endpoint"] == "GET /frames/{ticket}")
+    assert frames["path"] == "/api/frames/T-9"
+    assert frames["reason"].startswith("the spec links it from the response of POST /jobs")
+
+
 def test_feedback_lands_in_the_stream(served: Served) -> None:
     predicted = served.predict(
         spec_url=served.spec_url, events=[{"endpoint": "GET /v1/invoices/in_7"}], prompt="pay this invoice", k=3

@@ -73,8 +73,8 @@ class Context:
     prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135"), unused first
     first_person: bool = False  # "my profile", "for me": the caller holds their own user id
     seen_values: set[str] = field(default_factory=set)  # every value any call of the history carried
-    # operation id -> parameter -> value, by the OpenAPI `links` of the calls made (the latest call's win) and of the
-    # last call alone
+    # operation id -> parameter -> value, by the OpenAPI `links` of the calls made (the latest call's values win)
+    # and of the last call alone
     linked_values: dict[str, dict[str, str]] = field(default_factory=dict)
     last_linked: dict[str, dict[str, str]] = field(default_factory=dict)
 

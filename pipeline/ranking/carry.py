@@ -50,9 +50,10 @@ def _positional(template: list[str], ctx: Context) -> dict[str, str]:
 def carry_params(op: Operation, ctx: Context, base_path: str) -> CarriedCall:
     template = split_path(op.path)
     positional = _positional(template, ctx)
-    profile = ctx.spec.profile.ops[ctx.spec.profile.index[op.id]]
+    index = ctx.spec.profile.index[op.id]
+    profile = ctx.spec.profile.ops[index]
     entities = profile.entity_of
-    linked = ctx.linked_values.get(op.id, {})
+    linked = ctx.linked_values.get(index, {})
     from_history: dict[str, str] = {}
     for p in op.path_params:
         value = linked.get(p.name) or positional.get(p.name)

@@ -73,10 +73,10 @@ class Context:
     prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135"), unused first
     first_person: bool = False  # "my profile", "for me": the caller holds their own user id
     seen_values: set[str] = field(default_factory=set)  # every value any call of the history carried
-    # operation id -> parameter -> value, by the OpenAPI `links` of the calls made (the latest call's values win)
+    # operation index -> parameter -> value, by the OpenAPI `links` of the calls made (the latest call's values win)
     # and of the last call alone
-    linked_values: dict[str, dict[str, str]] = field(default_factory=dict)
-    last_linked: dict[str, dict[str, str]] = field(default_factory=dict)
+    linked_values: dict[int, dict[str, str]] = field(default_factory=dict)
+    last_linked: dict[int, dict[str, str]] = field(default_factory=dict)
 
     @property
     def last_op(self) -> int | None:
@@ -97,7 +97,8 @@ def build_context(
             ctx.op_history.append(index)
             heads = spec.profile.ops[index].entity_of
             made = MadeCall(match, event.params, event.response)
-            ctx.last_linked = {link.target: link_values(link, made) for link in spec.profile.operations[index].links}
+            ctx.last_linked = {spec.profile.index[link.target]: link_values(link, made)
+                               for link in spec.profile.operations[index].links}
             for target, values in ctx.last_linked.items():
                 ctx.linked_values.setdefault(target, {}).update(values)
         # Later values overwrite earlier ones: the most recent id of an entity is the one to carry over.

@@ -56,11 +56,9 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     by_prompt = np.zeros(len(profile), dtype=np.float32)
     unreachable = np.zeros(len(profile), dtype=np.float32)
     valued = np.zeros(len(profile), dtype=np.float32)
-    linked = {profile.index[target]: values for target, values in ctx.linked_values.items()}
-    linked_by_last = {profile.index[target]: values for target, values in ctx.last_linked.items()}
     for i, op in enumerate(profile.ops):
         held = frozenset(n for n, e in zip(op.required, op.required_entities)
-                         if n in ctx.values or n in linked.get(i, ()) or e in ctx.entity_values
+                         if n in ctx.values or n in ctx.linked_values.get(i, ()) or e in ctx.entity_values
                          or (e == "person" and ctx.first_person))
         quoted = fill_from_prompt(op, ctx.prompt_values, held) if ctx.prompt_values and op.required else {}
         valued[i] = len(quoted)
@@ -71,7 +69,7 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
                 by_prompt[i] += 1
             elif ent not in last_outputs:
                 unreachable[i] += 1
-            if name in last_values or ent in last_entities or name in linked_by_last.get(i, ()):
+            if name in last_values or ent in last_entities or name in ctx.last_linked.get(i, ()):
                 from_last[i] += 1
     return known, from_last, by_prompt, unreachable, valued
 

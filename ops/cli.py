@@ -157,7 +157,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     outcome = predictor.predict(spec, [Event(endpoint=e) for e in args.event], args.prompt or "", k=args.k)
     if args.json:
         # The feature matrix and the prompt's vector are what a label needs, not an answer.
-        _print_json({key: value for key, value in asdict(outcome).items() if key not in ("features", "prompt")})
+        internal = ("features", "prompt", "patterns")  # what labels need, not what a caller asked
+        _print_json({key: value for key, value in asdict(outcome).items() if key not in internal})
         return 0
     for n, call in enumerate(outcome.predictions, start=1):
         print(f"{n}. {call.method} {call.path}  score={call.score:.3f}  ({call.reason})")
@@ -228,7 +229,7 @@ def _eval_online(args: argparse.Namespace) -> int:
         cases_path = Path(args.cases)
         sets, skipped = [(cases_path.stem, load_cases(cases_path), args.specs or cases_path.parent)], []
     predictor = _predictor(args)
-    rows = {name: replay_online(predictor, cases, specs_dir, settings.fetch, settings.learning.recall)
+    rows = {name: replay_online(predictor, cases, specs_dir, settings.fetch, settings.learning)
             for name, cases, specs_dir in sets}
     report = {"sets": rows, "macro": online_macro(rows), "skipped": skipped}
     if args.json:

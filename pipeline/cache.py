@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Generic, Protocol, TypeVar
 
 V = TypeVar("V")
@@ -60,9 +61,11 @@ class SharedStore(BlobStore, Protocol):
 
     def swap(self, key: str, value: bytes, ttl_s: int) -> bytes | None: ...
 
-    def incr_fields(self, key: str, amounts: dict[str, int], ttl_s: int | None = None) -> None: ...
+    def incr_fields(self, key: str, amounts: Mapping[str, float], ttl_s: int | None = None) -> None: ...
 
     def fields(self, key: str) -> dict[str, int] | None: ...
+
+    def float_fields(self, key: str) -> dict[str, float] | None: ...
 
     def push_capped(self, key: str, value: bytes, cap: int, ttl_s: int | None = None) -> None: ...
 

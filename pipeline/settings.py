@@ -250,6 +250,12 @@ class LearningSettings(_Section):
     online_counts: bool = Field(True, description="labels update the per-spec transition counts in Redis")
     counts_refresh_s: float = Field(1.0, gt=0, description="a replica re-reads a spec's counts after this long")
     recall: RecallSettings = RecallSettings()
+    borrow: float = Field(
+        0.5, ge=0, description="weight of what followed an operation on other specs that have it (their labels); "
+        "0: each spec learns only from its own")
+    pattern_prior: float = Field(
+        0.2, gt=0, description="labels' worth of agreement with the trained spec-agnostic patterns before this "
+        "deployment's labels lift or lower one (observed over expected): smaller, and they move sooner")
     # Durable log: day-partitioned Parquet under a local path or any pyarrow filesystem URI (s3://bucket/prefix).
     log_uri: str = str(PROJECT_ROOT / "var" / "feedback")
     consumer_group: str = "parquet-writer"

@@ -27,6 +27,7 @@ from pipeline.cache import LRU
 from pipeline.errors import RateLimitedError
 from pipeline.learning.acceptance import AcceptanceTally, ShadowRanking, rank_bucket, shadow_key
 from pipeline.learning.online_counts import online_transitions
+from pipeline.learning.online_patterns import online_patterns
 from pipeline.learning.records import (
     FeedbackLog,
     FeedbackRecord,
@@ -126,7 +127,8 @@ class Ingress:
         self.cache = ResilientStore(settings.cache)
         self.feedback_log = FeedbackLog(self.cache, settings.feedback)
         counts = online_transitions(self.cache, settings)
-        self.labels = LabelSink(self.cache, self.feedback_log, counts, settings.cache.prediction_ttl_s)
+        self.labels = LabelSink(self.cache, self.feedback_log, counts, settings.cache.prediction_ttl_s,
+                                online_patterns(self.cache, settings))
         self.acceptance = AcceptanceTally(self.cache)
         # Each spec's routes, to match the calls feedback reports here instead of one more hop to the spec store.
         self._matchers: LRU[CallMatcher] = LRU(settings.cache.prepared_specs)
@@ -213,6 +215,7 @@ class Ingress:
             feature_schema=SCHEMA_VERSION,
             owner=quota_id if caller.key is not None else None,
             shadowed=ranked.shadowed,
+            patterns=outcome.patterns,
             **encode_prompt(outcome.prompt),
         )
         await asyncio.to_thread(self._save_prediction, record, outcome.features)

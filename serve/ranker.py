@@ -37,6 +37,7 @@ from pipeline.adapters.registry import RegistryError, load_ranker, resolve
 from pipeline.cache import LRU
 from pipeline.learning.acceptance import ShadowRanking, shadow_key
 from pipeline.learning.online_counts import online_transitions
+from pipeline.learning.online_patterns import online_patterns
 from pipeline.llm.consult import consult
 from pipeline.ranking.context import Event, PreparedSpec
 from pipeline.ranking.embedding import operation_text
@@ -113,8 +114,9 @@ class RankerDeployment:
         self.shadow: Predictor | None = None
         self.wanted: RankerConfig | None = None
         self.store = ResilientStore(settings.cache)
-        # Champion and shadow rank with the same online transition counts.
+        # Champion and shadow rank with the same online transition and pattern counts.
         self.counts: TransitionCounts = online_transitions(self.store, settings) or InMemoryTransitions()
+        self.patterns = online_patterns(self.store, settings)
         self.reload_error: str | None = None  # why the last alias check could not check or load; /readyz says it
         self._watcher: asyncio.Task[None] | None = None
         self._specs: LRU[PreparedSpec] = LRU(self.config.cache.prepared_specs)
@@ -168,9 +170,9 @@ class RankerDeployment:
         # The swap: one assignment of a new Predictor, so a request that took the old one ranks with the old
         # model on the old model's vectors throughout.
         if role == "champion":
-            self.predictor = Predictor(model, self.counts, self.config.ranking)
+            self.predictor = Predictor(model, self.counts, self.config.ranking, patterns=self.patterns)
         else:
-            self.shadow = Predictor(model, self.counts, self.config.ranking)
+            self.shadow = Predictor(model, self.counts, self.config.ranking, patterns=self.patterns)
         self.metrics.model_loaded.set(1, tags={"model_version": model.version, "role": role})
         self.metrics.reloads.inc(tags={"outcome": "loaded"})
         log.info("%s model %s loaded from %s in %.0f ms", role, model.version, uri,

@@ -15,6 +15,7 @@ from pipeline.adapters.kv import ResilientStore
 from pipeline.adapters.label_log import LabelLogWriter, read_labels
 from pipeline.learning.acceptance import Acceptance, AcceptanceTally, rank_bucket
 from pipeline.learning.online_counts import OnlineTransitions
+from pipeline.learning.online_patterns import OnlinePatterns, patterns_key
 from pipeline.learning.records import (
     FeedbackLog,
     FeedbackRecord,
@@ -28,7 +29,7 @@ from pipeline.learning.records import (
 )
 from pipeline.learning.training_rows import label_rows, split_frame
 from pipeline.ranking.features import FEATURE_NAMES, SCHEMA_VERSION
-from pipeline.ranking.stats import START, InMemoryTransitions, PromptVector
+from pipeline.ranking.stats import START, InMemoryTransitions, PatternOffer, PatternStats, PromptVector
 from pipeline.settings import CacheSettings, FeedbackSettings, RecallSettings
 
 CANDIDATES = ["GET /invoices/{invoice}", "POST /invoices/{invoice}/pay", "GET /customers/{customer}"]
@@ -154,10 +155,93 @@ def test_labels_remembered_with_their_prompt_lean_the_counts_toward_alike_reques
     for n in range(3):  # three newer "who" labels push the "pay" one out of the list; the counts keep it
         sink.record(called(prediction(f"p-more-{n}").model_copy(
             update=encode_prompt(PromptVector("minilm-a", who))), CANDIDATES[2]))
-    assert redis_server.client().llen(f"{settings.key_prefix}recall:minilm-a:spec1:{previous}") == 3
+    assert redis_server.client().llen(f"{settings.key_prefix}recall2:minilm-a:spec1:{previous}") == 3
     time.sleep(0.15)
     asked_pay = counts.next_counts("spec1", previous, PromptVector("minilm-a", _unit(1, 0.2, 0)))
     assert asked_pay[CANDIDATES[2]] > asked_pay[CANDIDATES[1]] > 0  # the plain counts' share only
+
+
+def test_a_spec_borrows_what_followed_the_same_operation_on_other_specs(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Labels on spec1 move spec2's counts after the same operation at `borrow` times their weight, and only
+    spec2's own labels count in full; a spec's own labels are not borrowed back from the shared key; the
+    remembered prompts of other specs lean the borrowed share; `borrow` 0 shares nothing, nor does a session's
+    start."""
+    settings = cache_settings(redis_server.url)
+    recall = RecallSettings()
+    counts = OnlineTransitions(ResilientStore(settings), 0.1, recall, borrow=0.5)
+    alone = OnlineTransitions(ResilientStore(settings), 0.1, recall, borrow=0.0)
+    store = ResilientStore(settings)
+    sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=tmp_path / "s")), counts, 60)
+    previous = CANDIDATES[0]
+    pay, who = _unit(1, 0, 0), _unit(0, 1, 0)
+    for n, (endpoint, vector) in enumerate([(CANDIDATES[1], pay), (CANDIDATES[1], pay), (CANDIDATES[2], who)]):
+        sink.record(called(prediction(f"p-one-{n}").model_copy(
+            update=encode_prompt(PromptVector("minilm-a", vector))), endpoint))
+    sink.record(called(prediction("p-two", spec_id="spec2"), CANDIDATES[2]))
+    time.sleep(0.15)
+    assert counts.next_counts("spec1", previous) == {CANDIDATES[1]: 2.0, CANDIDATES[2]: 1.5}
+    assert counts.next_counts("spec2", previous) == {CANDIDATES[1]: 1.0, CANDIDATES[2]: 1.5}
+    assert alone.next_counts("spec2", previous) == {CANDIDATES[2]: 1.0}
+    asked_who = counts.next_counts("spec2", previous, PromptVector("minilm-a", _unit(0.1, 1, 0)))
+    assert asked_who[CANDIDATES[2]] > 1.45 and asked_who[CANDIDATES[1]] < 0.05
+    assert sum(asked_who.values()) == pytest.approx(2.5)
+    sink.record(called(prediction("p-start").model_copy(update={"last_operation": None}), CANDIDATES[0]))
+    time.sleep(0.15)
+    assert counts.next_counts("spec1", START) == {CANDIDATES[0]: 1.0}
+    assert counts.next_counts("spec2", START) == {}  # what opens a session is not borrowed
+
+
+def test_labels_move_the_spec_agnostic_patterns_every_replica_reads(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """With no labels the rates are the trained ones; a label counts its pattern as chosen and adds each offered
+    pattern's expected share, on any spec; a pattern chosen more often than expected is lifted, one chosen less
+    lowered, in proportion; a call outside the candidate pool teaches nothing; the hashes hold one field per
+    pattern, however many labels."""
+    settings = cache_settings(redis_server.url)
+    trained = PatternStats(transition={"0:1:2:0": (1, 100), "0:2:0:0": (10, 100)})
+    patterns = OnlinePatterns(ResilientStore(settings), 0.1, prior=0.2)
+    other_replica = OnlinePatterns(ResilientStore(settings), 0.1, prior=0.2)
+    untouched = patterns.adapt(trained)
+    assert untouched.transition_rate("0:1:2:0") == trained.transition_rate("0:1:2:0")
+    assert untouched.first_rate("1:1:0") == trained.first_rate("1:1:0")
+    store = ResilientStore(settings)
+    sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=tmp_path / "s")), None, 60, patterns)
+    offer = PatternOffer(table="transition", expected={"0:1:2:0": 0.25, "0:2:0:0": 0.75},
+                         keys={CANDIDATES[1]: "0:1:2:0", CANDIDATES[2]: "0:2:0:0"})
+    for n in range(4):
+        chosen = CANDIDATES[1] if n < 2 else CANDIDATES[2]  # half and half, where a quarter was expected
+        sink.record(called(prediction(f"p-pat-{n}", spec_id=f"spec{n}").model_copy(update={"patterns": offer}),
+                           chosen))
+    sink.record(called(prediction("p-outside").model_copy(update={"patterns": offer}), CANDIDATES[0]))
+    time.sleep(0.15)
+    adapted = other_replica.adapt(trained)
+    # trained rate x (prior + chosen) / (prior + expected)
+    lifted = trained.transition_rate("0:1:2:0") * (0.2 + 2) / (0.2 + 1.0)
+    lowered = trained.transition_rate("0:2:0:0") * (0.2 + 2) / (0.2 + 3.0)
+    assert adapted.transition_rate("0:1:2:0") == pytest.approx(lifted)
+    assert adapted.transition_rate("0:2:0:0") == pytest.approx(lowered)
+    assert adapted.first_rate("1:1:0") == trained.first_rate("1:1:0")
+    client = redis_server.client()
+    assert client.hgetall(f"{settings.key_prefix}{patterns_key('transition', 'chosen')}") == {
+        b"0:1:2:0": b"2", b"0:2:0:0": b"2"}
+    assert client.hlen(f"{settings.key_prefix}{patterns_key('transition', 'expected')}") == 2
+
+
+def test_in_memory_counts_borrow_as_the_online_ones_do() -> None:
+    """The replay of `opensesame eval --online` borrows as the service does; a session's first call is not
+    borrowed (what an API is opened with is its own)."""
+    borrowing, alone = InMemoryTransitions(borrow=0.5), InMemoryTransitions()
+    for counts in (borrowing, alone):
+        for spec, following in (("a", "GET /x"), ("a", "GET /x"), ("b", "GET /y")):
+            counts.add(spec, "GET /w", following)
+            counts.add(spec, START, following)
+    assert borrowing.next_counts("b", "GET /w") == {"GET /x": 1.0, "GET /y": 1.0}
+    assert borrowing.next_counts("a", "GET /w") == {"GET /x": 2.0, "GET /y": 0.5}
+    assert alone.next_counts("b", "GET /w") == {"GET /y": 1.0}
+    assert borrowing.next_counts("b", START) == {"GET /y": 1.0}
 
 
 def test_in_memory_counts_remember_as_the_online_ones_do() -> None:

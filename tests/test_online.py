@@ -63,6 +63,8 @@ def two_habit_cases(tmp_path):
 def test_remembered_prompts_tell_two_habits_apart(capsys, monkeypatch, two_habit_cases, tiny_settings, tiny_model):
     model = str(tiny_settings.paths.model_dir)
     second_half: dict[int, dict[str, float]] = {}
+    # The patterns learn that the next call is the invoice's child either way: left as trained, to see the prompts.
+    monkeypatch.setenv("OPENSESAME__LEARNING__PATTERN_PRIOR", "1e9")
     for per_key in (0, 64):
         monkeypatch.setenv("OPENSESAME__LEARNING__RECALL__PER_KEY", str(per_key))
         get_settings.cache_clear()
@@ -72,3 +74,42 @@ def test_remembered_prompts_tell_two_habits_apart(capsys, monkeypatch, two_habit
     # still lift the habit of each request into the top 3, where the even counts leave half of them out.
     assert second_half[0]["hit@3"] == 0.5 and second_half[64]["hit@3"] == 1.0
     assert second_half[64]["mrr"] > second_half[0]["mrr"]
+
+
+@pytest.fixture()
+def carried_habit_cases(tmp_path):
+    """The habit of the first test on the billing API, then once on each of ten APIs of the same shape that no
+    label was given on (their invoices are bills, charges, ...): their operations have other names and each is
+    asked once, so neither their own counts nor those borrowed by operation know the habit; only the
+    spec-agnostic patterns can carry it."""
+    billing = (FIXTURES / "billing_oas30.yaml").read_text()
+    lines = []
+    things = ["invoice"] * 10 + [f"bill{k}" for k in range(10)]
+    for n, thing in enumerate(things):
+        spec = f"{thing}_oas30.yaml"
+        if not (tmp_path / spec).exists():
+            (tmp_path / spec).write_text(billing.replace("invoice", thing).replace("Invoice", thing.title()))
+        case = {"id": f"{thing}-{n}", "spec": spec, "prompt": "",
+                "events": [{"endpoint": f"GET /v1/{thing}s"}, {"endpoint": f"GET /v1/{thing}s/x_{n}"}],
+                "expected": f"GET /{thing}s/{{{thing}}}/lines"}
+        lines.append(json.dumps(case) + "\n")
+    path = tmp_path / "carried.jsonl"
+    path.write_text("".join(lines))
+    return path
+
+
+def test_a_habit_learned_on_one_api_carries_to_another_through_the_patterns(
+    capsys, monkeypatch, carried_habit_cases, tiny_settings, tiny_model
+):
+    model = str(tiny_settings.paths.model_dir)
+    second_half: dict[str, dict[str, dict[str, float]]] = {}
+    for prior in ("1e9", "0.2"):  # the trained patterns unmoved by labels, then the default weight
+        monkeypatch.setenv("OPENSESAME__LEARNING__PATTERN_PRIOR", prior)
+        get_settings.cache_clear()
+        assert main(["eval", "--online", "--cases", str(carried_habit_cases), "--json", "--model", model,
+                     *PACKAGED]) == 0
+        second_half[prior] = json.loads(capsys.readouterr().out)["sets"]["carried"]["second_half"]
+    assert second_half["1e9"]["online"] == second_half["1e9"]["offline"]  # nothing of the first API carries
+    assert second_half["1e9"]["offline"]["hit@3"] == 0.0  # the tiny model's trained patterns rank it lower
+    # The first label on the billing API already moves the pattern; ten of them carry it to every other API.
+    assert second_half["0.2"]["online"]["hit@1"] >= 0.5 and second_half["0.2"]["online"]["hit@3"] == 1.0

@@ -40,6 +40,7 @@ from pipeline.adapters.llm_checkpoint import prepare
 from pipeline.adapters.minilm import embedder_name
 from pipeline.adapters.serve_api import deploy, deployment, running_config, wait_running
 from pipeline.learning.online_counts import counts_key, recall_key
+from pipeline.learning.online_patterns import patterns_key
 from pipeline.learning.records import FeedbackRecord
 from pipeline.ranking.features import FEATURE_NAMES
 from pipeline.ranking.stats import START
@@ -233,7 +234,11 @@ def test_feedback_lands_in_the_stream(served: Served) -> None:
     prefix = served.key_prefix
     remembered = served.redis.client().lrange(
         f"{prefix}{recall_key(prompt.space, predicted['spec']['id'], 'GET /invoices/{invoice}')}", 0, -1)
-    assert any(raw.startswith(b"POST /invoices/{invoice}/pay\0") for raw in remembered)
+    assert any(raw.startswith(f"{predicted['spec']['id']}\0POST /invoices/{{invoice}}/pay\0".encode())
+               for raw in remembered)
+    # ... and counted for the spec-agnostic patterns every spec shares.
+    chosen = served.redis.client().hgetall(f"{prefix}{patterns_key('transition', 'chosen')}")
+    assert sum(int(n) for n in chosen.values()) >= 1
     # A second report of the same prediction is acknowledged but not counted: the first label wins.
     accepted = served.post("/feedback", {"prediction_id": predicted["prediction_id"], "accepted_rank": 2})
     assert accepted.status_code == 202 and accepted.json()["endpoint"] == predicted["predictions"][1]["endpoint"]

@@ -2,9 +2,10 @@
 the path feedback takes in the service.
 
 Each case is predicted, then its true call is reported as feedback: the prediction becomes a
-`PredictionRecord`, the call a label (`pipeline.learning.records.label`), and the `LabelSink` stores it and
-adds it to the transition counts the next prediction reads, as the Ingress does. The same cases ranked by the
-same model with no feedback are the offline numbers; both are reported on the first and second half of the set.
+`PredictionRecord`, the call a label (`pipeline.learning.records.label`), and the `LabelSink` stores it and adds
+it to the transition and pattern counts the next prediction reads, as the Ingress does. The same cases ranked by
+the same model with no feedback are the offline numbers; both are reported on the first and second half of the
+set.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, 
 from pipeline.ranking.context import PreparedSpec
 from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.ranking.predict import Predictor
-from pipeline.ranking.stats import InMemoryTransitions
-from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings, RecallSettings
+from pipeline.ranking.stats import InMemoryPatterns, InMemoryTransitions
+from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings, LearningSettings
 from pipeline.spec.load import load_catalogue
 from train.evaluate import Case, spec_location
 from train.metrics import summary
@@ -29,23 +30,26 @@ from train.metrics import summary
 _METRICS = ("hit@1", "hit@3", "mrr")
 
 
-def _with_counts(predictor: Predictor, counts: InMemoryTransitions) -> Predictor:
-    return Predictor(predictor.model, counts, predictor.settings, predictor.embedder, predictor.op_embeddings)
+def _learning(predictor: Predictor, counts: InMemoryTransitions, patterns: InMemoryPatterns | None) -> Predictor:
+    return Predictor(predictor.model, counts, predictor.settings, predictor.embedder, predictor.op_embeddings,
+                     patterns)
 
 
 def replay_online(
-    predictor: Predictor, cases: list[Case], cases_dir: Path, fetch: FetchSettings, recall: RecallSettings
+    predictor: Predictor, cases: list[Case], cases_dir: Path, fetch: FetchSettings, learning: LearningSettings
 ) -> dict[str, Any]:
     """hit@1, hit@3 and MRR on each half of `cases`, online (after the feedback of every earlier case, remembered
-    with its prompt as `recall` says) and offline (the same model, no feedback)."""
-    online = _with_counts(predictor, InMemoryTransitions(recall))
-    offline = _with_counts(predictor, InMemoryTransitions())
+    with its prompt and shared with the other specs as `learning` says) and offline (the same model, no
+    feedback)."""
+    patterns = InMemoryPatterns(learning.pattern_prior)
+    online = _learning(predictor, InMemoryTransitions(learning.recall, learning.borrow), patterns)
+    offline = _learning(predictor, InMemoryTransitions(), None)
     store = ResilientStore(CacheSettings())  # in-process: labels are claimed and kept as in the embedded service
     specs: dict[str, PreparedSpec] = {}
     ranks: dict[str, list[int | None]] = {"online": [], "offline": []}
     with tempfile.TemporaryDirectory(prefix="opensesame-online-") as spool:
         sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=Path(spool) / "feedback.jsonl")),
-                         online.counts, CacheSettings().prediction_ttl_s)
+                         online.counts, CacheSettings().prediction_ttl_s, patterns)
         for case in cases:
             location = spec_location(case, cases_dir)
             if location not in specs:
@@ -63,6 +67,7 @@ def replay_online(
                 predicted=[p.endpoint for p in outcome.predictions],
                 model_version=outcome.model_version, created_at=datetime.now(UTC),
                 last_operation=outcome.last_operation, candidates=outcome.candidates, feature_schema=SCHEMA_VERSION,
+                patterns=outcome.patterns,
                 **encode_prompt(outcome.prompt),
             )
             sink.record(label(record, case.expected, None, spec.matcher.match(case.expected)))

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -178,16 +179,20 @@ class ResilientStore:
             self._local.set(key, value, ttl_s)
             return previous
 
-    def incr_fields(self, key: str, amounts: dict[str, int], ttl_s: int | None = None) -> None:
-        """Add to counters of a Redis hash, in one round trip, and keep it `ttl_s` from now (None: as it was); lost
-        while Redis is down (online counts and acceptance are caches of the log)."""
+    def incr_fields(self, key: str, amounts: Mapping[str, float], ttl_s: int | None = None) -> None:
+        """Add to counters of a Redis hash (integers, or floats where an amount is one), in one round trip, and keep
+        it `ttl_s` from now (None: as it was); lost while Redis is down (online counts and acceptance are caches of
+        the log)."""
         client = self._client()
         if client is None:
             return
         try:
             with client.pipeline(transaction=False) as pipe:
                 for field, amount in amounts.items():
-                    pipe.hincrby(self._prefix + key, field, amount)
+                    if isinstance(amount, int):
+                        pipe.hincrby(self._prefix + key, field, amount)
+                    else:
+                        pipe.hincrbyfloat(self._prefix + key, field, amount)
                 if ttl_s is not None:
                     pipe.expire(self._prefix + key, ttl_s)
                 pipe.execute()
@@ -198,6 +203,11 @@ class ResilientStore:
         """A hash of counters, or None when Redis is off or down."""
         raw = self._call("hgetall", self._prefix + key)
         return None if raw is None else {k.decode(): int(v) for k, v in raw.items()}
+
+    def float_fields(self, key: str) -> dict[str, float] | None:
+        """A hash of float counters (`incr_fields` with float amounts), or None when Redis is off or down."""
+        raw = self._call("hgetall", self._prefix + key)
+        return None if raw is None else {k.decode(): float(v) for k, v in raw.items()}
 
     def push_capped(self, key: str, value: bytes, cap: int, ttl_s: int | None = None) -> None:
         """Append to a Redis list kept to its newest `cap` items and `ttl_s` from now, in one round trip; lost while

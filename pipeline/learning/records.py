@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from pipeline.cache import SharedStore
 from pipeline.errors import OpenSesameError
 from pipeline.lookups import lookup
-from pipeline.ranking.stats import START, PromptVector, TransitionCounts
+from pipeline.ranking.stats import START, PatternCounts, PatternOffer, PromptVector, TransitionCounts
 from pipeline.settings import FeedbackSettings
 from pipeline.spec.matching import CallMatch
 
@@ -62,6 +62,7 @@ class PredictionRecord(BaseModel):
     shadowed: bool = Field(False, description="a shadow model also ranked it (pipeline/learning/acceptance.py)")
     prompt_vector: str = Field("", description="the prompt's unit vector: float16, base64 (see encode_prompt)")
     embedder: str = Field("", description="the embedder that made prompt_vector")
+    patterns: PatternOffer | None = Field(None, description="the patterns offered, for the online pattern counts")
 
     def feature_matrix(self) -> np.ndarray:
         return decode_features(self.features, len(self.candidates))
@@ -297,12 +298,16 @@ def _replace_durably(path: Path, text: str) -> None:
 
 class LabelSink:
     """Where a label goes: the first label of a prediction is kept (explicit or implicit, whichever came first),
-    appended to the log, and added to the online transition counts."""
+    appended to the log, and added to the online transition and pattern counts."""
 
-    def __init__(self, store: SharedStore, log: FeedbackLog, counts: TransitionCounts | None, ttl_s: int) -> None:
+    def __init__(
+        self, store: SharedStore, log: FeedbackLog, counts: TransitionCounts | None, ttl_s: int,
+        patterns: PatternCounts | None = None,
+    ) -> None:
         self._store = store
         self._log = log
         self._counts = counts
+        self._patterns = patterns
         self._ttl_s = ttl_s
 
     def record(self, record: FeedbackRecord) -> tuple[Literal["stream", "spool", "duplicate"], str | None]:
@@ -313,6 +318,8 @@ class LabelSink:
         if self._counts is not None and record.endpoint is not None:
             self._counts.add(record.spec_id, record.last_operation or START, record.endpoint,
                              prompt=record.prompt_of())
+        if self._patterns is not None and record.patterns is not None and record.endpoint is not None:
+            self._patterns.add(record.patterns, record.endpoint)
         return ("stream" if entry else "spool"), entry
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,15 +26,22 @@ from pipeline.ranking.signals import Signals, compute_signals
 from pipeline.ranking.sources import (
     CandidateSet,
     Hits,
-    first_rates,
-    pattern_rates,
+    PatternView,
+    pattern_view,
     popular,
     retrieval,
     structure,
     transitions,
     union,
 )
-from pipeline.ranking.stats import PatternStats, PromptVector, TransitionCounts
+from pipeline.ranking.stats import (
+    PatternCounts,
+    PatternOffer,
+    PatternRates,
+    PatternStats,
+    PromptVector,
+    TransitionCounts,
+)
 from pipeline.settings import RankingSettings
 from pipeline.spec.catalogue import Catalogue
 
@@ -62,6 +70,7 @@ class PredictOutcome:
     features: np.ndarray | None = None
     last_operation: str | None = None
     prompt: PromptVector | None = None  # remembered with the label (the online counts' recall)
+    patterns: PatternOffer | None = None  # what the label teaches the spec-agnostic patterns
 
 
 @dataclass(slots=True)
@@ -74,11 +83,22 @@ class Assembled:
     transitions: TransitionView
     reading: PromptReading
     X: np.ndarray
+    patterns: PatternView
+
+    def pattern_offer(self, trained: PatternStats) -> PatternOffer:
+        """Each pattern's share of the `trained` rates over every operation, and each candidate's pattern."""
+        table, keys = self.patterns.table, self.patterns.keys
+        rate = trained.first_rate if table == "first" else trained.transition_rate
+        mass = {key: n * rate(key) for key, n in Counter(keys).items()}
+        total = sum(mass.values()) or 1.0
+        operations = self.ctx.spec.catalogue.operations
+        return PatternOffer(table=table, expected={key: m / total for key, m in mass.items()},
+                            keys={operations[int(i)].id: keys[int(i)] for i in self.candidates.indices})
 
 
 def assemble(
     ctx: Context,
-    patterns: PatternStats,
+    patterns: PatternRates,
     counts: TransitionCounts,
     settings: RankingSettings,
     extra_sources: dict[str, Hits] | None = None,
@@ -89,20 +109,20 @@ def assemble(
     `space` names the embedder of `ctx.prompt_vec` (remembered prompts of another embedder are not compared)."""
     signals = compute_signals(ctx)
     limit = settings.per_source
-    first = first_rates(ctx, signals, patterns)
-    pattern = pattern_rates(ctx, signals, patterns, first)
-    trans_hits, spec_prob, support = transitions(ctx, limit, counts, pattern, space)
+    rates = pattern_view(ctx, signals, patterns)
+    trans_hits, spec_prob, support = transitions(ctx, limit, counts, rates.rates, space)
     hits: dict[str, Hits] = {
         "retrieval": retrieval(ctx, signals, limit),
         "structure": structure(ctx, signals, limit),
         "transitions": trans_hits,
-        "popular": popular(ctx, signals, limit // 2, first),
+        "popular": popular(ctx, signals, limit // 2, rates.first),
         **(extra_sources or {}),
     }
     candidates = union({name: h for name, h in hits.items() if name not in disabled}, settings.candidate_pool)
-    view = TransitionView(spec_prob, support, pattern)
+    view = TransitionView(spec_prob, support, rates.rates)
     reading = read_prompt(ctx.prompt)
-    return Assembled(ctx, signals, candidates, view, reading, featurize(ctx, signals, candidates, view, reading))
+    X = featurize(ctx, signals, candidates, view, reading)
+    return Assembled(ctx, signals, candidates, view, reading, X, rates)
 
 
 class Predictor:
@@ -115,13 +135,16 @@ class Predictor:
         settings: RankingSettings,
         embedder: CachedEmbedder | None = None,
         op_embeddings: OperationEmbeddings | None = None,
+        patterns: PatternCounts | None = None,
     ) -> None:
         """Without `embedder`/`op_embeddings` (the Serve Ranker, whose vectors come from the Embedder
-        deployment) callers pass `prompt_vec` and build the `PreparedSpec` themselves."""
+        deployment) callers pass `prompt_vec` and build the `PreparedSpec` themselves. With `patterns`, the
+        trained spec-agnostic patterns are adapted by what labels chose; without, they are the model's."""
         self.model = model  # never replaced: a reload swaps the whole Predictor (serve/ranker.py)
         self.embedder = embedder
         self.op_embeddings = op_embeddings
         self.counts = counts
+        self.patterns = patterns
         self.settings = settings
 
     def prepare(self, catalogue: Catalogue) -> PreparedSpec:
@@ -155,8 +178,8 @@ class Predictor:
         ctx = build_context(spec, events, prompt, prompt_vec, self.settings.max_history)
         model = self.model
         mark = time.perf_counter()
-        assembled = assemble(ctx, model.patterns, self.counts, self.settings, extra_sources, disabled,
-                             model.meta.embedder)
+        patterns = model.patterns if self.patterns is None else self.patterns.adapt(model.patterns)
+        assembled = assemble(ctx, patterns, self.counts, self.settings, extra_sources, disabled, model.meta.embedder)
         timing["candidates_features"] = _ms(mark)
         mark = time.perf_counter()
         ranked = rank(model, assembled, k, self.settings)
@@ -174,6 +197,7 @@ class Predictor:
             features=assembled.X,
             last_operation=operations[ctx.last_op].id if ctx.last_op is not None else None,
             prompt=PromptVector(model.meta.embedder, prompt_vec) if prompt_vec is not None else None,
+            patterns=assembled.pattern_offer(model.patterns),
         )
 
 

@@ -16,7 +16,8 @@ from pipeline.ranking.relations import Relation, links, relations_from, response
 from pipeline.ranking.signals import Signals
 from pipeline.ranking.stats import (
     START,
-    PatternStats,
+    PatternRates,
+    PatternTable,
     PromptVector,
     TransitionCounts,
     first_key,
@@ -118,18 +119,27 @@ def _rates(keys: list[str], rate: Callable[[str], float]) -> np.ndarray:
     return out
 
 
-def first_rates(ctx: Context, signals: Signals, patterns: PatternStats) -> np.ndarray:
-    return _rates(first_keys(ctx.spec.profile, signals.unfillable), patterns.first_rate)
+@dataclass(frozen=True, slots=True)
+class PatternView:
+    """The spec-agnostic patterns of one problem: the key of every operation in the table that applies (first
+    calls with no history, else transitions from the last call), its rates, and the first-call rates (the
+    popular source reads them with or without history)."""
+
+    table: PatternTable
+    keys: list[str]
+    rates: np.ndarray
+    first: np.ndarray
 
 
-def pattern_rates(ctx: Context, signals: Signals, patterns: PatternStats, first: np.ndarray) -> np.ndarray:
-    """Spec-agnostic rate of each operation as the next call: `first` (the first-call rates) when there is
-    no history, else the transition pattern from the last call."""
+def pattern_view(ctx: Context, signals: Signals, patterns: PatternRates) -> PatternView:
+    keys = first_keys(ctx.spec.profile, signals.unfillable)
+    first = _rates(keys, patterns.first_rate)
     if ctx.last_op is None:
-        return first
+        return PatternView("first", keys, first, first)
     assert signals.rel_last is not None
     link = link_levels(signals.linked_last, signals.linked_response)
-    return _rates(transition_keys(ctx.spec.profile, ctx.last_op, signals.rel_last, link), patterns.transition_rate)
+    keys = transition_keys(ctx.spec.profile, ctx.last_op, signals.rel_last, link)
+    return PatternView("transition", keys, _rates(keys, patterns.transition_rate), first)
 
 
 def popular(ctx: Context, signals: Signals, limit: int, first: np.ndarray) -> Hits:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel
@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pipeline.settings import RecallSettings
 
 START = "^"  # the "previous operation" of a session's first call
+SHARED = "*"  # the spec key of the counts every spec with an operation adds to
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,28 +59,80 @@ def recall_counts(
             for op in counts.keys() | weights.keys()}
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What labels said followed one operation: counts of the following operations and the latest labels with
+    their prompt vectors, each with the spec it was given on (the shared evidence mixes specs)."""
+
+    counts: dict[str, int]
+    remembered: list[tuple[str, str, np.ndarray]]  # (spec hash, following operation, unit prompt vector)
+
+
+def pooled_counts(
+    spec_hash: str, own: Evidence, shared: Evidence, prompt: np.ndarray | None, recall: RecallSettings,
+    borrow: float,
+) -> dict[str, float]:
+    """The spec's own counts (re-weighed by its remembered prompts) plus `borrow` times what the labels of other
+    specs said followed the same operation: an API registered anew, or in another version, starts from what its
+    users did elsewhere instead of from nothing."""
+    counts = recall_counts(own.counts, [(op, v) for _, op, v in own.remembered], prompt, recall)
+    if borrow <= 0:
+        return counts
+    others = {op: n - own.counts.get(op, 0) for op, n in shared.counts.items() if n > own.counts.get(op, 0)}
+    theirs = [(op, v) for spec, op, v in shared.remembered if spec != spec_hash]
+    for op, n in recall_counts(others, theirs, prompt, recall).items():
+        counts[op] = counts.get(op, 0.0) + borrow * n
+    return counts
+
+
+def counted_under(spec_hash: str, previous: str, borrow: float) -> tuple[str, ...]:
+    """The spec keys a label after `previous` is counted under: its spec's, and the shared one when specs borrow.
+    What starts a session is not shared: a first call is a property of one API, and unrelated APIs that happen to
+    name an operation alike would lend each other their habits."""
+    return (spec_hash, SHARED) if borrow > 0 and previous != START else (spec_hash,)
+
+
 class InMemoryTransitions:
-    def __init__(self, recall: RecallSettings | None = None) -> None:
+    def __init__(self, recall: RecallSettings | None = None, borrow: float = 0.0) -> None:
         self._recall = recall or RecallSettings(per_key=0)
+        self._borrow = borrow
         self._counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-        self._remembered: dict[tuple[str, str, str], deque[tuple[str, np.ndarray]]] = {}
+        self._remembered: dict[tuple[str, str, str], deque[tuple[str, str, np.ndarray]]] = {}
         self._lock = threading.Lock()
 
+    def _evidence(self, spec_hash: str, previous: str, space: str | None) -> Evidence:
+        remembered = self._remembered.get((space, spec_hash, previous), ()) if space is not None else ()
+        return Evidence(dict(self._counts.get((spec_hash, previous), {})), list(remembered))
+
     def next_counts(self, spec_hash: str, previous: str, prompt: PromptVector | None = None) -> dict[str, float]:
+        space = prompt.space if prompt else None
+        shares = SHARED in counted_under(spec_hash, previous, self._borrow)
         with self._lock:
-            counts = dict(self._counts.get((spec_hash, previous), {}))
-            remembered = list(self._remembered.get((prompt.space, spec_hash, previous), ())) if prompt else []
-        return recall_counts(counts, remembered, prompt.vector if prompt else None, self._recall)
+            own = self._evidence(spec_hash, previous, space)
+            shared = self._evidence(SHARED, previous, space) if shares else Evidence({}, [])
+        return pooled_counts(spec_hash, own, shared, prompt.vector if prompt else None, self._recall, self._borrow)
 
     def add(
         self, spec_hash: str, previous: str, following: str, weight: int = 1, prompt: PromptVector | None = None
     ) -> None:
         with self._lock:
-            self._counts[(spec_hash, previous)][following] += weight
-            if prompt is not None and self._recall.per_key > 0:
-                key = (prompt.space, spec_hash, previous)
-                queue = self._remembered.setdefault(key, deque(maxlen=self._recall.per_key))
-                queue.append((following, prompt.vector))
+            for key in counted_under(spec_hash, previous, self._borrow):
+                self._counts[(key, previous)][following] += weight
+                if prompt is not None and self._recall.per_key > 0:
+                    queue = self._remembered.setdefault((prompt.space, key, previous),
+                                                        deque(maxlen=self._recall.per_key))
+                    queue.append((spec_hash, following, prompt.vector))
+
+
+PatternTable = Literal["first", "transition"]
+
+
+class PatternRates(Protocol):
+    """The spec-agnostic rate of a pattern as the next call: trained (`PatternStats`) or adapted by labels."""
+
+    def first_rate(self, key: str) -> float: ...
+
+    def transition_rate(self, key: str) -> float: ...
 
 
 class PatternStats(BaseModel):
@@ -104,6 +157,84 @@ class PatternStats(BaseModel):
 
     def first_rate(self, key: str) -> float:
         return self._rate(self.first, key, prior=0.01)
+
+
+@dataclass(frozen=True, slots=True)
+class PatternEvidence:
+    """What labels chose, per pattern table: how often a pattern was the next call (`chosen`) and how often the
+    trained rates expected it to be (`expected`: per label, the pattern's share of the trained rates of every
+    operation there was to choose)."""
+
+    chosen: dict[PatternTable, dict[str, int]]
+    expected: dict[PatternTable, dict[str, float]]
+
+
+class AdaptedPatterns:
+    """The trained rates scaled by how much more (or less) often labels chose each pattern than the trained rates
+    expected: a habit of this deployment (repeating a call for each item, reading before acting) lifts its
+    pattern on every spec, including specs no label was given on. Observed over expected does not depend on how
+    many operations a spec has, as a rate of chosen over available would. `prior` labels' worth of agreement
+    with training keeps a few labels from swinging it; with no labels the rates are the trained ones."""
+
+    def __init__(self, trained: PatternStats, evidence: PatternEvidence, prior: float) -> None:
+        self._trained = trained
+        self._evidence = evidence
+        self._prior = prior
+
+    def _rate(self, table: PatternTable, key: str, trained: float) -> float:
+        chosen = self._evidence.chosen.get(table, {}).get(key, 0)
+        expected = self._evidence.expected.get(table, {}).get(key, 0.0)
+        return trained * (self._prior + chosen) / (self._prior + expected)
+
+    def first_rate(self, key: str) -> float:
+        return self._rate("first", key, self._trained.first_rate(key))
+
+    def transition_rate(self, key: str) -> float:
+        return self._rate("transition", key, self._trained.transition_rate(key))
+
+
+class PatternOffer(BaseModel):
+    """What a prediction offered, by pattern: each pattern's share of the trained rates of the operations there
+    were to choose (what a label is expected to choose), and the pattern of each candidate, where the operation
+    a label names is looked up (a call outside the candidate pool teaches the patterns nothing: its pattern was
+    not kept)."""
+
+    table: PatternTable
+    expected: dict[str, float]
+    keys: dict[str, str]  # candidate operation id -> its pattern key
+
+
+class PatternCounts(Protocol):
+    """Labels counted by pattern, shared by every spec: in memory for the replay and tests, in Redis in the
+    service (`pipeline.learning.online_patterns`)."""
+
+    def adapt(self, trained: PatternStats) -> PatternRates: ...
+
+    def add(self, offer: PatternOffer, chosen: str) -> None: ...
+
+
+class InMemoryPatterns:
+    def __init__(self, prior: float) -> None:
+        self._prior = prior
+        self._chosen: dict[PatternTable, Counter[str]] = {"first": Counter(), "transition": Counter()}
+        self._expected: dict[PatternTable, defaultdict[str, float]] = {
+            "first": defaultdict(float), "transition": defaultdict(float)}
+        self._lock = threading.Lock()
+
+    def adapt(self, trained: PatternStats) -> PatternRates:
+        with self._lock:
+            evidence = PatternEvidence({t: dict(c) for t, c in self._chosen.items()},
+                                       {t: dict(e) for t, e in self._expected.items()})
+        return AdaptedPatterns(trained, evidence, self._prior)
+
+    def add(self, offer: PatternOffer, chosen: str) -> None:
+        key = offer.keys.get(chosen)
+        if key is None:
+            return
+        with self._lock:
+            for pattern, share in offer.expected.items():
+                self._expected[offer.table][pattern] += share
+            self._chosen[offer.table][key] += 1
 
 
 def transition_key(last_kind: int, relation: int, cand_kind: int, link: int) -> str:

@@ -210,12 +210,12 @@ def test_labels_move_the_spec_agnostic_patterns_every_replica_reads(
     store = ResilientStore(settings)
     sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=tmp_path / "s")), None, 60, patterns)
     offer = PatternOffer(table="transition", expected={"0:1:2:0": 0.25, "0:2:0:0": 0.75},
-                         keys={CANDIDATES[1]: "0:1:2:0", CANDIDATES[2]: "0:2:0:0"})
+                         keys=["0:1:2:0", "0:2:0:0"])  # the patterns of CANDIDATES[1:], the candidate pool
+    pooled = {"patterns": offer, "candidates": CANDIDATES[1:]}
     for n in range(4):
         chosen = CANDIDATES[1] if n < 2 else CANDIDATES[2]  # half and half, where a quarter was expected
-        sink.record(called(prediction(f"p-pat-{n}", spec_id=f"spec{n}").model_copy(update={"patterns": offer}),
-                           chosen))
-    sink.record(called(prediction("p-outside").model_copy(update={"patterns": offer}), CANDIDATES[0]))
+        sink.record(called(prediction(f"p-pat-{n}", spec_id=f"spec{n}").model_copy(update=pooled), chosen))
+    sink.record(called(prediction("p-outside").model_copy(update=pooled), CANDIDATES[0]))
     time.sleep(0.15)
     adapted = other_replica.adapt(trained)
     # trained rate x (prior + chosen) / (prior + expected)

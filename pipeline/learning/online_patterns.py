@@ -54,11 +54,8 @@ class OnlinePatterns:
         return AdaptedPatterns(trained, self._evidence(), self._prior)
 
     def add(self, offer: PatternOffer, chosen: str) -> None:
-        key = offer.keys.get(chosen)
-        if key is None:
-            return
         self._store.incr_fields(patterns_key(offer.table, "expected"), offer.expected)
-        self._store.incr_fields(patterns_key(offer.table, "chosen"), {key: 1})
+        self._store.incr_fields(patterns_key(offer.table, "chosen"), {chosen: 1})
 
 
 def online_patterns(store: SharedStore, settings: Settings) -> OnlinePatterns | None:

@@ -319,7 +319,9 @@ class LabelSink:
             self._counts.add(record.spec_id, record.last_operation or START, record.endpoint,
                              prompt=record.prompt_of())
         if self._patterns is not None and record.patterns is not None and record.endpoint is not None:
-            self._patterns.add(record.patterns, record.endpoint)
+            chosen = record.patterns.chosen(record.candidates, record.endpoint)
+            if chosen is not None:
+                self._patterns.add(record.patterns, chosen)
         return ("stream" if entry else "spool"), entry
 
 

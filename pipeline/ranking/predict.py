@@ -86,14 +86,14 @@ class Assembled:
     patterns: PatternView
 
     def pattern_offer(self, trained: PatternStats) -> PatternOffer:
-        """Each pattern's share of the `trained` rates over every operation, and each candidate's pattern."""
+        """Each pattern's share of the `trained` rates over every operation, and each candidate's pattern in the
+        order of `candidates`."""
         table, keys = self.patterns.table, self.patterns.keys
         rate = trained.first_rate if table == "first" else trained.transition_rate
         mass = {key: n * rate(key) for key, n in Counter(keys).items()}
         total = sum(mass.values()) or 1.0
-        operations = self.ctx.spec.catalogue.operations
         return PatternOffer(table=table, expected={key: m / total for key, m in mass.items()},
-                            keys={operations[int(i)].id: keys[int(i)] for i in self.candidates.indices})
+                            keys=[keys[int(i)] for i in self.candidates.indices])
 
 
 def assemble(

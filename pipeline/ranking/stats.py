@@ -195,13 +195,17 @@ class AdaptedPatterns:
 
 class PatternOffer(BaseModel):
     """What a prediction offered, by pattern: each pattern's share of the trained rates of the operations there
-    were to choose (what a label is expected to choose), and the pattern of each candidate, where the operation
-    a label names is looked up (a call outside the candidate pool teaches the patterns nothing: its pattern was
-    not kept)."""
+    were to choose (what a label is expected to choose), and the pattern of each candidate, in the order of the
+    prediction's candidates (kept for a day with it: no operation ids repeated)."""
 
     table: PatternTable
     expected: dict[str, float]
-    keys: dict[str, str]  # candidate operation id -> its pattern key
+    keys: list[str]
+
+    def chosen(self, candidates: list[str], endpoint: str) -> str | None:
+        """The pattern of the candidate a label names; None for a call outside the candidate pool, which teaches
+        the patterns nothing (its pattern was not kept)."""
+        return self.keys[candidates.index(endpoint)] if endpoint in candidates else None
 
 
 class PatternCounts(Protocol):
@@ -210,7 +214,9 @@ class PatternCounts(Protocol):
 
     def adapt(self, trained: PatternStats) -> PatternRates: ...
 
-    def add(self, offer: PatternOffer, chosen: str) -> None: ...
+    def add(self, offer: PatternOffer, chosen: str) -> None:
+        """Count a label that chose pattern `chosen` where `offer` was offered."""
+        ...
 
 
 class InMemoryPatterns:
@@ -228,13 +234,10 @@ class InMemoryPatterns:
         return AdaptedPatterns(trained, evidence, self._prior)
 
     def add(self, offer: PatternOffer, chosen: str) -> None:
-        key = offer.keys.get(chosen)
-        if key is None:
-            return
         with self._lock:
             for pattern, share in offer.expected.items():
                 self._expected[offer.table][pattern] += share
-            self._chosen[offer.table][key] += 1
+            self._chosen[offer.table][chosen] += 1
 
 
 def transition_key(last_kind: int, relation: int, cand_kind: int, link: int) -> str:

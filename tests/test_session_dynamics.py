@@ -53,3 +53,57 @@ def test_the_hedge_keeps_a_place_for_repeating_the_last_call() -> None:
     # Not when it is implausible next to the variant it would displace.
     low = np.array([0.40, 0.30, 0.20, 0.05])
     assert hedge(order, low, [chapter, versions, metadata, verse_again], width=3, share=0.5)[0].tolist() == [0, 1, 2, 3]
+
+
+def _desk(predictor):
+    return predictor.prepare(load_catalogue(FIXTURES / "support_desk_oas30.yaml", FetchSettings()))
+
+
+def _params_of(outcome, endpoint: str) -> dict[str, str]:
+    return next(p for p in outcome.predictions if p.endpoint == endpoint).params
+
+
+def test_the_orders_a_response_lists_are_worked_through_one_by_one(predictor) -> None:
+    """An agent that read a customer's orders looks each up: the next one each time, not the one just read; an act
+    after a read is on the thing read."""
+    desk = _desk(predictor)
+    user = Event(endpoint="GET /users/u_482", response={"user_id": "u_482", "orders": ["W2378156", "W4817420", "W9911002"]})
+    read = "GET /orders/{order_id}"
+    assert _params_of(predictor.predict(desk, [user], k=10), read) == {"order_id": "W2378156"}
+    first = Event(endpoint="GET /orders/W2378156")
+    outcome = predictor.predict(desk, [user, first], k=10)
+    assert _params_of(outcome, read) == {"order_id": "W4817420"}
+    assert _params_of(outcome, "POST /orders/{order_id}/cancel") == {"order_id": "W2378156"}
+    second = Event(endpoint="GET /orders/W4817420")
+    assert _params_of(predictor.predict(desk, [user, first, second], k=10), read) == {"order_id": "W9911002"}
+
+
+def test_each_operation_works_through_the_prompts_items_in_turn(predictor) -> None:
+    """"cancel orders W1 and W2", read before act: after reading W1 the cancel is of W1 and the next read of W2;
+    after cancelling W1 the cancel is of W2."""
+    desk = _desk(predictor)
+    prompt = "cancel orders W2378156 and W4817420"
+    read = [Event(endpoint="GET /orders/W2378156")]
+    outcome = predictor.predict(desk, read, prompt, k=10)
+    assert _params_of(outcome, "POST /orders/{order_id}/cancel") == {"order_id": "W2378156"}
+    assert _params_of(outcome, "GET /orders/{order_id}") == {"order_id": "W4817420"}
+    cancelled = [*read, Event(endpoint="POST /orders/W2378156/cancel")]
+    outcome = predictor.predict(desk, cancelled, prompt, k=10)
+    assert _params_of(outcome, "POST /orders/{order_id}/cancel") == {"order_id": "W4817420"}
+
+
+def test_the_items_left_count_what_each_operation_has_not_done_yet(predictor) -> None:
+    from pipeline.ranking.context import build_context
+    from pipeline.ranking.signals import compute_signals
+
+    desk = _desk(predictor)
+    user = Event(endpoint="GET /users/u_482", response={"user_id": "u_482", "orders": ["W2378156", "W4817420", "W9911002"]})
+    history = [user, Event(endpoint="GET /orders/W2378156")]
+    signals = compute_signals(build_context(desk, history, "", None, 20))
+    left = {op.id: signals.items_left[i] for i, op in enumerate(desk.catalogue.operations)}
+    assert left["GET /orders/{order_id}"] == 2  # two orders not read yet
+    assert left["POST /orders/{order_id}/cancel"] == 3  # none cancelled yet
+    assert left["GET /users/{user_id}"] == 0  # no list of users
+    prompted = compute_signals(build_context(desk, history[1:], "cancel orders W2378156 and W4817420", None, 20))
+    left = {op.id: prompted.items_left[i] for i, op in enumerate(desk.catalogue.operations)}
+    assert left["GET /orders/{order_id}"] == 1 and left["POST /orders/{order_id}/cancel"] == 2

@@ -22,6 +22,8 @@ Assumptions (also in docs/architecture.md), chosen to resemble how people and ag
   quotes, or found in a list) and acts once it has been read.
 - Iteration: one call per item, the items named by the prompt ("invoices in_1, in_2 and in_3", "mark orders
   9001 and 9002 ready") or those of a list the user opened; without a prompt the user may move on after.
+  Where a list was opened (iteration, repeats), half the sessions send its response with the call, as a
+  console or an agent does (`{"invoices": [{"id": ...}, ...]}`), half send none.
 - Ids are concrete (`in_3kf92ja`, `4821`, a UUID, a slug: one style per spec) and an entity keeps its id for
   the session, so carried-over parameters are learnable and checkable.
 - Destructive operations are rare unless the goal is destructive; deprecated ones are avoided.
@@ -37,6 +39,7 @@ import random
 import string
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.ranking.context import Event
 from pipeline.ranking.profile import Kind, OpProfile, SpecProfile
@@ -85,6 +88,7 @@ class Session:
     prompt_mode: str  # "goal" (lookup chain), "act" (asks for the last call), "step" (one per call) or "none"
     goal: int | None
     prompts: list[str]
+    responses: list[dict[str, Any] | None]  # the response body a call is sent with, when the client sends one
 
 
 def named(searched: OpProfile, rng: random.Random) -> str:
@@ -112,11 +116,13 @@ class _Walk:
         self.ops: list[int] = []
         self.calls: list[str] = []
         self.params: list[dict[str, str]] = []
+        self.responses: list[dict[str, Any] | None] = []
 
     def call(self, i: int) -> None:
         text, carried = self.generator.concrete(i, self.values)
         self.calls.append(text)
         self.params.append(carried)
+        self.responses.append(None)
         self.ops.append(i)
         self.generator.produce(i, self.values)
 
@@ -129,7 +135,12 @@ class _Walk:
         return True
 
     def session(self, mode: str, goal: int | None, prompts: list[str]) -> Session:
-        return Session(self.ops, self.calls, self.params, mode, goal, prompts)
+        return Session(self.ops, self.calls, self.params, mode, goal, prompts, self.responses)
+
+    def answer_with_list(self, entity: str, items: list[str]) -> None:
+        """The last call's response lists `items` of `entity` (half the time: clients that send no responses)."""
+        if self.generator.rng.random() < 0.5:
+            self.responses[-1] = {f"{entity}s": [{"id": item} for item in items]}
 
 
 class IdMaker:
@@ -473,8 +484,11 @@ class SessionGenerator:
         if way is None:
             return None
         walk.follow(way[:1])
-        for _ in range(self.rng.randint(2, 4)):
-            walk.values[entity] = self.ids.make(entity)
+        items = [self.ids.make(entity) for _ in range(self.rng.randint(2, 4))]
+        if walk.ops:
+            walk.answer_with_list(entity, items)
+        for value in items:
+            walk.values[entity] = value
             walk.call(item)
         return walk.session("none", None, [""] * len(walk.ops))
 
@@ -535,6 +549,7 @@ class SessionGenerator:
             way = self._way_to(op_index, entity, walk.values)
             if way is None or not walk.follow(way[:1]):
                 return None
+            walk.answer_with_list(entity, items)
         for value in items:
             walk.values[entity] = value
             walk.call(op_index)
@@ -556,7 +571,7 @@ class SessionGenerator:
         out: list[Problem] = []
         ops = self.catalogue.operations
         for t, i in enumerate(session.ops):
-            events = [Event(endpoint=c) for c in session.calls[:t]]
+            events = [Event(endpoint=c, response=r) for c, r in zip(session.calls[:t], session.responses[:t])]
             earlier = {v for p in session.params[:t] for v in p.values()}
             carried = {k: v for k, v in session.params[t].items() if v in earlier or v in session.prompts[t]}
             out.append(Problem(f"{session_id}-{t}", spec_name, events, session.prompts[t], ops[i].id, carried))

@@ -5,7 +5,8 @@ A value the prompt names for a parameter comes first ("comment on issue 130" whi
 OpenAPI link of an earlier call points at (`pipeline.ranking.link_values`), (2) the same position of the last call
 when both paths share the prefix up to that parameter, (3) the most recent parameter with the same name, (4) the
 most recent value of the same entity (`invoice_id` fills `{invoice}`); a generic `{id}` by position or by its
-segment's entity (`/credit_notes/{id}`). Whatever stays unknown remains a `{placeholder}`.
+segment's entity (`/credit_notes/{id}`). A value the operation was already called with gives way to the next item
+of a list a response held (the receipt of each ride listed). Whatever stays unknown remains a `{placeholder}`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from pipeline.ranking.context import Context
+from pipeline.ranking.context import Context, fresh_listed
 from pipeline.ranking.prompt_values import fill_from_prompt
 from pipeline.ranking.text import GENERIC_NAMES
 from pipeline.spec.catalogue import Operation
@@ -60,9 +61,12 @@ def carry_params(op: Operation, ctx: Context, base_path: str) -> CarriedCall:
         if value is None:
             by_name = ctx.values.get(p.name) if p.name.lower() not in GENERIC_NAMES else None
             value = by_name or ctx.entity_values.get(entities.get(p.name, ""))
+        if value is None or value in ctx.sent.get(index, ()):
+            # Working through a list: the next item this operation has not been called with.
+            value = next(iter(fresh_listed(ctx, entities.get(p.name, ""), index)), value)
         if value is not None:
             from_history[p.name] = value
-    named = fill_from_prompt(profile, ctx.prompt_values, frozenset(from_history)) if ctx.prompt_values else {}
+    named = fill_from_prompt(profile, ctx.prompt_values_for(index), frozenset(from_history)) if ctx.prompt_values else {}
     params = {p.name: value for p in op.path_params if (value := named.get(p.name) or from_history.get(p.name))}
     rendered = op.path
     for name, value in params.items():

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from pipeline.ranking.link_values import MadeCall, link_values
 from pipeline.ranking.profile import SpecProfile
 from pipeline.ranking.prompt_values import PromptValue, prompt_values, speaks_for_self
-from pipeline.ranking.response_values import produced_entity, response_ids
+from pipeline.ranking.response_values import listed_ids, produced_entity, response_ids
 from pipeline.ranking.text import head
 from pipeline.spec.catalogue import Catalogue, is_id_name
 from pipeline.spec.matching import CallMatch, CallMatcher
@@ -70,9 +70,12 @@ class Context:
     values: dict[str, str] = field(default_factory=dict)  # parameter name -> latest value seen
     entity_values: dict[str, str] = field(default_factory=dict)  # entity head ("invoice") -> latest id seen
     last_entities: set[str] = field(default_factory=set)  # entities whose ids the last call carried
-    prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135"), unused first
+    prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135"), in its order
     first_person: bool = False  # "my profile", "for me": the caller holds their own user id
-    seen_values: set[str] = field(default_factory=set)  # every value any call of the history carried
+    sent: dict[int, set[str]] = field(default_factory=dict)  # operation index -> values its calls sent: items done
+    # entity -> the ids of the items of the latest list a call answered with ("rides": [{"ride_id": ...}, ...]),
+    # in the list's order: a user who opened a list works through it
+    listed: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # operation index -> parameter -> value, by the OpenAPI `links` of the calls made (the latest call's values win)
     # and of the last call alone
     linked_values: dict[int, dict[str, str]] = field(default_factory=dict)
@@ -81,6 +84,15 @@ class Context:
     @property
     def last_op(self) -> int | None:
         return self.op_history[-1] if self.op_history else None
+
+    def prompt_values_for(self, op: int) -> tuple[PromptValue, ...]:
+        """The prompt's values, those operation `op` was already called with last: a prompt that lists several
+        items ("invoices inv_1, inv_2 and inv_3") is worked through in turn by each operation (read each, then act
+        on each), and a stable sort keeps the prompt's order within each part."""
+        done = self.sent.get(op)
+        if not done or not any(v.value in done for v in self.prompt_values):
+            return self.prompt_values
+        return tuple(sorted(self.prompt_values, key=lambda v: v.value in done))
 
 
 def build_context(
@@ -103,28 +115,35 @@ def build_context(
                 ctx.linked_values.setdefault(target, {}).update(values)
         # Later values overwrite earlier ones: the most recent id of an entity is the one to carry over.
         query_ids = {k: v for k, v in match.query_params.items() if isinstance(v, str) and is_id_name(k)}
-        # Any value a call sent is an item done ("the zip codes of Boston and Austin": `?city=Boston`).
-        ctx.seen_values.update(v for v in match.query_params.values() if isinstance(v, str))
+        # Any value a call sent is an item that operation has done ("the zip codes of Boston and Austin":
+        # `?city=Boston`).
+        if match.operation is not None:
+            sent = ctx.sent.setdefault(ctx.op_history[-1], set())
+            sent.update(v for v in match.query_params.values() if isinstance(v, str))
+            sent.update(match.path_params.values())
+            sent.update(str(v) for v in event.params.values() if isinstance(v, (str, int)) and not isinstance(v, bool))
         for name, value in {**match.path_params, **query_ids}.items():
             ent = heads.get(name) or head(name)
             ctx.values[name] = value
             ctx.entity_values[ent] = value
             ctx.last_entities.add(ent)
-            ctx.seen_values.add(value)
         if event.response is not None and match.operation is not None:
             produced = spec.profile.ops[spec.profile.index[match.operation.id]].produces
             thing = produced_entity(match.operation.path, produced, spec.profile.path_entities)
+            ctx.listed.update(listed_ids(event.response, thing, spec.profile.path_entities))
             for name, value in response_ids(event.response, thing, spec.profile.path_entities).items():
                 ctx.values[name] = value
                 ctx.entity_values[head(name)] = value
-                ctx.seen_values.add(value)
         for name, value in event.params.items():
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 ctx.values[name] = str(value)
                 ctx.entity_values[head(name)] = str(value)
-                ctx.seen_values.add(str(value))
-    # A prompt that lists several items ("invoices inv_1, inv_2 and inv_3") is worked through in turn: the items
-    # the history has not carried yet fill parameters first (a stable sort keeps the prompt's order within each).
-    quoted = prompt_values(prompt, spec.profile.param_nouns)
-    ctx.prompt_values = tuple(sorted(quoted, key=lambda v: v.value in ctx.seen_values))
+    ctx.prompt_values = prompt_values(prompt, spec.profile.param_nouns)
     return ctx
+
+
+def fresh_listed(ctx: Context, entity: str, op: int) -> list[str]:
+    """The items of the latest list of `entity` that no call of operation `op` has sent yet, in the list's order:
+    what working through the list with that operation has left."""
+    done = ctx.sent.get(op, set())
+    return [v for v in ctx.listed.get(entity, ()) if v not in done]

@@ -18,7 +18,7 @@ from pipeline.ranking.sources import SOURCE_NAMES, CandidateSet
 from pipeline.ranking.text import stem, tokens
 from pipeline.spec.catalogue import words
 
-SCHEMA_VERSION = "opensesame-features-v3"
+SCHEMA_VERSION = "opensesame-features-v4"
 
 # Prompt similarity enters only scale-free (ranks, z-scores, ratios to the best match): real questions sit at
 # about half the cosine of operation-summary-like prompts, and an absolute threshold learned on one style
@@ -47,6 +47,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "cand_kind", "cand_method", "cand_depth", "depth_diff",
     "n_required", "unfillable", "prompt_fills", "unreachable", "known_from_last", "has_body", "deprecated", "destructive",
     "last_kind", "last_method", "n_events", "n_matched", "times_called", "calls_since", "is_last_op",
+    # Working through items: those left for the candidate (listed by the prompt or a response, not yet called
+    # with), and how many calls in a row the session has made of its last operation.
+    "items_left", "run_length",
     "has_prompt", "n_names", "name_type_match", "intent_match", "n_intents", "lex_overlap", "lex_action", "destructive_intent",
     "log_n_ops",
 )
@@ -86,6 +89,16 @@ def _rank_of(values: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(values), dtype=np.float32)
     ranks[order] = np.arange(1, len(values) + 1, dtype=np.float32)
     return ranks
+
+
+def _run_length(ops: list[int]) -> int:
+    """Calls in a row of the last operation at the end of the history."""
+    run = 0
+    for op in reversed(ops):
+        if op != ops[-1]:
+            break
+        run += 1
+    return run
 
 
 def column(X: np.ndarray, name: str) -> np.ndarray:
@@ -145,6 +158,7 @@ def featurize(
         put("last_method", float(profile.method[ctx.last_op]))
         put("depth_diff", profile.depth[idx] - profile.depth[ctx.last_op])
         put("is_last_op", (idx == ctx.last_op).astype(np.float32))
+        put("run_length", float(_run_length(ctx.op_history)))
 
     put("trans_spec_prob", transitions.spec_prob[idx])
     put("trans_support", transitions.support[idx])
@@ -167,6 +181,7 @@ def featurize(
     put("n_events", float(len(ctx.history)))
     put("n_matched", float(len(ctx.op_history)))
     put("times_called", signals.times_called[idx])
+    put("items_left", signals.items_left[idx])
     put("calls_since", signals.calls_since[idx])
     put("log_n_ops", float(np.log1p(len(profile))))
 

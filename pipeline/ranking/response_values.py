@@ -5,7 +5,8 @@ From the response body an event carries (`Event.response`): its top-level `id` (
 `slug`) belong to the entity the call produces (what it creates, reads or lists, `OpProfile.produces`, when that
 is one entity some path parameter takes); a field named as an id (`customer_id`, `invoiceId`) or as such an entity
 (`"customer": "cus_9"`, `"server": {"id": 42}`) is that entity's id; a list's first item (`data`, `items`,
-`results` or the body itself) stands for the list.
+`results`, a field named as the entity listed, or the body itself) stands for the list, and the ids of all its
+items are the list a user may work through (`listed_ids`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ def produced_entity(path: str, produces: frozenset[str], entities: frozenset[str
 def response_ids(response: Any, thing: str | None, entities: frozenset[str]) -> dict[str, str]:
     """Field name (or, for the top-level id, `thing`: the entity the call produced) -> value, for the values that
     look like ids."""
-    body = _first_item(response)
+    return _ids_of(_first_item(response, thing), thing, entities)
+
+
+def _ids_of(body: Any, thing: str | None, entities: frozenset[str]) -> dict[str, str]:
+    """The ids of one thing's fields (`response_ids` of a body that is no list)."""
     if not isinstance(body, dict):
         return {}
     found: dict[str, str] = {}
@@ -55,15 +60,53 @@ def response_ids(response: Any, thing: str | None, entities: frozenset[str]) -> 
     return found
 
 
-def _first_item(response: Any) -> Any:
+def listed_ids(response: Any, thing: str | None, entities: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    """Entity -> the ids of the items a response lists, in order: the listed things themselves (`{"rides": [...]}`
+    of `GET /rides`) and the lists a thing holds under an entity's name (a user's `"orders": ["#W1", "#W2"]`)."""
+    found: dict[str, tuple[str, ...]] = {}
+    items = _items(response, thing)
+    if thing is not None and items is not None:
+        found[thing] = _item_ids(items, thing, entities)
+    body = response if items is None else None
+    if isinstance(body, dict):
+        for name, value in body.items():
+            if isinstance(value, list) and (entity := head(name)) in entities and entity not in found:
+                found[entity] = _item_ids(value, entity, entities)
+    return {entity: ids for entity, ids in found.items() if ids}
+
+
+def _item_ids(items: list[Any], entity: str, entities: frozenset[str]) -> tuple[str, ...]:
+    """Each item's id: the item itself when it is one, else its own key or a field named as the entity's id."""
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, dict):
+            ids = _ids_of(item, entity, entities)
+            value = ids.get(entity) or next((v for name, v in ids.items() if head(name) == entity), None)
+        else:
+            value = id_value(item)
+        if value is not None and value not in out:
+            out.append(value)
+    return tuple(out)
+
+
+def _items(response: Any, thing: str | None) -> list[Any] | None:
+    """The items of a list response: the body itself, or the list under `data`, `items`, `results` or the listed
+    entity's own name (`{"rides": [...]}`) of a body that is not itself one thing (no `id`)."""
     if isinstance(response, list):
-        return response[0] if response else None
-    if isinstance(response, dict):
-        for key in _LIST_KEYS:
-            items = response.get(key)
-            if isinstance(items, list) and items and isinstance(items[0], dict) and "id" not in response:
-                return items[0]
-    return response
+        return response
+    if isinstance(response, dict) and "id" not in response:
+        for key, items in response.items():
+            if (key in _LIST_KEYS or (thing is not None and head(key) == thing)) and isinstance(items, list) \
+                    and items and isinstance(items[0], dict):
+                return items
+    return None
+
+
+def _first_item(response: Any, thing: str | None) -> Any:
+    items = _items(response, thing)
+    if items is None:
+        return response
+    return items[0] if items else None
 
 
 def id_value(value: Any) -> str | None:

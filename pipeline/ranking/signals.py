@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.ranking.context import Context
+from pipeline.ranking.context import Context, fresh_listed
 from pipeline.ranking.lexical import first_mentions, shares
 from pipeline.ranking.prompt_values import fill_from_prompt
 from pipeline.ranking.relations import links, relations_from, response_links
@@ -39,12 +39,15 @@ class Signals:
     prompt_fills: np.ndarray  # unfillable params whose noun the prompt mentions ("the second season")
     unreachable: np.ndarray  # required params neither known, nor in the last response, nor named by the prompt
     prompt_valued: np.ndarray  # required params a value quoted in the prompt fills ("power on server 4712")
+    # Items the op has not been called with yet, of those the prompt lists ("refund payments 881, 882 and 884") or a
+    # response listed: what working through them with this op has left
+    items_left: np.ndarray
 
 
-def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per op: required params known (history, enum or a value the prompt quotes), known from the last call,
     whose noun the prompt names, not reachable at all (neither of those nor an entity the last call lists or
-    returns), and filled by a value the prompt quotes."""
+    returns), filled by a value the prompt quotes, and the items left for it (`Signals.items_left`)."""
     profile = ctx.spec.profile
     last = profile.ops[ctx.last_op] if ctx.last_op is not None else None
     last_outputs = (last.produces | last.returns) if last is not None else frozenset()
@@ -56,12 +59,19 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     by_prompt = np.zeros(len(profile), dtype=np.float32)
     unreachable = np.zeros(len(profile), dtype=np.float32)
     valued = np.zeros(len(profile), dtype=np.float32)
+    left = np.zeros(len(profile), dtype=np.float32)
     for i, op in enumerate(profile.ops):
         held = frozenset(n for n, e in zip(op.required, op.required_entities)
                          if n in ctx.values or n in ctx.linked_values.get(i, ()) or e in ctx.entity_values
                          or (e == "person" and ctx.first_person))
-        quoted = fill_from_prompt(op, ctx.prompt_values, held) if ctx.prompt_values and op.required else {}
+        values = ctx.prompt_values_for(i)
+        quoted = fill_from_prompt(op, values, held) if ctx.prompt_values and op.required else {}
         valued[i] = len(quoted)
+        if op.required_entities:
+            done = ctx.sent.get(i, set())
+            if quoted:  # the prompt's values this op takes, one at a time, that it was not called with yet
+                left[i] = sum(1 for v in values if v.value not in done and fill_from_prompt(op, (v,), held))
+            left[i] += len(fresh_listed(ctx, op.required_entities[-1], i))
         for name, ent in zip(op.required, op.required_entities):
             if name in op.enum_params or name in held or name in quoted:
                 known[i] += 1
@@ -71,7 +81,7 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
                 unreachable[i] += 1
             if name in last_values or ent in last_entities or name in ctx.last_linked.get(i, ()):
                 from_last[i] += 1
-    return known, from_last, by_prompt, unreachable, valued
+    return known, from_last, by_prompt, unreachable, valued, left
 
 
 def compute_signals(ctx: Context) -> Signals:
@@ -110,9 +120,9 @@ def compute_signals(ctx: Context) -> Signals:
             times_called[op] += 1
             if np.isnan(calls_since[op]):
                 calls_since[op] = age
-    known, from_last, prompt_fills, unreachable, prompt_valued = _fillable(ctx)
+    known, from_last, prompt_fills, unreachable, prompt_valued, items_left = _fillable(ctx)
     return Signals(
         prompt_sim, goal_sim, lex_idf, field_idf, goal_field, verb_idf, mention_pos, last_sim, history_sim, rel_last,
         linked_last, linked_response, linked_any, known, from_last, times_called, calls_since,
-        spec.profile.n_required - known, prompt_fills, unreachable, prompt_valued,
+        spec.profile.n_required - known, prompt_fills, unreachable, prompt_valued, items_left,
     )

@@ -115,13 +115,15 @@ def build_context(
                 ctx.linked_values.setdefault(target, {}).update(values)
         # Later values overwrite earlier ones: the most recent id of an entity is the one to carry over.
         query_ids = {k: v for k, v in match.query_params.items() if isinstance(v, str) and is_id_name(k)}
+        # A body's scalar values (a flag is no value to carry).
+        scalars = {k: str(v) for k, v in event.params.items() if isinstance(v, (str, int)) and not isinstance(v, bool)}
         # Any value a call sent is an item that operation has done ("the zip codes of Boston and Austin":
         # `?city=Boston`).
         if match.operation is not None:
             sent = ctx.sent.setdefault(ctx.op_history[-1], set())
             sent.update(v for v in match.query_params.values() if isinstance(v, str))
             sent.update(match.path_params.values())
-            sent.update(str(v) for v in event.params.values() if isinstance(v, (str, int)) and not isinstance(v, bool))
+            sent.update(scalars.values())
         for name, value in {**match.path_params, **query_ids}.items():
             ent = heads.get(name) or head(name)
             ctx.values[name] = value
@@ -134,10 +136,9 @@ def build_context(
             for name, value in response_ids(event.response, thing, spec.profile.path_entities).items():
                 ctx.values[name] = value
                 ctx.entity_values[head(name)] = value
-        for name, value in event.params.items():
-            if isinstance(value, (str, int)) and not isinstance(value, bool):
-                ctx.values[name] = str(value)
-                ctx.entity_values[head(name)] = str(value)
+        for name, value in scalars.items():
+            ctx.values[name] = value
+            ctx.entity_values[head(name)] = value
     ctx.prompt_values = prompt_values(prompt, spec.profile.param_nouns)
     return ctx
 

@@ -67,9 +67,8 @@ def listed_ids(response: Any, thing: str | None, entities: frozenset[str]) -> di
     items = _items(response, thing)
     if thing is not None and items is not None:
         found[thing] = _item_ids(items, thing, entities)
-    body = response if items is None else None
-    if isinstance(body, dict):
-        for name, value in body.items():
+    if items is None and isinstance(response, dict):
+        for name, value in response.items():
             if isinstance(value, list) and (entity := head(name)) in entities and entity not in found:
                 found[entity] = _item_ids(value, entity, entities)
     return {entity: ids for entity, ids in found.items() if ids}

@@ -62,7 +62,7 @@ def ensure_champion(settings: Settings, log: Any = print, cold_start: bool = Fal
         stage = COLD_START
     else:
         log(f"no ranker of this schema and embedder in the registry or in {model_dir}: training the default one "
-            "(about 10 minutes)")
+            "(about 8 minutes on 2 cores)")
         _, report = train(settings, model_dir, log=log)
         stage = "full"
     version = registry.register(

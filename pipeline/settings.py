@@ -120,6 +120,9 @@ class TrainingSettings(_Section):
     max_specs: int | None = Field(None, ge=2, description="at most this many training specs (a stable sample); "
                                   "None: all")
     cold_start: ColdStartSettings = ColdStartSettings()
+    # Parsing the specs and building each problem's feature rows are independent of one another.
+    workers: int = Field(0, ge=0, description="processes parsing specs and building feature rows (0: one per CPU "
+                         "this process may use)")
 
 
 class PathSettings(_Section):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from pipeline.ranking.profile import SpecProfile
@@ -117,3 +118,18 @@ def test_prefixed_ids_of_entity_names_with_empty_parts(entity_name: str, expecte
     made = maker.make(entity_name)
     prefix, _, rest = made.partition("_")
     assert prefix == expected_prefix and len(rest) == 10
+
+
+def test_feature_rows_are_the_same_built_in_one_process_or_several(minilm) -> None:
+    from pipeline.ranking.embedding import OperationEmbeddings
+    from pipeline.settings import RankingSettings
+    from train.dataset import build, embed_prompts, generate, learn_patterns
+
+    catalogues = [(p.name, load_catalogue(p, FetchSettings())) for p in SPECS]
+    corpus = generate(catalogues, OperationEmbeddings(minilm), seed=3, scale=3.0)
+    patterns, vectors = learn_patterns(corpus), embed_prompts(corpus.problems, minilm)
+    one, two = (build(corpus, patterns, corpus.counts, RankingSettings(), vectors, workers=w) for w in (1, 2))
+    assert one.problems == two.problems == len(corpus.problems) and one.recalled == two.recalled > 200
+    assert one.group_specs == two.group_specs and len(set(one.group_specs)) == len(SPECS)
+    assert (one.group_sizes == two.group_sizes).all() and (one.y == two.y).all()
+    assert np.array_equal(one.X, two.X, equal_nan=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pipeline.errors import OpenSesameError
 from pipeline.settings import FetchSettings
 from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.load import load_catalogue
+from train.parallel import ordered_map
 
 _DEV_SET_MARKERS = ("tmdb",)
 
@@ -54,15 +56,16 @@ def _sample(paths: list[Path], n: int) -> list[Path]:
     return sorted(paths, key=lambda p: hashlib.sha256(b"sample:" + p.name.encode()).digest())[:n]
 
 
-def load_all(paths: list[Path], max_operations: int) -> list[tuple[str, Catalogue]]:
-    """Parse every spec it can; specs that fail or are too large to be useful sessions are skipped."""
-    out = []
-    fetch = FetchSettings(max_bytes=64 * 1024 * 1024)
-    for path in paths:
-        try:
-            catalogue = load_catalogue(path, fetch)
-        except OpenSesameError:
-            continue
-        if 2 <= len(catalogue.operations) <= max_operations:
-            out.append((path.name, catalogue))
-    return out
+def _usable(path: Path, max_operations: int) -> Catalogue | None:
+    try:
+        catalogue = load_catalogue(path, FetchSettings(max_bytes=64 * 1024 * 1024))
+    except OpenSesameError:
+        return None
+    return catalogue if 2 <= len(catalogue.operations) <= max_operations else None
+
+
+def load_all(paths: list[Path], max_operations: int, workers: int = 1) -> list[tuple[str, Catalogue]]:
+    """Parse every spec it can, on `workers` processes; specs that fail or are too large to be useful sessions are
+    skipped."""
+    catalogues = ordered_map(partial(_usable, max_operations=max_operations), paths, workers)
+    return [(path.name, catalogue) for path, catalogue in zip(paths, catalogues) if catalogue is not None]

@@ -8,11 +8,13 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
 from pipeline.ranking.context import PreparedSpec, build_context
 from pipeline.ranking.embedding import Embedder, OperationEmbeddings
+from pipeline.ranking.features import FEATURE_NAMES
 from pipeline.ranking.predict import assemble
 from pipeline.ranking.profile import Kind
 from pipeline.ranking.relations import links, relations_from, response_links
@@ -20,6 +22,7 @@ from pipeline.ranking.sources import Hits, first_keys, transition_keys
 from pipeline.ranking.stats import START, InMemoryTransitions, PatternStats, TransitionCounts, link_levels
 from pipeline.settings import RankingSettings, SessionShapes
 from pipeline.spec.catalogue import Catalogue
+from train.parallel import ordered_map
 from train.sessions import Problem, SessionGenerator
 
 
@@ -121,6 +124,46 @@ def embed_prompts(problems: list[Problem], embedder: Embedder) -> dict[str, np.n
     return dict(zip(texts, embedder.embed(texts))) if texts else {}
 
 
+@dataclass(frozen=True, slots=True)
+class _BuildInputs:
+    corpus: Corpus
+    patterns: PatternStats
+    counts: TransitionCounts
+    settings: RankingSettings
+    prompt_vectors: dict[str, np.ndarray]
+    extra_sources: dict[str, dict[str, Hits]] | None
+
+
+# What the workers of `build` read: set before they fork, inherited rather than pickled (train/parallel.py).
+_inputs: _BuildInputs | None = None
+
+
+def _rows(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[int], list[str]]:
+    """Feature rows, labels, group sizes and specs of the problems [start, stop) that have their answer among the
+    candidates."""
+    assert _inputs is not None
+    corpus, extra_sources = _inputs.corpus, _inputs.extra_sources
+    rows: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    group_specs: list[str] = []
+    for problem in corpus.problems[bounds[0] : bounds[1]]:
+        spec = corpus.specs[problem.spec]
+        prompt = problem.prompt.strip()
+        vector = _inputs.prompt_vectors.get(prompt)
+        ctx = build_context(spec, problem.events, prompt, vector, _inputs.settings.max_history)
+        extra = extra_sources.get(problem.id) if extra_sources else None
+        assembled = assemble(ctx, _inputs.patterns, _inputs.counts, _inputs.settings, extra)
+        y = (assembled.candidates.indices == spec.profile.index[problem.expected]).astype(np.float32)
+        if not y.any():
+            continue  # nothing to learn from a list without the answer; counted against recall
+        rows.append(assembled.X)
+        labels.append(y)
+        group_specs.append(problem.spec)
+    X = np.vstack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+    y_all = np.concatenate(labels) if labels else np.zeros(0, dtype=np.float32)
+    return X, y_all, [len(y) for y in labels], group_specs
+
+
 def build(
     corpus: Corpus,
     patterns: PatternStats,
@@ -128,32 +171,25 @@ def build(
     settings: RankingSettings,
     prompt_vectors: dict[str, np.ndarray],
     extra_sources: dict[str, dict[str, Hits]] | None = None,
+    workers: int = 1,
 ) -> Dataset:
-    rows: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    sizes: list[int] = []
-    group_specs: list[str] = []
-    recalled = 0
-    for problem in corpus.problems:
-        spec = corpus.specs[problem.spec]
-        prompt = problem.prompt.strip()
-        ctx = build_context(spec, problem.events, prompt, prompt_vectors.get(prompt), settings.max_history)
-        extra = extra_sources.get(problem.id) if extra_sources else None
-        assembled = assemble(ctx, patterns, counts, settings, extra)
-        y = (assembled.candidates.indices == spec.profile.index[problem.expected]).astype(np.float32)
-        if not y.any():
-            continue  # nothing to learn from a list without the answer; counted against recall
-        recalled += 1
-        rows.append(assembled.X)
-        labels.append(y)
-        sizes.append(len(y))
-        group_specs.append(problem.spec)
-    width = len(rows[0][0]) if rows else 0
+    """The matrix of every problem, in the problems' order whatever the number of `workers` (forked processes,
+    each building slices of the problems): the same rows, so the same model."""
+    global _inputs
+    n = len(corpus.problems)
+    # Several slices per worker: problems of large specs cost more, and an even share of slices evens the load.
+    cuts = np.linspace(0, n, min(n, 8 * workers) + 1).astype(int).tolist()
+    _inputs = _BuildInputs(corpus, patterns, counts, settings, prompt_vectors, extra_sources)
+    try:
+        parts = ordered_map(_rows, list(pairwise(cuts)), workers)
+    finally:
+        _inputs = None
+    sizes = [size for part in parts for size in part[2]]
     return Dataset(
-        X=np.vstack(rows) if rows else np.zeros((0, width), dtype=np.float32),
-        y=np.concatenate(labels) if labels else np.zeros(0, dtype=np.float32),
+        X=np.vstack([part[0] for part in parts]) if parts else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32),
+        y=np.concatenate([part[1] for part in parts]) if parts else np.zeros(0, dtype=np.float32),
         group_sizes=np.array(sizes, dtype=np.int32),
-        group_specs=group_specs,
-        problems=len(corpus.problems),
-        recalled=recalled,
+        group_specs=[spec for part in parts for spec in part[3]],
+        problems=n,
+        recalled=len(sizes),
     )

@@ -21,6 +21,7 @@ from train.dataset import build, embed_prompts, generate, learn_patterns
 from train.embedder_tuning import ensure_embedder
 from train.evaluate import evaluate, load_cases
 from train.fit import fit_ranker
+from train.parallel import available_cpus
 from train.suite import evaluate_suite, load_suite
 
 
@@ -49,8 +50,9 @@ def train(
             "pass --data DIR or set OPENSESAME__TRAINING__DATA_DIR"
         )
     split = corpus_mod.split(paths, cfg.valid_percent, cfg.max_specs)
-    train_specs = corpus_mod.load_all(split.train, cfg.max_operations)
-    valid_specs = corpus_mod.load_all(split.valid, cfg.max_operations)
+    workers = cfg.workers or available_cpus()
+    train_specs = corpus_mod.load_all(split.train, cfg.max_operations, workers)
+    valid_specs = corpus_mod.load_all(split.valid, cfg.max_operations, workers)
     if not train_specs or not valid_specs:
         raise TrainingDataError(
             f"need training and validation specs, got {len(train_specs)} and {len(valid_specs)} from {cfg.data_dir}; "
@@ -71,9 +73,10 @@ def train(
     vectors = embed_prompts(train_corpus.problems + valid_corpus.problems, embedder)
     stage(f"patterns + {len(vectors)} prompt embeddings")
 
-    train_ds = build(train_corpus, patterns, train_corpus.counts, settings.ranking, vectors)
-    valid_ds = build(valid_corpus, patterns, valid_corpus.counts, settings.ranking, vectors)
-    stage(f"features ({len(train_ds.y)} train rows, candidate recall {train_ds.recall:.3f} / {valid_ds.recall:.3f})")
+    train_ds = build(train_corpus, patterns, train_corpus.counts, settings.ranking, vectors, workers=workers)
+    valid_ds = build(valid_corpus, patterns, valid_corpus.counts, settings.ranking, vectors, workers=workers)
+    recall = f"candidate recall {train_ds.recall:.3f} / {valid_ds.recall:.3f}"
+    stage(f"features on {workers} process(es) ({len(train_ds.y)} train rows, {recall})")
 
     info = {"train_specs": [n for n, _ in train_specs], "valid_specs": [n for n, _ in valid_specs]}
     model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info, embedder.name)
@@ -93,8 +96,8 @@ def train(
         ]
         hits_by_problem, llm_info = llm_hits(predictor, asks, settings.llm)
         extra = {pid: {"llm": h} for pid, h in hits_by_problem.items()}
-        train_ds = build(train_corpus, patterns, train_corpus.counts, settings.ranking, vectors, extra)
-        valid_ds = build(valid_corpus, patterns, valid_corpus.counts, settings.ranking, vectors, extra)
+        train_ds = build(train_corpus, patterns, train_corpus.counts, settings.ranking, vectors, extra, workers)
+        valid_ds = build(valid_corpus, patterns, valid_corpus.counts, settings.ranking, vectors, extra, workers)
         model, report = fit_ranker(train_ds, valid_ds, patterns, cfg.fit, cfg.seed, info, embedder.name)
         report["llm"] = {**llm_info, "problems": len(asks)}
         stage(f"llm over {len(asks)} problems + refit")

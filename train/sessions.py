@@ -169,6 +169,10 @@ class SessionGenerator:
         mixture = (shapes or SessionShapes()).model_dump()
         self.shapes, self.shape_weights = list(mixture), list(mixture.values())
         self.profile = SpecProfile(catalogue)
+        # Plain lists of the profile's columns the walks test per operation, over and over: a numpy scalar compared
+        # with an enum member costs microseconds, and the sessions of a training make millions of such tests.
+        self.kind = [Kind(k) for k in self.profile.kind.tolist()]
+        self.avoided = [bool(d) or k == Kind.OTHER for d, k in zip(self.profile.deprecated.tolist(), self.kind)]
         self.rng = rng
         self.ids = IdMaker(rng)
         ops = self.profile.ops
@@ -181,19 +185,19 @@ class SessionGenerator:
         # producer of their own whose response names what g needs (the middle hop of a two-hop lookup).
         self.producers: dict[int, list[int]] = {}
         for i in self.entry:
-            if self.profile.kind[i] in (Kind.LIST, Kind.SEARCH, Kind.CREATE):
+            if self.kind[i] in (Kind.LIST, Kind.SEARCH, Kind.CREATE):
                 for g in self.profile.enables[i]:
                     self.producers.setdefault(int(g), []).append(i)
         self.reachers: dict[int, list[int]] = {}
         for m in self.producers:
-            if self._avoid(m) or self.profile.kind[m] not in (Kind.GET, Kind.LIST):
+            if self._avoid(m) or self.kind[m] not in (Kind.GET, Kind.LIST):
                 continue
             for g in self.profile.enables_by_response[m]:
                 if int(g) != m and not self._avoid(int(g)):
                     self.reachers.setdefault(int(g), []).append(m)
 
     def _avoid(self, i: int) -> bool:
-        return bool(self.profile.deprecated[i]) or self.profile.kind[i] == Kind.OTHER
+        return self.avoided[i]
 
     # -- calls -----------------------------------------------------------------------------------------
     def fillable(self, i: int, values: dict[str, str]) -> bool:
@@ -275,7 +279,7 @@ class SessionGenerator:
         first_target = middle if middle is not None else goal
         ops = self.catalogue.operations
         producers = self.producers[first_target]
-        searches = [p for p in producers if self.profile.kind[p] == Kind.SEARCH]
+        searches = [p for p in producers if self.kind[p] == Kind.SEARCH]
         producer = self.rng.choice(searches) if searches and self.rng.random() < 0.6 else None
         # Naming the thing makes its type implicit: mostly the prompt never says what kind of thing it is.
         implicit = self.profile.ops[producer].produces if producer is not None and self.rng.random() < 0.7 else frozenset()
@@ -285,7 +289,7 @@ class SessionGenerator:
         if producer is not None:
             prompt = f"{prompt} {named(self.profile.ops[producer], self.rng)}"
         else:
-            lists = [p for p in producers if self.profile.kind[p] == Kind.LIST] or producers
+            lists = [p for p in producers if self.kind[p] == Kind.LIST] or producers
             producer = self.rng.choice(lists)
             if self.rng.random() < 0.6:
                 prompt = f"{prompt} {self.rng.choice(['of the', 'for the', 'in'])} {object_phrase(ops[producer], self.rng)}"
@@ -325,7 +329,7 @@ class SessionGenerator:
         return walk.session(mode, goal, self._prompts(mode, goal, goal_prompt, walk.ops))
 
     def _browse(self, max_len: int) -> Session | None:
-        browse = [i for i in self.entry if self.profile.kind[i] in (Kind.LIST, Kind.SEARCH, Kind.CREATE)]
+        browse = [i for i in self.entry if self.kind[i] in (Kind.LIST, Kind.SEARCH, Kind.CREATE)]
         walk = _Walk(self, {})
         walk.call(self.rng.choice(browse or self.entry))
         length = self.rng.randint(1, max_len)
@@ -344,7 +348,7 @@ class SessionGenerator:
         or quotes its id and acts at once."""
         profile = self.profile
         targets = [i for i in range(len(profile)) if not self._avoid(i)
-                   and (profile.kind[i] in _WRITES or (profile.kind[i] == Kind.GET and profile.ops[i].required))]
+                   and (self.kind[i] in _WRITES or (self.kind[i] == Kind.GET and profile.ops[i].required))]
         if not targets:
             return None
         weights = [0.3 if profile.destructive[i] else 1.0 for i in targets]
@@ -353,7 +357,7 @@ class SessionGenerator:
         walk = _Walk(self, {})
         quoted: str | None = None
         opened = False
-        listing = self._listing(target) if profile.kind[target] == Kind.CREATE and self.rng.random() < 0.4 else None
+        listing = self._listing(target) if self.kind[target] == Kind.CREATE and self.rng.random() < 0.4 else None
         if listing is not None:
             # Look at what exists, then create ("GET /labels", then "create a label called needs-triage"): ids of
             # the parents are held from before the session; the request comes with the act.
@@ -370,7 +374,7 @@ class SessionGenerator:
                 quoted = walk.values[entity] = self.ids.make(entity)
                 # The parents show in the history (the repository page before "comment on issue 128").
                 parents = [j for j in range(len(profile)) if not self._avoid(j) and self.free[j] == free[:-1]
-                           and profile.kind[j] in (Kind.GET, Kind.LIST)] if len(free) > 1 else []
+                           and self.kind[j] in (Kind.GET, Kind.LIST)] if len(free) > 1 else []
                 if len(free) > 1 and not parents:
                     return None
                 if parents:
@@ -410,20 +414,20 @@ class SessionGenerator:
     def _listing(self, target: int) -> int | None:
         """The list operation of the collection `target` creates in (`GET /labels` for `POST /labels`)."""
         same = [j for j in self.profile.by_shape.get(self.profile.ops[target].segments, [])
-                if self.profile.kind[j] == Kind.LIST and not self._avoid(j)]
+                if self.kind[j] == Kind.LIST and not self._avoid(j)]
         return self.rng.choice(same) if same else None
 
     def _way_to(self, target: int, entity: str, values: dict[str, str]) -> list[int] | None:
         """How a user finds the thing `target` acts on: list or search it (within the parents they hold), then,
         half of the time, open it."""
         finders = [j for j in range(len(self.profile)) if not self._avoid(j)
-                   and self.profile.kind[j] in (Kind.LIST, Kind.SEARCH) and entity in self.profile.ops[j].produces
+                   and self.kind[j] in (Kind.LIST, Kind.SEARCH) and entity in self.profile.ops[j].produces
                    and self.fillable(j, values)]
         if not finders:
             return None
         way = [self.rng.choice(finders)]
         items = [j for j in range(len(self.profile)) if j != target and not self._avoid(j)
-                 and self.profile.kind[j] == Kind.GET and self.free[j] == self.free[target]]
+                 and self.kind[j] == Kind.GET and self.free[j] == self.free[target]]
         if items and self.rng.random() < 0.5:
             way.append(self.rng.choice(items))
         return way
@@ -454,7 +458,7 @@ class SessionGenerator:
 
     def _lifecycle(self) -> Session | None:
         """create -> get -> update/action -> (delete) of one thing, each step asked for half the time."""
-        creates = [i for i in self.entry if self.profile.kind[i] == Kind.CREATE and self.profile.ops[i].produces]
+        creates = [i for i in self.entry if self.kind[i] == Kind.CREATE and self.profile.ops[i].produces]
         if not creates:
             return None
         create = self.rng.choice(creates)
@@ -463,17 +467,17 @@ class SessionGenerator:
         made = self.profile.ops[create].produces
         later = [j for j in range(len(self.profile)) if not self._avoid(j) and self.free[j]
                  and self.free[j][-1] in made and self.fillable(j, walk.values)]
-        order = sorted(later, key=lambda j: (self.profile.kind[j] == Kind.DELETE, self.profile.kind[j] != Kind.GET,
+        order = sorted(later, key=lambda j: (self.kind[j] == Kind.DELETE, self.kind[j] != Kind.GET,
                                              self.rng.random()))
         for j in order[: self.rng.randint(1, 4)]:
-            if self.profile.kind[j] != Kind.DELETE or self.rng.random() < 0.3:
+            if self.kind[j] != Kind.DELETE or self.rng.random() < 0.3:
                 walk.call(j)
         mode = self.rng.choices(["step", "none"], weights=[0.5, 0.5])[0]
         return walk.session(mode, None, self._prompts(mode, None, None, walk.ops))
 
     def _repeat(self) -> Session | None:
         """The same lookup for several things in a row (`GET /items/7`, `GET /items/9`, ...)."""
-        items = [i for i in range(len(self.profile)) if not self._avoid(i) and self.profile.kind[i] == Kind.GET
+        items = [i for i in range(len(self.profile)) if not self._avoid(i) and self.kind[i] == Kind.GET
                  and len(self.free[i]) == 1]
         if not items:
             return None
@@ -498,14 +502,14 @@ class SessionGenerator:
         the start; sometimes the thing was opened first and the request came with the act."""
         profile = self.profile
         targets = [i for i in range(len(profile)) if not self._avoid(i) and self.free[i]
-                   and (profile.kind[i] in _WRITES or (profile.kind[i] == Kind.GET and profile.depth[i] >= 2))]
+                   and (self.kind[i] in _WRITES or (self.kind[i] == Kind.GET and profile.depth[i] >= 2))]
         if not targets:
             return None
         target = self.rng.choices(targets, weights=[0.3 if profile.destructive[i] else 1.0 for i in targets])[0]
         free = self.free[target]
         # The thing's own lookup: the same path, or the one the act is a sub-resource of.
         opens = (Relation.SAME_PATH, Relation.CHILD, Relation.DESCENDANT)
-        items = [j for j in range(len(profile)) if j != target and not self._avoid(j) and profile.kind[j] == Kind.GET
+        items = [j for j in range(len(profile)) if j != target and not self._avoid(j) and self.kind[j] == Kind.GET
                  and self.free[j] == free and relation(profile.ops[j], profile.ops[target]) in opens]
         if not items:
             return None
@@ -532,7 +536,7 @@ class SessionGenerator:
         the user opened; without a prompt the user now and then moves on after the last item."""
         profile = self.profile
         ops = [i for i in range(len(profile)) if not self._avoid(i) and self.free[i]
-               and profile.kind[i] in (Kind.GET, Kind.ACTION, Kind.UPDATE)]
+               and self.kind[i] in (Kind.GET, Kind.ACTION, Kind.UPDATE)]
         if not ops:
             return None
         op_index = self.rng.choice(ops)

@@ -1,0 +1,35 @@
+"""Training's CPU-bound stages (parsing specs, building feature rows) spread over forked processes.
+
+Forked, not spawned: a worker inherits what the parent built (module state set before the call: the corpus with
+every spec's embeddings) without pickling it; only each item and its result travel. Results come back in the
+items' order, so a training builds the same rows, and the same model, with any number of workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from threadpoolctl import threadpool_limits
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _one_thread() -> None:
+    # Each worker is one of `workers` processes on as many cores: numpy's BLAS threads on top would oversubscribe.
+    threadpool_limits(1)
+
+
+def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """`[fn(x) for x in items]`, on up to `workers` forked processes when there are several items."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with multiprocessing.get_context("fork").Pool(min(workers, len(items)), _one_thread) as pool:
+        return pool.map(fn, items, chunksize=1)

@@ -16,6 +16,7 @@ import argparse
 import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from ops.champion import Champion
@@ -57,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         config = without_llm(config)
     settings = load_settings(overrides=config["applications"][0].get("args", {}).get("settings", {}))
     try:
-        with multiprocessing.get_context("spawn").Pool(1) as child:
-            champion = child.apply(_champion, (settings,))
+        # Not a multiprocessing.Pool: its daemonic worker could not fork the training's own workers.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            champion = child.submit(_champion, settings).result()
     except OpenSesameError as exc:  # e.g. no registered ranker and no training data: say what to do
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -133,3 +133,23 @@ def test_feature_rows_are_the_same_built_in_one_process_or_several(minilm) -> No
     assert one.group_specs == two.group_specs and len(set(one.group_specs)) == len(SPECS)
     assert (one.group_sizes == two.group_sizes).all() and (one.y == two.y).all()
     assert np.array_equal(one.X, two.X, equal_nan=True)
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _square_all(items: list[int]) -> list[int]:
+    from train.parallel import ordered_map
+
+    return ordered_map(_square, items, workers=2)
+
+
+def test_ordered_map_keeps_the_order_and_works_alone_in_a_daemonic_process() -> None:
+    import multiprocessing
+
+    from train.parallel import ordered_map
+
+    assert ordered_map(_square, list(range(20)), workers=2) == [x * x for x in range(20)]
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # its worker is daemonic: it may not fork
+        assert pool.apply(_square_all, (list(range(5)),)) == [0, 1, 4, 9, 16]

@@ -28,8 +28,9 @@ def _one_thread() -> None:
 
 
 def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
-    """`[fn(x) for x in items]`, on up to `workers` forked processes when there are several items."""
-    if workers <= 1 or len(items) <= 1:
+    """`[fn(x) for x in items]`, on up to `workers` forked processes when there are several items and this process
+    may have children (a daemonic one, a multiprocessing.Pool's worker, may not: it works alone)."""
+    if workers <= 1 or len(items) <= 1 or multiprocessing.current_process().daemon:
         return [fn(x) for x in items]
     with multiprocessing.get_context("fork").Pool(min(workers, len(items)), _one_thread) as pool:
         return pool.map(fn, items, chunksize=1)

@@ -178,7 +178,8 @@ def build(
     global _inputs
     n = len(corpus.problems)
     # Several slices per worker: problems of large specs cost more, and an even share of slices evens the load.
-    cuts = np.linspace(0, n, min(n, 8 * workers) + 1).astype(int).tolist()
+    # At least one slice, empty when there are no problems: its empty arrays shape the empty matrix.
+    cuts = np.linspace(0, n, max(1, min(n, 8 * workers)) + 1).astype(int).tolist()
     _inputs = _BuildInputs(corpus, patterns, counts, settings, prompt_vectors, extra_sources)
     try:
         parts = ordered_map(_rows, list(pairwise(cuts)), workers)
@@ -186,8 +187,8 @@ def build(
         _inputs = None
     sizes = [size for part in parts for size in part[2]]
     return Dataset(
-        X=np.vstack([part[0] for part in parts]) if parts else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32),
-        y=np.concatenate([part[1] for part in parts]) if parts else np.zeros(0, dtype=np.float32),
+        X=np.vstack([part[0] for part in parts]),
+        y=np.concatenate([part[1] for part in parts]),
         group_sizes=np.array(sizes, dtype=np.int32),
         group_specs=[spec for part in parts for spec in part[3]],
         problems=n,

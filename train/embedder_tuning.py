@@ -22,7 +22,7 @@ from pipeline.settings import EmbedderSettings, SessionShapes, Settings
 from pipeline.spec.catalogue import Catalogue
 from train import corpus as corpus_mod
 from train.embedder_export import ensure_exported, export_onnx
-from train.parallel import available_cpus
+from train.parallel import worker_count
 from train.sessions import SessionGenerator
 
 Triple = tuple[str, str, str]  # request, its operation's text, a same-spec negative's text
@@ -101,7 +101,7 @@ def tune(settings: Settings, out_dir: Path, per_spec: int, log: Callable[[str], 
     """Fine-tune on the training split's specs only (held-out specs and every dev set stay unseen)."""
     cfg = settings.training
     split = corpus_mod.split(corpus_mod.discover(cfg.data_dir), cfg.valid_percent)
-    specs = corpus_mod.load_all(split.train, cfg.max_operations, cfg.workers or available_cpus())
+    specs = corpus_mod.load_all(split.train, cfg.max_operations, worker_count(cfg.workers))
     if not specs:
         raise TrainingDataError(f"no training specs under {cfg.data_dir}; pass --data or set training.data_dir")
     triples = request_triples(specs, per_spec, settings.embedder.tune_seed, settings.embedder.tune_shapes)

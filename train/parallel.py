@@ -18,8 +18,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0))
+def worker_count(requested: int) -> int:
+    """`training.workers` as a number: 0 means one per CPU this process may use."""
+    return requested or len(os.sched_getaffinity(0))
 
 
 def _one_thread() -> None:

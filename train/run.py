@@ -21,7 +21,7 @@ from train.dataset import build, embed_prompts, generate, learn_patterns
 from train.embedder_tuning import ensure_embedder
 from train.evaluate import evaluate, load_cases
 from train.fit import fit_ranker
-from train.parallel import available_cpus
+from train.parallel import worker_count
 from train.suite import evaluate_suite, load_suite
 
 
@@ -50,7 +50,7 @@ def train(
             "pass --data DIR or set OPENSESAME__TRAINING__DATA_DIR"
         )
     split = corpus_mod.split(paths, cfg.valid_percent, cfg.max_specs)
-    workers = cfg.workers or available_cpus()
+    workers = worker_count(cfg.workers)
     train_specs = corpus_mod.load_all(split.train, cfg.max_operations, workers)
     valid_specs = corpus_mod.load_all(split.valid, cfg.max_operations, workers)
     if not train_specs or not valid_specs:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from pipeline.ranking.context import build_context
+from pipeline.ranking.context import PreparedSpec, build_context
 from pipeline.ranking.lexical import LexicalIndex, shares
 from pipeline.ranking.profile import Fanout, SpecProfile
 from pipeline.ranking.reasons import explain
@@ -37,8 +39,6 @@ def test_words_unknown_to_the_spec_count_for_nothing() -> None:
 
 @pytest.fixture(scope="module")
 def tmdb():
-    from pipeline.ranking.context import PreparedSpec
-
     catalogue = load_catalogue(TMDB_SPEC, FetchSettings())
     # Embeddings are not what this test is about: random unit vectors keep it fast and model-free.
     vectors = np.random.default_rng(0).normal(size=(len(catalogue.operations), 8)).astype(np.float32)
@@ -123,3 +123,43 @@ def test_features_are_the_same_in_every_process() -> None:
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")]
     assert len(runs[0].strip()) == 64
     assert runs[0] == runs[1] == runs[2]
+
+
+def _weather(tmp_path) -> PreparedSpec:
+    """NESTFUL's weather API in small: three operations, so no word of the spec reaches the IDF threshold."""
+    city = [{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}]
+    paths = {f"/{name}.json": {"get": {"operationId": name, "summary": summary, "parameters": city,
+                                       "responses": {"200": {"description": "ok"}}}}
+             for name, summary in [("current", "Current weather"), ("forecast", "Forecast weather"),
+                                   ("timezone", "Time zone")]}
+    path = tmp_path / "weather.json"
+    path.write_text(json.dumps({"openapi": "3.0.3", "info": {"title": "Weather", "version": "1"}, "paths": paths}))
+    catalogue = load_catalogue(str(path), FetchSettings())
+    vectors = np.random.default_rng(0).normal(size=(len(catalogue.operations), 8)).astype(np.float32)
+    return PreparedSpec.build(catalogue, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+
+
+def test_a_small_specs_operations_are_named_in_the_order_the_request_says_them(tmp_path) -> None:
+    weather = _weather(tmp_path)
+    ctx = build_context(weather, [], "Get the forecast, current weather, and time zone for Cape Town", None, 20)
+    mention = compute_signals(ctx).mention_pos
+    assert mention is not None
+    at = {op.id: mention[i] for i, op in enumerate(weather.catalogue.operations)}
+    assert at["GET /forecast.json"] < at["GET /current.json"] < at["GET /timezone.json"]
+
+
+def test_the_first_request_not_made_yet_ranks_first_among_those_named(tmp_path, predictor) -> None:
+    from pipeline.ranking.context import Event
+    from pipeline.ranking.features import column
+    from pipeline.ranking.predict import assemble
+
+    weather = _weather(tmp_path)
+    prompt = "Get the forecast, current weather, and time zone for Cape Town"
+    done = [Event(endpoint="GET /forecast.json?q=Cape%20Town")]
+    assembled = assemble(build_context(weather, done, prompt, None, 20), predictor.model.patterns, predictor.counts,
+                         predictor.settings)
+    operations = weather.catalogue.operations
+    pending = {operations[int(i)].id: r for i, r in zip(assembled.candidates.indices,
+                                                         column(assembled.X, "mention_rank_pending"))}
+    assert pending["GET /current.json"] == 1 and pending["GET /timezone.json"] == 2
+    assert np.isnan(pending["GET /forecast.json"])  # asked for and made: no longer waiting

@@ -18,7 +18,7 @@ from pipeline.ranking.sources import SOURCE_NAMES, CandidateSet
 from pipeline.ranking.text import stem, tokens
 from pipeline.spec.catalogue import words
 
-SCHEMA_VERSION = "opensesame-features-v4"
+SCHEMA_VERSION = "opensesame-features-v5"
 
 # Prompt similarity enters only scale-free (ranks, z-scores, ratios to the best match): real questions sit at
 # about half the cosine of operation-summary-like prompts, and an absolute threshold learned on one style
@@ -35,8 +35,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     # The prompt names what the operation *does* (its last path word: "refund", "comment on", "power on"), and
     # quotes the ids it needs ("server 4712"): a request specific enough to outweigh the history's habits.
     "verb_idf", "verb_idf_rank", "prompt_valued",
-    # Where the request names the candidate: of two requests in one prompt, the first is usually next.
-    "mention_pos",
+    # Where the request names the candidate: of two requests in one prompt, the first is usually next; and its
+    # place among the operations named and not called yet ("details, reviews and offers" after the details).
+    "mention_pos", "mention_rank_pending",
     # Rank of the prompt match *within* a group: among ops needing what the last call returned, among ops
     # reachable now (ids known, in the last response or named by the prompt), among ops of the same kind.
     # "Best match among the person operations" is the signal, not the raw cosine.
@@ -197,6 +198,9 @@ def featurize(
         put("verb_idf_rank", _rank_within(signals.verb_idf, signals.verb_idf > 0)[idx])
         assert signals.mention_pos is not None
         put("mention_pos", signals.mention_pos[idx])
+        pending = signals.mention_pos.copy()
+        pending[signals.times_called > 0] = np.nan
+        put("mention_rank_pending", _rank_within(-pending, ~np.isnan(pending))[idx])
 
     has_prompt = bool(ctx.prompt)
     put("has_prompt", float(has_prompt))

@@ -38,13 +38,15 @@ class LexicalIndex:
 
 def first_mentions(prompt_words: list[str], index: LexicalIndex, min_idf: float = 1.0) -> np.ndarray:
     """Per operation: where in the request (0 = first word, 1 = last) a word it holds first occurs; NaN where
-    none does. Words common in the spec (IDF below `min_idf`) mark nothing. "Find flights to London and then
-    hotels there" asks for the flight search first: the earlier mention is the next call, the later one after."""
+    none does. Words common in the spec (IDF below `min_idf`) mark nothing, but a word of one operation alone
+    always marks it: in a spec of three operations no word reaches the IDF, and "the forecast, current weather
+    and time zone" still names three of them in order. "Find flights to London and then hotels there" asks for
+    the flight search first: the earlier mention is the next call, the later one after."""
     out = np.full(index.size, np.nan, dtype=np.float32)
     span = max(1, len(prompt_words) - 1)
     for position, word in enumerate(prompt_words):
         ops = index.postings.get(word)
-        if ops is None or index.idf[word] < min_idf:
+        if ops is None or (index.idf[word] < min_idf and len(ops) > 1):
             continue
         here = out[ops]
         out[ops] = np.where(np.isnan(here), position / span, np.minimum(here, position / span))

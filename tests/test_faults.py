@@ -197,8 +197,9 @@ def test_a_worker_node_crash_mid_load_loses_no_accepted_label(stand: Stand) -> N
                 for _, f in stand.redis.client().xrange(STREAM)}
     assert set(accepted) <= streamed, "a label answered 202 is missing from the stream"
     # Requests in flight on the crashed node fail (HAProxy answers 500 for those on its Ingress replica); the
-    # others fail over within the window in which Ray notices the node is gone (1 s health checks, 3 misses).
-    assert report["requests"] > 100 and window <= 5 and report["p99_ms"] <= 3000
+    # others fail over within the window in which Ray notices the node is gone (1 s health checks, 3 misses); a
+    # request sent to the crashed node's replicas in that window waits for it, so the window bounds the p99 too.
+    assert report["requests"] > 100 and window <= 5 and report["p99_ms"] <= 5000
 
 
 def test_one_replica_of_each_deployment_killed_in_turn(stand: Stand) -> None:

@@ -14,6 +14,7 @@ from pipeline.ranking.reasons import explain
 from pipeline.ranking.signals import compute_signals
 from pipeline.ranking.text import tokens
 from pipeline.settings import FetchSettings
+from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.load import load_catalogue
 from tests.conftest import TMDB_CASES, TMDB_SPEC
 
@@ -37,12 +38,15 @@ def test_words_unknown_to_the_spec_count_for_nothing() -> None:
     assert score.tolist() == [1.0, 0.0]
 
 
-@pytest.fixture(scope="module")
-def tmdb():
-    catalogue = load_catalogue(TMDB_SPEC, FetchSettings())
-    # Embeddings are not what this test is about: random unit vectors keep it fast and model-free.
+def _with_random_vectors(catalogue: Catalogue) -> PreparedSpec:
+    """Embeddings are not what these tests are about: random unit vectors keep them fast and model-free."""
     vectors = np.random.default_rng(0).normal(size=(len(catalogue.operations), 8)).astype(np.float32)
     return PreparedSpec.build(catalogue, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+
+
+@pytest.fixture(scope="module")
+def tmdb():
+    return _with_random_vectors(load_catalogue(TMDB_SPEC, FetchSettings()))
 
 
 def test_response_fields_name_the_operation_that_answers(tmdb) -> None:
@@ -125,6 +129,9 @@ def test_features_are_the_same_in_every_process() -> None:
     assert runs[0] == runs[1] == runs[2]
 
 
+WEATHER_REQUEST = "Get the forecast, current weather, and time zone for Cape Town"
+
+
 def _weather(tmp_path) -> PreparedSpec:
     """NESTFUL's weather API in small: three operations, so no word of the spec reaches the IDF threshold."""
     city = [{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}]
@@ -134,14 +141,12 @@ def _weather(tmp_path) -> PreparedSpec:
                                    ("timezone", "Time zone")]}
     path = tmp_path / "weather.json"
     path.write_text(json.dumps({"openapi": "3.0.3", "info": {"title": "Weather", "version": "1"}, "paths": paths}))
-    catalogue = load_catalogue(str(path), FetchSettings())
-    vectors = np.random.default_rng(0).normal(size=(len(catalogue.operations), 8)).astype(np.float32)
-    return PreparedSpec.build(catalogue, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    return _with_random_vectors(load_catalogue(str(path), FetchSettings()))
 
 
 def test_a_small_specs_operations_are_named_in_the_order_the_request_says_them(tmp_path) -> None:
     weather = _weather(tmp_path)
-    ctx = build_context(weather, [], "Get the forecast, current weather, and time zone for Cape Town", None, 20)
+    ctx = build_context(weather, [], WEATHER_REQUEST, None, 20)
     mention = compute_signals(ctx).mention_pos
     assert mention is not None
     at = {op.id: mention[i] for i, op in enumerate(weather.catalogue.operations)}
@@ -154,10 +159,9 @@ def test_the_first_request_not_made_yet_ranks_first_among_those_named(tmp_path, 
     from pipeline.ranking.predict import assemble
 
     weather = _weather(tmp_path)
-    prompt = "Get the forecast, current weather, and time zone for Cape Town"
     done = [Event(endpoint="GET /forecast.json?q=Cape%20Town")]
-    assembled = assemble(build_context(weather, done, prompt, None, 20), predictor.model.patterns, predictor.counts,
-                         predictor.settings)
+    assembled = assemble(build_context(weather, done, WEATHER_REQUEST, None, 20), predictor.model.patterns,
+                         predictor.counts, predictor.settings)
     operations = weather.catalogue.operations
     pending = {operations[int(i)].id: r for i, r in zip(assembled.candidates.indices,
                                                          column(assembled.X, "mention_rank_pending"))}

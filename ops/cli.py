@@ -364,6 +364,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Beside `make serve`: the time to the first answer and to each model version after it, and the failures."""
+    from ops.startwatch import watch_start
+
+    try:
+        report = watch_start(args.url.rstrip("/"), args.spec.read_text(), args.versions, args.clients, args.pause_s,
+                             args.timeout_min * 60, log=_progress)
+    except (TimeoutError, ValueError) as exc:
+        _progress(f"watch: {exc}")
+        return 1
+    _print_json(asdict(report))
+    return 0 if report.passed and len(report.versions) >= args.versions else 1
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from train.retrain import main as retrain_main
 
@@ -531,6 +545,18 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    watch = commands.add_parser("watch", help="started with `make serve`: seconds to the first answer and to each "
+                                "model version after it (the cold-start ranker, the full model), failed requests; "
+                                "exit 1 on a failure or a timeout")
+    watch.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
+    watch.add_argument("--spec", type=Path, default=TMDB_SPEC, help="the spec the clients register and predict on")
+    watch.add_argument("--versions", type=int, default=2, help="stop once this many versions have answered (a "
+                       "fresh start: 2, the cold-start ranker and the full model; a second start: 1)")
+    watch.add_argument("--clients", type=int, default=2)
+    watch.add_argument("--pause-s", type=float, default=0.2, help="each client's pause between requests")
+    watch.add_argument("--timeout-min", type=float, default=60)
+    watch.set_defaults(handler=cmd_watch)
 
     retrain = commands.add_parser("retrain", help="retrain the ranker from the label log (Ray Train), gate, promote")
     retrain.add_argument("--no-reload", action="store_true", help="promote without touching a running service")

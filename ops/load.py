@@ -36,6 +36,21 @@ def percentiles(latencies: list[float], quantiles: tuple[int, ...] = (50, 95, 99
     return {f"p{q}_ms": round(float(np.percentile(latencies, q)), 2) for q in quantiles} if latencies else {}
 
 
+def wait_until_ok(url: str, timeout_s: float) -> None:
+    """Until a GET of `url` answers 200 (a closed port or another status: not yet); TimeoutError after
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
 def outcome(samples: list[Sample]) -> dict[str, Any]:
     """Requests, failures (anything but 2xx, by status) and p50/p99 (ms) of the successful ones."""
     failed = [s for s in samples if not _ok(s.status)]
@@ -50,13 +65,16 @@ def outcome(samples: list[Sample]) -> dict[str, Any]:
 
 class RequestLoop:
     def __init__(
-        self, url: str, body: Callable[[int, int], dict[str, Any]], clients: int, total: int | None = None
+        self, url: str, body: Callable[[int, int], dict[str, Any]], clients: int, total: int | None = None,
+        pause_s: float = 0.0,
     ) -> None:
-        """`body(client, n)` is the JSON of the loop's `n`-th request (counted over all clients), sent by `client`."""
+        """`body(client, n)` is the JSON of the loop's `n`-th request (counted over all clients), sent by `client`;
+        each client waits `pause_s` after an answer before its next request."""
         self._url = url
         self._body = body
         self._clients = clients
         self._total = total
+        self._pause_s = pause_s
         self._sequence = itertools.count()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -98,6 +116,7 @@ class RequestLoop:
                     status = type(exc).__name__
                 with self._lock:
                     self.samples.append(Sample(sent, (time.perf_counter() - t0) * 1000, status, version))
+                self._stop.wait(self._pause_s)
 
     def seen(self, version: str) -> bool:
         with self._lock:

@@ -121,8 +121,8 @@ class TrainingSettings(_Section):
                                   "None: all")
     cold_start: ColdStartSettings = ColdStartSettings()
     # Parsing the specs and building each problem's feature rows are independent of one another.
-    workers: int = Field(0, ge=0, description="processes parsing specs and building feature rows (0: one per CPU "
-                         "this process may use)")
+    workers: int = Field(0, ge=0, description="processes parsing specs and building feature rows, and threads "
+                         "tuning the embedder (0: one per CPU this process may use)")
 
 
 class PathSettings(_Section):

@@ -26,7 +26,12 @@ def test_tuned_weights_load_offline_and_are_named_by_their_content(tmp_path, min
     catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
     triples = request_triples([("billing", catalogue)], per_spec=32, seed=1)
     assert len(triples) == 32 and all(request and positive != negative for request, positive, negative in triples)
-    out = fine_tune(triples, tmp_path / "tuned", seed=1, batch_size=16, learning_rate=1e-4, log=lambda _: None)
+    import torch
+
+    torch.set_num_threads(1)  # as a Ray job's driver starts: OMP_NUM_THREADS=1, inherited from its supervisor
+    out = fine_tune(triples, tmp_path / "tuned", seed=1, threads=2, batch_size=16, learning_rate=1e-4,
+                    log=lambda _: None)
+    assert torch.get_num_threads() == 2  # tuned on the threads it was given, not on the one it inherited
     settings = EmbedderSettings(model_dir=out, packaged_dir=packaged_minilm_dir)
     tuned = load_embedder(settings)
     assert tuned.name.startswith("tuned-") and minilm.name == STOCK_EMBEDDER + QUANTISED

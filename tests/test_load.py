@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -9,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ops.load import RequestLoop
+from ops.load import RequestLoop, Sample, outcome
+from ops.startwatch import StartReport, start_report
 
 
 @pytest.fixture
@@ -49,3 +51,31 @@ def test_a_bounded_loop_sends_each_request_once_and_summarises(echo_server: tupl
     assert summary["requests"] == 20 and summary["errors"] == {"500": 1}
     assert summary["requests_per_s"] > 0 and summary["p50_ms"] <= summary["p99_ms"]
     assert loop.seen("v1") and loop.report("v1", since=0)["failed"] == 1
+
+
+def test_a_paused_loop_waits_between_requests(echo_server: tuple[str, list[int]]) -> None:
+    url, _ = echo_server
+    with RequestLoop(url, lambda client, n: {"n": n}, clients=1, total=5, pause_s=0.2) as loop:
+        loop.wait()
+    sent = sorted(s.sent for s in loop.samples)
+    assert len(sent) == 5 and min(b - a for a, b in itertools.pairwise(sent)) >= 0.2
+
+
+def test_a_start_timeline_counts_from_the_first_answer_and_names_each_version() -> None:
+    """Before the first answer the service is not up (connection refused): not a failure. After it, every request
+    counts; each version's time is when its first answer arrived, and the last answer of an older one shows how
+    long the swap overlapped."""
+    samples = [
+        Sample(100.0, 5.0, "ConnectError", None),
+        Sample(101.0, 1000.0, 200, "m/v1"),  # answered at 102.0
+        Sample(103.0, 10.0, 503, None),
+        Sample(110.0, 500.0, 200, "m/v2"),  # answered at 110.5
+        Sample(110.2, 400.0, 200, "m/v1"),  # sent before the swap, answered after the new one's first
+        Sample(111.0, 10.0, 200, "m/v2"),
+    ]
+    report = start_report(samples, started=100.0)
+    assert report.first_answer_s == 2.0 and report.versions == {"m/v1": 2.0, "m/v2": 10.5}
+    assert report.last_old_version_s == 10.6
+    assert report.outcome["requests"] == 5 and report.outcome["failed"] == 1 and report.outcome["failures"] == ["503"]
+    assert not report.passed
+    assert start_report(samples[:1], started=100.0) == StartReport(None, outcome=outcome([]))

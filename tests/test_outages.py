@@ -29,7 +29,7 @@ import pytest
 from conftest import FIXTURES, RedisServer, poll
 
 from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
-from ops.load import RequestLoop
+from ops.load import RequestLoop, wait_until_ok
 from pipeline.adapters import registry
 from pipeline.adapters.label_log import LOG_VERSION
 from pipeline.settings import PROJECT_ROOT, RegistrySettings
@@ -61,15 +61,7 @@ class MlflowServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         # Restarted beside a loaded Serve app on 2 cores, MLflow's own start (14 s idle) has taken over 60 s.
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{self.settings.tracking_uri}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
+        wait_until_ok(f"{self.settings.tracking_uri}/health", timeout_s=180)
 
     def kill(self) -> None:
         assert self.process is not None

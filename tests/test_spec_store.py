@@ -292,7 +292,11 @@ def test_a_prediction_stored_while_redis_is_down_reaches_redis_when_it_is_back(r
     # Nothing has reached Redis yet; so soon after an outage the other replica says "retry", not "unknown".
     with pytest.raises(SharedStoreDownError, match="not in the shared store yet"):
         load_prediction(elsewhere, "during-outage")
-    save_prediction(made_here, record("after"), ttl_s=60)  # the first call that reaches Redis writes both
+    save_prediction(made_here, record("after"), ttl_s=60)  # the first call that reaches Redis starts the write-back
+    deadline = time.monotonic() + 5
+    while redis_server.client().get(settings.key_prefix + prediction_key("during-outage")) is None:
+        assert time.monotonic() < deadline, "the outage's prediction was not written back to Redis"
+        time.sleep(0.05)
     assert load_prediction(elsewhere, "during-outage").prediction_id == "during-outage"
     assert 0 < redis_server.client().ttl(settings.key_prefix + prediction_key("during-outage")) <= 60
 

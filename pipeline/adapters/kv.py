@@ -3,12 +3,14 @@
 Every value is written to both. Reads try the LRU first, then Redis. When a Redis call fails, Redis is skipped
 for `retry_after_s` (so a dead server costs one short time-out, not one per request) and then tried again:
 reconnection is automatic because redis-py reconnects on the next command. Values that could not be written
-while Redis was away are written again by the first call that reaches it (so a prediction made during an outage
-can then be labelled through any replica).
+while Redis was away are written again once a call reaches it (so a prediction made during an outage can then be
+labelled through any replica): in a thread of their own and in small batches, so that the outage's backlog delays
+no request.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -24,6 +26,10 @@ from pipeline.quota import Registrations, TokenBuckets
 from pipeline.settings import CacheSettings
 
 log = logging.getLogger(__name__)
+
+# Values written back per round trip after an outage: hundreds in one pipeline hold Redis (fsyncing each write
+# when it keeps an append-only file) and this process's GIL long enough to stall the requests beside it.
+RESYNC_BATCH = 32
 
 
 class DiskBlobs:
@@ -81,6 +87,7 @@ class ResilientStore:
         # Written while Redis was away, oldest first (at most local_capacity): key -> (value, expiry on this clock).
         self._unsynced: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         self._unsynced_lock = threading.Lock()
+        self._resyncing = threading.Lock()  # held by the one thread writing them back
         self._buckets = TokenBuckets(settings.clients)
         self._registrations = Registrations(settings.clients)
 
@@ -109,26 +116,36 @@ class ResilientStore:
         except redis.RedisError as exc:
             self._failed(exc)
             return None
-        if self._unsynced:
-            self._resync(client)
+        if self._unsynced and self._resyncing.acquire(blocking=False):
+            threading.Thread(target=self._resync, args=(client,), name="redis-resync", daemon=True).start()
         return result
 
     def _resync(self, client: redis.Redis) -> None:
-        """Write what was kept while Redis was away, in one round trip; kept again if Redis fails meanwhile."""
-        with self._unsynced_lock:
-            pending, self._unsynced = self._unsynced, OrderedDict()
-        now = time.monotonic()
+        """Write what was kept while Redis was away, oldest first, `RESYNC_BATCH` values per round trip; what a
+        failure leaves is kept again (newer writes of a key win) for the next call that reaches Redis."""
         try:
-            with client.pipeline(transaction=False) as pipe:
-                for key, (value, expires) in pending.items():
-                    if expires is None or expires > now:
-                        pipe.set(self._prefix + key, value, ex=None if expires is None else max(1, int(expires - now)))
-                pipe.execute()
-        except redis.RedisError as exc:
-            self._failed(exc)
-            with self._unsynced_lock:
-                pending.update(self._unsynced)  # newer writes win
-                self._unsynced = pending
+            while True:
+                with self._unsynced_lock:
+                    oldest = list(itertools.islice(self._unsynced, RESYNC_BATCH))
+                    batch = {key: self._unsynced.pop(key) for key in oldest}
+                if not batch:
+                    return
+                now = time.monotonic()
+                try:
+                    with client.pipeline(transaction=False) as pipe:
+                        for key, (value, expires) in batch.items():
+                            ttl = None if expires is None else int(expires - now)
+                            if ttl is None or ttl > 0:
+                                pipe.set(self._prefix + key, value, ex=ttl)
+                        pipe.execute()
+                except redis.RedisError as exc:
+                    self._failed(exc)
+                    with self._unsynced_lock:
+                        batch.update(self._unsynced)  # newer writes win
+                        self._unsynced = OrderedDict(batch)
+                    return
+        finally:
+            self._resyncing.release()
 
     def get(self, key: str) -> bytes | None:
         value = self._local.get(key)

@@ -290,13 +290,10 @@ def cmd_overload(args: argparse.Namespace) -> int:
 
 
 def cmd_reconfigure(args: argparse.Namespace) -> int:
-    import httpx
-
-    from ops.load import RequestLoop
+    from ops.load import RequestLoop, register_spec
     from ops.reconfigure import reconfigure_under_load
 
-    spec_id = httpx.post(f"{args.url}/specs", json={"spec": args.spec.read_text()}, timeout=120).raise_for_status()
-    body = {"spec_id": spec_id.json()["spec_id"], "prompt": "list the recent ones", "k": 5}
+    body = {"spec_id": register_spec(args.url, args.spec.read_text()), "prompt": "list the recent ones", "k": 5}
     loop = RequestLoop(f"{args.url}/predict", lambda client, n: {**body, "user_id": f"reconfigure-{client}-{n % 50}"},
                        clients=args.users)
     steps = reconfigure_under_load(args.dashboard or get_settings().learning.dashboard_url, loop,
@@ -366,12 +363,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Beside `make serve`: the time to the first answer and to each model version after it, and the failures."""
+    from client import ApiError
     from ops.startwatch import watch_start
 
     try:
         report = watch_start(args.url.rstrip("/"), args.spec.read_text(), args.versions, args.clients, args.pause_s,
                              args.timeout_min * 60, log=_progress)
-    except (TimeoutError, ValueError) as exc:
+    except (TimeoutError, ApiError) as exc:
         _progress(f"watch: {exc}")
         return 1
     _print_json(asdict(report))

@@ -24,7 +24,7 @@ import httpx
 
 from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
 from ops.champion import ensure_champion
-from ops.load import RequestLoop
+from ops.load import RequestLoop, register_spec
 from pipeline.adapters import registry
 from pipeline.settings import PROJECT_ROOT, RegistrySettings, Settings
 from pipeline.spec.catalogue import Catalogue
@@ -147,9 +147,7 @@ def demo_learning(
         with serve_app(config, cluster):
             base = f"http://127.0.0.1:{port}"
             catalogue = load_catalogue(spec, settings.fetch)
-            registered = httpx.post(f"{base}/specs", json={"spec": Path(spec).read_text()}, timeout=120)
-            registered.raise_for_status()
-            demo = Demo(base, registered.json()["spec_id"], catalogue, token, seed=7)
+            demo = Demo(base, register_spec(base, Path(spec).read_text()), catalogue, token, seed=7)
             habits = demo.habits()
             report["habits"] = habits
             report["hit@1_before"] = demo.hit_at_1(habits, per_habit, "before")

@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from client import OpenSesame
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
@@ -49,6 +51,13 @@ def wait_until_ok(url: str, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s")
         time.sleep(0.5)
+
+
+def register_spec(base_url: str, spec: str) -> str:
+    """The spec_id of `spec` (the document's text) registered at the service, through the client: a refusal
+    raises `client.ApiError` with the service's status and what to fix."""
+    with OpenSesame(base_url, timeout_s=120) as api:
+        return api.register_spec(spec=spec).spec_id
 
 
 def outcome(samples: list[Sample]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from ops.bench import LoadLevel, read_requests, read_timeline, run_locust
-from ops.load import percentiles
+from ops.load import percentiles, register_spec
 
 SHED = (429, 503)
 
@@ -90,8 +90,7 @@ def overload(base_url: str, specs: list[Path], users: int, hold_s: float, out_di
     timeline.unlink(missing_ok=True)
     requests.unlink(missing_ok=True)
     with httpx.Client(timeout=60) as client:
-        spec_id = client.post(f"{base_url}/specs", json={"spec": specs[0].read_text()}).raise_for_status().json()[
-            "spec_id"]
+        spec_id = register_spec(base_url, specs[0].read_text())
         report = OverloadReport(users, normal_p99_ms=normal_latency(client, base_url, spec_id))
         level = LoadLevel(users=users, ramp_s=ramp_s, hold_s=hold_s, slo_p99_ms=report.max_p99_ms,
                           slo_error_rate=0.0, timeline=timeline, timeline_s=1, requests_csv=requests,

@@ -14,9 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
-from ops.load import RequestLoop, Sample, outcome, wait_until_ok
+from ops.load import RequestLoop, Sample, outcome, register_spec, wait_until_ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +49,6 @@ def start_report(samples: list[Sample], started: float) -> StartReport:
     )
 
 
-def _register(url: str, spec: str) -> str:
-    response = httpx.post(f"{url}/specs", json={"spec": spec}, timeout=120)
-    if response.status_code not in (200, 201):
-        raise ValueError(f"POST /specs refused the spec: {response.status_code} {response.text[:300]}")
-    return str(response.json()["spec_id"])
-
-
 def watch_start(url: str, spec: str, versions: int, clients: int = 2, pause_s: float = 0.2,
                 timeout_s: float = 3600, after_s: float = 10, log: Callable[[str], object] = print) -> StartReport:
     started = time.time()
@@ -65,7 +56,7 @@ def watch_start(url: str, spec: str, versions: int, clients: int = 2, pause_s: f
     # Before /readyz answers 200 the port is closed, the proxy knows no route yet (404) or the Ranker waits for
     # its model (503).
     wait_until_ok(f"{url}/readyz", timeout_s)
-    spec_id = _register(url, spec)
+    spec_id = register_spec(url, spec)
     log(f"[{time.time() - started:6.0f} s] ready; the spec is registered: {spec_id}")
     loop = RequestLoop(f"{url}/predict", lambda client, n: {
         "user_id": f"watch-{client}", "spec_id": spec_id, "k": 3, "prompt": "what next",

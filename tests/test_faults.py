@@ -238,7 +238,7 @@ def test_redis_killed_and_restarted_under_load_loses_no_label(stand: Stand) -> N
             while schedule:  # a user predicts, then labels that prediction at once
                 if time.monotonic() - started >= schedule[0][0]:
                     _, action = schedule.pop(0)
-                    killed = min(killed, time.time())
+                    killed = min(killed, time.time())  # the first action's time: the kill
                     if action is not None:
                         action()
                     continue

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, RedisServer, SpecServer
 
-from pipeline.adapters.kv import ResilientStore
+from pipeline.adapters.kv import RESYNC_BATCH, ResilientStore
 from pipeline.errors import NotASpecError, SharedStoreDownError, SpecNotFoundError
 from pipeline.learning.records import (
     FeedbackLog,
@@ -129,6 +129,29 @@ def test_store_keeps_serving_without_redis_and_reconnects(redis_server: RedisSer
     assert store.ping()
     store.set("c", b"3")
     assert redis_server.client().get(store._prefix + "c") == b"3"
+
+
+def test_an_outage_backlog_is_written_back_in_batches_beside_the_calls(redis_server: RedisServer) -> None:
+    """More values than one write-back batch, kept while Redis was away: once a call reaches Redis again, every
+    one of them is written back with what is left of its time to live, batch after batch."""
+    if not redis_server.owned:
+        pytest.skip("the machine's Redis cannot be stopped by a test")
+    store = ResilientStore(cache_settings(redis_server.url))
+    kept = [f"k{i}" for i in range(RESYNC_BATCH * 3 + 5)]
+    redis_server.stop()
+    try:
+        for key in kept:
+            store.set(key, key.encode(), ttl_s=60)
+    finally:
+        redis_server.start()
+    time.sleep(0.3)  # past the back-off
+    assert store.get("not-kept") is None  # reaches Redis: the write-back starts in its own thread
+    deadline = time.monotonic() + 10
+    keys = [store._prefix + key for key in kept]
+    while (values := redis_server.client().mget(keys)) != [key.encode() for key in kept]:
+        assert time.monotonic() < deadline, f"{values.count(None)} of {len(kept)} kept values not written back"
+        time.sleep(0.05)
+    assert all(0 < redis_server.client().ttl(key) <= 60 for key in keys)
 
 
 def test_a_hung_redis_costs_one_short_time_out_not_seconds(redis_server: RedisServer) -> None:

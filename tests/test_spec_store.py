@@ -131,7 +131,7 @@ def test_store_keeps_serving_without_redis_and_reconnects(redis_server: RedisSer
     assert redis_server.client().get(store._prefix + "c") == b"3"
 
 
-def test_an_outage_backlog_is_written_back_in_batches_beside_the_calls(redis_server: RedisServer) -> None:
+def test_an_outage_backlog_larger_than_a_batch_is_all_written_back(redis_server: RedisServer) -> None:
     """More values than one write-back batch, kept while Redis was away: once a call reaches Redis again, every
     one of them is written back with what is left of its time to live, batch after batch."""
     if not redis_server.owned:

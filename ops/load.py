@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import numpy as np
@@ -91,7 +91,7 @@ class RequestLoop:
         self._started = self._ended = 0.0
         self.samples: list[Sample] = []
 
-    def __enter__(self) -> RequestLoop:
+    def __enter__(self) -> Self:
         self._started = time.perf_counter()
         self._threads = [threading.Thread(target=self._run, args=(c,), daemon=True) for c in range(self._clients)]
         for thread in self._threads:

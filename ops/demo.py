@@ -16,14 +16,15 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
-from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
 from ops.champion import ensure_champion
+from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
 from ops.load import RequestLoop, register_spec
 from pipeline.adapters import registry
 from pipeline.settings import PROJECT_ROOT, RegistrySettings, Settings

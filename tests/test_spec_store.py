@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, RedisServer, SpecServer
+from conftest import FIXTURES, RedisServer, SpecServer, poll
 
 from pipeline.adapters.kv import RESYNC_BATCH, ResilientStore
 from pipeline.errors import NotASpecError, SharedStoreDownError, SpecNotFoundError
@@ -146,11 +146,8 @@ def test_an_outage_backlog_larger_than_a_batch_is_all_written_back(redis_server:
         redis_server.start()
     time.sleep(0.3)  # past the back-off
     assert store.get("not-kept") is None  # reaches Redis: the write-back starts in its own thread
-    deadline = time.monotonic() + 10
     keys = [store._prefix + key for key in kept]
-    while (values := redis_server.client().mget(keys)) != [key.encode() for key in kept]:
-        assert time.monotonic() < deadline, f"{values.count(None)} of {len(kept)} kept values not written back"
-        time.sleep(0.05)
+    poll(lambda: redis_server.client().mget(keys) == [key.encode() for key in kept], timeout_s=10)
     assert all(0 < redis_server.client().ttl(key) <= 60 for key in keys)
 
 
@@ -316,10 +313,7 @@ def test_a_prediction_stored_while_redis_is_down_reaches_redis_when_it_is_back(r
     with pytest.raises(SharedStoreDownError, match="not in the shared store yet"):
         load_prediction(elsewhere, "during-outage")
     save_prediction(made_here, record("after"), ttl_s=60)  # the first call that reaches Redis starts the write-back
-    deadline = time.monotonic() + 5
-    while redis_server.client().get(settings.key_prefix + prediction_key("during-outage")) is None:
-        assert time.monotonic() < deadline, "the outage's prediction was not written back to Redis"
-        time.sleep(0.05)
+    poll(lambda: redis_server.client().exists(settings.key_prefix + prediction_key("during-outage")), timeout_s=5)
     assert load_prediction(elsewhere, "during-outage").prediction_id == "during-outage"
     assert 0 < redis_server.client().ttl(settings.key_prefix + prediction_key("during-outage")) <= 60
 

@@ -134,8 +134,8 @@ class ResilientStore:
                 try:
                     with client.pipeline(transaction=False) as pipe:
                         for key, (value, expires) in batch.items():
-                            ttl = None if expires is None else int(expires - now)
-                            if ttl is None or ttl > 0:
+                            if expires is None or expires > now:
+                                ttl = None if expires is None else max(1, int(expires - now))
                                 pipe.set(self._prefix + key, value, ex=ttl)
                         pipe.execute()
                 except redis.RedisError as exc:

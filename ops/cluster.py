@@ -318,16 +318,19 @@ def without_llm(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def serve_app(config: dict[str, Any], cluster: RayCluster, nodes: Sequence[WorkerNode] = ()) -> Iterator[RayCluster]:
-    """Start `cluster` (and worker `nodes` joining it), deploy `config` and wait until the app is RUNNING; the
-    nodes and the cluster stop when the block ends, however it ends."""
+def serve_app(
+    config: dict[str, Any], cluster: RayCluster, nodes: Sequence[WorkerNode] = (), answering: str | None = None
+) -> Iterator[RayCluster]:
+    """Start `cluster` (and worker `nodes` joining it), deploy `config` and wait until the app is RUNNING, or with
+    `answering` (a /readyz URL) until that answers (`wait_running`); the nodes and the cluster stop when the block
+    ends, however it ends."""
     cluster.start()
     try:
         for node in nodes:
             node.start()
         submitted = time.time()
         deploy(cluster.dashboard_url, config)
-        wait_running(cluster.dashboard_url, since=submitted)
+        wait_running(cluster.dashboard_url, since=submitted, answering=answering)
         yield cluster
     finally:
         for node in nodes:

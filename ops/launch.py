@@ -15,13 +15,17 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import httpx
+
 from ops.champion import Champion
 from ops.cluster import ClusterPorts, RayCluster, interrupt_on_term, load_config, serve_app, without_llm
 from ops.status import follow_job
+from pipeline.adapters.serve_api import app_status, wait_running
 from pipeline.errors import OpenSesameError
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 from serve.jobs import ModelJobs
@@ -47,6 +51,17 @@ def _prepare_in_background(settings: Settings, champion: Champion, started: floa
               "serving the cold-start ranker: see `opensesame status`", flush=True)
 
 
+def _report_running(dashboard_url: str, started: float) -> None:
+    """Says when the deployments still starting at the first answer have joined (the vLLM generator takes longest:
+    until it is up, a prediction that asks it ranks without it once its LLM budget has passed), or that one failed."""
+    print("(not every deployment is up yet: predictions rank without the vLLM generator until it joins)", flush=True)
+    try:
+        wait_running(dashboard_url)
+        print(f"every deployment is up after {time.monotonic() - started:.0f} s", flush=True)
+    except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:
+        print(f"not every deployment came up ({exc}); the ranker serves without what failed", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "configs" / "serve.local.yaml")
@@ -64,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except OpenSesameError as exc:  # e.g. no registered ranker and no training data: say what to do
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    http = config.get("http_options", {})
+    base = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}"
     try:
-        with serve_app(config, RayCluster(ClusterPorts(), settings.paths.var_dir / "ray")) as cluster:
-            http = config.get("http_options", {})
-            base = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}"
+        cluster = RayCluster(ClusterPorts(), settings.paths.var_dir / "ray")
+        with serve_app(config, cluster, answering=f"{base}/readyz"):
             print(
                 f"\nOpenSesame is up in {time.monotonic() - started:.0f} s, serving {champion.label}\n"
                 f"  API        {base}/predict  {base}/feedback  {base}/specs\n"
@@ -77,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 "Ctrl-C stops it.",
                 flush=True,
             )
+            if app_status(cluster.dashboard_url).get("status") != "RUNNING":
+                threading.Thread(target=_report_running, args=(cluster.dashboard_url, started), daemon=True).start()
             if not champion.complete:
                 _prepare_in_background(settings, champion, started)
             while True:

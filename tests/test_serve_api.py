@@ -39,7 +39,7 @@ from pipeline.adapters import registry
 from pipeline.adapters.label_log import read_labels
 from pipeline.adapters.llm_checkpoint import prepare
 from pipeline.adapters.minilm import embedder_name
-from pipeline.adapters.serve_api import deploy, deployment, running_config, wait_running
+from pipeline.adapters.serve_api import app_status, deploy, deployment, running_config, wait_running
 from pipeline.learning.online_counts import counts_key, recall_key
 from pipeline.learning.online_patterns import patterns_key
 from pipeline.learning.records import FeedbackRecord
@@ -63,6 +63,14 @@ def _key_entry(key: str, name: str, **limits: Any) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(key.encode()).hexdigest(), "name": name, **limits}
 
 
+@dataclass(frozen=True)
+class EarlyAnswer:
+    """The app's status when /readyz first answered, and a prediction asked then with a budget that asks the LLM."""
+
+    app_status: str
+    predicted: httpx.Response
+
+
 @dataclass
 class Served:
     base: str
@@ -73,6 +81,7 @@ class Served:
     spec_url: str
     spool: Path
     labels: Path
+    early: EarlyAnswer
 
     def post(self, path: str, body: dict[str, Any], **kw: Any) -> httpx.Response:
         return httpx.post(self.base + path, json=body, timeout=60, **kw)
@@ -157,9 +166,16 @@ def served(
     }
     port = free_port()
     config = variant(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, versions[0].uri)
-    with serve_app(config, cluster):
+    base = f"http://127.0.0.1:{port}"
+    # As `make serve` does: on once /readyz answers, before the vLLM generator (the slowest to start) is up.
+    with serve_app(config, cluster, answering=f"{base}/readyz"):
         spec_server.routes["/serve/billing.yaml"] = (200, {"ETag": '"b1"'}, BILLING.encode())
         redis_server.client().delete(STREAM)
+        body = {"user_id": "u1", "spec_url": spec_server.url("/serve/billing.yaml"), "prompt": "pay it",
+                "events": [{"endpoint": "GET /v1/invoices/in_5"}], "latency_budget_ms": 2000}
+        early = EarlyAnswer(app_status(cluster.dashboard_url)["status"], httpx.post(f"{base}/predict", json=body,
+                                                                                   timeout=60))
+        wait_running(cluster.dashboard_url)  # the other tests want every deployment
         yield Served(
             f"http://127.0.0.1:{port}",
             cluster,
@@ -169,6 +185,7 @@ def served(
             spec_server.url("/serve/billing.yaml"),
             spool,
             work / "labels",
+            early,
         )
 
 
@@ -504,6 +521,16 @@ def test_a_failing_alias_check_keeps_the_model_serving_and_readiness_says_why(se
     newer = served.versions[1].label
     recovered = poll(lambda: (body := httpx.get(served.base + "/readyz").json())["model_version"] == newer and body)
     assert recovered["model_reload_error"] is None
+
+
+def test_predictions_are_answered_before_the_llm_generator_is_up(served: Served) -> None:
+    """`make serve` says it is up when /readyz answers, not when the app is RUNNING: the vLLM generator takes half
+    a minute more, and a prediction that asks it meanwhile ranks without it, within its budget."""
+    assert served.early.app_status != "RUNNING"
+    assert served.early.predicted.status_code == 200, served.early.predicted.text
+    body = served.early.predicted.json()
+    assert body["llm"]["used"] is False and body["llm"]["why"] == "llm timed out"
+    assert body["predictions"][0]["endpoint"] == "POST /invoices/{invoice}/pay"
 
 
 def test_llm_candidates_are_real_operations_and_a_timeout_never_fails_predict(served: Served) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -94,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             if app_status(cluster.dashboard_url).get("status") != "RUNNING":
-                threading.Thread(target=_report_running, args=(cluster.dashboard_url, started), daemon=True).start()
+                # The preparation job waits too: its tuning beside the generator's start slows the first answers.
+                _report_running(cluster.dashboard_url, started)
             if not champion.complete:
                 _prepare_in_background(settings, champion, started)
             while True:

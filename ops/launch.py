@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             if app_status(cluster.dashboard_url).get("status") != "RUNNING":
-                # The preparation job waits too: its tuning beside the generator's start slows the first answers.
+                # The preparation job waits too: started beside the generator, it slowed both (docs/decisions.md).
                 _report_running(cluster.dashboard_url, started)
             if not champion.complete:
                 _prepare_in_background(settings, champion, started)

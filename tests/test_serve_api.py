@@ -167,7 +167,7 @@ def served(
     port = free_port()
     config = variant(load_config(PROJECT_ROOT / "configs" / "serve.local.yaml"), port, settings, versions[0].uri)
     base = f"http://127.0.0.1:{port}"
-    # As `make serve` does: on once /readyz answers, before the vLLM generator (the slowest to start) is up.
+    # As `make serve` does: up once /readyz answers, before the vLLM generator (the slowest to start) is.
     with serve_app(config, cluster, answering=f"{base}/readyz"):
         spec_server.routes["/serve/billing.yaml"] = (200, {"ETag": '"b1"'}, BILLING.encode())
         redis_server.client().delete(STREAM)
@@ -177,7 +177,7 @@ def served(
                                                                                    timeout=60))
         wait_running(cluster.dashboard_url)  # the other tests want every deployment
         yield Served(
-            f"http://127.0.0.1:{port}",
+            base,
             cluster,
             config,
             versions,

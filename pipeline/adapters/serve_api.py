@@ -28,22 +28,21 @@ def app_status(dashboard_url: str) -> dict[str, Any]:
 
 def wait_running(
     dashboard_url: str, timeout_s: float = 300, since: float | None = None, answering: str | None = None
-) -> bool:
+) -> None:
     """Until the app is RUNNING (after the deploy submitted at wall time `since`), or, with `answering` (the
     ingress's /readyz), until that answers 200: the ranker serves before a slow deployment (the vLLM generator,
-    which predictions wait for no longer than their budget) is up. Returns whether the app is RUNNING; a failed
-    deploy raises."""
+    which predictions wait for no longer than their budget) is up. A failed deploy raises."""
     deadline = time.monotonic() + timeout_s
     state: dict[str, Any] = {}
     while time.monotonic() < deadline:
         state = app_status(dashboard_url)
         fresh = since is None or state.get("last_deployed_time_s", 0) >= since
         if fresh and state.get("status") == "RUNNING":
-            return True
+            return
         if fresh and state.get("status") == "DEPLOY_FAILED":
             raise RuntimeError(f"deploy failed: {_messages(state)}")
         if fresh and answering is not None and _answers(answering):
-            return False
+            return
         time.sleep(1)
     raise TimeoutError(f"app not RUNNING after {timeout_s:.0f} s: {state.get('status')} {_messages(state)}")
 

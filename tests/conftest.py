@@ -101,6 +101,10 @@ def local_fetch() -> FetchSettings:
     return FetchSettings(allow_addresses=["127.0.0.1/32"], connect_timeout_s=2, read_timeout_s=2)
 
 
+# Each client's pause between requests where a job or a restart shares the two cores with a load: about 30
+# requests/s from four clients. Closed-loop clients would only slow the job down; a swap under traffic is the subject.
+PACE_S = 0.1
+
 TRAINING_FIXTURES = {
     "specs": ["events_oas31.json"],
     "apisguru": ["billing_oas30.yaml", "pets_swagger2.yaml"],

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FIXTURES, RedisServer
+from conftest import FIXTURES, PACE_S, RedisServer
 
 from ops.cluster import ClusterPorts, RayCluster, WorkerNode, free_port, load_config, serve_app, variant
 from ops.load import RequestLoop, Sample, outcome
@@ -52,12 +52,12 @@ class Stand:
     shared: Path  # the stand-in for the shared volume every node mounts
     registry: RegistrySettings
 
-    def load(self, clients: int = 16) -> RequestLoop:
+    def load(self, clients: int = 16, pause_s: float = 0.0) -> RequestLoop:
         def body(client: int, n: int) -> dict[str, Any]:
             return {"user_id": f"load-{client}", "spec_id": self.spec_id, "k": 3,
                     "events": [{"endpoint": f"GET /v1/invoices/in_{n}"}]}
 
-        return RequestLoop(self.base + "/predict", body, clients=clients)
+        return RequestLoop(self.base + "/predict", body, clients=clients, pause_s=pause_s)
 
     def predictions(self, n: int) -> list[str]:
         """`n` predictions, each on a connection of its own: HAProxy spreads them over both Ingress replicas (one
@@ -302,7 +302,7 @@ def test_retraining_runs_on_the_cluster_and_every_replica_serves_the_promoted_mo
     submitted = httpx.post(stand.base + "/admin/retrain", headers=admin, timeout=60)
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["job_id"]
-    with stand.load(clients=4) as predicting:
+    with stand.load(clients=4, pause_s=PACE_S) as predicting:
         deadline = time.monotonic() + 600
         while (job := httpx.get(f"{stand.base}/admin/retrain/{job_id}", headers=admin, timeout=60).json())[
             "status"

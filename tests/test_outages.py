@@ -26,7 +26,7 @@ import httpx
 import psutil
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXTURES, RedisServer, poll
+from conftest import FIXTURES, PACE_S, RedisServer, poll
 
 from ops.cluster import ClusterPorts, RayCluster, free_port, load_config, serve_app, variant
 from ops.load import RequestLoop, wait_until_ok
@@ -206,7 +206,8 @@ def test_mlflow_unreachable_during_a_reload_keeps_the_old_model_serving_until_it
     with serve_app(config, RayCluster(ClusterPorts.free(), work / "ray")):
         spec_id = httpx.post(base + "/specs", json={"spec": BILLING}, timeout=120).json()["spec_id"]
         body = {"spec_id": spec_id, "events": [{"endpoint": "GET /v1/invoices/in_1"}], "prompt": "pay it"}
-        with RequestLoop(base + "/predict", lambda c, n: {**body, "user_id": f"mlo-{c}-{n}"}, clients=4) as loop:
+        with RequestLoop(base + "/predict", lambda c, n: {**body, "user_id": f"mlo-{c}-{n}"}, clients=4,
+                         pause_s=PACE_S) as loop:
             poll(lambda: _ready(base)["model_version"] == old.label, timeout_s=60)
             killed = time.time()
             mlflow_server.kill()

@@ -23,7 +23,16 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import FIXTURES, TMDB_SPEC, RedisServer, SpecServer, metric_names, monitoring_queries, poll
+from conftest import (
+    FIXTURES,
+    PACE_S,
+    TMDB_SPEC,
+    RedisServer,
+    SpecServer,
+    metric_names,
+    monitoring_queries,
+    poll,
+)
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -406,11 +415,11 @@ def test_redis_stopped_mid_test_predictions_still_succeed(served: Served) -> Non
     assert int(counts[after.json()["predictions"][0]["endpoint"].encode()]) >= 1, counts
 
 
-def _billing_load(served: Served) -> RequestLoop:
+def _billing_load(served: Served, pause_s: float = 0.0) -> RequestLoop:
     def body(client: int, n: int) -> dict[str, Any]:
         return {"user_id": f"load-{client}", "spec_url": served.spec_url, "events": [{"endpoint": f"GET /v1/invoices/in_{n}"}]}
 
-    return RequestLoop(served.base + "/predict", body, clients=4)
+    return RequestLoop(served.base + "/predict", body, clients=4, pause_s=pause_s)
 
 
 def _redeploy(served: Served, model_uri: str) -> None:
@@ -447,7 +456,7 @@ def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served
     registry.promote(served.versions[1], reg.alias, reg)
     _redeploy(served, f"models:/{reg.model_name}@{reg.alias}")  # serve the alias, as the shipped configs do
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with _billing_load(served) as loop:
+    with _billing_load(served, pause_s=PACE_S) as loop:
         poll(lambda: loop.seen(served.versions[1].label))
         started = httpx.post(served.base + "/admin/retrain", headers=admin, timeout=60)
         assert started.status_code == 202, started.text

@@ -1,9 +1,9 @@
 """Faults survived on a multi-node Ray cluster on this machine, the stand-in for KubeRay's pods: a head with no
 CPUs and two worker nodes joined with `ray start --address` from working directories of their own, the app
 deployed from the prod config (configs/serve.prod.yaml, the CPU flavour) scaled down to two replicas of each
-stateless deployment, one per node, a real Redis, and 16 closed-loop clients predicting throughout. Last, a
-retraining job submitted by the LearningLoop to the head's job API, Ray Train writing to shared storage, and the
-promoted model served by every replica.
+stateless deployment, one per node, a real Redis, and 16 closed-loop clients predicting through each fault. Last,
+a retraining job submitted by the LearningLoop to the head's job API, Ray Train writing to shared storage, and the
+promoted model served by every replica, under four paced clients (the job needs the cores).
 
 Each test prints what the clients saw: requests, failures, the window in which they failed, p99. The only
 failures are requests in flight on a replica that dies, and on connections HAProxy closes when it reloads (the set

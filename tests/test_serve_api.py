@@ -1000,14 +1000,19 @@ def test_the_openapi_document_is_the_contract(served: Served) -> None:
     spec's semantics. Last in this module: its POST /admin/retrain may leave a retraining job to the teardown."""
     schemathesis = Path(sys.executable).with_name("schemathesis")
     env = {**os.environ, "OPENSESAME_API_KEY": OWNER_KEY}  # the client routes take X-API-Key over Authorization
-    for seed in CONTRACT_SEEDS:
-        command = [
-            str(schemathesis), "--config-file", str(FIXTURES.parent / "schemathesis.toml"), "--no-color",
-            "run", served.base + "/openapi.json", "--checks", "all", "--max-examples", "15", "--seed", str(seed),
-            "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_TOKEN}",
-        ]
-        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, env=env)
-        summary = result.stdout[result.stdout.rfind("SUMMARY"):]
-        print(f"seed {seed}:", result.stdout[result.stdout.rfind("Stateful"):][:400], summary)
-        assert result.returncode == 0, f"seed {seed}: " + result.stdout[-6000:]
+    # The seeds run side by side: each run waits on the app most of its time.
+    runs = {
+        seed: subprocess.Popen(
+            [str(schemathesis), "--config-file", str(FIXTURES.parent / "schemathesis.toml"), "--no-color",
+             "run", served.base + "/openapi.json", "--checks", "all", "--max-examples", "15", "--seed", str(seed),
+             "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_TOKEN}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        for seed in CONTRACT_SEEDS
+    }
+    outputs = {seed: run.communicate(timeout=600)[0] for seed, run in runs.items()}
+    for seed, stdout in outputs.items():
+        summary = stdout[stdout.rfind("SUMMARY"):]
+        print(f"seed {seed}:", stdout[stdout.rfind("Stateful"):][:400], summary)
+        assert runs[seed].returncode == 0, f"seed {seed}: " + stdout[-6000:]
         assert "Server error" not in summary and "Tested: 9" in summary, summary

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-UV := $(VENV)/bin/uv pip --python $(PY)
+UV := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv pip
 
 .PHONY: install test serve models ranker clean
 

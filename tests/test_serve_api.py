@@ -1007,8 +1007,8 @@ def test_the_openapi_document_is_the_contract(served: Served) -> None:
     runs = {
         seed: subprocess.Popen(
             ["nice", "-n", "10", str(schemathesis), "--config-file", str(FIXTURES.parent / "schemathesis.toml"),
-             "--no-color", "run", served.base + "/openapi.json", "--checks", "all", "--max-examples", "15", "--seed", str(seed),
-             "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_TOKEN}"],
+             "--no-color", "run", served.base + "/openapi.json", "--checks", "all", "--max-examples", "15",
+             "--seed", str(seed), "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_TOKEN}"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         for seed in CONTRACT_SEEDS

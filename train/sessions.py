@@ -12,9 +12,11 @@ Assumptions (also in docs/architecture.md), chosen to resemble how people and ag
   ("refund this charge", "comment on issue 128", "reboot server 4711"); the user identifies the thing (list or
   search) and acts, the request there at every step (the asked operation is the answer as soon as it is
   reachable); or opens the thing first and asks then (the request comes with the act); or, to create, lists the
-  collection first (40% of creates); or quotes its id in the prompt (35%) and acts at once.
+  collection first (40% of creates); or quotes its id in the prompt (35%): then acts at once after the parents'
+  page or whatever they did before, and reads the thing first where the session starts with the request.
 - One-shot requests: no history, one operation asked for (ToolAlpaca / NESTFUL shape, RPC-style specs), the
-  prompt from the spec's own summary or description rephrased, from templates, or two requests in one.
+  prompt from the spec's own summary or description rephrased, from templates, or two requests in one. A write
+  on a thing with a lookup of its own reads the thing first ("void invoice inv_77Q2K": `GET /invoices/{id}`).
 - Lifecycle: create -> get -> update/action -> (delete), each step with its own prompt half the time.
 - Browsing: list -> get -> update/action -> sub-resources, moving mostly to path-tree neighbours and to
   operations whose ids they hold. Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
@@ -379,8 +381,10 @@ class SessionGenerator:
                     return None
                 if parents:
                     walk.follow([self.rng.choice(parents)])
-                elif self.rng.random() < 0.5:  # whatever they did before
+                elif self.rng.random() < 0.5:  # whatever they did before (the list page), then the act
                     walk.follow([self.rng.choice(self.entry)])
+                else:
+                    self._read_first(walk, target)
             else:
                 way = self._way_to(target, entity, walk.values)
                 if way is None or not walk.follow(way):
@@ -410,6 +414,20 @@ class SessionGenerator:
         if then is not None and not self._avoid(then) and walk.follow([then]):
             prompts.append(prompt)
         return walk.session("act", target, prompts)
+
+    def _lookups(self, target: int) -> list[int]:
+        """The thing's own lookups: GETs with the same ids, on the same path or the one `target` is a
+        sub-resource of (`GET /invoices/{id}` for `POST /invoices/{id}/void`)."""
+        opens = (Relation.SAME_PATH, Relation.CHILD, Relation.DESCENDANT)
+        ops = self.profile.ops
+        return [j for j in range(len(ops)) if j != target and not self._avoid(j) and self.kind[j] == Kind.GET
+                and self.free[j] == self.free[target] and relation(ops[j], ops[target]) in opens]
+
+    def _read_first(self, walk: _Walk, target: int) -> None:
+        """A request to act on a thing the session has not opened yet ("void invoice inv_77Q2K" as the first
+        words of a session): the thing is read before it is acted on, where it has a lookup."""
+        if self.kind[target] in _WRITES and (items := self._lookups(target)):
+            walk.follow([self.rng.choice(items)])
 
     def _listing(self, target: int) -> int | None:
         """The list operation of the collection `target` creates in (`GET /labels` for `POST /labels`)."""
@@ -441,6 +459,8 @@ class SessionGenerator:
         op, profile = self.catalogue.operations[target], self.profile.ops[target]
         free = self.free[target]
         walk = _Walk(self, {ent: self.ids.make(ent) for ent in free})
+        if free:
+            self._read_first(walk, target)
         walk.follow([target])
         if free:
             refs = " and ".join(f"{ent.replace('_', ' ')} {walk.values[ent]}" for ent in free) if len(free) > 1 \
@@ -454,7 +474,7 @@ class SessionGenerator:
             prompt = phrase(op, profile, self.rng)
         if self.rng.random() < 0.3:
             prompt = with_context(prompt, self.catalogue.operations[self.rng.randrange(len(self.profile))], self.rng)
-        return walk.session("act", target, [prompt])
+        return walk.session("act", target, [prompt] * len(walk.ops))
 
     def _lifecycle(self) -> Session | None:
         """create -> get -> update/action -> (delete) of one thing, each step asked for half the time."""
@@ -507,10 +527,7 @@ class SessionGenerator:
             return None
         target = self.rng.choices(targets, weights=[0.3 if profile.destructive[i] else 1.0 for i in targets])[0]
         free = self.free[target]
-        # The thing's own lookup: the same path, or the one the act is a sub-resource of.
-        opens = (Relation.SAME_PATH, Relation.CHILD, Relation.DESCENDANT)
-        items = [j for j in range(len(profile)) if j != target and not self._avoid(j) and self.kind[j] == Kind.GET
-                 and self.free[j] == free and relation(profile.ops[j], profile.ops[target]) in opens]
+        items = self._lookups(target)
         if not items:
             return None
         item = self.rng.choice(items)

@@ -381,7 +381,7 @@ class SessionGenerator:
                     return None
                 if parents:
                     walk.follow([self.rng.choice(parents)])
-                elif self.rng.random() < 0.5:  # whatever they did before (the list page), then the act
+                elif self.rng.random() < 0.5:  # whatever they did before (an entry point), then the act
                     walk.follow([self.rng.choice(self.entry)])
                 else:
                     self._read_first(walk, target)
@@ -451,7 +451,8 @@ class SessionGenerator:
         return way
 
     def _oneshot(self) -> Session | None:
-        """No history: one operation asked for, any ids it needs quoted in the prompt (ToolAlpaca's shape)."""
+        """No history: one operation asked for, any ids it needs quoted in the prompt (ToolAlpaca's shape); a
+        write on a thing with a lookup of its own reads the thing first."""
         candidates = [i for i in range(len(self.profile)) if not self._avoid(i) and len(self.free[i]) <= 2]
         if not candidates:
             return None

@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +31,9 @@ import yaml
 
 from ops.reaper import stop_session
 from pipeline.adapters.serve_api import deploy, wait_running
+
+# A line of Ray's C++ logs at level ERROR or FATAL ("[2026-11-27 07:15:39,123 C 9366 9366] ...").
+_RAY_ERROR = re.compile(r"^\[[^\]]* [EC] \d+ \d+\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +148,21 @@ class WorkerNode(_RayProcess):
         self.num_cpus = num_cpus
         self.worker_ports = worker_ports
 
-    def start(self, timeout_s: float = 120) -> None:
+    def start(self, timeout_s: float = 120, attempts: int = 2) -> None:
+        """Join the cluster; a node whose raylet dies while it starts is started again on fresh ports, as the
+        kubelet restarts a pod's crashed container (seen once in CI on a slow machine, right after a crash of
+        the same node)."""
+        for attempt in range(1, attempts + 1):
+            failure = self._start_once(timeout_s)
+            if failure is None:
+                return
+            if attempt < attempts:
+                print(f"worker node {self.name}: start {attempt} of {attempts} failed, starting it again\n{failure}",
+                      file=sys.stderr)
+        raise RuntimeError(failure)
+
+    def _start_once(self, timeout_s: float) -> str | None:
+        """None once the node is alive in the cluster, else why it is not (the node stopped again)."""
         ports = free_ports(6)
         log = self._spawn([
             f"--address=127.0.0.1:{self.head.ports.gcs}",
@@ -163,14 +181,15 @@ class WorkerNode(_RayProcess):
         while self.node_id() is None:
             if self._process.poll() not in (None, 0) or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"worker node {self.name} did not join the cluster within {timeout_s:.0f} s "
-                                   f"(ray start: {self._process.returncode}).\n{_tail(log)}{self._raylet_log()}")
+                return (f"worker node {self.name} did not join the cluster within {timeout_s:.0f} s "
+                        f"(ray start: {self._process.returncode}).\n{_tail(log)}{self._raylet_log()}")
             time.sleep(1)
+        return None
 
     def _raylet_log(self) -> str:
-        """The end of the last-started raylet's logs in the head's session (every node of this machine logs there,
-        numbered in start order: raylet.out, raylet.1.out, ...): why a raylet that started did not register. Not
-        the last modified: the nodes still alive write to theirs all the time."""
+        """The last-started raylet's errors and the end of its logs in the head's session (every node of this
+        machine logs there, numbered in start order: raylet.out, raylet.1.out, ...): why a raylet that started did
+        not register. Not the last modified: the nodes still alive write to theirs all the time."""
 
         def started(path: Path) -> int:
             number = path.name.split(".")[1]
@@ -178,7 +197,11 @@ class WorkerNode(_RayProcess):
 
         logs = self.head.temp_dir / "session_latest" / "logs"
         newest = max(logs.glob("raylet*.out"), key=started, default=None)
-        return "" if newest is None else _tail(newest) + _tail(newest.with_suffix(".err"))
+        if newest is None:
+            return ""
+        # A fatal check's message comes before its stack trace, which alone fills the tail.
+        errors = [line for line in newest.read_text(errors="replace").splitlines() if _RAY_ERROR.match(line)]
+        return "".join(f"{line}\n" for line in errors[-10:]) + _tail(newest) + _tail(newest.with_suffix(".err"))
 
     def node_id(self) -> str | None:
         """Ray's id of this node while it is alive."""
@@ -214,7 +237,7 @@ def interrupt_on_term() -> None:
 
 def free_ports(n: int) -> list[int]:
     """`n` distinct ports nobody listens on, below the kernel's ephemeral range (and above our worker-port ranges,
-    20000-22999). A port the kernel picks (bind to 0) may become the source port of any outgoing connection before
+    20000-22999, and the Ingress replicas', 19000-19999). A port the kernel picks (bind to 0) may become the source port of any outgoing connection before
     the server meant for it binds it, and a load test opens hundreds: a node restarted mid-load then fails with
     "address already in use". Below that range only an explicit bind takes a port."""
     first = 23000
@@ -279,6 +302,13 @@ def cluster_env() -> dict[str, str]:
         # here is reconfigured by Serve's controller within a second, not by a cloud load balancer.
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
+        # The Ingress replicas bind their own HTTP and gRPC ports, handed out per node from these ranges (Serve's
+        # defaults, 30000-31000 and 40000-41000, lie among the ports free_ports hands out and the kernel's
+        # ephemeral ones): below the worker ports, where nothing else of ours binds.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "19000",
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "19499",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": "19500",
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": "19999",
         # glibc gives each thread that allocates concurrently an arena of its own, up to 8 per core, and each keeps
         # its peak: two per process (the Ingress after a load test 216 -> 159 MB; the whole stack 2.81 -> 2.75 GB).
         "MALLOC_ARENA_MAX": "2",

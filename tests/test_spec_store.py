@@ -176,6 +176,19 @@ def test_a_hung_redis_costs_one_short_time_out_not_seconds(redis_server: RedisSe
         redis_server.process.send_signal(signal.SIGCONT)
 
 
+def test_a_reply_late_once_is_not_an_outage(local_fetch: FetchSettings, redis_server: RedisServer) -> None:
+    """A write answered past the socket time-out (Redis paused 450 ms: fsyncing its append-only file, or starved
+    of CPU beside a training) is sent once more, not kept in this replica's memory alone: the spec it registers
+    is known to the other replicas at once, as in the faults stand's set-up beside a training."""
+    settings = cache_settings(redis_server.url, socket_timeout_s=0.3)
+    store = ResilientStore(settings)
+    store.set("warm", b"1")  # a live connection in the pool, as in a running service
+    redis_server.client().execute_command("CLIENT", "PAUSE", 450)
+    spec_id = SpecStore(store, settings, local_fetch).register(document=BILLING.decode()).content_hash
+    assert SpecStore(ResilientStore(settings), settings, local_fetch).catalogue(spec_id).content_hash == spec_id
+    assert not store.recently_down()
+
+
 def record(prediction_id: str = "p1") -> PredictionRecord:
     return PredictionRecord(
         prediction_id=prediction_id,

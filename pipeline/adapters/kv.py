@@ -1,7 +1,7 @@
 """A byte store that keeps serving when Redis does not: Redis shared by all replicas, an in-process LRU in front.
 
-Every value is written to both. Reads try the LRU first, then Redis. When a Redis call fails, Redis is skipped
-for `retry_after_s` (so a dead server costs one short time-out, not one per request) and then tried again:
+Every value is written to both. Reads try the LRU first, then Redis. When a Redis call fails (a read or write
+timed out twice, any other command once), Redis is skipped for `retry_after_s` (so a dead server costs one short time-out, not one per request) and then tried again:
 reconnection is automatic because redis-py reconnects on the next command. Values that could not be written
 while Redis was away are written again once a call reaches it (so a prediction made during an outage can then be
 labelled through any replica): in a thread of their own and in small batches, so that the outage's backlog delays
@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 # Values written back per round trip after an outage: hundreds in one pipeline hold Redis (fsyncing each write
 # when it keeps an append-only file) and this process's GIL long enough to stall the requests beside it.
 RESYNC_BATCH = 32
+# Commands that leave Redis as one call does when sent twice: one whose reply is late past the socket time-out is
+# sent once more before Redis counts as down. A late reply (a Redis fsyncing its append-only file, or starved of
+# CPU beside a training) is not an outage, and an outage keeps what this replica writes (a spec just registered, a
+# prediction) in its memory alone, where the other replicas cannot find it.
+_RESENT_ON_TIMEOUT = frozenset({"get", "set", "hgetall", "lrange", "srem"})
 
 
 class DiskBlobs:
@@ -112,7 +117,12 @@ class ResilientStore:
         if client is None:
             return None
         try:
-            result = getattr(client, command)(*args, **kwargs)
+            try:
+                result = getattr(client, command)(*args, **kwargs)
+            except redis.TimeoutError:
+                if command not in _RESENT_ON_TIMEOUT:
+                    raise
+                result = getattr(client, command)(*args, **kwargs)
         except redis.RedisError as exc:
             self._failed(exc)
             return None

@@ -151,9 +151,9 @@ def test_an_outage_backlog_larger_than_a_batch_is_all_written_back(redis_server:
     assert all(0 < redis_server.client().ttl(key) <= 60 for key in keys)
 
 
-def test_a_hung_redis_costs_one_short_time_out_not_seconds(redis_server: RedisServer) -> None:
+def test_a_hung_redis_costs_short_time_outs_not_seconds(redis_server: RedisServer) -> None:
     """16 requests at once while Redis hangs (SIGSTOP: connections open, no answers, as in a network partition):
-    each waits one socket time-out at most, then Redis is skipped. redis-py's own retries (10, with back-off)
+    each waits two socket time-outs at most (a read that timed out is sent once more), then Redis is skipped. redis-py's own retries (10, with back-off)
     would hold each of them for seconds."""
     if not redis_server.owned:
         pytest.skip("the machine's Redis cannot be stopped by a test")

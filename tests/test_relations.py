@@ -44,3 +44,13 @@ def test_wordless_enum_values_and_fields_name_no_entity() -> None:
     jobs, suggest = profile.index["GET /jobs/{state}"], profile.index["GET /suggest"]
     assert profile.ops[jobs].produces == {"active", "failed"}
     assert profile.ops[suggest].returns == frozenset()
+
+
+def test_centrality_is_the_share_of_the_busiest_reach_a_candidate_leads_to() -> None:
+    """TMDB's trending list names movies, shows and people, whose operations are most of the spec: it leads the
+    spec; a person's images lead nowhere."""
+    profile = SpecProfile(load_catalogue(TMDB_SPEC, FetchSettings()))
+    centrality = profile.centrality
+    assert centrality.max() == 1.0 and centrality[profile.index["GET /trending/{media_type}/{time_window}"]] == 1.0
+    assert centrality[profile.index["GET /person/{person_id}/images"]] == 0.0
+    assert centrality[profile.index["GET /tv/{tv_id}"]] > centrality[profile.index["GET /search/movie"]] > 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.ranking.profile import SpecProfile
-from pipeline.settings import FetchSettings
+from pipeline.settings import FetchSettings, SessionShapes
 from pipeline.spec.load import load_catalogue
 from pipeline.spec.matching import CallMatcher
 from tests.conftest import FIXTURES, REAL, TMDB_SPEC
@@ -81,6 +81,23 @@ def test_a_thing_quoted_at_a_sessions_start_is_read_before_it_is_acted_on() -> N
     acts_on_it = {"POST /invoices/{invoice}/pay", "POST /invoices/{invoice}/void"}
     assert not [ops for ops in cold if ops[0] in acts_on_it]
     assert [ops for ops in cold if ops[:1] == ["GET /invoices/{invoice}"] and set(ops[1:2]) & acts_on_it]
+
+
+def test_sessions_with_nothing_asked_open_on_the_central_collections() -> None:
+    """Browsing with nothing asked opens where most of the API leads from (GitHub-like specs: repositories, not
+    the licences list): over many sessions, the spec's most central openings come first far more often than its
+    corners. TMDB only as a spec to walk; the generator never trains on it."""
+    catalogue = load_catalogue(TMDB_SPEC, FetchSettings())
+    browse_only = SessionShapes(**{shape: 0.0 for shape in SessionShapes.model_fields} | {"browse": 1.0})
+    generator = SessionGenerator(catalogue, random.Random(3), browse_only)
+    profile = generator.profile
+    openings = np.array([s.ops[0] for _ in range(1500) if (s := generator.session()) is not None])
+    entry = np.array(sorted(set(openings.tolist())))
+    central = entry[profile.centrality[entry] >= 0.5]
+    corners = entry[profile.centrality[entry] < 0.1]
+    assert len(central) and len(corners)
+    per_op = {i: int(np.sum(openings == i)) for i in entry.tolist()}
+    assert np.mean([per_op[i] for i in central]) > 2 * np.mean([per_op[i] for i in corners])
 
 
 def test_field_questions_ask_for_readable_response_properties() -> None:

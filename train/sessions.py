@@ -19,7 +19,8 @@ Assumptions (also in docs/architecture.md), chosen to resemble how people and ag
   on a thing with a lookup of its own reads the thing first ("void invoice inv_77Q2K": `GET /invoices/{id}`).
 - Lifecycle: create -> get -> update/action -> (delete), each step with its own prompt half the time.
 - Browsing: list -> get -> update/action -> sub-resources, moving mostly to path-tree neighbours and to
-  operations whose ids they hold. Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
+  operations whose ids they hold. Browsing and lifecycles start on the spec's central operations (what most of it
+  leads from: `SpecProfile.centrality`) up to four times as often as on its corners. Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
 - Support flows (read before act): the request acts on one thing; the user opens it first (by the id the prompt
   quotes, or found in a list) and acts once it has been read.
 - Iteration: one call per item, the items named by the prompt ("invoices in_1, in_2 and in_3", "mark orders
@@ -331,9 +332,9 @@ class SessionGenerator:
         return walk.session(mode, goal, self._prompts(mode, goal, goal_prompt, walk.ops))
 
     def _browse(self, max_len: int) -> Session | None:
-        browse = [i for i in self.entry if self.kind[i] in (Kind.LIST, Kind.SEARCH, Kind.CREATE)]
+        browse = [i for i in self.entry if self.kind[i] in (Kind.LIST, Kind.SEARCH, Kind.CREATE)] or self.entry
         walk = _Walk(self, {})
-        walk.call(self.rng.choice(browse or self.entry))
+        walk.call(self._central(browse))
         length = self.rng.randint(1, max_len)
         while len(walk.ops) < length:
             step = self._next_step(walk.ops[-1], walk.values, walk.ops)
@@ -344,6 +345,11 @@ class SessionGenerator:
             return None  # one-call sessions teach only cold start; keep some, not all
         mode = self.rng.choices(["step", "none"], weights=[0.4, 0.6])[0]
         return walk.session(mode, None, self._prompts(mode, None, None, walk.ops))
+
+    def _central(self, ops: list[int]) -> int:
+        """One of `ops`, the spec's central ones (what most of it leads from) up to four times as often: where
+        people open an API with nothing asked, its main collections, not its corners."""
+        return self.rng.choices(ops, weights=[1.0 + 3.0 * float(self.profile.centrality[i]) for i in ops])[0]
 
     def _act(self) -> Session | None:
         """The prompt asks for one operation, mostly a write; the user identifies the thing, looks it up and acts,
@@ -482,7 +488,7 @@ class SessionGenerator:
         creates = [i for i in self.entry if self.kind[i] == Kind.CREATE and self.profile.ops[i].produces]
         if not creates:
             return None
-        create = self.rng.choice(creates)
+        create = self._central(creates)
         walk = _Walk(self, {})
         walk.follow([create])
         made = self.profile.ops[create].produces

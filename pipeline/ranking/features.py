@@ -18,7 +18,7 @@ from pipeline.ranking.sources import SOURCE_NAMES, CandidateSet
 from pipeline.ranking.text import stem, tokens
 from pipeline.spec.catalogue import words
 
-SCHEMA_VERSION = "opensesame-features-v5"
+SCHEMA_VERSION = "opensesame-features-v6"
 
 # Prompt similarity enters only scale-free (ranks, z-scores, ratios to the best match): real questions sit at
 # about half the cosine of operation-summary-like prompts, and an absolute threshold learned on one style
@@ -45,7 +45,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "last_sim", "last_sim_rank", "history_sim", "prompt_last_ratio",
     "trans_spec_prob", "trans_support", "trans_pattern",
     "rel_last", "linked_last", "linked_response", "linked_any",
-    "cand_kind", "cand_method", "cand_depth", "depth_diff",
+    "cand_kind", "cand_method", "cand_depth", "depth_diff", "centrality",
     "n_required", "unfillable", "prompt_fills", "unreachable", "known_from_last", "has_body", "deprecated", "destructive",
     "last_kind", "last_method", "n_events", "n_matched", "times_called", "calls_since", "is_last_op",
     # Working through items: those left for the candidate (listed by the prompt or a response, not yet called
@@ -173,6 +173,7 @@ def featurize(
     put("cand_kind", profile.kind[idx])
     put("cand_method", profile.method[idx])
     put("cand_depth", profile.depth[idx])
+    put("centrality", profile.centrality[idx])
     put("n_required", profile.n_required[idx])
     put("unfillable", signals.unfillable[idx])
     put("known_from_last", signals.known_from_last[idx])

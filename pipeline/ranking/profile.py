@@ -240,7 +240,12 @@ class SpecProfile:
         ]
         self.enables_fanout = Fanout(self.enables)
         # What each operation leads to in one step, by what it produces or what its response names.
-        self.reaches_fanout = Fanout([np.union1d(a, b) for a, b in zip(self.enables, self.enables_by_response)])
+        reaches = [np.union1d(a, b) for a, b in zip(self.enables, self.enables_by_response)]
+        self.reaches_fanout = Fanout(reaches)
+        # How central an operation is: the share of the spec's busiest reach that its results lead to (the
+        # products list of a catalogue API leads to most of it, an asset-categories list to a corner).
+        counts = np.array([len(r) for r in reaches], dtype=np.float32)
+        self.centrality = counts / max(float(counts.max(initial=0.0)), 1.0)
         self.by_shape: dict[tuple[str, ...], list[int]] = {}
         for i, p in enumerate(self.ops):
             self.by_shape.setdefault(p.segments, []).append(i)

@@ -150,8 +150,7 @@ class WorkerNode(_RayProcess):
 
     def start(self, timeout_s: float = 120, attempts: int = 2) -> None:
         """Join the cluster; a node whose raylet dies while it starts is started again on fresh ports, as the
-        kubelet restarts a pod's crashed container (seen once in CI on a slow machine, right after a crash of
-        the same node)."""
+        kubelet restarts a pod's crashed container."""
         for attempt in range(1, attempts + 1):
             failure = self._start_once(timeout_s)
             if failure is None:
@@ -237,9 +236,10 @@ def interrupt_on_term() -> None:
 
 def free_ports(n: int) -> list[int]:
     """`n` distinct ports nobody listens on, below the kernel's ephemeral range (and above our worker-port ranges,
-    20000-22999, and the Ingress replicas', 19000-19999). A port the kernel picks (bind to 0) may become the source port of any outgoing connection before
-    the server meant for it binds it, and a load test opens hundreds: a node restarted mid-load then fails with
-    "address already in use". Below that range only an explicit bind takes a port."""
+    20000-22999, and the Ingress replicas', 19000-19999). A port the kernel picks (bind to 0) may become the source
+    port of any outgoing connection before the server meant for it binds it, and a load test opens hundreds: a
+    node restarted mid-load then fails with "address already in use". Below that range only an explicit bind takes
+    a port."""
     first = 23000
     ephemeral_start = _ephemeral_start()
     pool = range(first, ephemeral_start if ephemeral_start > first + 1000 else 32768)

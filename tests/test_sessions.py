@@ -84,9 +84,9 @@ def test_a_thing_quoted_at_a_sessions_start_is_read_before_it_is_acted_on() -> N
 
 
 def test_sessions_with_nothing_asked_open_on_the_central_collections() -> None:
-    """Browsing with nothing asked opens where most of the API leads from (GitHub-like specs: repositories, not
-    the licences list): over many sessions, the spec's most central openings come first far more often than its
-    corners. TMDB only as a spec to walk; the generator never trains on it."""
+    """Browsing with nothing asked opens where most of the API leads from: over many sessions, the spec's most
+    central openings (TMDB's trending, shows, people) come first far more often than its corners. TMDB only as a
+    spec to walk; the generator never trains on it."""
     catalogue = load_catalogue(TMDB_SPEC, FetchSettings())
     browse_only = SessionShapes(**{shape: 0.0 for shape in SessionShapes.model_fields} | {"browse": 1.0})
     generator = SessionGenerator(catalogue, random.Random(3), browse_only)

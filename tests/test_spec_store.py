@@ -153,8 +153,8 @@ def test_an_outage_backlog_larger_than_a_batch_is_all_written_back(redis_server:
 
 def test_a_hung_redis_costs_short_time_outs_not_seconds(redis_server: RedisServer) -> None:
     """16 requests at once while Redis hangs (SIGSTOP: connections open, no answers, as in a network partition):
-    each waits two socket time-outs at most (a read that timed out is sent once more), then Redis is skipped. redis-py's own retries (10, with back-off)
-    would hold each of them for seconds."""
+    each waits two socket time-outs at most (a read that timed out is sent once more), then Redis is skipped.
+    redis-py's own retries (10, with back-off) would hold each of them for seconds."""
     if not redis_server.owned:
         pytest.skip("the machine's Redis cannot be stopped by a test")
     store = ResilientStore(cache_settings(redis_server.url, local_capacity=8))

@@ -20,7 +20,8 @@ Assumptions (also in docs/architecture.md), chosen to resemble how people and ag
 - Lifecycle: create -> get -> update/action -> (delete), each step with its own prompt half the time.
 - Browsing: list -> get -> update/action -> sub-resources, moving mostly to path-tree neighbours and to
   operations whose ids they hold. Browsing and lifecycles start on the spec's central operations (what most of it
-  leads from: `SpecProfile.centrality`) up to four times as often as on its corners. Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
+  leads from: `SpecProfile.centrality`) up to four times as often as on its corners.
+- Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
 - Support flows (read before act): the request acts on one thing; the user opens it first (by the id the prompt
   quotes, or found in a list) and acts once it has been read.
 - Iteration: one call per item, the items named by the prompt ("invoices in_1, in_2 and in_3", "mark orders

@@ -3,10 +3,9 @@
 Every value is written to both. Reads try the LRU first, then Redis. When a Redis call fails (a read or write
 that timed out twice, any other command once), Redis is skipped for `retry_after_s` (so a dead server costs a
 request two short time-outs at most, not one per call) and then tried again: reconnection is automatic because
-redis-py reconnects on the next command. Values that could not be written
-while Redis was away are written again once a call reaches it (so a prediction made during an outage can then be
-labelled through any replica): in a thread of their own and in small batches, so that the outage's backlog delays
-no request.
+redis-py reconnects on the next command. Values that could not be written while Redis was away are written again
+once a call reaches it (so a prediction made during an outage can then be labelled through any replica): in a
+thread of their own and in small batches, so that the outage's backlog delays no request.
 """
 
 from __future__ import annotations

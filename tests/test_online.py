@@ -69,19 +69,23 @@ def two_habit_cases(tmp_path):
 
 def test_remembered_prompts_tell_two_habits_apart(capsys, monkeypatch, two_habit_cases, tiny_settings, tiny_model):
     model = str(tiny_settings.paths.model_dir)
-    second_half: dict[int, dict[str, float]] = {}
+    halves: dict[int, dict[str, dict[str, float]]] = {}
     # The patterns learn that the next call is the invoice's child either way: left as trained, to see the prompts.
     monkeypatch.setenv("OPENSESAME__LEARNING__PATTERN_PRIOR", "1e9")
     for per_key in (0, 64):
         monkeypatch.setenv("OPENSESAME__LEARNING__RECALL__PER_KEY", str(per_key))
         get_settings.cache_clear()
         assert main(["eval", "--online", "--cases", str(two_habit_cases), "--json", "--model", model, *PACKAGED]) == 0
-        second_half[per_key] = json.loads(capsys.readouterr().out)["sets"]["two_habits"]["second_half"]["online"]
+        replayed = json.loads(capsys.readouterr().out)["sets"]["two_habits"]
+        halves[per_key] = {half: replayed[half]["online"] for half in ("first_half", "second_half")}
     # The tiny test model trusts its prompt reading over the counts for the top places (its "now the usual" puts the
-    # payment 5th offline); the remembered prompts still move each request's habit up, where the even counts
-    # cannot tell them apart.
-    assert second_half[64]["hit@3"] >= second_half[0]["hit@3"]
-    assert second_half[64]["mrr"] > second_half[0]["mrr"]
+    # payment 4th or 5th offline, by machine and model); the remembered prompts still move each request's habit
+    # up, where the even counts cannot tell them apart: never lower in either half, higher in one at least (by
+    # the second half, counts alone may have caught up where the model's own order caps both).
+    for half in ("first_half", "second_half"):
+        assert halves[64][half]["hit@3"] >= halves[0][half]["hit@3"]
+        assert halves[64][half]["mrr"] >= halves[0][half]["mrr"]
+    assert any(halves[64][half]["mrr"] > halves[0][half]["mrr"] for half in ("first_half", "second_half"))
 
 
 @pytest.fixture()

@@ -217,6 +217,19 @@ def _eval_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from train.compare import compare, format_comparison, load_suite_report
+
+    before, after = [Path(p) for p in args.before], [Path(p) for p in args.after]
+    result = compare([load_suite_report(p) for p in before], [load_suite_report(p) for p in after],
+                     [f"{b.name} -> {a.name}" for b, a in zip(before, after)])
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_comparison(result))
+    return 0
+
+
 def _eval_online(args: argparse.Namespace) -> int:
     from train.evaluate import load_cases
     from train.online import format_online, online_macro, replay_online
@@ -486,6 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--llm", action="store_true", help="add the vLLM source (llm.* settings) to every case")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
+
+    compare = commands.add_parser("compare", help="models before and after a change, paired seed by seed: the dev "
+                                  "suite's macro per pair, its mean, every set's mean (Markdown tables)")
+    compare.add_argument("--before", nargs="+", required=True,
+                         help="model directories (or `eval --suite --json` outputs), one per seed")
+    compare.add_argument("--after", nargs="+", required=True, help="the same seeds after the change, in that order")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(handler=cmd_compare)
 
     bench = commands.add_parser("bench", help="in-process prediction latency on a spec")
     bench.add_argument("--spec", required=True)

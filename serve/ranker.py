@@ -141,6 +141,8 @@ class RankerDeployment:
             # 503, and the alias check loads the model when there is one.
             self.reload_error = f"waiting for a model at {self.wanted.model_uri}: {exc}"
             log.warning("%s", self.reload_error)
+        else:
+            self.reload_error = None
         if self.wanted.shadow_uri is not None:
             await self._load(self.wanted.shadow_uri, "shadow")
         elif self.shadow is not None:
@@ -199,6 +201,9 @@ class RankerDeployment:
                     self.reload_error = f"waiting for a model at {self.wanted.model_uri}: {exc}"
                     log.warning("%s", self.reload_error, exc_info=True)
                     continue
+                # The wait is over: /readyz must not pair the model now serving with the wait's message while
+                # this round's alias checks still query the registry.
+                self.reload_error = None
             for role, uri, predictor in (("champion", self.wanted.model_uri, self.predictor),
                                          ("shadow", self.wanted.shadow_uri, self.shadow)):
                 if uri is None or "@" not in uri or predictor is None:

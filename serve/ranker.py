@@ -141,8 +141,6 @@ class RankerDeployment:
             # 503, and the alias check loads the model when there is one.
             self.reload_error = f"waiting for a model at {self.wanted.model_uri}: {exc}"
             log.warning("%s", self.reload_error)
-        else:
-            self.reload_error = None
         if self.wanted.shadow_uri is not None:
             await self._load(self.wanted.shadow_uri, "shadow")
         elif self.shadow is not None:
@@ -173,6 +171,9 @@ class RankerDeployment:
         # model on the old model's vectors throughout.
         if role == "champion":
             self.predictor = Predictor(model, self.counts, self.config.ranking, patterns=self.patterns)
+            # Whatever /readyz said it waited for or could not load no longer holds; said here, at the swap, it
+            # cannot pair the model now serving with a stale message (the alias checks of the round still run).
+            self.reload_error = None
         else:
             self.shadow = Predictor(model, self.counts, self.config.ranking, patterns=self.patterns)
         self.metrics.model_loaded.set(1, tags={"model_version": model.version, "role": role})
@@ -201,9 +202,6 @@ class RankerDeployment:
                     self.reload_error = f"waiting for a model at {self.wanted.model_uri}: {exc}"
                     log.warning("%s", self.reload_error, exc_info=True)
                     continue
-                # The wait is over: /readyz must not pair the model now serving with the wait's message while
-                # this round's alias checks still query the registry.
-                self.reload_error = None
             for role, uri, predictor in (("champion", self.wanted.model_uri, self.predictor),
                                          ("shadow", self.wanted.shadow_uri, self.shadow)):
                 if uri is None or "@" not in uri or predictor is None:

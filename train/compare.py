@@ -40,8 +40,8 @@ def _mean(rows: list[Scores]) -> Scores:
     return {m: sum(r[m] for r in rows) / len(rows) for m in METRICS}
 
 
-def _delta(before: Scores, after: Scores) -> Scores:
-    return {m: after[m] - before[m] for m in METRICS}
+def _paired(before: Scores, after: Scores) -> dict[str, Scores]:
+    return {"before": before, "after": after, "delta": {m: after[m] - before[m] for m in METRICS}}
 
 
 def compare(before: list[dict[str, Any]], after: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
@@ -50,18 +50,13 @@ def compare(before: list[dict[str, Any]], after: list[dict[str, Any]], labels: l
     if not before or len(before) != len(after) or len(labels) != len(before):
         raise OpenSesameError(f"give as many reports after the change as before it, one per seed "
                               f"({len(before)} before, {len(after)} after)")
-    pairs = [{"label": label, "before": _scores(b["macro"]), "after": _scores(a["macro"])}
+    pairs = [{"label": label, **_paired(_scores(b["macro"]), _scores(a["macro"]))}
              for label, b, a in zip(labels, before, after)]
-    for pair in pairs:
-        pair["delta"] = _delta(pair["before"], pair["after"])
     names = [n for n in before[0]["sets"] if all(n in r["sets"] for r in [*before, *after])]
-    sets = {}
-    for name in names:
-        b, a = _mean([_scores(r["sets"][name]) for r in before]), _mean([_scores(r["sets"][name]) for r in after])
-        sets[name] = {"before": b, "after": a, "delta": _delta(b, a)}
-    mean_before, mean_after = _mean([p["before"] for p in pairs]), _mean([p["after"] for p in pairs])
-    return {"pairs": pairs, "mean": {"before": mean_before, "after": mean_after,
-                                     "delta": _delta(mean_before, mean_after)}, "sets": sets}
+    sets = {name: _paired(_mean([_scores(r["sets"][name]) for r in before]),
+                          _mean([_scores(r["sets"][name]) for r in after])) for name in names}
+    mean = _paired(_mean([p["before"] for p in pairs]), _mean([p["after"] for p in pairs]))
+    return {"pairs": pairs, "mean": mean, "sets": sets}
 
 
 def _cell(scores: Scores, signed: bool = False) -> str:

@@ -54,6 +54,11 @@ class RankingSettings(_Section):
     # listed takes the place of a variant when its probability is at least `hedge_share` of the variant's; 1.0: off.
     hedge_width: int = Field(3, ge=1, le=10)
     hedge_share: float = Field(0.5, gt=0, le=1)
+    # What followed the last call in this spec's labels, mixed into the model's probability as a cache language
+    # model mixes in its cache: the counts weigh n / (n + habit_prior) after n labels of that call. The model reads
+    # the counts as features too, but trees fitted to synthetic counts need not trust a user's habit enough to put
+    # it first, however often it was shown (docs/benchmarks.md, "A habit's counts mixed in").
+    habit_prior: float = Field(100.0, gt=0, description="labels after one call at which its counts weigh as the model")
 
 
 class FitSettings(_Section):

@@ -206,10 +206,16 @@ def rank(model: RankerModel, assembled: Assembled, k: int, settings: RankingSett
     if len(candidates.indices) == 0:
         return []
     raw = model.raw_scores(assembled.X)
-    probabilities = model.probabilities(raw)
-    order = np.argsort(-raw, kind="stable")
     profile, operations = ctx.spec.profile, ctx.spec.catalogue.operations
     idx = candidates.indices
+    probabilities = model.probabilities(raw)
+    labels = float(assembled.transitions.support[0])  # every operation's support is the previous call's total
+    if labels > 0:
+        share = labels / (labels + settings.habit_prior)
+        probabilities = (1 - share) * probabilities + share * assembled.transitions.spec_prob[idx]
+        order = np.argsort(-probabilities, kind="stable")
+    else:  # the raw scores: their order is the probabilities', without the ties of a saturated calibration
+        order = np.argsort(-raw, kind="stable")
     # NaN (no prompt) compares false: nothing was asked for.
     asked = column(assembled.X, "destructive_intent") == 1.0
     order, ordered_scores, demoted = demote_destructive(order, profile.destructive[idx], asked, probabilities)

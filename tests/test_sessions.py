@@ -157,7 +157,7 @@ def test_feature_rows_are_the_same_built_in_one_process_or_several(minilm) -> No
     from train.dataset import build, embed_prompts, generate, learn_patterns
 
     catalogues = [(p.name, load_catalogue(p, FetchSettings())) for p in SPECS]
-    corpus = generate(catalogues, OperationEmbeddings(minilm), seed=3, scale=3.0)
+    corpus = generate(catalogues, OperationEmbeddings(minilm), seed=3, scale=3.0, history_fraction=0.5)
     patterns, vectors = learn_patterns(corpus), embed_prompts(corpus.problems, minilm)
     one, two = (build(corpus, patterns, corpus.counts, RankingSettings(), vectors, workers=w) for w in (1, 2))
     assert one.problems == two.problems == len(corpus.problems) and one.recalled == two.recalled > 200

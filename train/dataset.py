@@ -58,8 +58,8 @@ def generate(
     catalogues: list[tuple[str, Catalogue]],
     op_embeddings: OperationEmbeddings,
     seed: int,
-    scale: float = 1.0,
-    history_fraction: float = 0.5,
+    scale: float,
+    history_fraction: float,
     shapes: SessionShapes | None = None,
 ) -> Corpus:
     """Problems for every spec. For `history_fraction` of the specs, a second, disjoint set of sessions feeds

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import OpenSesameError
+from train.metrics import VERDICT_METRICS
 
-METRICS = ("hit@1", "hit@3", "mrr")
 Scores = dict[str, float]
 
 
@@ -33,15 +33,15 @@ def load_suite_report(path: Path) -> dict[str, Any]:
 
 
 def _scores(row: dict[str, Any]) -> Scores:
-    return {m: float(row[m]) for m in METRICS}
+    return {m: float(row[m]) for m in VERDICT_METRICS}
 
 
 def _mean(rows: list[Scores]) -> Scores:
-    return {m: sum(r[m] for r in rows) / len(rows) for m in METRICS}
+    return {m: sum(r[m] for r in rows) / len(rows) for m in VERDICT_METRICS}
 
 
 def _paired(before: Scores, after: Scores) -> dict[str, Scores]:
-    return {"before": before, "after": after, "delta": {m: after[m] - before[m] for m in METRICS}}
+    return {"before": before, "after": after, "delta": {m: after[m] - before[m] for m in VERDICT_METRICS}}
 
 
 def compare(before: list[dict[str, Any]], after: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
@@ -60,12 +60,12 @@ def compare(before: list[dict[str, Any]], after: list[dict[str, Any]], labels: l
 
 
 def _cell(scores: Scores, signed: bool = False) -> str:
-    return " / ".join(f"{scores[m]:+.3f}" if signed else f"{scores[m]:.3f}" for m in METRICS)
+    return " / ".join(f"{scores[m]:+.3f}" if signed else f"{scores[m]:.3f}" for m in VERDICT_METRICS)
 
 
 def format_comparison(result: dict[str, Any]) -> str:
     """The two Markdown tables of docs/benchmarks.md: the macro per pair and its mean, then every set's mean."""
-    head = " / ".join(METRICS)
+    head = " / ".join(VERDICT_METRICS)
     lines = [f"| macro ({head}) | before | after | delta |", "|---|---|---|---|"]
     for pair in result["pairs"]:
         lines.append(f"| {pair['label']} | {_cell(pair['before'])} | {_cell(pair['after'])} | "

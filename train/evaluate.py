@@ -16,7 +16,7 @@ from pipeline.ranking.predict import Predictor
 from pipeline.ranking.sources import Hits
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from train.metrics import summary
+from train.metrics import VERDICT_METRICS, summary
 from train.peers import Peers
 
 
@@ -42,10 +42,6 @@ def load_cases(path: Path) -> list[Case]:
 
 def spec_location(case: Case, cases_dir: Path) -> str:
     return case.spec if "://" in case.spec else str(cases_dir / case.spec)
-
-
-# A verdict compares the ranker with the best peer at each of these (hit@5 and NDCG@5 follow from them).
-VERDICT_METRICS = ("hit@1", "hit@3", "mrr")
 
 
 def peer_verdict(report: dict[str, Any]) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+# What ranking decisions are taken on: a verdict against the best peer, a change before and after, an online
+# replay (hit@5 and NDCG@5 follow from them).
+VERDICT_METRICS = ("hit@1", "hit@3", "mrr")
+
 
 def hit_at(ranks: Sequence[int | None], k: int) -> float:
     return sum(1 for r in ranks if r is not None and r <= k) / len(ranks) if ranks else 0.0

@@ -25,9 +25,7 @@ from pipeline.ranking.stats import InMemoryPatterns, InMemoryTransitions
 from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings, LearningSettings
 from pipeline.spec.load import load_catalogue
 from train.evaluate import Case, spec_location
-from train.metrics import summary
-
-_METRICS = ("hit@1", "hit@3", "mrr")
+from train.metrics import VERDICT_METRICS, summary
 
 
 def _learning(predictor: Predictor, counts: InMemoryTransitions, patterns: InMemoryPatterns | None) -> Predictor:
@@ -79,14 +77,14 @@ def replay_online(
 
 
 def _pick(metrics: dict[str, float]) -> dict[str, float]:
-    return {m: metrics[m] for m in _METRICS}
+    return {m: metrics[m] for m in VERDICT_METRICS}
 
 
 def online_macro(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Unweighted mean over sets of every half, mode and metric."""
     out: dict[str, Any] = {"cases": sum(r["cases"] for r in rows.values())}
     for part in ("first_half", "second_half"):
-        out[part] = {mode: {m: round(sum(r[part][mode][m] for r in rows.values()) / len(rows), 4) for m in _METRICS}
+        out[part] = {mode: {m: round(sum(r[part][mode][m] for r in rows.values()) / len(rows), 4) for m in VERDICT_METRICS}
                      for mode in ("online", "offline")}
     return out
 

@@ -48,12 +48,20 @@ def op(method: str, path: str, operation_id: str | None = None) -> tuple[Operati
         ("delete the subscription", "POST", "/subscriptions/{id}/cancel", False),  # cancel was not asked for
         ("void the invoice", "POST", "/invoices/{id}/void", True),
         ("I need a cancellation", "POST", "/orders/{id}/cancel", True),
+        ("cancel the subscription", "DELETE", "/v1/subscriptions/{id}", True),
+        ("cancel it", "DELETE", "/customers/{id}", True),  # names no thing: whatever the last call addressed
+        # The thing it ends is the subscription; the customer only owns it.
+        ("cancel this customer's subscription", "DELETE", "/customers/{id}", False),
+        ("remove the card from this customer", "DELETE", "/customers/{id}", True),
+        ("remove Ann from the team", "DELETE", "/teams/{id}/members/{user}", True),
+        ("delete the invoice's line items", "DELETE", "/invoices/{id}", False),
     ],
 )
 def test_explicit_destructive_intent(prompt: str, method: str, path: str, asked: bool) -> None:
     operation, profile = op(method, path)
     assert operation.destructive
-    assert asks_for(read_prompt(prompt).destructive, profile, method) is asked
+    api_things = frozenset({"customer", "subscription", "card", "team", "member", "invoice", "line", "order", "webhook"})
+    assert asks_for(read_prompt(prompt).destructive, profile, method, read_prompt(prompt).things & api_things) is asked
 
 
 def test_prompt_intents_map_to_kinds() -> None:

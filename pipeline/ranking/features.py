@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.ranking.context import Context
-from pipeline.ranking.intent import asks_for, destructive_words, name_types, named_mentions, prompt_intents
+from pipeline.ranking.intent import (
+    asks_for,
+    destructive_words,
+    name_types,
+    named_mentions,
+    named_things,
+    prompt_intents,
+)
 from pipeline.ranking.signals import Signals
 from pipeline.ranking.sources import SOURCE_NAMES, CandidateSet
 from pipeline.ranking.text import stem, tokens
@@ -65,13 +72,14 @@ class PromptReading:
     destructive: frozenset[str]  # destructive verbs it uses
     names: int  # proper names / quoted titles: a named thing usually has to be searched for first
     name_types: frozenset[str]  # entity nouns written next to those names ("the collection Harry Potter")
+    things: frozenset[str]  # head nouns it names, possessors left out (`intent.named_things`)
 
 
 def read_prompt(prompt: str) -> PromptReading:
     all_words = frozenset(stem(w) for w in words(prompt))
     return PromptReading(
         tokens(prompt), prompt_intents(all_words), destructive_words(all_words), len(named_mentions(prompt)),
-        name_types(prompt),
+        name_types(prompt), named_things(prompt),
     )
 
 
@@ -219,6 +227,7 @@ def featurize(
         if reading.intents:
             put("intent_match", np.isin(profile.kind[idx], list(reading.intents)).astype(np.float32))
         methods = [ctx.spec.catalogue.operations[int(i)].method for i in idx]
+        named = reading.things & profile.nouns
         put("destructive_intent", np.fromiter(
-            (asks_for(reading.destructive, op, m) for op, m in zip(ops, methods)), np.float32, len(ops)))
+            (asks_for(reading.destructive, op, m, named) for op, m in zip(ops, methods)), np.float32, len(ops)))
     return X

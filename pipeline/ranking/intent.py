@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from pipeline.ranking.profile import Kind, OpProfile
-from pipeline.ranking.text import singular, stem
-from pipeline.spec.catalogue import DESTRUCTIVE_WORDS
+from pipeline.ranking.text import head, singular, stem
+from pipeline.spec.catalogue import DESTRUCTIVE_WORDS, words
 
 _VERBS: dict[Kind, frozenset[str]] = {
     Kind.CREATE: frozenset("create add new make register open post submit generate start issue invite upload write "
@@ -41,15 +41,26 @@ def destructive_words(prompt_tokens: frozenset[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def asks_for(prompt_destructive: frozenset[str], op: OpProfile, method: str) -> bool:
-    """Does the prompt explicitly ask for this destructive operation's action?"""
+_POSSESSOR = re.compile(r"\b\w+['’]s\b")
+
+
+def named_things(prompt: str) -> frozenset[str]:
+    """Head nouns of the prompt's words, without its possessors: "cancel this customer's subscription" is about
+    the subscription; the customer only owns it."""
+    return frozenset(head(w) for w in words(_POSSESSOR.sub(" ", prompt)))
+
+
+def asks_for(prompt_destructive: frozenset[str], op: OpProfile, method: str, named: frozenset[str]) -> bool:
+    """Does the prompt explicitly ask for this destructive operation's action? `named`: the things of this API
+    (`SpecProfile.nouns`) the prompt names."""
     if not prompt_destructive:
         return False
     if prompt_destructive & op.action:
         return True
-    # A DELETE is asked for by any verb that ends a thing: Stripe cancels a subscription with DELETE.
+    # A DELETE is asked for by any verb that ends a thing (Stripe cancels a subscription with DELETE): a thing its
+    # path is about, when the prompt names any ("cancel it" names none).
     generic_delete = prompt_destructive & (_STEMMED[Kind.DELETE] | _ENDING)
-    return method == "DELETE" and bool(generic_delete)
+    return method == "DELETE" and bool(generic_delete) and (not named or bool(named & op.nouns))
 
 
 _QUOTED = re.compile(r"[\"“”«»]([^\"“”«»]{2,80})[\"“”«»]")

@@ -87,6 +87,7 @@ class OpProfile:
     verb: frozenset[str]  # stemmed words of the last literal segment alone: what it does (`/pay`, `/comments`)
     tokens: frozenset[str]  # stemmed words of path, operationId and summary
     fields: frozenset[str]  # stemmed words of its success response's field names: what it answers
+    nouns: frozenset[str]  # head nouns of its path's literal segments: the things it is about
 
     @property
     def entity_of(self) -> dict[str, str]:
@@ -177,6 +178,7 @@ def profile_operation(op: Operation) -> OpProfile:
         verb=tokens(last_literal) | {stem(last_literal.lower().replace("_", "").replace("-", ""))},
         tokens=tokens(" ".join(literals)) | tokens(op.operation_id or "") | tokens(op.summary),
         fields=with_roles(tokens(" ".join(property_names(op)))),
+        nouns=frozenset(head(s) for s in literals if not is_version_segment(s)) - {""},
     )
 
 
@@ -221,6 +223,8 @@ class SpecProfile:
         self.param_nouns = frozenset(w for p in self.ops for names in p.param_words for w in names)
         # Entities some path parameter takes: a response field named after one holds its id.
         self.path_entities = frozenset(e for p in self.ops for e in p.required_entities)
+        # The things the API's paths are about: a prompt that names one of them says what it acts on.
+        self.nouns = frozenset(n for p in self.ops for n in p.nouns)
         self.words = LexicalIndex([with_roles(p.tokens) for p in self.ops])
         self.fields = LexicalIndex([p.fields for p in self.ops])
         self.verbs = LexicalIndex([p.verb for p in self.ops])

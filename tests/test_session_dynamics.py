@@ -107,3 +107,20 @@ def test_the_items_left_count_what_each_operation_has_not_done_yet(predictor) ->
     prompted = compute_signals(build_context(desk, history[1:], "cancel orders W2378156 and W4817420", None, 20))
     left = {op.id: prompted.items_left[i] for i, op in enumerate(desk.catalogue.operations)}
     assert left["GET /orders/{order_id}"] == 1 and left["POST /orders/{order_id}/cancel"] == 2
+
+
+def test_a_list_narrowed_to_the_thing_just_read_is_offered_and_marked(predictor) -> None:
+    """After a call on customer cus_7, `GET /invoices?customer=` is a candidate whatever is asked, with the
+    feature that says it narrows to that customer; after an invoice alone, to nothing known."""
+    from pipeline.ranking.features import column
+
+    billing = predictor.prepare(load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings()))
+    assert billing.profile.filtered_by.keys() == {"customer"}
+
+    def narrowed(history: str, prompt: str) -> float:
+        outcome = predictor.predict(billing, [Event(endpoint=history)], prompt, k=10)
+        return float(column(outcome.features, "filters_known")[outcome.candidates.index("GET /invoices")])
+
+    assert narrowed("GET /v1/customers/cus_7/sources/src_2", "") == 2.0
+    assert narrowed("GET /v1/customers/cus_7/sources/src_2", "list this customer's invoices") == 2.0
+    assert narrowed("GET /v1/invoices/in_9", "list all invoices") == 0.0

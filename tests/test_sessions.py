@@ -51,7 +51,7 @@ def test_prompt_modes_cover_goal_act_step_and_none() -> None:
 
 def test_act_sessions_ask_for_their_last_call_and_writes_are_common() -> None:
     catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
-    generator = SessionGenerator(catalogue, random.Random(4))
+    generator = SessionGenerator(catalogue, random.Random(4), SessionShapes(scoped=0.0))  # narrowed lists ask for reads
     acts = [s for s in (generator.session() for _ in range(300)) if s is not None and s.prompt_mode == "act"]
     assert len(acts) > 30
     # The asked operation ends the session, or comes just before the second request of a two-request prompt.
@@ -98,6 +98,21 @@ def test_sessions_with_nothing_asked_open_on_the_central_collections() -> None:
     assert len(central) and len(corners)
     per_op = {i: int(np.sum(openings == i)) for i in entry.tolist()}
     assert np.mean([per_op[i] for i in central]) > 2 * np.mean([per_op[i] for i in corners])
+
+
+def test_narrowed_lists_are_called_with_the_id_of_the_thing_just_read() -> None:
+    """"The invoices of this customer" on the customer's page: `GET /invoices?customer=<its id>`, asked once the
+    customer is open (billing's customer is read through its payment sources)."""
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    scoped_only = SessionShapes(**{shape: 0.0 for shape in SessionShapes.model_fields} | {"scoped": 1.0})
+    generator = SessionGenerator(catalogue, random.Random(3), scoped_only)
+    sessions = [s for _ in range(40) if (s := generator.session()) is not None and s.prompt_mode == "act"]
+    assert sessions
+    for session in sessions:
+        read, listed = session.calls[:2]
+        customer = read.split("/customers/")[1].split("/")[0]
+        assert listed == f"GET /v1/invoices?customer={customer}"
+        assert session.prompts[0] == "" and "invoice" in session.prompts[1]
 
 
 def test_field_questions_ask_for_readable_response_properties() -> None:

@@ -24,6 +24,9 @@ Assumptions (also in docs/architecture.md), chosen to resemble how people and ag
 - Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
 - Support flows (read before act): the request acts on one thing; the user opens it first (by the id the prompt
   quotes, or found in a list) and acts once it has been read.
+- Narrowed lists: with a thing open (`GET /customers/{id}`), a list of other things narrowed to it by a query
+  parameter named after it ("the charges of this customer": `GET /charges?customer=...`), asked once the thing
+  is open; now and then one of the listed things is opened next.
 - Iteration: one call per item, the items named by the prompt ("invoices in_1, in_2 and in_3", "mark orders
   9001 and 9002 ready") or those of a list the user opened; without a prompt the user may move on after.
   Where a list was opened (iteration, repeats), half the sessions send its response with the call, as a
@@ -48,6 +51,7 @@ from typing import Any
 from pipeline.ranking.context import Event
 from pipeline.ranking.profile import Kind, OpProfile, SpecProfile
 from pipeline.ranking.relations import Relation, relation
+from pipeline.ranking.text import entity as text_entity
 from pipeline.settings import SessionShapes
 from pipeline.spec.catalogue import Catalogue
 from train.prompts import (
@@ -122,8 +126,8 @@ class _Walk:
         self.params: list[dict[str, str]] = []
         self.responses: list[dict[str, Any] | None] = []
 
-    def call(self, i: int) -> None:
-        text, carried = self.generator.concrete(i, self.values)
+    def call(self, i: int, query: dict[str, str] | None = None) -> None:
+        text, carried = self.generator.concrete(i, self.values, query)
         self.calls.append(text)
         self.params.append(carried)
         self.responses.append(None)
@@ -208,8 +212,11 @@ class SessionGenerator:
         p = self.profile.ops[i]
         return all(n in p.enum_params or e in values for n, e in zip(p.required, p.required_entities))
 
-    def concrete(self, i: int, values: dict[str, str]) -> tuple[str, dict[str, str]]:
-        """The call as the user sends it, and the entity ids it carries (enum values are not carried)."""
+    def concrete(
+        self, i: int, values: dict[str, str], query: dict[str, str] | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """The call as the user sends it, and the entity ids it carries (enum values are not carried); `query`:
+        optional parameters it is sent with."""
         op = self.catalogue.operations[i]
         entities = self.profile.ops[i].entity_of
         path = op.path
@@ -221,8 +228,9 @@ class SessionGenerator:
                 value = carried[param.name] = values[entities[param.name]]
             path = path.replace("{" + param.name + "}", value)
         # Query ids travel in the query string (`/product-reviews?product_id=...`); they are not carried params.
-        query = "&".join(f"{p.name}={values[entities[p.name]]}" for p in op.query_ids if not p.enum)
-        return f"{op.method} {self.catalogue.base_path}{path}{'?' + query if query else ''}", carried
+        pairs = [f"{p.name}={values[entities[p.name]]}" for p in op.query_ids if not p.enum]
+        pairs += [f"{name}={value}" for name, value in (query or {}).items()]
+        return f"{op.method} {self.catalogue.base_path}{path}{'?' + '&'.join(pairs) if pairs else ''}", carried
 
     def produce(self, i: int, values: dict[str, str]) -> None:
         """After a call, the user holds ids of what it produced (the item it listed, searched or created) and
@@ -315,7 +323,8 @@ class SessionGenerator:
             return None
         shape = self.rng.choices(self.shapes, weights=self.shape_weights)[0]
         made = {"lookup": self._lookup, "act": self._act, "oneshot": self._oneshot, "lifecycle": self._lifecycle,
-                "repeat": self._repeat, "support": self._support, "iterate": self._iterate}.get(shape, lambda: None)()
+                "repeat": self._repeat, "support": self._support, "iterate": self._iterate,
+                "scoped": self._scoped}.get(shape, lambda: None)()
         return made if made is not None else self._browse(max_len)
 
     def _lookup(self) -> Session | None:
@@ -585,6 +594,44 @@ class SessionGenerator:
         if not prompt and self.rng.random() < 0.4 and (step := self._next_step(op_index, walk.values, walk.ops)):
             walk.call(step)
         return walk.session("act" if prompt else "none", op_index, [prompt] * len(walk.ops))
+
+    def _scoped(self) -> Session | None:
+        """A list narrowed to the thing just read: the customer open, "show the charges of this customer" lists
+        `GET /charges?customer=<its id>`; now and then one of the listed things is opened after."""
+        profile, ops = self.profile, self.catalogue.operations
+        lists = [(j, e) for e, members in profile.filtered_by.items() for j in members.tolist()
+                 if not self._avoid(j) and not self.free[j] and e not in profile.ops[j].produces]
+        if not lists:
+            return None
+        listing, entity = self.rng.choice(lists)
+        # A read of the thing itself or of something of it (a customer's payment source holds the customer too).
+        readers = [i for i in range(len(profile)) if not self._avoid(i) and self.kind[i] == Kind.GET
+                   and entity in self.free[i]]
+        if not readers:
+            return None
+        reader = self.rng.choice(readers)
+        walk = _Walk(self, {ent: self.ids.make(ent) for ent in self.free[reader]})
+        walk.follow([reader])
+        param = next(p.name for p in ops[listing].parameters
+                     if p.location == "query" and not p.required and text_entity(p.name) == entity)
+        walk.call(listing, {param: walk.values[entity]})
+        noun = entity.replace("_", " ")
+        if self.rng.random() < 0.3:
+            prompt = f"{self.rng.choice(['this', 'the', 'that'])} {noun}'s {object_phrase(ops[listing], self.rng)}"
+        else:
+            prompt = act_phrase(ops[listing], profile.ops[listing], self.rng, reference(entity, self.rng))
+        listed = profile.ops[listing].produces
+        items = [j for j in range(len(profile)) if not self._avoid(j) and self.kind[j] == Kind.GET
+                 and len(self.free[j]) == 1 and self.free[j][0] in listed]
+        if items and self.rng.random() < 0.4:
+            item = self.rng.choice(items)
+            thing = self.free[item][0]
+            found = [self.ids.make(thing) for _ in range(self.rng.randint(1, 3))]
+            walk.answer_with_list(thing, found)
+            walk.values[thing] = found[0]
+            walk.call(item)
+        # The thing was opened first; the request comes with the list (and stays while one of them is opened).
+        return walk.session("act", listing, [""] + [prompt] * (len(walk.ops) - 1))
 
     def _prompts(self, mode: str, goal: int | None, goal_prompt: str | None, ops: list[int]) -> list[str]:
         catalogue_ops = self.catalogue.operations

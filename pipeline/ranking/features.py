@@ -25,7 +25,7 @@ from pipeline.ranking.sources import SOURCE_NAMES, CandidateSet
 from pipeline.ranking.text import stem, tokens
 from pipeline.spec.catalogue import words
 
-SCHEMA_VERSION = "opensesame-features-v6"
+SCHEMA_VERSION = "opensesame-features-v7"
 
 # Prompt similarity enters only scale-free (ranks, z-scores, ratios to the best match): real questions sit at
 # about half the cosine of operation-summary-like prompts, and an absolute threshold learned on one style
@@ -58,6 +58,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     # Working through items: those left for the candidate (listed by the prompt or a response, not yet called
     # with), and how many calls in a row the session has made of its last operation.
     "items_left", "run_length",
+    # A list narrowed to the thing the session has open ("the charges of this customer": `?customer=`): 2 by the
+    # last call's thing, 1 by one read earlier.
+    "filters_known",
     "has_prompt", "n_names", "name_type_match", "intent_match", "n_intents", "lex_overlap", "lex_action", "destructive_intent",
     "log_n_ops",
 )
@@ -192,6 +195,9 @@ def featurize(
     put("n_matched", float(len(ctx.op_history)))
     put("times_called", signals.times_called[idx])
     put("items_left", signals.items_left[idx])
+    put("filters_known", np.fromiter(
+        (2.0 if f & ctx.last_entities else 1.0 if f & ctx.entity_values.keys() else 0.0
+         for f in (profile.ops[int(i)].filters for i in idx)), np.float32, len(idx)))
     put("calls_since", signals.calls_since[idx])
     put("log_n_ops", float(np.log1p(len(profile))))
 

@@ -14,7 +14,7 @@ from enum import IntEnum
 import numpy as np
 
 from pipeline.ranking.lexical import LexicalIndex
-from pipeline.ranking.text import GENERIC_NAMES, head, is_plural, stem, tokens, with_roles
+from pipeline.ranking.text import GENERIC_NAMES, entity, head, is_plural, stem, tokens, with_roles
 from pipeline.spec.catalogue import Catalogue, Operation, Parameter, words
 
 _VERSION_SEGMENT = re.compile(r"^(v\d+(\.\d+)*|api|rest|\d+(\.\d+)*)$", re.IGNORECASE)
@@ -88,6 +88,7 @@ class OpProfile:
     tokens: frozenset[str]  # stemmed words of path, operationId and summary
     fields: frozenset[str]  # stemmed words of its success response's field names: what it answers
     nouns: frozenset[str]  # head nouns of its path's literal segments: the things it is about
+    filters: frozenset[str]  # entities a list or search narrows to by an optional query parameter (`?customer=`)
 
     @property
     def entity_of(self) -> dict[str, str]:
@@ -179,7 +180,19 @@ def profile_operation(op: Operation) -> OpProfile:
         tokens=tokens(" ".join(literals)) | tokens(op.operation_id or "") | tokens(op.summary),
         fields=with_roles(tokens(" ".join(property_names(op)))),
         nouns=frozenset(head(s) for s in literals if not is_version_segment(s)) - {""},
+        filters=_filters(op, kind),
     )
+
+
+def _filters(op: Operation, kind: Kind) -> frozenset[str]:
+    """Entities a list or search can be narrowed to by an optional query parameter named after one
+    (`GET /v1/charges?customer=`, `GET /api/appointments?patient=`, `GET /games?developers=`)."""
+    if op.method != "GET" or kind not in (Kind.LIST, Kind.SEARCH):
+        return frozenset()
+    # One word (`automatic_tax` is a setting, not a tax), and a value, not a flag (GitHub's `pulls=true`).
+    named = {entity(p.name) for p in op.parameters if p.location == "query" and not p.required and not p.enum
+             and p.type not in ("boolean", "number", "object")}
+    return frozenset(e for e in named if e and "_" not in e and e not in GENERIC_NAMES)
 
 
 class Fanout:
@@ -225,6 +238,12 @@ class SpecProfile:
         self.path_entities = frozenset(e for p in self.ops for e in p.required_entities)
         # The things the API's paths are about: a prompt that names one of them says what it acts on.
         self.nouns = frozenset(n for p in self.ops for n in p.nouns)
+        # Lists and searches narrowed to an entity (of those a path takes an id of: the thing a user has open).
+        filtered: dict[str, list[int]] = {}
+        for i, p in enumerate(self.ops):
+            for e in p.filters & self.path_entities:
+                filtered.setdefault(e, []).append(i)
+        self.filtered_by = {e: np.array(ops, dtype=np.int32) for e, ops in filtered.items()}
         self.words = LexicalIndex([with_roles(p.tokens) for p in self.ops])
         self.fields = LexicalIndex([p.fields for p in self.ops])
         self.verbs = LexicalIndex([p.verb for p in self.ops])

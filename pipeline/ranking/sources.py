@@ -68,6 +68,8 @@ def structure(ctx: Context, signals: Signals, limit: int) -> Hits:
     needs = profile.n_required > 0
     all_known = needs & (signals.known_required >= profile.n_required)
     scores += 0.5 * all_known
+    for entity in ctx.last_entities & profile.filtered_by.keys():  # lists narrowed to the thing just called
+        scores[profile.filtered_by[entity]] += 0.5
     return _top(scores, limit, mask=scores > 0.15)
 
 

@@ -26,7 +26,7 @@ Assumptions (also in docs/architecture.md), chosen to resemble how people and ag
   quotes, or found in a list) and acts once it has been read.
 - Narrowed lists: with a thing open (`GET /customers/{id}`), a list of other things narrowed to it by a query
   parameter named after it ("the charges of this customer": `GET /charges?customer=...`), asked once the thing
-  is open; now and then one of the listed things is opened next.
+  is open.
 - Iteration: one call per item, the items named by the prompt ("invoices in_1, in_2 and in_3", "mark orders
   9001 and 9002 ready") or those of a list the user opened; without a prompt the user may move on after.
   Where a list was opened (iteration, repeats), half the sessions send its response with the call, as a
@@ -597,7 +597,7 @@ class SessionGenerator:
 
     def _scoped(self) -> Session | None:
         """A list narrowed to the thing just read: the customer open, "show the charges of this customer" lists
-        `GET /charges?customer=<its id>`; now and then one of the listed things is opened after."""
+        `GET /charges?customer=<its id>`."""
         profile, ops = self.profile, self.catalogue.operations
         lists = [(j, e) for e, members in profile.filtered_by.items() for j in members.tolist()
                  if not self._avoid(j) and not self.free[j] and e not in profile.ops[j].produces]
@@ -620,18 +620,9 @@ class SessionGenerator:
             prompt = f"{self.rng.choice(['this', 'the', 'that'])} {noun}'s {object_phrase(ops[listing], self.rng)}"
         else:
             prompt = act_phrase(ops[listing], profile.ops[listing], self.rng, reference(entity, self.rng))
-        listed = profile.ops[listing].produces
-        items = [j for j in range(len(profile)) if not self._avoid(j) and self.kind[j] == Kind.GET
-                 and len(self.free[j]) == 1 and self.free[j][0] in listed]
-        if items and self.rng.random() < 0.4:
-            item = self.rng.choice(items)
-            thing = self.free[item][0]
-            found = [self.ids.make(thing) for _ in range(self.rng.randint(1, 3))]
-            walk.answer_with_list(thing, found)
-            walk.values[thing] = found[0]
-            walk.call(item)
-        # The thing was opened first; the request comes with the list (and stays while one of them is opened).
-        return walk.session("act", listing, [""] + [prompt] * (len(walk.ops) - 1))
+        # The thing was opened first; the request comes with the list. What a user does with the list is the
+        # other shapes' (a list then an item, then an act), not this one's: its prompt asked for the list alone.
+        return walk.session("act", listing, ["", prompt])
 
     def _prompts(self, mode: str, goal: int | None, goal_prompt: str | None, ops: list[int]) -> list[str]:
         catalogue_ops = self.catalogue.operations

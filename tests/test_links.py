@@ -73,7 +73,8 @@ def test_the_linked_value_fills_the_linked_calls_and_says_why(predictor) -> None
 def test_graphhoppers_job_id_reaches_its_solution(predictor) -> None:
     spec = predictor.prepare(load_catalogue(GRAPHHOPPER, FetchSettings()))
     optimized = Event(endpoint="POST /api/1/vrp/optimize", response={"job_id": "44886560-b584-4a8b"})
-    outcome = predictor.predict(spec, [optimized], "", k=10)
+    # Every candidate: what is asserted is the value carried and the reason, not the tests' tiny model's rank.
+    outcome = predictor.predict(spec, [optimized], "", k=50)
     solution = next(p for p in outcome.predictions if p.endpoint == "GET /vrp/solution/{jobId}")
     assert solution.path == "/api/1/vrp/solution/44886560-b584-4a8b"
     assert solution.reason.startswith("the spec links it from the response of POST /vrp/optimize")

@@ -17,13 +17,16 @@ pytestmark = pytest.mark.usefixtures("packaged_cli")  # `--embedder packaged` fi
 
 @pytest.fixture()
 def habit_cases(tmp_path, predictor):
-    """One user habit on the billing API: after opening an invoice they make the call the model ranks second,
-    whatever they ask. Chosen from the model's own ranking, so that on any machine (whose arithmetic moves a tiny
-    model) the habit is one the model does not already predict first."""
+    """One user habit on the billing API: after opening an invoice they make the call the model ranks highest
+    after its first, of those that are not destructive (the guardrail keeps a destructive call from the first
+    place whatever the labels say), whatever they ask. Chosen from the model's own ranking, so that on any machine
+    (whose arithmetic moves a tiny model) the habit is one the model does not already predict first."""
     (tmp_path / "billing_oas30.yaml").symlink_to(FIXTURES / "billing_oas30.yaml")
     spec = predictor.prepare(load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings()))
     opened = [Event(endpoint="GET /v1/invoices"), Event(endpoint="GET /v1/invoices/in_0")]
-    habit = predictor.predict(spec, opened, "", k=2).predictions[1].endpoint
+    ranked = predictor.predict(spec, opened, "", k=10).predictions
+    operations = spec.catalogue.by_id()
+    habit = next(p.endpoint for p in ranked[1:] if not operations[p.endpoint].destructive)
     lines = []
     for n in range(40):
         case = {"id": f"habit-{n}", "spec": "billing_oas30.yaml", "prompt": "",

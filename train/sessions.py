@@ -615,9 +615,8 @@ class SessionGenerator:
         param = next(p.name for p in ops[listing].parameters
                      if p.location == "query" and not p.required and text_entity(p.name) == entity)
         walk.call(listing, {param: walk.values[entity]})
-        noun = entity.replace("_", " ")
         if self.rng.random() < 0.3:
-            prompt = f"{self.rng.choice(['this', 'the', 'that'])} {noun}'s {object_phrase(ops[listing], self.rng)}"
+            prompt = f"{self.rng.choice(['this', 'the', 'that'])} {entity}'s {object_phrase(ops[listing], self.rng)}"
         else:
             prompt = act_phrase(ops[listing], profile.ops[listing], self.rng, reference(entity, self.rng))
         # The thing was opened first; the request comes with the list. What a user does with the list is the

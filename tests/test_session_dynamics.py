@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.ranking.context import Event
+from pipeline.ranking.features import column
 from pipeline.ranking.hedge import hedge
 from pipeline.ranking.prompt_values import prompt_values
 from pipeline.settings import FetchSettings
@@ -112,8 +113,6 @@ def test_the_items_left_count_what_each_operation_has_not_done_yet(predictor) ->
 def test_a_list_narrowed_to_the_thing_just_read_is_offered_and_marked(predictor) -> None:
     """After a call on customer cus_7, `GET /invoices?customer=` is a candidate whatever is asked, with the
     feature that says it narrows to that customer; after an invoice alone, to nothing known."""
-    from pipeline.ranking.features import column
-
     billing = predictor.prepare(load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings()))
     assert billing.profile.filtered_by.keys() == {"customer"}
 

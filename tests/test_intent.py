@@ -5,6 +5,7 @@ import pytest
 from pipeline.ranking.features import read_prompt
 from pipeline.ranking.intent import asks_for, name_types, named_mentions
 from pipeline.ranking.profile import Kind, profile_operation
+from pipeline.ranking.text import stem
 from pipeline.spec.catalogue import Operation
 
 
@@ -52,7 +53,10 @@ def op(method: str, path: str, operation_id: str | None = None) -> tuple[Operati
         ("cancel it", "DELETE", "/customers/{id}", True),  # names no thing: whatever the last call addressed
         # The thing it ends is the subscription; the customer only owns it.
         ("cancel this customer's subscription", "DELETE", "/customers/{id}", False),
-        ("remove the card from this customer", "DELETE", "/customers/{id}", True),
+        ("remove the card from this customer", "DELETE", "/customers/{id}", False),
+        ("remove the card from this customer", "DELETE", "/customers/{customer}/sources/{id}", True),
+        ("delete the document uploaded for this patient", "DELETE", "/patients/{id}", False),
+        ("delete the document uploaded for this patient", "DELETE", "/documents/{id}", True),
         ("remove Ann from the team", "DELETE", "/teams/{id}/members/{user}", True),
         ("delete the invoice's line items", "DELETE", "/invoices/{id}", False),
     ],
@@ -60,14 +64,41 @@ def op(method: str, path: str, operation_id: str | None = None) -> tuple[Operati
 def test_explicit_destructive_intent(prompt: str, method: str, path: str, asked: bool) -> None:
     operation, profile = op(method, path)
     assert operation.destructive
-    api_things = frozenset({"customer", "subscription", "card", "team", "member", "invoice", "line", "order", "webhook"})
-    assert asks_for(read_prompt(prompt).destructive, profile, method, read_prompt(prompt).things & api_things) is asked
+    api_things = frozenset({"customer", "subscription", "card", "team", "member", "invoice", "line", "order", "webhook",
+                            "source", "patient", "document"})
+    reading = read_prompt(prompt)
+    assert asks_for(reading.destructive, profile, method, reading.things & api_things,
+                    reading.owners & api_things) is asked
 
 
 def test_prompt_intents_map_to_kinds() -> None:
     assert Kind.CREATE in read_prompt("create a new customer").intents
     assert Kind.SEARCH in read_prompt("find invoices over 100").intents
     assert Kind.GET in read_prompt("what is the status").intents  # stop words still carry intent
+    assert Kind.LIST in read_prompt("What is the python file here? Do not list hidden files.").intents
+
+
+@pytest.mark.parametrize(
+    ("prompt", "destructive", "write"),
+    [
+        ("was invoice in_1PbT4k voided?", set(), False),
+        ("did payment intent pi_3PbU0r get canceled", set(), False),
+        ("who moved this card and when?", set(), False),
+        ("when was this card deleted", set(), False),
+        ("is this invoice paid?", set(), False),
+        # Requests, though some end with a question mark.
+        ("how do I cancel this subscription", {"cancel"}, False),
+        ("can you void it?", {"void"}, False),
+        ("was this invoice voided? if not, void it", {"void"}, False),
+        ("move this card to Done", set(), True),
+        ("delete the archived cards", {"delete"}, True),
+    ],
+)
+def test_a_question_about_what_was_done_asks_for_no_act(prompt: str, destructive: set[str], write: bool) -> None:
+    """"Was this invoice voided?" names the void it asks about: the request is a read, nothing destructive, no write."""
+    reading = read_prompt(prompt)
+    assert reading.destructive == {stem(w) for w in destructive}
+    assert bool(reading.intents & {Kind.UPDATE, Kind.DELETE}) is write
 
 
 @pytest.mark.parametrize(

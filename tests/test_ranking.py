@@ -68,8 +68,10 @@ def test_unresolved_parameters_stay_placeholders(predictor, billing) -> None:
 
 def test_destructive_never_first_without_explicit_intent(predictor, billing) -> None:
     history = events("GET /v1/invoices/in_9")
+    # Questions about what was done ask about the act, not for it.
     for prompt in ["clean up my invoices list", "", "tidy the invoice", "get rid of clutter",
-                   "delete this invoice's line items"]:
+                   "delete this invoice's line items", "was this invoice voided?", "who voided this invoice",
+                   "when was this invoice deleted?"]:
         top = predictor.predict(billing, history, prompt, k=5).predictions[0]
         operation = billing.catalogue.by_id()[top.endpoint]
         assert not operation.destructive, (prompt, top.endpoint)

@@ -18,12 +18,13 @@ from pipeline.ranking.intent import (
     name_types,
     named_mentions,
     named_things,
+    owners,
     prompt_intents,
+    requested_words,
 )
 from pipeline.ranking.signals import Signals
 from pipeline.ranking.sources import SOURCE_NAMES, CandidateSet
 from pipeline.ranking.text import stem, tokens
-from pipeline.spec.catalogue import words
 
 SCHEMA_VERSION = "opensesame-features-v7"
 
@@ -76,13 +77,14 @@ class PromptReading:
     names: int  # proper names / quoted titles: a named thing usually has to be searched for first
     name_types: frozenset[str]  # entity nouns written next to those names ("the collection Harry Potter")
     things: frozenset[str]  # head nouns it names, possessors left out (`intent.named_things`)
+    owners: frozenset[str]  # head nouns of its possessors (`intent.owners`)
 
 
 def read_prompt(prompt: str) -> PromptReading:
-    all_words = frozenset(stem(w) for w in words(prompt))
+    all_words = frozenset(stem(w) for w in requested_words(prompt))
     return PromptReading(
         tokens(prompt), prompt_intents(all_words), destructive_words(all_words), len(named_mentions(prompt)),
-        name_types(prompt), named_things(prompt),
+        name_types(prompt), named_things(prompt), owners(prompt),
     )
 
 
@@ -233,7 +235,7 @@ def featurize(
         if reading.intents:
             put("intent_match", np.isin(profile.kind[idx], list(reading.intents)).astype(np.float32))
         methods = [ctx.spec.catalogue.operations[int(i)].method for i in idx]
-        named = reading.things & profile.nouns
+        named, owned = reading.things & profile.nouns, reading.owners & profile.nouns
         put("destructive_intent", np.fromiter(
-            (asks_for(reading.destructive, op, m, named) for op, m in zip(ops, methods)), np.float32, len(ops)))
+            (asks_for(reading.destructive, op, m, named, owned) for op, m in zip(ops, methods)), np.float32, len(ops)))
     return X

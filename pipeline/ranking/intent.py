@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from pipeline.ranking.profile import Kind, OpProfile
-from pipeline.ranking.text import head, singular, stem
+from pipeline.ranking.text import head, is_past_form, singular, stem
 from pipeline.spec.catalogue import DESTRUCTIVE_WORDS, words
 
 _VERBS: dict[Kind, frozenset[str]] = {
@@ -31,6 +31,32 @@ _DESTRUCTIVE_NOUNS = {"cancellation": "cancel", "deletion": "delete", "removal":
                       "termination": "terminate"}
 
 
+# A question about what was done ("was this invoice voided?", "who moved this card", "what did we refund") names
+# the past action, not the request, which is a read. "How do I void it" and "can you void it?" ask for the act.
+# Not "do": "do not list hidden files" is a request.
+_ASKING = frozenset({"was", "were", "has", "have", "had", "did", "does", "is", "are", "who", "when", "which", "why",
+                     "what", "whether"})
+_DID = frozenset({"did", "does"})
+_LEAD_IN = frozenset({"and", "so", "now", "also", "ok", "okay"})
+_SENTENCE = re.compile(r"[^.?!]+[.?!]?")
+
+
+def requested_words(prompt: str) -> list[str]:
+    """The prompt's words without those that name an action it asks *about*: in a sentence that asks what was
+    done, its verbs in a past form ("voided", "paid"), or every word after "did" ("what did we refund")."""
+    kept: list[str] = []
+    for sentence in _SENTENCE.findall(prompt):
+        ws = words(sentence)
+        opener = next((w for w in ws if w not in _LEAD_IN), None)
+        if opener not in _ASKING:
+            kept += ws
+        elif (did := next((i for i, w in enumerate(ws) if w in _DID), None)) is not None:
+            kept += ws[:did]
+        else:
+            kept += [w for w in ws if not is_past_form(w)]
+    return kept
+
+
 def prompt_intents(prompt_tokens: frozenset[str]) -> frozenset[Kind]:
     return frozenset(kind for kind, verbs in _STEMMED.items() if prompt_tokens & verbs)
 
@@ -41,26 +67,36 @@ def destructive_words(prompt_tokens: frozenset[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-_POSSESSOR = re.compile(r"\b\w+['’]s\b")
+_POSSESSOR = re.compile(r"\b(\w+)['’]s\b|\b(?:of|for|on|from)\s+(?:this|that|the|her|his|their|its)\s+(\w+)")
 
 
 def named_things(prompt: str) -> frozenset[str]:
-    """Head nouns of the prompt's words, without its possessors: "cancel this customer's subscription" is about
-    the subscription; the customer only owns it."""
+    """Head nouns of the prompt's words, without its possessors: "cancel this customer's subscription" and "delete
+    the document uploaded for this patient" are about the subscription and the document."""
     return frozenset(head(w) for w in words(_POSSESSOR.sub(" ", prompt)))
 
 
-def asks_for(prompt_destructive: frozenset[str], op: OpProfile, method: str, named: frozenset[str]) -> bool:
-    """Does the prompt explicitly ask for this destructive operation's action? `named`: the things of this API
-    (`SpecProfile.nouns`) the prompt names."""
+def owners(prompt: str) -> frozenset[str]:
+    """Head nouns of the prompt's possessors: the customer and the patient above, who only own the things."""
+    return frozenset(head(w) for m in _POSSESSOR.finditer(prompt) for w in words(m.group(1) or m.group(2)))
+
+
+def asks_for(
+    prompt_destructive: frozenset[str], op: OpProfile, method: str, named: frozenset[str], owned: frozenset[str]
+) -> bool:
+    """Does the prompt explicitly ask for this destructive operation's action? `named` and `owned`: the things of
+    this API (`SpecProfile.nouns`) the prompt names, and those it names as their owners."""
     if not prompt_destructive:
         return False
     if prompt_destructive & op.action:
         return True
     # A DELETE is asked for by any verb that ends a thing (Stripe cancels a subscription with DELETE): a thing its
-    # path is about, when the prompt names any ("cancel it" names none).
-    generic_delete = prompt_destructive & (_STEMMED[Kind.DELETE] | _ENDING)
-    return method == "DELETE" and bool(generic_delete) and (not named or bool(named & op.nouns))
+    # path is about; or a thing of an owner the prompt names, which the API may call otherwise ("remove the card
+    # from this customer": `DELETE /customers/{customer}/sources/{id}`), not the owner itself; or any, when the
+    # prompt names no thing ("cancel it").
+    if method != "DELETE" or not prompt_destructive & (_STEMMED[Kind.DELETE] | _ENDING):
+        return False
+    return bool(named & op.nouns) or bool(owned & op.nouns and op.thing not in owned) or not (named or owned)
 
 
 _QUOTED = re.compile(r"[\"“”«»]([^\"“”«»]{2,80})[\"“”«»]")

@@ -88,6 +88,7 @@ class OpProfile:
     tokens: frozenset[str]  # stemmed words of path, operationId and summary
     fields: frozenset[str]  # stemmed words of its success response's field names: what it answers
     nouns: frozenset[str]  # head nouns of its path's literal segments: the things it is about
+    thing: str  # head noun of its last literal segment: the thing it reads, ends or acts on
     filters: frozenset[str]  # entities a list or search narrows to by an optional query parameter (`?customer=`)
 
     @property
@@ -180,6 +181,7 @@ def profile_operation(op: Operation) -> OpProfile:
         tokens=tokens(" ".join(literals)) | tokens(op.operation_id or "") | tokens(op.summary),
         fields=with_roles(tokens(" ".join(property_names(op)))),
         nouns=frozenset(head(s) for s in literals if not is_version_segment(s)) - {""},
+        thing=head(last_literal),
         filters=_filters(op, kind),
     )
 

@@ -42,6 +42,12 @@ _IRREGULAR = {"paid": "pay", "sent": "send", "made": "make", "built": "build", "
 
 
 @lru_cache(maxsize=65536)
+def is_past_form(word: str) -> bool:
+    """"voided", "cancelled", "paid": a verb's past form (by the stemmer's own rules), not "need" or "feed"."""
+    w = word.lower()
+    return w in _IRREGULAR or (len(w) > 4 and w.endswith("ed") and not w.endswith("eed"))
+
+
 def stem(word: str) -> str:
     if word.lower() in _IRREGULAR:
         return _IRREGULAR[word.lower()]

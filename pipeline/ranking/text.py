@@ -41,13 +41,13 @@ _IRREGULAR = {"paid": "pay", "sent": "send", "made": "make", "built": "build", "
               "spent": "spend", "lost": "lose", "left": "leave", "won": "win", "undone": "undo", "split": "split"}
 
 
-@lru_cache(maxsize=65536)
 def is_past_form(word: str) -> bool:
     """"voided", "cancelled", "paid": a verb's past form (by the stemmer's own rules), not "need" or "feed"."""
     w = word.lower()
     return w in _IRREGULAR or (len(w) > 4 and w.endswith("ed") and not w.endswith("eed"))
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     if word.lower() in _IRREGULAR:
         return _IRREGULAR[word.lower()]

@@ -35,6 +35,11 @@ _LEADING_VERBS = {"get", "list", "retrieve", "create", "update", "delete", "fetc
                   "find", "add", "remove", "gets", "lists", "creates", "updates", "deletes", "retrieves", "show"}
 
 
+def _literals(op: Operation) -> list[str]:
+    """The path's literal segments, versions left out: `/v1/invoices/{id}/void` -> invoices, void."""
+    return [s for s in op.path.split("/") if s and "{" not in s and not is_version_segment(s)]
+
+
 def object_phrase(op: Operation, rng: random.Random) -> str:
     """The object of the action: from the summary without its verb, or from operationId/path words."""
     summary_words = op.summary.rstrip(".").split()
@@ -42,7 +47,7 @@ def object_phrase(op: Operation, rng: random.Random) -> str:
         rest = summary_words[1:] if summary_words[0].lower() in _LEADING_VERBS else summary_words
         if rest:
             return " ".join(rest).lower()
-    literals = [s for s in op.path.split("/") if s and "{" not in s and not is_version_segment(s)]
+    literals = _literals(op)
     nouns = [w for s in literals[-2:] for w in words(s)]
     if op.path.rstrip("/").endswith("}") and nouns:
         nouns[-1] = singular(nouns[-1])
@@ -136,7 +141,7 @@ def references(entity: str, values: list[str], rng: random.Random) -> str:
 def act_phrase(op: Operation, profile: OpProfile, rng: random.Random, ref: str) -> str:
     """A request for `op` about one thing (`ref`): "comment on this issue", "reboot server 4711", "email the
     invoice to the customer", "cancel it" — the action asked for, rarely in the summary's words."""
-    literals = [s for s in op.path.split("/") if s and "{" not in s and not is_version_segment(s)]
+    literals = _literals(op)
     last = " ".join(words(literals[-1])) if literals else "item"
     if profile.kind == Kind.ACTION:
         verb = rng.choice(_ACTION_SAYINGS.get(last.replace(" ", ""), [last]))
@@ -176,7 +181,7 @@ def past(verb: str) -> str:
 def question_about(op: Operation, profile: OpProfile, rng: random.Random, ref: str) -> str:
     """A question about what was done to a thing (`ref`): "was this invoice voided?", "who moved it", "did
     invoice in_3kf9 get paid" — the act's verb in a past form, asking for a read, not the act."""
-    literals = [s for s in op.path.split("/") if s and "{" not in s and not is_version_segment(s)]
+    literals = _literals(op)
     action = words(literals[-1]) if literals else []
     if profile.kind == Kind.ACTION and action:
         done = " ".join([past(action[0]), *action[1:]])

@@ -26,6 +26,7 @@ _VERBS: dict[Kind, frozenset[str]] = {
 _STEMMED = {kind: frozenset(stem(w) for w in verbs) for kind, verbs in _VERBS.items()}
 _DESTRUCTIVE_STEMS = frozenset(stem(w) for w in DESTRUCTIVE_WORDS | _VERBS[Kind.DELETE])
 _ENDING = frozenset(stem(w) for w in ("cancel", "revoke", "terminate", "destroy", "unsubscribe"))
+_ENDS_A_THING = _STEMMED[Kind.DELETE] | _ENDING
 # Nouns of destructive verbs that also signal the action: "cancellation", "deletion", "removal".
 _DESTRUCTIVE_NOUNS = {"cancellation": "cancel", "deletion": "delete", "removal": "remove", "revocation": "revoke",
                       "termination": "terminate"}
@@ -94,7 +95,7 @@ def asks_for(
     # path is about; or a thing of an owner the prompt names, which the API may call otherwise ("remove the card
     # from this customer": `DELETE /customers/{customer}/sources/{id}`), not the owner itself; or any, when the
     # prompt names no thing ("cancel it").
-    if method != "DELETE" or not prompt_destructive & (_STEMMED[Kind.DELETE] | _ENDING):
+    if method != "DELETE" or not prompt_destructive & _ENDS_A_THING:
         return False
     return bool(named & op.nouns) or bool(owned & op.nouns and op.thing not in owned) or not (named or owned)
 

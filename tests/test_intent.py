@@ -18,6 +18,8 @@ from pipeline.spec.catalogue import Operation
         ("Who directed the top-1 rated movie?", []),  # a sentence-initial capital alone is no name
         ("holidays in Japan for 2023? Also, in English!", ["Japan", "English"]),  # after "?" a sentence starts
         ("show me the TV listings", []),  # short acronyms are not names
+        ("the forecast for Acme Corp, Globex and Blue Horizon", ["Acme Corp", "Globex", "Blue Horizon"]),  # a comma parts
+        ("the weather in New York City? Find flights to Boston", ["New York City", "Boston"]),  # so does a sentence end
     ],
 )
 def test_named_mentions(prompt: str, names: list[str]) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 from pipeline.ranking.context import Event
 from pipeline.ranking.features import column
 from pipeline.ranking.hedge import hedge
-from pipeline.ranking.prompt_values import prompt_values
+from pipeline.ranking.prompt_values import enumerations, prompt_values
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
 from tests.conftest import FIXTURES
@@ -123,3 +123,43 @@ def test_a_list_narrowed_to_the_thing_just_read_is_offered_and_marked(predictor)
     assert narrowed("GET /v1/customers/cus_7/sources/src_2", "") == 2.0
     assert narrowed("GET /v1/customers/cus_7/sources/src_2", "list this customer's invoices") == 2.0
     assert narrowed("GET /v1/invoices/in_9", "list all invoices") == 0.0
+
+
+def test_names_enumerated_together_are_one_run_each_names_apart_none() -> None:
+    def runs(prompt: str) -> tuple[frozenset[str], ...]:
+        return enumerations(prompt, prompt_values(prompt))
+
+    assert runs("estimate the distance between San Francisco and Rivermist") == (
+        frozenset({"San Francisco", "Rivermist"}),)
+    assert runs("the public holidays of Canada and then of Mexico in 2024") == (frozenset({"Canada", "Mexico"}),)
+    assert runs("find flights from New York to London leaving on August 15") == (frozenset({"New York", "London"}),)
+    assert runs("send Alice the report from Paris") == ()
+
+
+_CITIES = """{"openapi": "3.0.0", "info": {"title": "trips", "version": "1"}, "paths": {
+  "/zipcode": {"get": {"operationId": "get_zipcode", "summary": "Gets the zipcode of a city",
+    "parameters": [{"name": "city", "in": "query", "required": true, "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "OK"}}}},
+  "/distance": {"get": {"operationId": "estimate_distance", "summary": "Estimates the distance between two zipcodes",
+    "parameters": [{"name": "zipA", "in": "query", "required": true, "schema": {"type": "string"}},
+                   {"name": "zipB", "in": "query", "required": true, "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "OK"}}}}}}"""
+
+
+def test_a_lookup_made_for_one_enumerated_name_has_the_others_left(predictor) -> None:
+    """"The distance between San Francisco and Rivermist" after the zipcode of San Francisco: the same lookup
+    has Rivermist left; after both, nothing; and a name said apart from the one looked up is not left."""
+    from pipeline.ranking.context import build_context
+    from pipeline.ranking.signals import compute_signals
+
+    trips = predictor.prepare(load_catalogue(_CITIES, FetchSettings()))
+
+    def left(prompt: str, *cities: str) -> dict[str, float]:
+        history = [Event(endpoint=f"GET /zipcode?city={c.replace(' ', '+')}") for c in cities]
+        signals = compute_signals(build_context(trips, history, prompt, None, 20))
+        return {op.id: float(signals.items_left[i]) for i, op in enumerate(trips.catalogue.operations)}
+
+    prompt = "estimate the distance between San Francisco and Rivermist"
+    assert left(prompt, "San Francisco") == {"GET /zipcode": 1.0, "GET /distance": 0.0}
+    assert left(prompt, "San Francisco", "Rivermist") == {"GET /zipcode": 0.0, "GET /distance": 0.0}
+    assert left("how far is Rivermist from here? I am in San Francisco", "San Francisco")["GET /zipcode"] == 0.0

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from pipeline.ranking.link_values import MadeCall, link_values
 from pipeline.ranking.profile import SpecProfile
-from pipeline.ranking.prompt_values import PromptValue, prompt_values, speaks_for_self
+from pipeline.ranking.prompt_values import PromptValue, enumerations, prompt_values, speaks_for_self
 from pipeline.ranking.response_values import listed_ids, produced_entity, response_ids
 from pipeline.ranking.text import head
 from pipeline.spec.catalogue import Catalogue, is_id_name
@@ -71,6 +71,8 @@ class Context:
     entity_values: dict[str, str] = field(default_factory=dict)  # entity head ("invoice") -> latest id seen
     last_entities: set[str] = field(default_factory=set)  # entities whose ids the last call carried
     prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135"), in its order
+    # names the prompt enumerates together ("between San Francisco and Rivermist"): each is one more call
+    enumerated: tuple[frozenset[str], ...] = ()
     first_person: bool = False  # "my profile", "for me": the caller holds their own user id
     sent: dict[int, set[str]] = field(default_factory=dict)  # operation index -> values its calls sent: items done
     # entity -> the ids of the items of the latest list a call answered with ("rides": [{"ride_id": ...}, ...]),
@@ -140,6 +142,7 @@ def build_context(
             ctx.values[name] = value
             ctx.entity_values[head(name)] = value
     ctx.prompt_values = prompt_values(prompt, spec.profile.param_nouns)
+    ctx.enumerated = enumerations(ctx.prompt, ctx.prompt_values)
     return ctx
 
 
@@ -148,3 +151,17 @@ def fresh_listed(ctx: Context, entity: str, op: int) -> list[str]:
     what working through the list with that operation has left."""
     done = ctx.sent.get(op, set())
     return [v for v in ctx.listed.get(entity, ()) if v not in done]
+
+
+def names_left(ctx: Context, op: int) -> list[str]:
+    """The names of an enumeration in the prompt that operation `op` was not called with yet, once it was called
+    with one of them: "the distance between San Francisco and Rivermist" after `?city=San Francisco` leaves
+    Rivermist for the same lookup. A sent value stands for a name it equals, contains or is contained in ("New York
+    City" asked, `?query=New York` sent)."""
+    sent = [v.casefold() for v in ctx.sent.get(op, ())]
+    left: list[str] = []
+    for run in ctx.enumerated if sent else ():
+        done = {n for n in run if any(n.casefold() in s or s in n.casefold() for s in sent)}
+        if done:
+            left += [n for n in run if n not in done]
+    return left

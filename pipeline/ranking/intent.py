@@ -119,7 +119,11 @@ def named_mentions(prompt: str) -> list[str]:
     run: list[str] = []
     for i, token in enumerate(tokens_):
         # The previous token and what stands between them: "?", "!" and ":" are never part of a token.
-        sentence_start = i == 0 or text[matches[i - 1].start() : matches[i].start()].rstrip().endswith(_SENTENCE_END)
+        between = text[matches[i - 1].start() : matches[i].start()].rstrip() if i else ""
+        sentence_start = i == 0 or between.endswith(_SENTENCE_END)
+        if run and (sentence_start or "," in between or ";" in between):  # "Acme Corp, Globex": two names
+            found.append(" ".join(run))
+            run = []
         lone_opener = sentence_start and not (i + 1 < len(tokens_) and capital[i + 1])
         if capital[i] and not (lone_opener and not run):
             run.append(token)

@@ -39,6 +39,10 @@ _ADDRESSES = re.compile(r"\S+@\S+|\w+://\S+")  # e-mails and URLs are data for a
 _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")  # acme-prod, tshirt-unique: a handle, when a noun says of what
 _YEAR = re.compile(r"^(19|20)\d\d$")  # "holidays in 2023": a year, whatever noun stands beside it
 _LIST_JOINERS = frozenset({"and", "or", "&", "then"})  # "orders 9001, 9002 and 9003": one noun for all three
+# All that stands between two names of one enumeration, a conjunction among it: "San Francisco and Rivermist",
+# "from Boston to Austin", "Canada and then of Mexico", "Lyon, Nice".
+_NAME_JOINER = re.compile(r"(?:[\s&/]|\b(?:of|in|for|from|at|the|then)\b)*(?:,|&|\b(?:and|or|to|vs|versus)\b)"
+                          r"(?:[\s,&/]|\b(?:and|or|to|vs|versus|of|in|for|from|at|the|then)\b\.?)*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,22 @@ def prompt_values(prompt: str, kinds: frozenset[str] = frozenset()) -> tuple[Pro
     names = list(dict.fromkeys(n for n in names if n and n not in taken))
     found += [PromptValue(n, frozenset(), "", False, is_name=True, about=_said_of(prompt, n)) for n in names]
     return tuple(found)
+
+
+def enumerations(prompt: str, values: tuple[PromptValue, ...]) -> tuple[frozenset[str], ...]:
+    """The names `prompt` enumerates together, each run of two or more as one set: "the distance between San
+    Francisco and Rivermist", "flights from New York to London". Names apart ("flights from Boston ... on
+    Monday") are not one enumeration."""
+    placed = sorted((prompt.find(v.value), v.value) for v in values if v.is_name and v.value in prompt)
+    runs: list[list[str]] = []
+    end = -1
+    for at, name in placed:
+        if runs and at >= end and _NAME_JOINER.fullmatch(prompt[end:at]):
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+        end = max(end, at + len(name))
+    return tuple(frozenset(run) for run in runs if len(run) > 1)
 
 
 def _said_of(prompt: str, name: str) -> frozenset[str]:

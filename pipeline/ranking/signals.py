@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.ranking.context import Context, fresh_listed
+from pipeline.ranking.context import Context, fresh_listed, names_left
 from pipeline.ranking.lexical import first_mentions, shares
 from pipeline.ranking.prompt_values import fill_from_prompt
 from pipeline.ranking.relations import links, relations_from, response_links
@@ -39,8 +39,9 @@ class Signals:
     prompt_fills: np.ndarray  # unfillable params whose noun the prompt mentions ("the second season")
     unreachable: np.ndarray  # required params neither known, nor in the last response, nor named by the prompt
     prompt_valued: np.ndarray  # required params a value quoted in the prompt fills ("power on server 4712")
-    # Items the op has not been called with yet, of those the prompt lists ("refund payments 881, 882 and 884") or a
-    # response listed: what working through them with this op has left
+    # Items the op has not been called with yet, of those the prompt lists ("refund payments 881, 882 and 884"), a
+    # response listed, or the names the prompt gives once the op took one of them ("the distance between San
+    # Francisco and Rivermist"): what working through them with this op has left
     items_left: np.ndarray
 
 
@@ -72,6 +73,8 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
             if quoted:  # the prompt's values this op takes, one at a time, that it was not called with yet
                 left[i] = sum(1 for v in values if v.value not in done and fill_from_prompt(op, (v,), held))
             left[i] += len(fresh_listed(ctx, op.required_entities[-1], i))
+        if not quoted:  # else the prompt's values it takes are counted above, its names among them
+            left[i] += len(names_left(ctx, i))
         for name, ent in zip(op.required, op.required_entities):
             if name in op.enum_params or name in held or name in quoted:
                 known[i] += 1

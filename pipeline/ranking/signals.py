@@ -73,7 +73,7 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
             if quoted:  # the prompt's values this op takes, one at a time, that it was not called with yet
                 left[i] = sum(1 for v in values if v.value not in done and fill_from_prompt(op, (v,), held))
             left[i] += len(fresh_listed(ctx, op.required_entities[-1], i))
-        if not quoted:  # else the prompt's values it takes are counted above, its names among them
+        if ctx.enumerated and not quoted:  # else the prompt's values it takes are counted above, names among them
             left[i] += len(names_left(ctx, i))
         for name, ent in zip(op.required, op.required_entities):
             if name in op.enum_params or name in held or name in quoted:

@@ -59,7 +59,7 @@ class SpecServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 server.requests.append((self.path, dict(self.headers)))
                 status, headers, body = server.routes.get(self.path, (404, {}, b"not found"))
                 etag = headers.get("ETag")

@@ -22,7 +22,7 @@ def test_import_layers_hold() -> None:
     """The contracts in pyproject.toml ([tool.importlinter]): ops over serve | train over pipeline; inside the
     core, adapters over the logic; the core without Ray. A broken contract prints the offending imports."""
     lint = Path(sys.executable).with_name("lint-imports")
-    result = subprocess.run([str(lint)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    result = subprocess.run([str(lint)], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 kept, 0 broken" in result.stdout
 

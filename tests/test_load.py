@@ -21,7 +21,7 @@ def echo_server() -> Iterator[tuple[str, list[int]]]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             n = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["n"]
             with lock:
                 seen.append(n)

@@ -117,9 +117,9 @@ def fit_ranker(
     report = {
         "fit_seconds": round(fit_seconds, 1),
         "best_iteration": booster.best_iteration,
-        "train_groups": int(len(train.group_sizes)),
-        "valid_groups": int(len(valid.group_sizes)),
-        "train_rows": int(len(train.y)),
+        "train_groups": len(train.group_sizes),
+        "valid_groups": len(valid.group_sizes),
+        "train_rows": len(train.y),
         "valid_candidate_recall": round(valid.recall, 4),
         "valid": valid_metrics,
     }

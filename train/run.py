@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pipeline.adapters.kv import DiskBlobs
 from pipeline.adapters.minilm import MiniLMEmbedder, load_embedder

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from itertools import pairwise
 
 from pipeline.spec.catalogue import words
 
@@ -118,7 +119,7 @@ def request_words(text: str) -> frozenset[str]:
     "re run" -> `rerun`, "check out" -> `checkout`) and the API verb for a user's word ("email" -> send)."""
     found = with_roles(tokens(text))
     raw = [w.lower() for w in _TOKEN.findall(text)]
-    joined = {stem(a + b) for a, b in zip(raw, raw[1:]) if len(a) > 1 and len(b) > 1}
+    joined = {stem(a + b) for a, b in pairwise(raw) if len(a) > 1 and len(b) > 1}
     said = {stem(_SAYINGS[w]) for w in raw if w in _SAYINGS}
     return found | joined | said
 

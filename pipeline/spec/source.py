@@ -102,7 +102,7 @@ def looks_like_url(source: str) -> bool:
 
 def looks_inline(source: str) -> bool:
     head = source.lstrip()[:200]
-    return "\n" in source or head.startswith("{") or head.startswith(("openapi:", "swagger:", "'openapi'", '"openapi"'))
+    return "\n" in source or head.startswith(("{", "openapi:", "swagger:", "'openapi'", '"openapi"'))
 
 
 def read_spec(source: str | dict[str, Any] | Path, settings: FetchSettings) -> SpecDocument:

@@ -13,7 +13,9 @@ from pipeline.ranking.features import FEATURE_NAMES
 from pipeline.ranking.guardrails import DEMOTED_REASON
 from pipeline.ranking.model import ModelSchemaError, RankerModel
 from pipeline.ranking.predict import Predictor
-from pipeline.ranking.stats import InMemoryTransitions
+from pipeline.ranking.relations import links, relations_from, response_links
+from pipeline.ranking.sources import first_keys, transition_keys
+from pipeline.ranking.stats import InMemoryTransitions, first_key, link_levels, transition_key
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
 from tests.conftest import FIXTURES, REAL
@@ -175,3 +177,19 @@ def test_an_order_id_from_the_prompt_fills_orders_only(predictor) -> None:
     assert by_endpoint["GET /users/{user_id}"].path == "/users/{user_id}"
     assert all(p.params.get("order_id", "W8855135") == "W8855135" for p in outcome.predictions)
     assert all("W8855135" not in p.params.get("user_id", "") for p in outcome.predictions)
+
+
+def test_every_operation_gets_its_own_pattern_key(predictor, billing) -> None:
+    """The pattern keys are made once per distinct (kind, depth, ...) row and handed back per operation: each
+    operation's key is the one its own row makes, as a session's first call and after a call."""
+    profile = billing.profile
+    unfillable = profile.n_free_required
+    assert first_keys(profile, unfillable) == [
+        first_key(int(k), int(d), int(f)) for k, d, f in zip(profile.kind, profile.depth, unfillable)
+    ]
+    last = profile.index["GET /invoices/{invoice}"]
+    rel, link = relations_from(profile, last), link_levels(links(profile, last), response_links(profile, last))
+    assert transition_keys(profile, last, rel, link) == [
+        transition_key(int(profile.kind[last]), int(r), int(k), int(lk)) for r, k, lk in zip(rel, profile.kind, link)
+    ]
+    assert len(set(first_keys(profile, unfillable))) > 1

@@ -62,19 +62,27 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     valued = np.zeros(len(profile), dtype=np.float32)
     left = np.zeros(len(profile), dtype=np.float32)
     for i, op in enumerate(profile.ops):
+        if not op.required:  # nothing to fill: only the names of an enumeration can be left for it
+            if ctx.enumerated:
+                left[i] = len(names_left(ctx, i))
+            continue
+        linked = ctx.linked_values.get(i, ())
         held = frozenset(n for n, e in zip(op.required, op.required_entities)
-                         if n in ctx.values or n in ctx.linked_values.get(i, ()) or e in ctx.entity_values
+                         if n in ctx.values or n in linked or e in ctx.entity_values
                          or (e == "person" and ctx.first_person))
-        values = ctx.prompt_values_for(i)
-        quoted = fill_from_prompt(op, values, held) if ctx.prompt_values and op.required else {}
-        valued[i] = len(quoted)
-        if op.required_entities:
-            done = ctx.sent.get(i, set())
+        quoted: dict[str, str] = {}
+        if ctx.prompt_values:
+            values = ctx.prompt_values_for(i)
+            quoted = fill_from_prompt(op, values, held)
+            valued[i] = len(quoted)
             if quoted:  # the prompt's values this op takes, one at a time, that it was not called with yet
+                done = ctx.sent.get(i, set())
                 left[i] = sum(1 for v in values if v.value not in done and fill_from_prompt(op, (v,), held))
+        if ctx.listed:
             left[i] += len(fresh_listed(ctx, op.required_entities[-1], i))
         if ctx.enumerated and not quoted:  # else the prompt's values it takes are counted above, names among them
             left[i] += len(names_left(ctx, i))
+        last_linked = ctx.last_linked.get(i, ())
         for name, ent in zip(op.required, op.required_entities):
             if name in op.enum_params or name in held or name in quoted:
                 known[i] += 1
@@ -82,7 +90,7 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
                 by_prompt[i] += 1
             elif ent not in last_outputs:
                 unreachable[i] += 1
-            if name in last_values or ent in last_entities or name in ctx.last_linked.get(i, ()):
+            if name in last_values or ent in last_entities or name in last_linked:
                 from_last[i] += 1
     return known, from_last, by_prompt, unreachable, valued, left
 

@@ -101,7 +101,7 @@ def transitions(
 
 def _keyed(make: Callable[..., str], *columns: np.ndarray) -> list[str]:
     """`make(*row)` for every row of the integer columns, made once per distinct row: a spec's operations fall
-    into a few dozen, and a key per operation per request was a tenth of a prediction's time on Stripe."""
+    into a few dozen rows, and a string per operation on every request is a loop the hot path does not need."""
     rows = [np.asarray(c).astype(np.int64) for c in columns]
     if not len(rows[0]):
         return []

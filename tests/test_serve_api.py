@@ -866,7 +866,7 @@ def test_metrics_move_and_every_dashboard_and_alert_query_names_an_exported_metr
 
     expected = {series for name, kind in EXPORTED.items() for series in exported(name, kind)}
 
-    def grown(after: Series) -> list[str]:
+    def unmoved(after: Series) -> list[str]:
         counters = [
             (f"{name}_total", tags)
             for name, tags in [
@@ -881,18 +881,18 @@ def test_metrics_move_and_every_dashboard_and_alert_query_names_an_exported_metr
              for stage in ("spec", "embed", "prepare_spec", "features", "model", "total")]
         return [f"{name}{tags}" for name, tags in counters if _total(after, name, **tags) <= _total(before, name, **tags)]
 
-    scrapes: list[Series] = []
+    latest: list[Series] = [before]
 
     def complete() -> bool:
-        scrapes.append(_scrape(served))
-        return not grown(scrapes[-1]) and expected <= set(scrapes[-1])
+        latest[0] = _scrape(served)
+        return not unmoved(latest[0]) and expected <= set(latest[0])
 
     # Ray reports a worker's metrics every 10 s, and a scrape between two reports can lack some series (ray#63131):
     # the scrape is retried until complete; the asserts below name what stayed missing.
     with contextlib.suppress(AssertionError):
         poll(complete, timeout_s=60)
-    after = scrapes[-1]
-    assert not grown(after), f"did not move: {grown(after)}"
+    after = latest[0]
+    assert not unmoved(after), f"did not move: {unmoved(after)}"
     assert expected <= set(after), f"not exported: {sorted(expected - set(after))}"
     ours = {name for name in after if name.startswith("ray_opensesame_") and not name.endswith("_created")}
     assert ours <= expected, f"exported but not documented in serve/telemetry.py: {sorted(ours - expected)}"

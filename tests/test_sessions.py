@@ -223,3 +223,22 @@ def test_ordered_map_keeps_the_order_and_works_alone_in_a_daemonic_process() -> 
     assert ordered_map(_square, list(range(20)), workers=2) == [x * x for x in range(20)]
     with multiprocessing.get_context("fork").Pool(1) as pool:  # its worker is daemonic: it may not fork
         assert pool.apply(_square_all, (list(range(5)),)) == [0, 1, 4, 9, 16]
+
+
+def test_a_thing_is_updated_by_its_patch_not_by_the_put_beside_it() -> None:
+    """A PUT beside a PATCH of the same path replaces the whole thing; a user changing some of its fields sends
+    the PATCH: sessions update by the PATCH and never send that PUT, while a PUT alone on its path is still sent."""
+    item = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK"}}}
+    spec = {"openapi": "3.0.3", "info": {"title": "Notes", "version": "1"}, "paths": {
+        "/notes": {"get": {"responses": {"200": {"description": "OK"}}},
+                   "post": {"responses": {"201": {"description": "Created"}}}},
+        "/notes/{id}": {"get": {**item, "operationId": "getNote"}, "put": {**item, "operationId": "replaceNote"},
+                        "patch": {**item, "operationId": "updateNote"}},
+        "/notes/{id}/label": {"put": {**item, "operationId": "setLabel"}},
+    }}
+    catalogue = load_catalogue(spec, FetchSettings())
+    generator = SessionGenerator(catalogue, random.Random(7))
+    sent = [catalogue.operations[i].id for _ in range(300) if (s := generator.session()) for i in s.ops]
+    assert "PATCH /notes/{id}" in sent and "PUT /notes/{id}/label" in sent
+    assert "PUT /notes/{id}" not in sent

@@ -184,7 +184,12 @@ class SessionGenerator:
         # Plain lists of the profile's columns the walks test per operation, over and over: a numpy scalar compared
         # with an enum member costs microseconds, and the sessions of a training make millions of such tests.
         self.kind = [Kind(k) for k in self.profile.kind.tolist()]
-        self.avoided = [bool(d) or k == Kind.OTHER for d, k in zip(self.profile.deprecated.tolist(), self.kind)]
+        # A PUT beside a PATCH of the same path replaces the whole thing: a user changing some of its fields sends
+        # the PATCH.
+        patched = {op.path for op in catalogue.operations if op.method == "PATCH"}
+        replaces = [op.method == "PUT" and op.path in patched for op in catalogue.operations]
+        self.avoided = [bool(d) or k == Kind.OTHER or r
+                        for d, k, r in zip(self.profile.deprecated.tolist(), self.kind, replaces)]
         self.rng = rng
         self.ids = IdMaker(rng)
         ops = self.profile.ops

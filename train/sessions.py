@@ -33,7 +33,8 @@ Assumptions (also in docs/architecture.md), chosen to resemble how people and ag
   console or an agent does (`{"invoices": [{"id": ...}, ...]}`), half send none.
 - Ids are concrete (`in_3kf92ja`, `4821`, a UUID, a slug: one style per spec) and an entity keeps its id for
   the session, so carried-over parameters are learnable and checkable.
-- Destructive operations are rare unless the goal is destructive; deprecated ones are avoided.
+- Destructive operations are rare unless the goal is destructive; deprecated ones are avoided, and so is a PUT
+  beside a PATCH of its path (the thing is updated by the PATCH).
 - Prompts: lookup chains carry the goal's prompt 85% of the time, browsing sessions a step prompt 40% of the
   time, repeats none; long prompts come from an opener and a clause about something else, or two requests.
   A third of the prompts for items ask for a piece of the answer (a response property) instead of the call.

@@ -62,9 +62,7 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     valued = np.zeros(len(profile), dtype=np.float32)
     left = np.zeros(len(profile), dtype=np.float32)
     for i, op in enumerate(profile.ops):
-        if not op.required:  # nothing to fill: only the names of an enumeration can be left for it
-            if ctx.enumerated:
-                left[i] = len(names_left(ctx, i))
+        if not op.required:
             continue
         linked = ctx.linked_values.get(i, ())
         held = frozenset(n for n, e in zip(op.required, op.required_entities)
@@ -80,8 +78,6 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
                 left[i] = sum(1 for v in values if v.value not in done and fill_from_prompt(op, (v,), held))
         if ctx.listed:
             left[i] += len(fresh_listed(ctx, op.required_entities[-1], i))
-        if ctx.enumerated and not quoted:  # else the prompt's values it takes are counted above, names among them
-            left[i] += len(names_left(ctx, i))
         last_linked = ctx.last_linked.get(i, ())
         for name, ent in zip(op.required, op.required_entities):
             if name in op.enum_params or name in held or name in quoted:
@@ -92,6 +88,11 @@ def _fillable(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
                 unreachable[i] += 1
             if name in last_values or ent in last_entities or name in last_linked:
                 from_last[i] += 1
+    # The names of an enumeration left for an op already sent one of them, where the prompt's values it takes (names
+    # among them) were not counted above.
+    for i in ctx.sent if ctx.enumerated else ():
+        if not valued[i]:
+            left[i] += len(names_left(ctx, i))
     return known, from_last, by_prompt, unreachable, valued, left
 
 

@@ -230,6 +230,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restyle(args: argparse.Namespace) -> int:
+    from train.evaluate import load_cases
+    from train.restyle import restyle_set
+
+    cases_path, out = Path(args.cases), Path(args.out)
+    cases = restyle_set(load_cases(cases_path), args.specs or cases_path.parent, out, get_settings().fetch)
+    target = out / cases_path.name
+    target.write_text("".join(case.model_dump_json(exclude_defaults=True) + "\n" for case in cases))
+    print(f"{len(cases)} cases over {len({c.spec for c in cases})} restyled specs: {target}")
+    return 0
+
+
 def _eval_online(args: argparse.Namespace) -> int:
     from train.evaluate import load_cases
     from train.online import format_online, online_macro, replay_online
@@ -237,7 +249,7 @@ def _eval_online(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if args.suite is not None:
-        sets, skipped = readable_sets(_suite(args))
+        sets, skipped = readable_sets(_suite(args), settings.fetch)
     else:
         cases_path = Path(args.cases)
         sets, skipped = [(cases_path.stem, load_cases(cases_path), args.specs or cases_path.parent)], []
@@ -507,6 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--after", nargs="+", required=True, help="the same seeds after the change, in that order")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=cmd_compare)
+
+    restyle = commands.add_parser("restyle", help="an eval-case file with its specs rendered in the other API style "
+                                  "(RPC <-> resource paths, no operationIds, a version prefix): what style alone costs")
+    restyle.add_argument("--cases", required=True, help="JSON Lines file of eval cases")
+    restyle.add_argument("--specs", type=Path, help="folder the cases' spec paths are relative to (default: theirs)")
+    restyle.add_argument("--out", required=True, help="folder for the restyled specs and cases (then `eval --cases`)")
+    restyle.set_defaults(handler=cmd_restyle)
 
     bench = commands.add_parser("bench", help="in-process prediction latency on a spec")
     bench.add_argument("--spec", required=True)

@@ -30,11 +30,28 @@ def test_a_gain_on_one_seed_and_set_is_weighed_against_the_others(tmp_path, caps
     assert result["mean"]["delta"]["hit@1"] == pytest.approx(-0.025)  # the mean over seeds says otherwise
     assert result["sets"]["tmdb"]["delta"]["hit@1"] == pytest.approx(0.0)
     assert result["sets"]["bfcl"]["delta"]["mrr"] == pytest.approx(-0.05)
+    # bfcl falls by 0.05, within its seeds' spread (0.5 and 0.4 before): noise, not a fall
+    assert result["worst"] == {"set": "bfcl", "delta": pytest.approx({"hit@1": -0.05, "hit@3": -0.05, "mrr": -0.05}),
+                               "spread": 0.1, "falls": False}
+    assert result["leave_one_out"]["bfcl"]["hit@1"] == pytest.approx(0.0)  # without bfcl, tmdb: no change
 
     assert main(["compare", "--before", *map(str, before), "--after", *map(str, after)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert "| mean | 0.525 / 0.725 / 0.625 | 0.500 / 0.700 / 0.600 | **-0.025 / -0.025 / -0.025** |" in table
     assert "| bfcl | 0.450 / 0.650 / 0.550 | 0.400 / 0.600 / 0.500 | -0.050 / -0.050 / -0.050 |" in table
+    assert "worst set: bfcl -0.050 hit@1 (seeds' spread 0.100): does not fall" in table
+
+
+def test_a_set_that_falls_beyond_its_seeds_spread_is_not_kept_whatever_the_macro(tmp_path) -> None:
+    from train.compare import compare, load_suite_report
+
+    before = [_model_dir(tmp_path, f"b{s}", {"tmdb": 0.6, "bfcl": 0.5, "bfcl@other": 0.4}) for s in (7, 13)]
+    after = [_model_dir(tmp_path, f"a{s}", {"tmdb": 0.9, "bfcl": 0.5, "bfcl@other": 0.3}) for s in (7, 13)]
+    result = compare([load_suite_report(p) for p in before], [load_suite_report(p) for p in after], ["7", "13"])
+    assert result["mean"]["delta"]["hit@1"] == pytest.approx(0.0667, abs=1e-4)  # the macro rises
+    assert result["worst"]["set"] == "bfcl@other" and result["worst"]["falls"]  # and a restyled set falls
+    assert result["leave_one_out"]["tmdb"]["hit@1"] == pytest.approx(-0.05)  # the gain is tmdb's alone
+    assert set(result["leave_one_out"]) == {"tmdb", "bfcl"}  # a set leaves with its restyled version
 
 
 def test_unpaired_or_unreadable_reports_are_clear_errors(tmp_path, capsys) -> None:

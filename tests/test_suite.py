@@ -75,3 +75,18 @@ def test_a_set_whose_specs_are_elsewhere_is_skipped(tmp_path, capsys, tiny_setti
     main(["eval", "--suite", str(suite), "--json", "--model", model, "--data", str(tmp_path), *PACKAGED])
     out = json.loads(capsys.readouterr().out)
     assert list(out["sets"]) == ["tmdb"] and out["skipped"] == [f"elsewhere: spec {tmp_path}/tmdb_oas.json not found"]
+
+
+def test_every_set_is_also_evaluated_in_the_other_style(tmp_path, capsys, tiny_settings, tiny_model) -> None:
+    """`styles: [other]`: each set again with its API restyled, its style gap, and the set where the ranker is
+    least above its best peer."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("styles: [other]\n" + (FIXTURES / "dev_suite.yaml").read_text())
+    model = str(tiny_settings.paths.model_dir)
+    assert main(["eval", "--suite", str(suite), "--json", "--model", model, *PACKAGED]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["sets"]) == ["tmdb", "tmdb@other"] and out["sets"]["tmdb@other"]["cases"] == 225
+    assert out["style_gap"] == {"tmdb@other": pytest.approx(out["sets"]["tmdb"]["hit@1"] - out["sets"]["tmdb@other"]["hit@1"])}
+    margins = {n: r["hit@1"] - max(p["hit@1"] for p in r["peers"].values()) for n, r in out["sets"].items()}
+    assert out["worst"] == {"set": min(margins, key=margins.get), "hit@1_margin": pytest.approx(min(margins.values()), abs=1e-4)}
+    assert out["macro"]["sets"] == 2  # a restyled set weighs as much as any other

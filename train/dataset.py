@@ -12,6 +12,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from pipeline.errors import OpenSesameError
 from pipeline.ranking.context import PreparedSpec, build_context
 from pipeline.ranking.embedding import Embedder, OperationEmbeddings
 from pipeline.ranking.features import FEATURE_NAMES
@@ -20,9 +21,11 @@ from pipeline.ranking.profile import Kind
 from pipeline.ranking.relations import links, relations_from, response_links
 from pipeline.ranking.sources import Hits, first_keys, transition_keys
 from pipeline.ranking.stats import START, InMemoryTransitions, PatternStats, TransitionCounts, link_levels
-from pipeline.settings import RankingSettings, SessionShapes
+from pipeline.settings import FetchSettings, RankingSettings, SessionShapes
 from pipeline.spec.catalogue import Catalogue
+from pipeline.spec.source import read_spec
 from train.parallel import ordered_map
+from train.restyle import RestyledSpec
 from train.sessions import Problem, SessionGenerator
 
 
@@ -61,9 +64,12 @@ def generate(
     scale: float,
     history_fraction: float,
     shapes: SessionShapes | None = None,
+    restyled: float = 0.0,
 ) -> Corpus:
     """Problems for every spec. For `history_fraction` of the specs, a second, disjoint set of sessions feeds
-    the per-spec transition counts, as real traffic would; the others start cold, like a new spec."""
+    the per-spec transition counts, as real traffic would; the others start cold, like a new spec. A `restyled`
+    share of the specs is rendered in the other API style (train/restyle.py) with the same sessions: the ranker
+    learns what a session means where the paths do not say it (RPC), not one style's habits."""
     rng = random.Random(seed)
     corpus = Corpus(specs={}, problems=[])
     for name, catalogue in catalogues:
@@ -76,19 +82,39 @@ def generate(
                 problems.extend(generator.problems(session, name, f"{name}#{s}"))
         if not problems:
             continue
+        # Its own draw, so the choice changes no other spec's sessions.
+        style = _restyling(catalogue) if random.Random(f"style:{seed}:{name}").random() < restyled else None
+        if style is not None:
+            name, catalogue, problems = f"{name}@other", style.catalogue, [_restyled(p, style) for p in problems]
         corpus.specs[name] = PreparedSpec.build(catalogue, op_embeddings.get(catalogue))
         corpus.problems.extend(problems)
         if rng.random() < history_fraction:
-            ops = catalogue.operations
             for _ in range(n):
                 session = generator.session()
                 if session is None:
                     continue
                 previous = START
                 for i in session.ops:
-                    corpus.counts.add(catalogue.content_hash, previous, ops[i].id)
-                    previous = ops[i].id
+                    called = generator.catalogue.operations[i].id
+                    called = style.operation(called) if style is not None else called
+                    corpus.counts.add(catalogue.content_hash, previous, called)
+                    previous = called
     return corpus
+
+
+def _restyling(catalogue: Catalogue) -> RestyledSpec | None:
+    """The spec in the other style; None for the few specs whose document it cannot render (kept as they are)."""
+    try:
+        return RestyledSpec.of(read_spec(catalogue.source, FetchSettings(max_bytes=64 * 1024 * 1024)))
+    except (OpenSesameError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _restyled(problem: Problem, style: RestyledSpec) -> Problem:
+    return Problem(
+        problem.id, f"{problem.spec}@other", [style.event(e) for e in problem.events], problem.prompt,
+        style.operation(problem.expected), {} if style.moves_path_values(problem.expected) else problem.expected_params,
+    )
 
 
 def learn_patterns(corpus: Corpus) -> PatternStats:

@@ -66,8 +66,10 @@ def train(
         embedder = load_embedder(settings.embedder)
     stage(f"embedder {embedder.name}")
     op_embeddings = OperationEmbeddings(embedder, DiskBlobs(settings.paths.embedding_cache), capacity=10_000)
-    train_corpus = generate(train_specs, op_embeddings, cfg.seed, cfg.scale, cfg.history_fraction, cfg.shapes)
-    valid_corpus = generate(valid_specs, op_embeddings, cfg.seed + 1, cfg.scale, cfg.history_fraction, cfg.shapes)
+    train_corpus = generate(train_specs, op_embeddings, cfg.seed, cfg.scale, cfg.history_fraction, cfg.shapes,
+                            cfg.restyled)
+    valid_corpus = generate(valid_specs, op_embeddings, cfg.seed + 1, cfg.scale, cfg.history_fraction, cfg.shapes,
+                            cfg.restyled)
     stage(f"sessions + operation embeddings ({len(train_corpus.problems)} train / {len(valid_corpus.problems)} valid problems)")
 
     patterns = learn_patterns(train_corpus)

@@ -19,8 +19,11 @@ from pipeline.ranking.predict import Predictor
 from pipeline.settings import PROJECT_ROOT, FetchSettings
 from train.evaluate import Case, evaluate, load_cases, spec_location
 from train.peers import Peers
+from train.restyle import Style, restyle_set
 
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
+# Restyled specs are written again on every evaluation (deterministic: the same bytes, so the same embedding cache).
+RESTYLED_DIR = PROJECT_ROOT / "var" / "restyled"
 
 
 class SuiteSet(BaseModel):
@@ -35,6 +38,8 @@ class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sets: list[SuiteSet]
+    # Every set is also evaluated rendered in each of these styles (train/restyle.py), as `name@style`.
+    styles: list[Style] = []
 
 
 def load_suite(path: Path, data_dir: Path) -> Suite:
@@ -69,9 +74,9 @@ def verdict(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"above_best_peer_everywhere": not behind, "not_above": behind}
 
 
-def readable_sets(suite: Suite) -> tuple[list[tuple[str, list[Case], Path]], list[str]]:
-    """Each set whose cases and specs exist, as (name, cases, specs folder); the others named with the reason,
-    not silently dropped."""
+def readable_sets(suite: Suite, fetch: FetchSettings) -> tuple[list[tuple[str, list[Case], Path]], list[str]]:
+    """Each set whose cases and specs exist, as (name, cases, specs folder), then each of them in every style of
+    the suite (its specs written under `RESTYLED_DIR`); the others named with the reason, not silently dropped."""
     found: list[tuple[str, list[Case], Path]] = []
     skipped: list[str] = []
     for entry in suite.sets:
@@ -87,24 +92,40 @@ def readable_sets(suite: Suite) -> tuple[list[tuple[str, list[Case], Path]], lis
         found.append((entry.name, cases, specs_dir))
     if not found:
         raise OpenSesameError("no set of the suite was found: " + "; ".join(skipped))
-    return found, skipped
+    styled = [(f"{name}@{style}", restyle_set(cases, specs_dir, RESTYLED_DIR / f"{name}@{style}", fetch),
+               RESTYLED_DIR / f"{name}@{style}") for style in suite.styles for name, cases, specs_dir in found]
+    return found + styled, skipped
 
 
 def evaluate_suite(
     predictor: Predictor, suite: Suite, fetch: FetchSettings, peers: Peers | None = None, misses: bool = False
 ) -> dict[str, Any]:
     """Every readable set, with the peers and the verdict when `peers` is given (training's own report has none)."""
-    sets, skipped = readable_sets(suite)
+    sets, skipped = readable_sets(suite, fetch)
     rows: dict[str, dict[str, Any]] = {}
     for name, cases, specs_dir in sets:
         report = evaluate(predictor, cases, specs_dir, fetch, peers)
         if not misses:
             report.pop("misses")
         rows[name] = report
-    report = {"sets": rows, "macro": macro(rows), "skipped": skipped}
+    report = {"sets": rows, "macro": macro(rows), "style_gap": style_gaps(rows), "skipped": skipped}
     if peers is not None:
         report["verdict"] = verdict(rows)
+        report["worst"] = worst_margin(rows)
     return report
+
+
+def style_gaps(rows: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """hit@1 of each set minus that of its restyled version (`name@style`): what the API's style alone costs."""
+    return {name: round(rows[name.partition("@")[0]]["hit@1"] - row["hit@1"], 4)
+            for name, row in rows.items() if "@" in name and name.partition("@")[0] in rows}
+
+
+def worst_margin(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The set where the ranker is least above its best peer at hit@1 (negative: below it), and by how much."""
+    margins = {name: row["hit@1"] - max(p["hit@1"] for p in row["peers"].values()) for name, row in rows.items()}
+    name = min(margins, key=lambda n: margins[n])
+    return {"set": name, "hit@1_margin": round(margins[name], 4)}
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pipeline.ranking.embedding import STOCK_EMBEDDER
 from pipeline.ranking.features import CATEGORICAL, FEATURE_NAMES, SCHEMA_VERSION
-from pipeline.ranking.model import Calibration, ModelMeta, RankerModel, base_scores
+from pipeline.ranking.model import Calibration, ModelMeta, RankerModel
 from pipeline.ranking.stats import PatternStats
 from pipeline.settings import FitSettings
 from train.dataset import Dataset
@@ -20,18 +20,7 @@ from train.metrics import summary
 
 
 def lgb_params(config: FitSettings, seed: int, threads: int) -> dict[str, Any]:
-    named = {*config.monotone, *(n for group in config.interactions for n in group)}
-    unknown = sorted(named - set(FEATURE_NAMES))
-    if unknown:
-        raise ValueError(f"training.fit names no such feature: {unknown}; see pipeline/ranking/features.py")
-    constraints: dict[str, Any] = {}
-    if config.monotone:
-        constraints["monotone_constraints"] = [config.monotone.get(n, 0) for n in FEATURE_NAMES]
-        constraints["monotone_constraints_method"] = "intermediate"
-    if config.interactions:
-        constraints["interaction_constraints"] = [[FEATURE_NAMES.index(n) for n in g] for g in config.interactions]
     return {
-        **constraints,
         "objective": "lambdarank",
         "metric": "ndcg",
         "eval_at": [1, 3, 5],
@@ -58,12 +47,10 @@ def lgb_dataset(
     group_sizes: np.ndarray,
     weight: np.ndarray | None = None,
     reference: lgb.Dataset | None = None,
-    base_score: dict[str, float] | None = None,
 ) -> lgb.Dataset:
     return lgb.Dataset(
         X, label=y, group=group_sizes, weight=weight, feature_name=list(FEATURE_NAMES),
         categorical_feature=list(CATEGORICAL), reference=reference, free_raw_data=False,
-        init_score=base_scores(X, base_score) if base_score else None,
     )
 
 
@@ -117,14 +104,14 @@ def fit_ranker(
 ) -> tuple[RankerModel, dict[str, Any]]:
     started = time.perf_counter()
     train_X, valid_X = _ablated(train.X, config.ablate), _ablated(valid.X, config.ablate)
-    train_set = lgb_dataset(train_X, train.y, train.group_sizes, base_score=config.base_score)
-    valid_set = lgb_dataset(valid_X, valid.y, valid.group_sizes, reference=train_set, base_score=config.base_score)
+    train_set = lgb_dataset(train_X, train.y, train.group_sizes)
+    valid_set = lgb_dataset(valid_X, valid.y, valid.group_sizes, reference=train_set)
     booster = lgb.train(
         lgb_params(config, seed, threads=2), train_set, num_boost_round=config.rounds, valid_sets=[valid_set], valid_names=["valid"],
         callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
     )
     fit_seconds = time.perf_counter() - started
-    raw_valid = booster.predict(valid_X, num_iteration=booster.best_iteration) + base_scores(valid_X, config.base_score)
+    raw_valid = booster.predict(valid_X, num_iteration=booster.best_iteration)
     calibration = calibrate(raw_valid, valid.y)
     valid_metrics = summary(group_ranks(raw_valid, valid.y, valid.group_sizes))
     report = {
@@ -143,7 +130,6 @@ def fit_ranker(
         calibration=calibration,
         patterns=patterns,
         embedder=embedder,
-        base_score=config.base_score,
         info={**(info or {}), **report},
     )
     return RankerModel(booster, meta), report

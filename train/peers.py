@@ -21,11 +21,10 @@ import numpy as np
 from pipeline.cache import BlobStore
 from pipeline.ranking.context import Event, PreparedSpec
 from pipeline.ranking.embedding import CachedEmbedder, Embedder, OperationEmbeddings, operation_text
+from pipeline.ranking.sources import LAST_CALL_WEIGHT
 from pipeline.spec.catalogue import words
 
 PEER_NAMES = ("bm25", "minilm", "tuned", "repeat+minilm")
-# The nudge toward the last call is the one the `retrieval` source applies (pipeline/ranking/sources.py).
-_LAST_CALL_WEIGHT = 0.25
 
 
 def rank_of(scores: np.ndarray, expected: int) -> int:
@@ -57,7 +56,7 @@ class Cosine:
         if prompt.strip():
             scores += vectors @ self.embedder.embed([prompt.strip()])[0]
         if last is not None:
-            scores += _LAST_CALL_WEIGHT * (vectors @ vectors[last])
+            scores += LAST_CALL_WEIGHT * (vectors @ vectors[last])
         return scores
 
 

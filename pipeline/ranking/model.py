@@ -50,7 +50,6 @@ class ModelMeta(BaseModel):
     calibration: Calibration = Calibration()
     patterns: PatternStats = PatternStats()
     embedder: str = Field(STOCK_EMBEDDER, description="the embedder its prompt/operation features came from")
-    base_score: dict[str, float] = Field({}, description="the linear score the trees correct (missing counts 0)")
     info: dict[str, Any] = {}
 
 
@@ -61,14 +60,6 @@ def model_signature(directory: Path) -> tuple[str, str] | None:
         return None
     meta = json.loads(meta_path.read_text())
     return str(meta.get("schema_version")), str(meta.get("embedder", STOCK_EMBEDDER))
-
-
-def base_scores(X: np.ndarray, weights: dict[str, float]) -> np.ndarray:
-    """The linear score the boosting started from (its `init_score`): what the trees' sum is a correction to."""
-    out = np.zeros(len(X))
-    for name, weight in weights.items():
-        out += weight * np.nan_to_num(X[:, FEATURE_NAMES.index(name)], nan=0.0)
-    return out
 
 
 class RankerModel:
@@ -96,7 +87,7 @@ class RankerModel:
     def raw_scores(self, X: np.ndarray) -> np.ndarray:
         if len(X) == 0:
             return np.zeros(0)
-        return self.booster.predict(X, num_threads=1) + base_scores(X, self.meta.base_score)
+        return self.booster.predict(X, num_threads=1)
 
     def probabilities(self, raw: np.ndarray) -> np.ndarray:
         return self.meta.calibration.apply(raw)

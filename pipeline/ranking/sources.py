@@ -33,6 +33,8 @@ _PRIOR = {Relation.SAME_PATH: 0.6, Relation.ITEM: 1.0, Relation.CHILD: 0.8, Rela
           Relation.PARENT: 0.5, Relation.ANCESTOR: 0.2, Relation.SIBLING: 0.6, Relation.SAME_ROOT: 0.2}
 _RELATION_WEIGHT = np.array([_PRIOR.get(r, 0.0) for r in Relation], dtype=np.float32)
 _RECENCY = 0.6  # weight of a call one step older than the last
+# How far retrieval leans toward operations like the last call: a prompt's match first, the context second.
+LAST_CALL_WEIGHT = 0.25
 
 
 def _top(scores: np.ndarray, limit: int, mask: np.ndarray | None = None) -> Hits:
@@ -51,7 +53,7 @@ def retrieval(ctx: Context, signals: Signals, limit: int) -> Hits:
         return {}
     scores = signals.prompt_sim.copy()
     if signals.last_sim is not None:
-        scores += 0.25 * signals.last_sim
+        scores += LAST_CALL_WEIGHT * signals.last_sim
     return _top(scores, limit)
 
 

@@ -34,6 +34,7 @@ from pipeline.ranking.context import Event
 from pipeline.settings import FetchSettings
 from pipeline.spec.catalogue import Catalogue, build_catalogue
 from pipeline.spec.matching import CallMatcher
+from pipeline.spec.refs import RefResolver
 from pipeline.spec.source import SpecDocument, content_hash, read_spec
 from train.evaluate import Case, spec_location
 
@@ -87,14 +88,8 @@ def is_rpc(data: dict[str, Any]) -> bool:
 
 
 def _resolve(data: dict[str, Any], node: Any) -> Any:
-    """A local `$ref` followed (parameters are often shared under components)."""
-    seen = 0
-    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/") and seen < 8:
-        target: Any = data
-        for key in node["$ref"][2:].split("/"):
-            target = target.get(key.replace("~1", "/").replace("~0", "~")) if isinstance(target, dict) else None
-        node, seen = target, seen + 1
-    return node
+    """A local `$ref` followed (parameters and path items are often shared under components)."""
+    return RefResolver(data).deref(node)
 
 
 def _to_resource(data: dict[str, Any]) -> dict[tuple[str, str], Renamed]:

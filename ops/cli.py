@@ -20,6 +20,7 @@ from pipeline.spec.load import inspect_spec, load_catalogue
 from pipeline.spec.matching import CallMatcher
 
 if TYPE_CHECKING:
+    from pipeline.learning.imports import ImportReport
     from pipeline.ranking.predict import Predictor
     from train.peers import Peers
     from train.suite import Suite
@@ -169,8 +170,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    if args.online:
-        return _eval_online(args)
+    if args.online or args.warm is not None:
+        return _eval_replayed(args)
     if args.suite is not None:
         return _eval_suite(args)
     from train.evaluate import evaluate, load_cases
@@ -242,10 +243,77 @@ def cmd_restyle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_online(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace) -> int:
+    from pipeline.runtime import import_traffic
+
+    settings, model_dir, path = _settings(args), _model_dir(args), Path(args.file)
+    if not path.is_file():
+        print(f"error: {path} is not a file: give the HAR, OTLP JSON or log file to import", file=sys.stderr)
+        return 2
+    if not args.dry_run:
+        _ensure_model(model_dir, settings)
+    report = import_traffic(path, args.spec, settings, host=args.host, prefix=args.prefix, fmt=args.format,
+                            progress=_import_progress(path), model_dir=model_dir, learn=not args.dry_run)
+    if args.report_dir is not None:
+        _write_import_report(report, args.report_dir, args.spec, settings)
+    if args.json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        print(report.markdown())
+    return 0
+
+
+def _import_progress(path: Path) -> Callable[[int, int, int], None] | None:
+    """A progress bar on a terminal (requests read; sessions and calls learned beside it); nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(unit=" requests", desc=path.name, file=sys.stderr)
+
+    def update(requests: int, sessions: int, labels: int) -> None:
+        bar.update(requests - bar.n)
+        bar.set_postfix(sessions=sessions, learned=labels, refresh=False)
+
+    return update
+
+
+def _write_import_report(report: ImportReport, folder: Path, spec: str, settings: Settings) -> None:
+    from pipeline.adapters.kv import ResilientStore
+    from pipeline.learning.arazzo import report_files
+    from pipeline.runtime import spec_catalogue
+
+    catalogue = spec_catalogue(spec, ResilientStore(settings.cache), settings)
+    source = spec if "://" in spec or not Path(spec).exists() else str(Path(spec).resolve())
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in report_files(report, catalogue, source).items():
+        (folder / name).write_text(text)
+    _progress(f"report written to {folder}")
+
+
+def cmd_import_bench(args: argparse.Namespace) -> int:
+    from ops.import_bench import bench_import, write_traffic
+
+    out: Path = args.out or get_settings().paths.var_dir / "import-bench"
+    out.mkdir(parents=True, exist_ok=True)
+    report = {}
+    for fmt in args.format or ["jsonl", "har"]:
+        path = out / f"traffic-{args.requests}.{fmt}"
+        if not path.exists():
+            _progress(f"writing {args.requests} requests as {fmt} to {path}")
+            write_traffic(args.spec, args.requests, fmt, path)
+        report[fmt] = bench_import(args.spec, path)
+    _print_json(report)
+    return 0
+
+
+def _eval_replayed(args: argparse.Namespace) -> int:
+    """`--online` (the set replayed through the feedback path) or `--warm SHARE` (that share of its sessions
+    imported as traffic first), each set on its own, beside the session-based peers."""
     from train.evaluate import load_cases
     from train.online import format_online, online_macro, replay_online
     from train.suite import readable_sets
+    from train.warm import format_warm, warm_eval
 
     settings = get_settings()
     if args.suite is not None:
@@ -254,13 +322,22 @@ def _eval_online(args: argparse.Namespace) -> int:
         cases_path = Path(args.cases)
         sets, skipped = [(cases_path.stem, load_cases(cases_path), args.specs or cases_path.parent)], []
     predictor = _predictor(args)
-    rows = {name: replay_online(predictor, cases, specs_dir, settings.fetch, settings.learning)
-            for name, cases, specs_dir in sets}
-    report = {"sets": rows, "macro": online_macro(rows), "skipped": skipped}
+    peers = _peers(args, predictor)
+    fallback = peers.tuned or peers.stock
+    if args.warm is not None:
+        rows = {name: warm_eval(predictor, cases, specs_dir, settings.fetch, settings.learning, settings.imports,
+                                fallback, args.warm) for name, cases, specs_dir in sets}
+        report: dict[str, Any] = {"sets": rows, "skipped": skipped}
+        text = format_warm(rows)
+    else:
+        rows = {name: replay_online(predictor, cases, specs_dir, settings.fetch, settings.learning, fallback)
+                for name, cases, specs_dir in sets}
+        report = {"sets": rows, "macro": online_macro(rows), "skipped": skipped}
+        text = format_online({**rows, "MACRO": report["macro"]})
     if args.json:
         _print_json(report)
     else:
-        print(format_online({**rows, "MACRO": report["macro"]}))
+        print(text)
         print("\n".join(f"skipped {s}" for s in skipped))
     return 0
 
@@ -508,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--online", action="store_true",
                           help="replay the cases in order, each true call fed back as a label: each half online "
                                "and offline")
+    evaluate.add_argument("--warm", type=float, metavar="SHARE",
+                          help="import that share of each set's sessions as HAR traffic first, evaluate the rest "
+                          "(cold, warm, online, Markov and V-SKNN learned from the same sessions)")
     evaluate.add_argument("--llm", action="store_true", help="add the vLLM source (llm.* settings) to every case")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
@@ -526,6 +606,31 @@ def build_parser() -> argparse.ArgumentParser:
     restyle.add_argument("--specs", type=Path, help="folder the cases' spec paths are relative to (default: theirs)")
     restyle.add_argument("--out", required=True, help="folder for the restyled specs and cases (then `eval --cases`)")
     restyle.set_defaults(handler=cmd_restyle)
+
+    importer = commands.add_parser("import", help="learn an API's existing traffic (HAR, OpenTelemetry OTLP JSON, "
+                                   "Kong / Envoy / API Gateway JSON logs, nginx combined logs): each session's calls "
+                                   "become labels, as feedback would")
+    importer.add_argument("file", help="the traffic file (gzipped or not); its format is detected")
+    importer.add_argument("--spec", required=True, help="the API's OpenAPI spec: a file, an http(s) URL or the "
+                          "spec_id of a spec the service registered")
+    importer.add_argument("--host", help="only requests to this host (records without a host are kept)")
+    importer.add_argument("--prefix", help="only requests under this path prefix, e.g. /api")
+    importer.add_argument("--format", choices=["har", "otlp", "jsonl", "combined"], help="skip the detection")
+    importer.add_argument("--model", help="the ranker that predicts each step (default: paths.model_dir)")
+    importer.add_argument("--embedder", help=EMBEDDER_HELP)
+    importer.add_argument("--dry-run", action="store_true",
+                          help="read, match and report only: nothing is learned or stored (no Redis needed)")
+    importer.add_argument("--report-dir", type=Path, help="write report.json, report.md and arazzo.yaml there")
+    importer.add_argument("--json", action="store_true")
+    importer.set_defaults(handler=cmd_import)
+
+    import_bench = commands.add_parser("import-bench", help="how fast `import` reads traffic and its peak memory: "
+                                       "synthetic sessions over a spec as a JSON Lines log and a HAR export")
+    import_bench.add_argument("--spec", required=True)
+    import_bench.add_argument("--requests", type=int, default=1_000_000)
+    import_bench.add_argument("--format", action="append", choices=["jsonl", "har"], default=None)
+    import_bench.add_argument("--out", type=Path, help="where the traffic files go (default: paths.var_dir/import-bench)")
+    import_bench.set_defaults(handler=cmd_import_bench)
 
     bench = commands.add_parser("bench", help="in-process prediction latency on a spec")
     bench.add_argument("--spec", required=True)

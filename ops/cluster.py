@@ -45,13 +45,22 @@ class ClusterPorts:
     agent_grpc: int = 52366
     runtime_env_agent: int = 52367
     metrics: int = 52368
+    # Serve's HAProxy binds these on every interface besides the HTTP port (its defaults): a second HAProxy on the
+    # machine, or one a killed node left behind, on the same ports makes a new one crash at start.
+    haproxy_metrics: int = 9101
+    haproxy_stats: int = 8404
     min_worker: int = 20000
     max_worker: int = 20999
 
     @classmethod
     def free(cls, worker_range: tuple[int, int] = (21000, 21999)) -> ClusterPorts:
         """Ports nobody listens on now: a second private cluster beside `make serve` (tests, the demo)."""
-        return cls(*free_ports(7), *worker_range)
+        return cls(*free_ports(9), *worker_range)
+
+    def haproxy_env(self) -> dict[str, str]:
+        """The cluster's HAProxy on its own ports (its sockets are per node already)."""
+        return {"RAY_SERVE_HAPROXY_METRICS_PORT": str(self.haproxy_metrics),
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(self.haproxy_stats)}
 
 
 class _RayProcess:
@@ -61,15 +70,17 @@ class _RayProcess:
 
     _process: subprocess.Popen[bytes] | None = None
 
-    def _spawn(self, args: list[str], work_dir: Path, cwd: Path | None = None) -> Path:
-        """Start `ray start <args>` logging to `work_dir`/ray-start.log; that log's path."""
+    def _spawn(self, args: list[str], work_dir: Path, ports: ClusterPorts, cwd: Path | None = None) -> Path:
+        """Start `ray start <args>` (a node of the cluster on `ports`) logging to `work_dir`/ray-start.log; that
+        log's path."""
         command = [str(Path(sys.executable).with_name("ray")), "start", "--node-ip-address=127.0.0.1",
                    *args, "--disable-usage-stats"]
         work_dir.mkdir(parents=True, exist_ok=True)
         log = work_dir / "ray-start.log"
         with log.open("wb") as out:
             self._process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=cluster_env(), cwd=cwd, start_new_session=True
+                command, stdout=out, stderr=subprocess.STDOUT, env={**cluster_env(), **ports.haproxy_env()}, cwd=cwd,
+                start_new_session=True,
             )
         subprocess.Popen([sys.executable, "-m", "ops.reaper", str(self._process.pid)], start_new_session=True)
         return log
@@ -120,7 +131,7 @@ class RayCluster(_RayProcess):
             f"--min-worker-port={p.min_worker}",
             f"--max-worker-port={p.max_worker}",
             f"--temp-dir={self.temp_dir}",
-        ], self.temp_dir)
+        ], self.temp_dir, p)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() not in (None, 0):
@@ -175,7 +186,7 @@ class WorkerNode(_RayProcess):
             f"--metrics-export-port={ports[5]}",
             f"--min-worker-port={self.worker_ports[0]}",
             f"--max-worker-port={self.worker_ports[1]}",
-        ], self.work_dir, cwd=self.work_dir)
+        ], self.work_dir, self.head.ports, cwd=self.work_dir)
         deadline = time.monotonic() + timeout_s
         while self.node_id() is None:
             if self._process.poll() not in (None, 0) or time.monotonic() > deadline:

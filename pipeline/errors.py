@@ -98,3 +98,7 @@ class RateLimitedError(OpenSesameError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ImportInputError(OpenSesameError):
+    """Traffic to import that cannot be: an empty upload, a store to learn into that is not configured."""

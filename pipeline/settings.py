@@ -300,6 +300,30 @@ class LearningSettings(_Section):
     metrics_refresh_s: float = Field(5.0, gt=0, description="gauges (spool, Redis, label log backlog) refresh")
 
 
+class ImportSettings(_Section):
+    """Traffic a team already has (HAR, OpenTelemetry, gateway logs) learned as labels: `opensesame import`."""
+
+    gap_s: float = Field(1800.0, gt=0, description="a pause longer than this ends a session")
+    retry_window_s: float = Field(10.0, ge=0, description="the same request again within this long after it "
+                                  "failed (no status, 408, 429, 5xx) is a retry, counted once")
+    history: int = Field(20, ge=1, description="calls before each one that its prediction sees, as a client sends")
+    # Who made a request is stored only as an HMAC with this secret. None: a random one, made once and kept in
+    # upload_dir/secret.
+    secret: str | None = None
+    remember_s: int = Field(400 * 86400, ge=3600, description="a session once imported is known this long: "
+                            "importing the same file again within it changes nothing")
+    skip_methods: list[str] = Field(["OPTIONS", "CONNECT", "TRACE"],
+                                    description="never a user's call (CORS preflights, proxies)")
+    # Files sent to POST /admin/import wait here for their job, and their reports stay here: storage every node
+    # of the cluster sees (a volume all pods mount), as the job may run on any of them. An upload is deleted once
+    # its import ended.
+    upload_dir: Path = PROJECT_ROOT / "var" / "imports"
+
+    def report_dir(self, job_id: str) -> Path:
+        """Where an import job writes its report (read back by GET /admin/import/{job_id})."""
+        return self.upload_dir / job_id
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_parse_none_str="null", extra="forbid"
@@ -316,6 +340,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     learning: LearningSettings = LearningSettings()
     clients: ClientSettings = ClientSettings()
+    imports: ImportSettings = ImportSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -348,7 +373,7 @@ class Settings(BaseSettings):
         return env
 
 
-_SERVICE_SECRETS: dict[str, Any] = {"learning": {"admin_token"}, "clients": True}
+_SERVICE_SECRETS: dict[str, Any] = {"learning": {"admin_token"}, "clients": True, "imports": {"secret"}}
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

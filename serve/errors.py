@@ -45,6 +45,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (FeedbackMismatchError, 422),
     (Unauthorized, 401),
     (Forbidden, 403),
+    (errors.ImportInputError, 400),
     (errors.JobNotFoundError, 404),
     (errors.RetrainRunningError, 409),
     (errors.JobsUnavailableError, 503),

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from fastapi import FastAPI
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -24,34 +24,31 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.adapters.kv import ResilientStore
 from pipeline.cache import LRU
-from pipeline.errors import RateLimitedError
+from pipeline.errors import ImportInputError, RateLimitedError
 from pipeline.learning.acceptance import AcceptanceTally, ShadowRanking, rank_bucket, shadow_key
-from pipeline.learning.online_counts import online_transitions
-from pipeline.learning.online_patterns import online_patterns
 from pipeline.learning.records import (
-    FeedbackLog,
     FeedbackRecord,
-    LabelSink,
     PredictionNotFoundError,
     PredictionRecord,
     encode_features,
-    encode_prompt,
     followup,
     label,
     last_prediction_key,
     load_prediction,
     save_prediction,
 )
-from pipeline.ranking.features import SCHEMA_VERSION
+from pipeline.runtime import label_sink
 from pipeline.settings import Settings
 from pipeline.spec.matching import CallMatch, CallMatcher
 from pipeline.spec.store import SpecInfo
+from pipeline.traffic.formats import Format
 from serve import errors, mcp
 from serve.deps import Admin, Caller, CurrentCaller
 from serve.ranker import Ranked
 from serve.schemas import (
     FeedbackRequest,
     FeedbackResponse,
+    ImportJob,
     ModelsReport,
     ModelState,
     Prediction,
@@ -125,10 +122,7 @@ class Ingress:
         self.ranker = ranker
         self.learning = learning
         self.cache = ResilientStore(settings.cache)
-        self.feedback_log = FeedbackLog(self.cache, settings.feedback)
-        counts = online_transitions(self.cache, settings)
-        self.labels = LabelSink(self.cache, self.feedback_log, counts, settings.cache.prediction_ttl_s,
-                                online_patterns(self.cache, settings))
+        self.labels = label_sink(self.cache, settings)
         self.acceptance = AcceptanceTally(self.cache)
         # Each spec's routes, to match the calls feedback reports here instead of one more hop to the spec store.
         self._matchers: LRU[CallMatcher] = LRU(settings.cache.prepared_specs)
@@ -201,22 +195,10 @@ class Ingress:
         )
         rank_ms = _ms(mark)
         outcome, info, llm = ranked.outcome, ranked.spec, ranked.llm
-        record = PredictionRecord(
-            prediction_id=prediction_id,
-            user_id=body.user_id,
-            spec_id=spec_id,
-            events=[e.endpoint for e in body.events],
-            prompt=body.prompt,
-            predicted=[p.endpoint for p in outcome.predictions],
-            model_version=outcome.model_version,
-            created_at=datetime.now(UTC),
-            last_operation=outcome.last_operation,
-            candidates=outcome.candidates,
-            feature_schema=SCHEMA_VERSION,
-            owner=quota_id if caller.key is not None else None,
-            shadowed=ranked.shadowed,
-            patterns=outcome.patterns,
-            **encode_prompt(outcome.prompt),
+        record = PredictionRecord.of(
+            outcome, prediction_id=prediction_id, user_id=body.user_id, spec_id=spec_id,
+            events=[e.endpoint for e in body.events], prompt=body.prompt, created_at=datetime.now(UTC),
+            owner=quota_id if caller.key is not None else None, shadowed=ranked.shadowed,
         )
         await asyncio.to_thread(self._save_prediction, record, outcome.features)
         task = asyncio.create_task(self._implicit_label(record))
@@ -259,7 +241,7 @@ class Ingress:
         """In a thread of its own: the spool's size and Redis's state, every `learning.metrics_refresh_s`."""
         while not self._stop.wait(self.config.learning.metrics_refresh_s):
             try:
-                self.metrics.spooled.set(self.feedback_log.spooled)
+                self.metrics.spooled.set(self.labels.log.spooled)
                 if self.cache.configured:
                     self.metrics.redis_up.set(1 if self.cache.ping() else 0)
             except Exception:  # a gauge must never take the replica down
@@ -382,6 +364,34 @@ class Ingress:
     async def retrain_status(self, job_id: str) -> RetrainJob:
         return await self.learning.status.remote(job_id)
 
+    @app.post("/admin/import", response_model=ImportJob, status_code=202, operation_id="import_traffic",
+              summary="Learn the API's existing traffic (HAR, OTLP JSON, gateway or combined logs) as labels",
+              dependencies=[Admin], responses={**errors.documented(400, 401, 403, 404, 413, 422, 503), 202: {
+                  "links": {"FollowIt": {"operationId": "import_status",
+                                         "parameters": {"job_id": "$response.body#/job_id"}}}}},
+              openapi_extra={"requestBody": {"required": True, "description": "the traffic file as it was "
+                             "exported (gzipped or not); its format is detected",
+                             "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                 "format": "binary"}}}}})
+    async def import_traffic(
+        self, request: Request, spec_id: Annotated[str, Query(min_length=1, max_length=64,
+                                                              description="a spec registered with POST /specs")],
+        host: Annotated[str | None, Query(max_length=253, description="only requests to this host")] = None,
+        prefix: Annotated[str | None, Query(max_length=512, description="only requests under this path")] = None,
+        fmt: Annotated[Format | None, Query(alias="format", description="skip the format detection")] = None,
+    ) -> ImportJob:
+        await self.spec_store.info.remote(spec_id)  # an unknown spec is a 404 now, not a failed job later
+        data = await request.body()
+        if not data.strip():
+            raise ImportInputError("empty body: send the HAR, OTLP JSON or log file itself as the request body")
+        options = {name: value for name, value in (("host", host), ("prefix", prefix), ("format", fmt)) if value}
+        return await self.learning.start_import.remote(data, spec_id, options)
+
+    @app.get("/admin/import/{job_id}", response_model=ImportJob, summary="An import job and its report",
+             dependencies=[Admin], operation_id="import_status", responses=errors.documented(401, 403, 404, 422, 503))
+    async def import_status(self, job_id: str) -> ImportJob:
+        return await self.learning.import_status.remote(job_id)
+
     @app.get("/admin/models", response_model=ModelsReport, summary="Models serving and their online acceptance",
              dependencies=[Admin], responses=errors.documented(401, 403, 422))
     async def models(self) -> ModelsReport:
@@ -414,7 +424,7 @@ class Ingress:
             model_version=state.champion,
             model_reload_error=state.reload_error,
             redis=redis_state,
-            feedback_spooled=self.feedback_log.spooled,
+            feedback_spooled=self.labels.log.spooled,
         )
         # Redis down, or a registry the alias cannot be checked in, is degraded, not unready: predictions keep
         # working from the in-process caches and the model loaded.

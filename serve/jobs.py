@@ -9,11 +9,13 @@ status and the MLflow version the job tagged with its id (the gate's decision an
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from ray.job_submission import JobStatus, JobSubmissionClient
@@ -78,6 +80,38 @@ class ModelJobs:
                 entrypoint_memory=learning.driver_memory_bytes or None,
             )
         return job_id
+
+    def submit_import(self, upload: Path, spec_id: str, options: dict[str, str]) -> str:
+        """An import of `upload` onto the registered spec `spec_id` (train/import_job.py); imports run beside
+        model jobs and each other (each learns through the claims every label takes)."""
+        job_id = upload.stem
+        flags = " ".join(f"--{name} {shlex.quote(value)}" for name, value in options.items())
+        with self._job_api():
+            self.client.submit_job(
+                entrypoint=f"{sys.executable} -m train.import_job --job-id {job_id} --file {shlex.quote(str(upload))} "
+                           f"--spec {shlex.quote(spec_id)} {flags}".rstrip(),
+                submission_id=job_id,
+                runtime_env={"env_vars": self._env},
+                metadata={"trigger": "import"},
+                entrypoint_num_cpus=self._settings.learning.driver_cpus or None,
+                entrypoint_memory=self._settings.learning.driver_memory_bytes or None,
+            )
+        return job_id
+
+    def import_status(self, job_id: str) -> dict[str, Any]:
+        """The import job's Ray status and, once it wrote it, its report."""
+        try:
+            with self._job_api():
+                info = self.client.get_job_info(job_id)
+        except RuntimeError as exc:
+            raise JobNotFoundError(f"no import job {job_id!r}; POST /admin/import starts one") from exc
+        written = self._settings.imports.report_dir(job_id) / "report.json"
+        return {
+            "job_id": job_id,
+            "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+            "message": info.message,
+            "report": json.loads(written.read_text()) if written.exists() else None,
+        }
 
     def status(self, job_id: str) -> dict[str, Any]:
         try:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import time
+import uuid
 
 import redis
 from ray import serve
@@ -19,7 +22,7 @@ from pipeline.adapters.label_log import LabelLogWriter
 from pipeline.errors import JobNotFoundError, RetrainRunningError
 from pipeline.settings import Settings
 from serve.jobs import ModelJobs
-from serve.schemas import RetrainJob
+from serve.schemas import ImportJob, RetrainJob
 from serve.telemetry import LearningMetrics
 
 log = logging.getLogger("opensesame.learning")
@@ -124,6 +127,29 @@ class LearningLoop:
 
     async def status(self, job_id: str) -> RetrainJob:
         return RetrainJob.model_validate(await asyncio.to_thread(self.jobs.status, job_id))
+
+    async def start_import(self, data: bytes, spec_id: str, options: dict[str, str]) -> ImportJob:
+        """Keep the uploaded traffic where every node reads it (owner-only: it holds the traffic's credentials)
+        and start its import job."""
+
+        def submit() -> str:
+            upload_dir = self.config.imports.upload_dir
+            upload_dir.mkdir(parents=True, exist_ok=True)
+            upload = upload_dir / f"import-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.upload"
+            fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            try:
+                return self.jobs.submit_import(upload, spec_id, options)
+            except Exception:
+                upload.unlink(missing_ok=True)
+                raise
+
+        job_id = await asyncio.to_thread(submit)
+        return await self.import_status(job_id)
+
+    async def import_status(self, job_id: str) -> ImportJob:
+        return ImportJob.model_validate(await asyncio.to_thread(self.jobs.import_status, job_id))
 
     def __del__(self) -> None:
         self._stop.set()

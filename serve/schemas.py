@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.learning.acceptance import Acceptance
+from pipeline.learning.imports import ImportReport
 from pipeline.ranking.context import Event
 
 MAX_EVENTS = 200
@@ -183,3 +184,10 @@ class RetrainJob(BaseModel):
     gate: GateDecision | None = None
     started_at: float | None = None
     ended_at: float | None = None
+
+
+class ImportJob(BaseModel):
+    job_id: str
+    status: str = Field(..., description="Ray job status: PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED")
+    message: str | None = None
+    report: ImportReport | None = Field(None, description="what the import read and learned, once it ended")

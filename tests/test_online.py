@@ -46,10 +46,36 @@ def test_the_second_half_learns_the_habit_the_first_half_showed(capsys, habit_ca
     first, second = out["sets"]["habit"]["first_half"], out["sets"]["habit"]["second_half"]
     assert first["offline"] == second["offline"]  # the same problem twenty times over, no feedback
     assert second["offline"]["hit@1"] == 0.0 and second["online"]["hit@1"] == 1.0
+    # The session-based peers learn from the same labels: the chain has the habit from its first label on.
+    assert second["markov"]["hit@1"] == 1.0 and set(second) == {"online", "offline", "markov", "sknn"}
     assert out["macro"]["second_half"]["online"]["mrr"] == second["online"]["mrr"]
     main(["eval", "--online", "--cases", str(habit_cases), "--model", model, *PACKAGED])
     table = capsys.readouterr().out.splitlines()
     assert table[1].split()[:2] == ["habit", "40"] and table[2].startswith("MACRO")
+
+
+def test_imported_sessions_warm_the_service_for_the_later_ones(capsys, habit_cases, tiny_settings, tiny_model):
+    """Forty sessions of the habit, each a case per step (list, open, the habit): the first twenty are written as a
+    HAR export and imported; on the later twenty the warm service has the habit the cold one lacks."""
+    habit = json.loads(habit_cases.read_text().splitlines()[0])["expected"]
+    lines = []
+    for n in range(40):
+        steps = [{"endpoint": "GET /v1/invoices"}, {"endpoint": f"GET /v1/invoices/in_{n}"}]
+        for depth, expected in enumerate(["GET /invoices", "GET /invoices/{invoice}", habit]):
+            lines.append(json.dumps({"id": f"s{n}-{depth}", "spec": "billing_oas30.yaml", "events": steps[:depth],
+                                     "expected": expected}) + "\n")
+    cases = habit_cases.with_name("sessions.jsonl")
+    cases.write_text("".join(lines))
+    model = str(tiny_settings.paths.model_dir)
+    assert main(["eval", "--warm", "0.5", "--cases", str(cases), "--json", "--model", model, *PACKAGED]) == 0
+    row = json.loads(capsys.readouterr().out)["sets"]["sessions"]
+    assert (row["sessions"], row["cases"]) == (40, 60)
+    assert row["imported"] == {"sessions": 20, "requests": 60, "matched": 60, "labels": 60}
+    later = row["later"]
+    assert set(later) == {"cold", "warm", "online", "markov", "sknn", "markov_online", "sknn_online"}
+    # A third of the later cases are the habit, which the cold model never ranks first (the fixture chose it so).
+    assert later["warm"]["hit@1"] >= later["cold"]["hit@1"] + 0.3
+    assert later["markov"]["hit@1"] == 1.0  # every step of these sessions is the one transition seen before
 
 
 @pytest.fixture()

@@ -163,6 +163,7 @@ def served(
             "gate_tolerance": 1.0,
         },
         "training": {"dev_cases": str(gate_cases)},
+        "imports": {"upload_dir": str(work / "imports"), "secret": "test-import-secret"},
         # Keys are accepted, not required: the other tests call without one (per-user quotas, generous here).
         "clients": {
             "api_keys": [
@@ -486,6 +487,43 @@ def test_admin_retrain_promotes_and_every_replica_serves_the_new_champion(served
     with _billing_load(served) as loop:
         poll(lambda: loop.seen(served.versions[0].label), timeout_s=15)
     assert loop.report(served.versions[0].label, since=time.time())["failed"] == 0
+
+
+def test_admin_import_learns_a_har_export_in_a_job(served: Served) -> None:
+    """POST /admin/import: the upload is checked at once (admin, spec, body), learned by a Ray job, reported back,
+    and deleted; the labels reach the stream as every other label does."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    har = (FIXTURES / "traffic" / "billing.har").read_bytes()
+    spec_id = served.post("/specs", {"spec": BILLING}).json()["spec_id"]
+    url = f"{served.base}/admin/import"
+    refused = [
+        httpx.post(url, params={"spec_id": spec_id}, content=har, timeout=60),
+        httpx.post(url, params={"spec_id": "f" * 32}, content=har, headers=admin, timeout=60),
+        httpx.post(url, params={"spec_id": spec_id}, content=b"  ", headers=admin, timeout=60),
+        httpx.post(url, params={"spec_id": spec_id, "format": "pcap"}, content=har, headers=admin, timeout=60),
+    ]
+    assert [r.status_code for r in refused] == [401, 404, 400, 422], [r.text for r in refused]
+    assert "send the HAR, OTLP JSON or log file" in refused[2].json()["detail"]
+    before = served.redis.client().xlen(STREAM)
+    started = httpx.post(url, params={"spec_id": spec_id, "host": "api.billing.example"}, content=har,
+                         headers=admin, timeout=60)
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job_id"]
+
+    def finished() -> dict[str, Any] | None:
+        job = httpx.get(f"{url}/{job_id}", headers=admin, timeout=60).json()
+        return job if job["status"] in ("SUCCEEDED", "FAILED", "STOPPED") else None
+
+    job = poll(finished, timeout_s=300)
+    assert job["status"] == "SUCCEEDED", job
+    report = job["report"]
+    assert (report["format"], report["requests"], report["sessions"], report["labels"]) == ("har", 13, 3, 9)
+    assert report["workflows"][0]["steps"][-1] == "POST /invoices/{invoice}/pay"
+    uploads = Path(served.config["applications"][0]["args"]["settings"]["imports"]["upload_dir"])
+    assert not list(uploads.glob("*.upload"))  # the raw traffic, with its tokens, is gone
+    assert (uploads / job_id / "arazzo.yaml").exists()
+    assert served.redis.client().xlen(STREAM) == before + 9
+    assert httpx.get(f"{url}/import-nothing", headers=admin, timeout=60).status_code == 404
 
 
 def test_status_says_what_serves_and_which_model_jobs_ran(served: Served) -> None:
@@ -1035,4 +1073,4 @@ def test_the_openapi_document_is_the_contract(served: Served) -> None:
         summary = stdout[stdout.rfind("SUMMARY"):]
         print(f"seed {seed}:", stdout[stdout.rfind("Stateful"):][:400], summary)
         assert runs[seed].returncode == 0, f"seed {seed}: " + stdout[-6000:]
-        assert "Server error" not in summary and "Tested: 9" in summary, summary
+        assert "Server error" not in summary and "Tested: 11" in summary, summary

@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.adapters.kv import ResilientStore
-from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, encode_prompt, label
+from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, label
 from pipeline.ranking.context import PreparedSpec
-from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.ranking.predict import Predictor
 from pipeline.ranking.stats import InMemoryPatterns, InMemoryTransitions
 from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings, LearningSettings
 from pipeline.spec.load import load_catalogue
 from train.evaluate import Case, spec_location
 from train.metrics import VERDICT_METRICS, summary
+from train.peers import Cosine
+from train.session_peers import OnlinePeers, case_history, case_sessions
+
+MODES = ("online", "offline", "markov", "sknn")
 
 
 def _learning(predictor: Predictor, counts: InMemoryTransitions, patterns: InMemoryPatterns | None) -> Predictor:
@@ -34,39 +37,47 @@ def _learning(predictor: Predictor, counts: InMemoryTransitions, patterns: InMem
 
 
 def replay_online(
-    predictor: Predictor, cases: list[Case], cases_dir: Path, fetch: FetchSettings, learning: LearningSettings
+    predictor: Predictor, cases: list[Case], cases_dir: Path, fetch: FetchSettings, learning: LearningSettings,
+    fallback: Cosine,
 ) -> dict[str, Any]:
     """hit@1, hit@3 and MRR on each half of `cases`, online (after the feedback of every earlier case, remembered
-    with its prompt and shared with the other specs as `learning` says) and offline (the same model, no
-    feedback)."""
+    with its prompt and shared with the other specs as `learning` says), offline (the same model, no feedback),
+    and the session-based peers learning from the same labels (`markov`, `sknn`, falling back to `fallback`)."""
     patterns = InMemoryPatterns(learning.pattern_prior)
     online = _learning(predictor, InMemoryTransitions(learning.recall, learning.borrow), patterns)
     offline = _learning(predictor, InMemoryTransitions(), None)
     store = ResilientStore(CacheSettings())  # in-process: labels are claimed and kept as in the embedded service
     specs: dict[str, PreparedSpec] = {}
-    ranks: dict[str, list[int | None]] = {"online": [], "offline": []}
+    ranks: dict[str, list[int | None]] = {mode: [] for mode in MODES}
+    peers = OnlinePeers(fallback)
+
+    def prepared(case: Case) -> PreparedSpec:
+        location = spec_location(case, cases_dir)
+        if location not in specs:
+            specs[location] = predictor.prepare(load_catalogue(location, fetch))
+        return specs[location]
+
+    ends = {s.cases[-1] for s in case_sessions(cases, lambda case: case_history(prepared(case), case))}
     with tempfile.TemporaryDirectory(prefix="opensesame-online-") as spool:
         sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=Path(spool) / "feedback.jsonl")),
                          online.counts, CacheSettings().prediction_ttl_s, patterns)
-        for case in cases:
-            location = spec_location(case, cases_dir)
-            if location not in specs:
-                specs[location] = predictor.prepare(load_catalogue(location, fetch))
-            spec = specs[location]
+        for number, case in enumerate(cases):
+            spec = prepared(case)
+            history = case_history(spec, case)
+            for name, rank in peers.ranks(spec, history, case.prompt, case.expected).items():
+                ranks[name].append(rank)
+            peers.learn_call(spec, history, case.expected)
+            if number in ends:
+                peers.learn_session(spec, [*history, case.expected])
             outcomes = {mode: model.predict(spec, case.events, case.prompt, k=10)
                         for mode, model in (("online", online), ("offline", offline))}
             for mode, outcome in outcomes.items():
                 endpoints = [p.endpoint for p in outcome.predictions]
                 ranks[mode].append(endpoints.index(case.expected) + 1 if case.expected in endpoints else None)
             outcome = outcomes["online"]  # what the service answered: the prediction its label belongs to
-            record = PredictionRecord(
-                prediction_id=uuid.uuid4().hex, user_id="replay", spec_id=spec.content_hash,
-                events=[e.endpoint for e in case.events], prompt=case.prompt,
-                predicted=[p.endpoint for p in outcome.predictions],
-                model_version=outcome.model_version, created_at=datetime.now(UTC),
-                last_operation=outcome.last_operation, candidates=outcome.candidates, feature_schema=SCHEMA_VERSION,
-                patterns=outcome.patterns,
-                **encode_prompt(outcome.prompt),
+            record = PredictionRecord.of(
+                outcome, prediction_id=uuid.uuid4().hex, user_id="replay", spec_id=spec.content_hash,
+                events=[e.endpoint for e in case.events], prompt=case.prompt, created_at=datetime.now(UTC),
             )
             sink.record(label(record, case.expected, None, spec.matcher.match(case.expected)))
     half = len(cases) // 2
@@ -85,20 +96,20 @@ def online_macro(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"cases": sum(r["cases"] for r in rows.values())}
     for part in ("first_half", "second_half"):
         out[part] = {mode: {m: round(sum(r[part][mode][m] for r in rows.values()) / len(rows), 4) for m in VERDICT_METRICS}
-                     for mode in ("online", "offline")}
+                     for mode in MODES}
     return out
 
 
 def format_online(rows: dict[str, dict[str, Any]]) -> str:
-    """One line per set: each half online and offline, hit@1 / hit@3 / MRR."""
-    header = (f"{'set':<16}{'cases':>6}  {'first half online':>22}  {'offline':>22}  {'second half online':>22}  "
-              f"{'offline':>22}  gain@1")
+    """One line per set: the first half online and offline, the second half in every mode, hit@1 / hit@3 / MRR."""
+    columns = [("first_half", "online"), ("first_half", "offline")] + [("second_half", mode) for mode in MODES]
+    header = f"{'set':<16}{'cases':>6}  " + "  ".join(
+        f"{('1st ' if part == 'first_half' else '2nd ') + mode:>22}" for part, mode in columns) + "  gain@1"
     lines = [header]
     cell = "{hit@1:.3f}/{hit@3:.3f}/{mrr:.3f}"
     for name, row in rows.items():
-        first, second = row["first_half"], row["second_half"]
+        second = row["second_half"]
         gain = second["online"]["hit@1"] - second["offline"]["hit@1"]
         lines.append(f"{name:<16}{row['cases']:>6}  " + "  ".join(
-            f"{cell.format(**x):>22}" for x in (first["online"], first["offline"], second["online"], second["offline"]))
-            + f"  {gain:+.3f}")
+            f"{cell.format(**row[part][mode]):>22}" for part, mode in columns) + f"  {gain:+.3f}")
     return "\n".join(lines)

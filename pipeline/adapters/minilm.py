@@ -127,6 +127,15 @@ def load_embedder(settings: EmbedderSettings) -> MiniLMEmbedder:
     return MiniLMEmbedder(embedder_dir(settings), embedder_name(settings))
 
 
+def embedder_of(name: str, settings: EmbedderSettings) -> MiniLMEmbedder:
+    """The embedder a ranker was trained on (`RankerModel.meta.embedder`), among those these settings serve."""
+    found = servable(settings)
+    if name not in found:
+        raise EmbedderMismatchError(f"the ranker was trained on embedder {name!r}; these settings serve "
+                                    f"{sorted(found)}: set embedder.model_dir to the embedder it was trained on")
+    return MiniLMEmbedder(found[name], name)
+
+
 def servable(settings: EmbedderSettings) -> dict[str, Path]:
     """Every embedder these settings can serve, by name: the packaged MiniLM always, and the fine-tuned one once
     it is tuned and exported (a service that starts on the packaged one switches when the tuning is done)."""

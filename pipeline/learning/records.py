@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from filelock import FileLock
@@ -29,12 +29,15 @@ from pydantic import BaseModel, Field
 from pipeline.cache import SharedStore
 from pipeline.errors import OpenSesameError
 from pipeline.lookups import lookup
+from pipeline.ranking.features import SCHEMA_VERSION
+from pipeline.ranking.predict import PredictOutcome
 from pipeline.ranking.stats import START, PatternCounts, PatternOffer, PromptVector, TransitionCounts
 from pipeline.settings import FeedbackSettings
 from pipeline.spec.matching import CallMatch
 
 Outcome = Literal["called", "accepted", "none"]
-LabelSource = Literal["explicit", "implicit"]
+# explicit: /feedback; implicit: the next /predict showed the call; imported: a session of imported traffic.
+LabelSource = Literal["explicit", "implicit", "imported"]
 
 
 class PredictionNotFoundError(OpenSesameError):
@@ -66,6 +69,18 @@ class PredictionRecord(BaseModel):
 
     def feature_matrix(self) -> np.ndarray:
         return decode_features(self.features, len(self.candidates))
+
+    @classmethod
+    def of(cls, outcome: PredictOutcome, *, prediction_id: str, user_id: str, spec_id: str, events: list[str],
+           prompt: str, created_at: datetime, **extra: Any) -> PredictionRecord:
+        """The record of a prediction the service answered with `outcome` (features are encoded by the caller,
+        where it pays: `encode_features`)."""
+        return cls(
+            prediction_id=prediction_id, user_id=user_id, spec_id=spec_id, events=events, prompt=prompt,
+            predicted=[p.endpoint for p in outcome.predictions], model_version=outcome.model_version,
+            created_at=created_at, last_operation=outcome.last_operation, candidates=outcome.candidates,
+            feature_schema=SCHEMA_VERSION, patterns=outcome.patterns, **encode_prompt(outcome.prompt), **extra,
+        )
 
     def prompt_of(self) -> PromptVector | None:
         """The prompt as the online counts remember it with its label; None without a prompt."""
@@ -305,7 +320,7 @@ class LabelSink:
         patterns: PatternCounts | None = None,
     ) -> None:
         self._store = store
-        self._log = log
+        self.log = log
         self._counts = counts
         self._patterns = patterns
         self._ttl_s = ttl_s
@@ -314,7 +329,7 @@ class LabelSink:
         """How it was stored and the stream entry id; 'duplicate' when the prediction already has a label."""
         if not self._store.claim(label_key(record.prediction_id), self._ttl_s):
             return "duplicate", None
-        entry = self._log.append(record)
+        entry = self.log.append(record)
         if self._counts is not None and record.endpoint is not None:
             self._counts.add(record.spec_id, record.last_operation or START, record.endpoint,
                              prompt=record.prompt_of())

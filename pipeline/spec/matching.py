@@ -80,16 +80,61 @@ def parse_call(call: str) -> tuple[str, str, dict[str, str | list[str]]]:
     return method.upper(), "/" + path.strip("/"), params
 
 
+_Template = tuple[Operation, tuple[_Segment, ...], str]  # operation, segments, what its path key adds
+
+
+@dataclass(slots=True)
+class _Shape:
+    """The templates of one method and segment count, in catalogue order, with bit masks per position: which
+    have each literal there, and which a parameter (that binds any value)."""
+
+    templates: list[_Template] = field(default_factory=list)
+    literals: list[dict[str, int]] = field(default_factory=list)
+    open: list[int] = field(default_factory=list)
+
+    def add(self, template: _Template) -> None:
+        bit = 1 << len(self.templates)
+        self.templates.append(template)
+        segments = template[1]
+        if not self.literals:
+            self.literals, self.open = [{} for _ in segments], [0] * len(segments)
+        for position, segment in enumerate(segments):
+            if segment.kind == _LITERAL:
+                self.literals[position][segment.literal] = self.literals[position].get(segment.literal, 0) | bit
+            else:
+                self.open[position] |= bit
+
+    def candidates(self, observed: list[str]) -> list[_Template]:
+        """The templates whose literals all equal `observed`'s segments, in catalogue order (ties break as a
+        scan of all would)."""
+        mask = (1 << len(self.templates)) - 1
+        for position, value in enumerate(observed):
+            fits = self.open[position]
+            if not (value.startswith("{") and value.endswith("}")):  # a template segment binds no literal
+                fits |= self.literals[position].get(value.lower(), 0)
+            mask &= fits
+            if not mask:
+                return []
+        found = []
+        while mask:
+            low = mask & -mask
+            found.append(self.templates[low.bit_length() - 1])
+            mask ^= low
+        return found
+
+
 class CallMatcher:
-    """Compiled templates of one catalogue, grouped by (method, segment count) for a short scan."""
+    """Compiled templates of one catalogue, grouped by (method, segment count), each group indexed by the
+    literal at every position: a large API has dozens of templates per method and length, and a call is tried
+    only against those whose literals it repeats."""
 
     def __init__(self, catalogue: Catalogue) -> None:
         self.base_segments = split_path(catalogue.base_path)
-        self._index: dict[tuple[str, int], list[tuple[Operation, tuple[_Segment, ...], str]]] = {}
+        self._shapes: dict[tuple[str, int], _Shape] = {}
         for op in catalogue.operations:
             path, extra = _split_key(op.path)
             segments = tuple(_compile_segment(s) for s in path.strip("/").split("/") if s)
-            self._index.setdefault((op.method, len(segments)), []).append((op, segments, extra))
+            self._shapes.setdefault((op.method, len(segments)), _Shape()).add((op, segments, extra))
 
     def match(self, call: str) -> CallMatch:
         method, path, query = parse_call(call)
@@ -101,7 +146,8 @@ class CallMatcher:
             attempts.insert(0, observed[n:])  # with the server prefix stripped first: the usual case
         best: tuple[tuple[int, ...], Operation, dict[str, str], list[str]] | None = None
         for segments in attempts:
-            for op, template, extra in self._index.get((method, len(segments)), ()):
+            shape = self._shapes.get((method, len(segments)))
+            for op, template, extra in shape.candidates(segments) if shape is not None else ():
                 bound = _bind(template, segments)
                 if bound is None:
                     continue

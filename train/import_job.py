@@ -1,0 +1,61 @@
+"""`POST /admin/import`'s job on the Ray cluster: learn an uploaded traffic file, write its report beside it.
+
+    python -m train.import_job --job-id import-... --file <imports.upload_dir>/<job id>.upload --spec <spec_id>
+
+The report (report.json, report.md, arazzo.yaml) goes to `<imports.upload_dir>/<job id>/`, where
+`GET /admin/import/{job_id}` reads it. The upload holds the raw traffic (tokens, cookies): it is deleted once the
+import ended, whatever its outcome; a job killed midway leaves it, and the same file imported again learns only
+the sessions not yet learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.adapters import registry
+from pipeline.adapters.kv import ResilientStore
+from pipeline.adapters.minilm import embedder_of
+from pipeline.errors import OpenSesameError
+from pipeline.learning.arazzo import report_files
+from pipeline.runtime import import_traffic, spec_catalogue
+from pipeline.settings import get_settings
+from pipeline.traffic.formats import FORMATS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--file", type=Path, required=True)
+    parser.add_argument("--spec", required=True, help="a spec_id the service registered")
+    parser.add_argument("--host")
+    parser.add_argument("--prefix")
+    parser.add_argument("--format", choices=FORMATS)
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    target = settings.imports.report_dir(args.job_id)
+    try:
+        # The service's champion predicts each step, as it answers /predict (without one: paths.model_dir's).
+        champion = registry.champion(settings.registry)
+        model = registry.load_ranker(champion.uri, settings.registry) if champion is not None else None
+        embedder = embedder_of(model.meta.embedder, settings.embedder) if model is not None else None
+        report = import_traffic(args.file, args.spec, settings, host=args.host, prefix=args.prefix, fmt=args.format,
+                                model=model, embedder=embedder)
+        catalogue = spec_catalogue(args.spec, ResilientStore(settings.cache), settings)
+        target.mkdir(parents=True, exist_ok=True)
+        # The spec where it came from when it was fetched; else its id here (a URI all the same).
+        source = catalogue.source if "://" in catalogue.source else f"spec:{args.spec}"
+        for name, text in report_files(report, catalogue, source).items():
+            (target / name).write_text(text)
+        print(report.markdown())
+    except OpenSesameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        args.file.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,7 @@ from pipeline.spec.store import SpecInfo
 from serve.schemas import (
     FeedbackRequest,
     FeedbackResponse,
+    ImportJob,
     ModelsReport,
     PredictRequest,
     PredictResponse,
@@ -30,6 +31,7 @@ __all__ = [
     "Event",
     "FeedbackRequest",
     "FeedbackResponse",
+    "ImportJob",
     "ModelsReport",
     "OpenSesame",
     "PredictRequest",
@@ -57,6 +59,8 @@ class Call:
     answer: type[BaseModel] | None
     body: dict[str, Any] | None = None
     admin: bool = False
+    content: bytes | None = None  # a raw body (an upload) instead of `body`
+    params: dict[str, str] | None = None
 
 
 def _sent(fields: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +84,11 @@ def _feedback(prediction_id: str, called: str | None, accepted_rank: int | None,
 
 def _register(**source: Any) -> Call:
     return Call("POST", "/specs", SpecInfo, _body(SpecSource(**_sent(source))))
+
+
+def _import(data: bytes, spec_id: str, host: str | None, prefix: str | None, fmt: str | None) -> Call:
+    params = _sent({"spec_id": spec_id, "host": host, "prefix": prefix, "format": fmt})
+    return Call("POST", "/admin/import", ImportJob, admin=True, content=data, params=params)
 
 
 def _error(response: httpx.Response) -> ApiError:
@@ -110,7 +119,9 @@ class _Base:
 
     def _request(self, call: Call) -> dict[str, Any]:
         headers = {**self._headers, **(self._admin if call.admin else {})}
-        return {"method": call.method, "url": self.base_url + call.path, "json": call.body, "headers": headers}
+        sent: dict[str, Any] = {"json": call.body} if call.content is None else {"content": call.content}
+        return {"method": call.method, "url": self.base_url + call.path, "headers": headers, "params": call.params,
+                **sent}
 
     @staticmethod
     def _answer(call: Call, response: httpx.Response) -> Any:
@@ -178,6 +189,14 @@ class OpenSesame(_Base):
     def retrain_job(self, job_id: str) -> RetrainJob:
         return self._send(Call("GET", f"/admin/retrain/{job_id}", RetrainJob, admin=True))
 
+    def import_traffic(self, data: bytes, *, spec_id: str, host: str | None = None, prefix: str | None = None,
+                       fmt: str | None = None) -> ImportJob:
+        """Learn the API's existing traffic (a HAR, OTLP JSON or log file's bytes) on a registered spec."""
+        return self._send(_import(data, spec_id, host, prefix, fmt))
+
+    def import_job(self, job_id: str) -> ImportJob:
+        return self._send(Call("GET", f"/admin/import/{job_id}", ImportJob, admin=True))
+
 
 class AsyncOpenSesame(_Base):
     """The async client; an async context manager (or await `close()`)."""
@@ -237,3 +256,10 @@ class AsyncOpenSesame(_Base):
 
     async def retrain_job(self, job_id: str) -> RetrainJob:
         return await self._send(Call("GET", f"/admin/retrain/{job_id}", RetrainJob, admin=True))
+
+    async def import_traffic(self, data: bytes, *, spec_id: str, host: str | None = None, prefix: str | None = None,
+                             fmt: str | None = None) -> ImportJob:
+        return await self._send(_import(data, spec_id, host, prefix, fmt))
+
+    async def import_job(self, job_id: str) -> ImportJob:
+        return await self._send(Call("GET", f"/admin/import/{job_id}", ImportJob, admin=True))

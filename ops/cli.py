@@ -313,7 +313,7 @@ def _eval_replayed(args: argparse.Namespace) -> int:
     from train.evaluate import load_cases
     from train.online import format_online, online_macro, replay_online
     from train.suite import readable_sets
-    from train.warm import format_warm, warm_eval
+    from train.warm import format_warm, warm_eval, warm_macro
 
     settings = get_settings()
     if args.suite is not None:
@@ -327,8 +327,8 @@ def _eval_replayed(args: argparse.Namespace) -> int:
     if args.warm is not None:
         rows = {name: warm_eval(predictor, cases, specs_dir, settings.fetch, settings.learning, settings.imports,
                                 fallback, args.warm) for name, cases, specs_dir in sets}
-        report: dict[str, Any] = {"sets": rows, "skipped": skipped}
-        text = format_warm(rows)
+        report: dict[str, Any] = {"sets": rows, "macro": warm_macro(rows), "skipped": skipped}
+        text = format_warm({**rows, "MACRO": report["macro"]})
     else:
         rows = {name: replay_online(predictor, cases, specs_dir, settings.fetch, settings.learning, fallback)
                 for name, cases, specs_dir in sets}

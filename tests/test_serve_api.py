@@ -504,21 +504,21 @@ def test_admin_import_learns_a_har_export_in_a_job(served: Served) -> None:
     ]
     assert [r.status_code for r in refused] == [401, 404, 400, 422], [r.text for r in refused]
     assert "send the HAR, OTLP JSON or log file" in refused[2].json()["detail"]
+    from client import ImportJob, OpenSesame
+
     before = served.redis.client().xlen(STREAM)
-    started = httpx.post(url, params={"spec_id": spec_id, "host": "api.billing.example"}, content=har,
-                         headers=admin, timeout=60)
-    assert started.status_code == 202, started.text
-    job_id = started.json()["job_id"]
+    with OpenSesame(served.base, admin_token=ADMIN_TOKEN) as api:  # the Python client's way
+        job_id = api.import_traffic(har, spec_id=spec_id, host="api.billing.example").job_id
 
-    def finished() -> dict[str, Any] | None:
-        job = httpx.get(f"{url}/{job_id}", headers=admin, timeout=60).json()
-        return job if job["status"] in ("SUCCEEDED", "FAILED", "STOPPED") else None
+        def finished() -> ImportJob | None:
+            job = api.import_job(job_id)
+            return job if job.status in ("SUCCEEDED", "FAILED", "STOPPED") else None
 
-    job = poll(finished, timeout_s=300)
-    assert job["status"] == "SUCCEEDED", job
-    report = job["report"]
-    assert (report["format"], report["requests"], report["sessions"], report["labels"]) == ("har", 13, 3, 9)
-    assert report["workflows"][0]["steps"][-1] == "POST /invoices/{invoice}/pay"
+        job = poll(finished, timeout_s=300)
+    assert job.status == "SUCCEEDED" and job.report is not None, job
+    report = job.report
+    assert (report.format, report.requests, report.sessions, report.labels) == ("har", 13, 3, 9)
+    assert report.workflows[0].steps[-1] == "POST /invoices/{invoice}/pay"
     uploads = Path(served.config["applications"][0]["args"]["settings"]["imports"]["upload_dir"])
     assert not list(uploads.glob("*.upload"))  # the raw traffic, with its tokens, is gone
     assert (uploads / job_id / "arazzo.yaml").exists()

@@ -219,7 +219,32 @@ def test_importing_the_same_traffic_again_changes_nothing(imported, redis_server
     assert counts.next_counts(second.spec_id, "GET /invoices/{invoice}") == {"POST /invoices/{invoice}/pay": 3}
 
 
-def test_no_secret_of_the_traffic_is_stored_or_reported(imported, redis_server: RedisServer, capsys) -> None:
+def test_an_import_cut_short_resumes_where_it_stopped(
+    tiny_settings, tiny_model, minilm, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """An import that stopped mid-way had learned the traffic up to a moment (it reads in time order); the whole
+    file imported again learns the rest, every call once."""
+    stream = f"resumed-{time.time_ns()}"
+    settings = tiny_settings.model_copy(update={
+        "cache": CacheSettings(redis_url=redis_server.url, key_prefix=f"res{time.time_ns()}:"),
+        "feedback": FeedbackSettings(stream=stream, spool_path=tmp_path / "spool.jsonl"),
+        "imports": ImportSettings(secret="another secret", upload_dir=tmp_path / "imports"),
+    })
+    har = json.loads((TRAFFIC / "billing.har").read_text())
+    har["log"]["entries"] = [e for e in har["log"]["entries"] if e["startedDateTime"] < "2026-11-20T10:05:05"]
+    cut = tmp_path / "until-10-05-05.har"
+    cut.write_text(json.dumps(har))
+    first = import_traffic(cut, BILLING, settings, host="api.billing.example", model=tiny_model[0], embedder=minilm)
+    whole = import_traffic(TRAFFIC / "billing.har", BILLING, settings, host="api.billing.example",
+                           model=tiny_model[0], embedder=minilm)
+    assert first.labels == 5  # alice's morning (3 calls) and the first two of bob's
+    assert (whole.labels, whole.already_imported) == (9 - first.labels, first.labels)
+    assert redis_server.client().xlen(stream) == 9
+
+
+def test_no_secret_of_the_traffic_is_stored_or_reported(
+    imported, redis_server: RedisServer, capsys, caplog
+) -> None:
     settings: Settings = imported["settings"]
     client = redis_server.client()
     stored = []
@@ -235,7 +260,7 @@ def test_no_secret_of_the_traffic_is_stored_or_reported(imported, redis_server: 
     stored.extend(value for _, entry in client.xrange(imported["stream"]) for value in entry.values())
     text = b"\n".join(stored).decode("utf-8", errors="replace")
     text += imported["labels"].to_json(date_format="iso") + imported["first"].model_dump_json() + imported["first"].markdown()
-    text += capsys.readouterr().out
+    text += capsys.readouterr().out + caplog.text
     assert "in_1" in text  # the calls themselves are kept, as a /predict event keeps them
     for secret in SECRETS:
         assert secret not in text

@@ -101,13 +101,14 @@ class CaseSession(NamedTuple):
 
 def case_sessions(cases: list[Case], operations: Callable[[Case], list[str]]) -> list[CaseSession]:
     """The sessions of an eval set, in order of their first case: a case continues the latest session on its spec
-    and prompt whose calls so far (`operations`: a case's history as operation ids) are its history; else it
-    starts one. Sets list a session's cases in order, each extending the one before."""
+    whose calls so far (`operations`: a case's history as operation ids) are its history, whatever it asks (a
+    conversation asks anew at each turn); else it starts one. Sets list a session's cases in order, each
+    extending the one before."""
     sessions: list[CaseSession] = []
-    latest: dict[tuple[str, str], tuple[int, list[str]]] = {}
+    latest: dict[str, tuple[int, list[str]]] = {}
     for number, case in enumerate(cases):
         history = operations(case)
-        key = (case.spec, case.prompt)
+        key = case.spec
         found = latest.get(key)
         if found is not None and found[1] == history:
             sessions[found[0]].cases.append(number)

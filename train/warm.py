@@ -152,6 +152,13 @@ def _pick(metrics: dict[str, float]) -> dict[str, float]:
     return {m: metrics[m] for m in VERDICT_METRICS}
 
 
+def warm_macro(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Unweighted mean over sets of every mode and metric."""
+    return {"cases": sum(r["cases"] for r in rows.values()),
+            "later": {mode: {m: round(sum(r["later"][mode][m] for r in rows.values()) / len(rows), 4)
+                             for m in VERDICT_METRICS} for mode in MODES}}
+
+
 def format_warm(rows: dict[str, dict[str, Any]]) -> str:
     """One line per set: hit@1 / hit@3 / MRR of every mode on the later sessions' cases."""
     lines = [f"{'set':<18}{'cases':>6}  " + "  ".join(f"{mode:>20}" for mode in MODES)]

@@ -128,7 +128,7 @@ def _get(record: dict[str, Any], dotted: str) -> Any:
 
 def _first(record: dict[str, Any], *names: str) -> Any:
     for name in names:
-        value = _get(record, name)
+        value = _get(record, name) if "." in name else record.get(name)
         if value not in (None, "", "-"):
             return value
     return None

@@ -5,8 +5,11 @@ what it has never seen.
 - `Markov`: a first-order chain per spec, P(next | last call), the session start as a state of its own.
 - `SessionKNN`: V-SKNN (Ludewig & Jannach, "Evaluation of session-based recommendation algorithms", 2018): the
   current session's calls weighted by recency (linear decay), the `k` past sessions of the spec most similar to it
-  among the `sample` most recent that share a call; each operation scored by the similarity of the neighbours that
-  hold it. In their comparisons such neighbourhood methods match or beat neural session models on small data.
+  among the `sample` most recent that share a call. Each neighbour votes with its similarity, sequence-aware as
+  their SF-SKNN: for the call that followed the current last call in it, else for each of its calls the current
+  session has not made (a plain V-SKNN votes for every call it holds, the ones just made first, which next-call
+  prediction punishes). In their comparisons such neighbourhood methods match or beat neural session models on
+  small data.
 
 Scores are the learned evidence plus the fallback squeezed below one unit of it, so evidence decides and the
 cosine orders what evidence does not separate.
@@ -80,8 +83,11 @@ class SessionKNN:
         sessions = self._sessions[spec]
         similarity = {n: sum(weights.get(op, 0.0) for op in set(sessions[n])) for n in recent}
         neighbours = sorted(similarity.items(), key=lambda x: -x[1])[: self._k]
+        last = history[-1]
         for n, sim in neighbours:
-            for operation in set(sessions[n]):
+            neighbour = sessions[n]
+            followed = [neighbour[i + 1] for i in range(len(neighbour) - 1) if neighbour[i] == last]
+            for operation in set(followed) or set(neighbour) - weights.keys():
                 if operation in index:
                     evidence[index[operation]] += sim
         return _with_fallback(evidence, fallback)

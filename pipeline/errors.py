@@ -85,7 +85,7 @@ class JobsUnavailableError(OpenSesameError):
 
 
 class NoChampionError(OpenSesameError):
-    """Retraining needs a champion model (its patterns and the comparison for the gate)."""
+    """Retraining and imports need a champion model (its patterns and the gate; the predictions of imported calls)."""
 
 
 class RetrainConfigError(OpenSesameError):

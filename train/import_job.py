@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.adapters import registry
 from pipeline.adapters.kv import ResilientStore
 from pipeline.adapters.minilm import embedder_of
-from pipeline.errors import OpenSesameError
+from pipeline.errors import NoChampionError, OpenSesameError
 from pipeline.learning.arazzo import report_files
 from pipeline.runtime import import_traffic, spec_catalogue
 from pipeline.settings import get_settings
@@ -36,10 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     target = settings.imports.report_dir(args.job_id)
     try:
-        # The service's champion predicts each step, as it answers /predict (without one: paths.model_dir's).
+        # The service's champion predicts each step, as it answers /predict.
         champion = registry.champion(settings.registry)
-        model = registry.load_ranker(champion.uri, settings.registry) if champion is not None else None
-        embedder = embedder_of(model.meta.embedder, settings.embedder) if model is not None else None
+        if champion is None:
+            raise NoChampionError(f"no @{settings.registry.alias} model in the registry to predict with: "
+                                  "register one first (opensesame bootstrap)")
+        model = registry.load_ranker(champion.uri, settings.registry)
+        embedder = embedder_of(model.meta.embedder, settings.embedder)
         report = import_traffic(args.file, args.spec, settings, host=args.host, prefix=args.prefix, fmt=args.format,
                                 model=model, embedder=embedder)
         catalogue = spec_catalogue(args.spec, ResilientStore(settings.cache), settings)

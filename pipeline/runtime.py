@@ -68,20 +68,22 @@ def import_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
-def spec_catalogue(spec: str | Path, store: SharedStore, settings: Settings) -> Catalogue:
+def spec_catalogue(spec: str | Path | Catalogue, store: SharedStore, settings: Settings) -> Catalogue:
     """A spec file or URL, else a spec_id the service registered (its catalogue in the shared store)."""
+    if isinstance(spec, Catalogue):
+        return spec
     if "://" in str(spec) or Path(spec).exists():
         return load_catalogue(spec, settings.fetch)
     return SpecStore(store, settings.cache, settings.fetch).catalogue(str(spec))
 
 
 def import_traffic(
-    path: Path, spec: str | Path, settings: Settings, *, host: str | None = None, prefix: str | None = None,
+    path: Path, spec: str | Path | Catalogue, settings: Settings, *, host: str | None = None, prefix: str | None = None,
     fmt: Format | None = None, progress: Progress | None = None, model: RankerModel | None = None,
     model_dir: Path | None = None, embedder: MiniLMEmbedder | None = None, learn: bool = True,
 ) -> ImportReport:
-    """Learn the traffic in `path` (HAR, OTLP JSON, JSON Lines or combined logs) on `spec` (a file, a URL or the
-    spec_id of a spec registered with the service) into the store the service shares: Redis, which must be
+    """Learn the traffic in `path` (HAR, OTLP JSON, JSON Lines or combined logs) on `spec` (a file, a URL, the
+    spec_id of a spec registered with the service, or its catalogue) into the store the service shares: Redis, which must be
     configured (an embedded service keeps its counts in its own memory). `learn=False`: a dry run, which reads,
     matches and reports, and stores nothing."""
     store = ResilientStore(settings.cache)

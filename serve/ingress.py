@@ -380,12 +380,13 @@ class Ingress:
         prefix: Annotated[str | None, Query(max_length=512, description="only requests under this path")] = None,
         fmt: Annotated[Format | None, Query(alias="format", description="skip the format detection")] = None,
     ) -> ImportJob:
-        await self.spec_store.info.remote(spec_id)  # an unknown spec is a 404 now, not a failed job later
+        # An unknown spec is a 404 now, not a failed job later; the job gets the catalogue itself.
+        catalogue = await self.spec_store.catalogue.remote(spec_id)
         data = await request.body()
         if not data.strip():
             raise ImportInputError("empty body: send the HAR, OTLP JSON or log file itself as the request body")
         options = {name: value for name, value in (("host", host), ("prefix", prefix), ("format", fmt)) if value}
-        return await self.learning.start_import.remote(data, spec_id, options)
+        return await self.learning.start_import.remote(data, catalogue.model_dump_json(), options)
 
     @app.get("/admin/import/{job_id}", response_model=ImportJob, summary="An import job and its report",
              dependencies=[Admin], operation_id="import_status", responses=errors.documented(401, 403, 404, 422, 503))

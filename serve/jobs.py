@@ -81,15 +81,15 @@ class ModelJobs:
             )
         return job_id
 
-    def submit_import(self, upload: Path, spec_id: str, options: dict[str, str]) -> str:
-        """An import of `upload` onto the registered spec `spec_id` (train/import_job.py); imports run beside
-        model jobs and each other (each learns through the claims every label takes)."""
+    def submit_import(self, upload: Path, catalogue: Path, options: dict[str, str]) -> str:
+        """An import of `upload` onto the spec whose catalogue is in `catalogue` (train/import_job.py); imports
+        run beside model jobs and each other (each learns through the claims every label takes)."""
         job_id = upload.stem
         flags = " ".join(f"--{name} {shlex.quote(value)}" for name, value in options.items())
         with self._job_api():
             self.client.submit_job(
                 entrypoint=f"{sys.executable} -m train.import_job --job-id {job_id} --file {shlex.quote(str(upload))} "
-                           f"--spec {shlex.quote(spec_id)} {flags}".rstrip(),
+                           f"--catalogue {shlex.quote(str(catalogue))} {flags}".rstrip(),
                 submission_id=job_id,
                 runtime_env={"env_vars": self._env},
                 metadata={"trigger": "import"},

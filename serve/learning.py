@@ -128,21 +128,24 @@ class LearningLoop:
     async def status(self, job_id: str) -> RetrainJob:
         return RetrainJob.model_validate(await asyncio.to_thread(self.jobs.status, job_id))
 
-    async def start_import(self, data: bytes, spec_id: str, options: dict[str, str]) -> ImportJob:
-        """Keep the uploaded traffic where every node reads it (owner-only: it holds the traffic's credentials)
-        and start its import job."""
+    async def start_import(self, data: bytes, catalogue: str, options: dict[str, str]) -> ImportJob:
+        """Keep the uploaded traffic and the spec's catalogue (JSON) where every node reads them (owner-only: the
+        traffic holds its credentials) and start their import job."""
 
         def submit() -> str:
             upload_dir = self.config.imports.upload_dir
             upload_dir.mkdir(parents=True, exist_ok=True)
-            upload = upload_dir / f"import-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.upload"
-            fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            stem = f"import-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            files = [(upload_dir / f"{stem}.upload", data), (upload_dir / f"{stem}.catalogue.json", catalogue.encode())]
             try:
-                return self.jobs.submit_import(upload, spec_id, options)
+                for path, content in files:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(content)
+                return self.jobs.submit_import(files[0][0], files[1][0], options)
             except Exception:
-                upload.unlink(missing_ok=True)
+                for path, _ in files:
+                    path.unlink(missing_ok=True)
                 raise
 
         job_id = await asyncio.to_thread(submit)

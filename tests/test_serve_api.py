@@ -523,7 +523,7 @@ def test_admin_import_learns_a_har_export_in_a_job(served: Served) -> None:
     assert (report.format, report.requests, report.sessions, report.labels) == ("har", 13, 3, 9)
     assert report.workflows[0].steps[-1] == "POST /invoices/{invoice}/pay"
     uploads = Path(served.config["applications"][0]["args"]["settings"]["imports"]["upload_dir"])
-    assert not list(uploads.glob("*.upload"))  # the raw traffic, with its tokens, is gone
+    assert not list(uploads.glob("*.upload")) and not list(uploads.glob("*.json"))  # the traffic, with its tokens, is gone
     assert (uploads / job_id / "arazzo.yaml").exists()
     assert served.redis.client().xlen(STREAM) == before + 9
     assert httpx.get(f"{url}/import-nothing", headers=admin, timeout=60).status_code == 404

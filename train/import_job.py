@@ -1,11 +1,13 @@
 """`POST /admin/import`'s job on the Ray cluster: learn an uploaded traffic file, write its report beside it.
 
-    python -m train.import_job --job-id import-... --file <imports.upload_dir>/<job id>.upload --spec <spec_id>
+    python -m train.import_job --job-id import-... --file <upload_dir>/<job id>.upload \
+        --catalogue <upload_dir>/<job id>.catalogue.json
 
-The report (report.json, report.md, arazzo.yaml) goes to `<imports.upload_dir>/<job id>/`, where
-`GET /admin/import/{job_id}` reads it. The upload holds the raw traffic (tokens, cookies): it is deleted once the
-import ended, whatever its outcome; a job killed midway leaves it, and the same file imported again learns only
-the sessions not yet learned.
+The spec comes as the catalogue the service registered, written beside the upload (the job reads no spec store:
+it may run while Redis is away). The report (report.json, report.md, arazzo.yaml) goes to
+`<imports.upload_dir>/<job id>/`, where `GET /admin/import/{job_id}` reads it. The upload holds the raw traffic
+(tokens, cookies): it is deleted once the import ended, whatever its outcome; a job killed midway leaves it, and
+the same file imported again learns only the sessions not yet learned.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import sys
 from pathlib import Path
 
 from pipeline.adapters import registry
-from pipeline.adapters.kv import ResilientStore
 from pipeline.adapters.minilm import embedder_of
 from pipeline.errors import NoChampionError, OpenSesameError
 from pipeline.learning.arazzo import report_files
-from pipeline.runtime import import_traffic, spec_catalogue
+from pipeline.runtime import import_traffic
 from pipeline.settings import get_settings
+from pipeline.spec.catalogue import Catalogue
 from pipeline.traffic.formats import FORMATS
 
 
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--job-id", required=True)
     parser.add_argument("--file", type=Path, required=True)
-    parser.add_argument("--spec", required=True, help="a spec_id the service registered")
+    parser.add_argument("--catalogue", type=Path, required=True, help="the registered spec's catalogue (JSON)")
     parser.add_argument("--host")
     parser.add_argument("--prefix")
     parser.add_argument("--format", choices=FORMATS)
@@ -43,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
                                   "register one first (opensesame bootstrap)")
         model = registry.load_ranker(champion.uri, settings.registry)
         embedder = embedder_of(model.meta.embedder, settings.embedder)
-        report = import_traffic(args.file, args.spec, settings, host=args.host, prefix=args.prefix, fmt=args.format,
+        catalogue = Catalogue.model_validate_json(args.catalogue.read_text())
+        report = import_traffic(args.file, catalogue, settings, host=args.host, prefix=args.prefix, fmt=args.format,
                                 model=model, embedder=embedder)
-        catalogue = spec_catalogue(args.spec, ResilientStore(settings.cache), settings)
         target.mkdir(parents=True, exist_ok=True)
         # The spec where it came from when it was fetched; else its id here (a URI all the same).
-        source = catalogue.source if "://" in catalogue.source else f"spec:{args.spec}"
+        source = catalogue.source if "://" in catalogue.source else f"spec:{catalogue.content_hash}"
         for name, text in report_files(report, catalogue, source).items():
             (target / name).write_text(text)
         print(report.markdown())
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         args.file.unlink(missing_ok=True)
+        args.catalogue.unlink(missing_ok=True)
     return 0
 
 

@@ -18,7 +18,9 @@ def deploy(dashboard_url: str, config: dict[str, Any]) -> None:
     """What `serve deploy` does: PUT the declarative config; Serve reconciles towards it."""
     response = httpx.put(f"{dashboard_url}/api/serve/applications/", json=config, timeout=60)
     if response.status_code != 200:
-        raise RuntimeError(f"serve deploy refused the config ({response.status_code}): {response.text[:2000]}")
+        # A refusal's cause is at the end of the dashboard's traceback (HAProxy's own message, say).
+        text = response.text if len(response.text) <= 3000 else "..." + response.text[-3000:]
+        raise RuntimeError(f"serve deploy refused the config ({response.status_code}): {text}")
 
 
 def app_status(dashboard_url: str) -> dict[str, Any]:

@@ -31,9 +31,11 @@ class SpecSource(_Request):
     model_config = ConfigDict(json_schema_extra=_exactly_one_of("spec_url", "spec", "spec_id"))
 
     # The alternatives default to None but do not accept null: `None` here means "not sent".
-    spec_url: str = Field(None, max_length=2048, description="http(s) URL of an OpenAPI 3.x / Swagger 2.0 spec")
+    spec_url: str = Field(None, min_length=1, max_length=2048,
+                          description="http(s) URL of an OpenAPI 3.x / Swagger 2.0 spec, not empty")
     spec: dict[str, Any] | str = Field(None, description="the spec itself, as a JSON object or JSON/YAML text")
-    spec_id: str = Field(None, max_length=64, description="id returned by POST /specs or a previous /predict")
+    spec_id: str = Field(None, min_length=1, max_length=64,
+                         description="id returned by POST /specs or a previous /predict")
 
     @model_validator(mode="after")
     def _exactly_one_spec(self) -> SpecSource:
@@ -50,7 +52,7 @@ class PredictRequest(SpecSource):
     user_id: str = Field(..., min_length=1, max_length=256)
     events: list[Event] = Field(default_factory=list, max_length=MAX_EVENTS, description="recent calls, oldest first")
     prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="what the user wants, if known")
-    k: int = Field(5, ge=1, le=MAX_K)
+    k: int = Field(5, ge=1, le=MAX_K, strict=True, description="how many calls to answer: a JSON integer")
     latency_budget_ms: float | None = Field(None, gt=0, description="lets the service skip slow candidate sources")
 
 

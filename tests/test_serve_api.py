@@ -331,6 +331,8 @@ def test_admin_endpoints_refuse_missing_or_wrong_tokens(
         ("/predict", {"user_id": "u"}, 422, "exactly one of spec_url, spec or spec_id"),
         ("/predict", {"user_id": "u", "spec": BILLING, "k": 0}, 422, "k: Input should be greater than or equal to 1"),
         ("/predict", {"user_id": "u", "spec": BILLING, "k": 51}, 422, "k: Input should be less than or equal to 50"),
+        ("/predict", {"user_id": "u", "spec": BILLING, "k": "3"}, 422, "k: Input should be a valid integer"),
+        ("/specs", {"spec_url": ""}, 422, "spec_url: String should have at least 1 character"),
         (
             "/predict",
             {"user_id": "u", "spec": BILLING, "events": [{"endpoint": "GET /v1/invoices"}] * 201},

@@ -22,6 +22,7 @@ from serve.errors import error_response
         (PredictionNotFoundError("unknown"), 404),
         (errors.SharedStoreDownError("retry"), 503),
         (ModelSchemaError("retrain"), 503),
+        (errors.ImportInputError("empty body"), 400),
     ],
 )
 def test_domain_errors_map_to_statuses(exc: Exception, status: int) -> None:

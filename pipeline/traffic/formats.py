@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import ijson
+import msgspec
 
 from pipeline.traffic.observed import Identity, Observed, epoch, small_json, split_url
 
@@ -100,8 +100,8 @@ def _lines(handle: IO[bytes], tally: Tally) -> Iterator[str]:
 def _objects(handle: IO[bytes], tally: Tally) -> Iterator[dict[str, Any]]:
     for line in _lines(handle, tally):
         try:
-            record = json.loads(line)
-        except ValueError:
+            record = msgspec.json.decode(line)  # a log has millions of lines: json.loads was its slowest step
+        except msgspec.DecodeError:
             tally["garbage"] += 1
             continue
         if isinstance(record, dict):

@@ -20,7 +20,7 @@ from pipeline.spec.load import inspect_spec, load_catalogue
 from pipeline.spec.matching import CallMatcher
 
 if TYPE_CHECKING:
-    from pipeline.learning.imports import ImportReport
+    from pipeline.learning.imports import Progress
     from pipeline.ranking.predict import Predictor
     from train.peers import Peers
     from train.suite import Suite
@@ -244,7 +244,8 @@ def cmd_restyle(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from pipeline.runtime import import_traffic
+    from pipeline.adapters.kv import ResilientStore
+    from pipeline.runtime import import_traffic, spec_catalogue
 
     settings, model_dir, path = _settings(args), _model_dir(args), Path(args.file)
     if not path.is_file():
@@ -252,10 +253,17 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 2
     if not args.dry_run:
         _ensure_model(model_dir, settings)
-    report = import_traffic(path, args.spec, settings, host=args.host, prefix=args.prefix, fmt=args.format,
+    catalogue = spec_catalogue(args.spec, ResilientStore(settings.cache), settings)  # once: the import, the report
+    report = import_traffic(path, catalogue, settings, host=args.host, prefix=args.prefix, fmt=args.format,
                             progress=_import_progress(path), model_dir=model_dir, learn=not args.dry_run)
     if args.report_dir is not None:
-        _write_import_report(report, args.report_dir, args.spec, settings)
+        from pipeline.learning.arazzo import report_files
+
+        source = args.spec if "://" in args.spec or not Path(args.spec).exists() else str(Path(args.spec).resolve())
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in report_files(report, catalogue, source).items():
+            (args.report_dir / name).write_text(text)
+        _progress(f"report written to {args.report_dir}")
     if args.json:
         _print_json(report.model_dump(mode="json"))
     else:
@@ -263,7 +271,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_progress(path: Path) -> Callable[[int, int, int], None] | None:
+def _import_progress(path: Path) -> Progress | None:
     """A progress bar on a terminal (requests read; sessions and calls learned beside it); nothing otherwise."""
     if not sys.stderr.isatty():
         return None
@@ -276,19 +284,6 @@ def _import_progress(path: Path) -> Callable[[int, int, int], None] | None:
         bar.set_postfix(sessions=sessions, learned=labels, refresh=False)
 
     return update
-
-
-def _write_import_report(report: ImportReport, folder: Path, spec: str, settings: Settings) -> None:
-    from pipeline.adapters.kv import ResilientStore
-    from pipeline.learning.arazzo import report_files
-    from pipeline.runtime import spec_catalogue
-
-    catalogue = spec_catalogue(spec, ResilientStore(settings.cache), settings)
-    source = spec if "://" in spec or not Path(spec).exists() else str(Path(spec).resolve())
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in report_files(report, catalogue, source).items():
-        (folder / name).write_text(text)
-    _progress(f"report written to {folder}")
 
 
 def cmd_import_bench(args: argparse.Namespace) -> int:

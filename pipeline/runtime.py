@@ -62,9 +62,18 @@ def import_secret(settings: Settings) -> bytes:
     path = settings.imports.upload_dir / "secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # a race loses to the first writer
+        # Written whole, then linked into place: an import starting at the same moment finds either no secret
+        # or the complete one, and the first link wins.
+        draft = path.with_name(f".secret-{secrets.token_hex(8)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip().encode()
 
 

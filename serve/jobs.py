@@ -69,59 +69,55 @@ class ModelJobs:
                 f"model job {active} is still running: one job at a time; follow it at GET /admin/retrain/{active}"
             )
         job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self._submit(job_id, f"{ENTRYPOINTS[kind]} --job-id {job_id}", trigger)
+        return job_id
+
+    def _submit(self, job_id: str, arguments: str, trigger: str) -> None:
+        """`python <arguments>` as job `job_id` with the service's settings, on the driver resources configured."""
+        learning = self._settings.learning
         with self._job_api():
-            learning = self._settings.learning
             self.client.submit_job(
-                entrypoint=f"{sys.executable} {ENTRYPOINTS[kind]} --job-id {job_id}",
+                entrypoint=f"{sys.executable} {arguments}",
                 submission_id=job_id,
                 runtime_env={"env_vars": self._env},
                 metadata={"trigger": trigger},
                 entrypoint_num_cpus=learning.driver_cpus or None,
                 entrypoint_memory=learning.driver_memory_bytes or None,
             )
-        return job_id
+
+    def _info(self, job_id: str, missing: str) -> Any:
+        """Ray's record of job `job_id` (`missing` says what to do when there is none)."""
+        try:
+            with self._job_api():
+                return self.client.get_job_info(job_id)
+        except RuntimeError as exc:  # the SDK's way of saying 404
+            raise JobNotFoundError(f"no {missing}") from exc
 
     def submit_import(self, upload: Path, catalogue: Path, options: dict[str, str]) -> str:
         """An import of `upload` onto the spec whose catalogue is in `catalogue` (train/import_job.py); imports
         run beside model jobs and each other (each learns through the claims every label takes)."""
         job_id = upload.stem
         flags = " ".join(f"--{name} {shlex.quote(value)}" for name, value in options.items())
-        with self._job_api():
-            self.client.submit_job(
-                entrypoint=f"{sys.executable} -m train.import_job --job-id {job_id} --file {shlex.quote(str(upload))} "
-                           f"--catalogue {shlex.quote(str(catalogue))} {flags}".rstrip(),
-                submission_id=job_id,
-                runtime_env={"env_vars": self._env},
-                metadata={"trigger": "import"},
-                entrypoint_num_cpus=self._settings.learning.driver_cpus or None,
-                entrypoint_memory=self._settings.learning.driver_memory_bytes or None,
-            )
+        self._submit(job_id, f"-m train.import_job --job-id {job_id} --file {shlex.quote(str(upload))} "
+                             f"--catalogue {shlex.quote(str(catalogue))} {flags}".rstrip(), "import")
         return job_id
 
     def import_status(self, job_id: str) -> dict[str, Any]:
         """The import job's Ray status and, once it wrote it, its report."""
-        try:
-            with self._job_api():
-                info = self.client.get_job_info(job_id)
-        except RuntimeError as exc:
-            raise JobNotFoundError(f"no import job {job_id!r}; POST /admin/import starts one") from exc
+        info = self._info(job_id, f"import job {job_id!r}; POST /admin/import starts one")
         written = self._settings.imports.report_dir(job_id) / "report.json"
         return {
             "job_id": job_id,
-            "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+            "status": _status(info),
             "message": info.message,
             "report": json.loads(written.read_text()) if written.exists() else None,
         }
 
     def status(self, job_id: str) -> dict[str, Any]:
-        try:
-            with self._job_api():
-                info = self.client.get_job_info(job_id)
-        except RuntimeError as exc:  # the SDK's way of saying 404
-            raise JobNotFoundError(f"no model job {job_id!r}; POST /admin/retrain starts one") from exc
+        info = self._info(job_id, f"model job {job_id!r}; POST /admin/retrain starts one")
         report: dict[str, Any] = {
             "job_id": job_id,
-            "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+            "status": _status(info),
             "trigger": (info.metadata or {}).get("trigger"),
             "message": info.message,
             "started_at": info.start_time / 1000 if info.start_time else None,
@@ -140,3 +136,7 @@ class ModelJobs:
                 "champion": metrics.get("champion", {}),
             }
         return report
+
+
+def _status(info: Any) -> str:
+    return str(info.status.value if hasattr(info.status, "value") else info.status)

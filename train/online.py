@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from pipeline.adapters.kv import ResilientStore
 from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, label
 from pipeline.ranking.context import PreparedSpec
-from pipeline.ranking.predict import Predictor
+from pipeline.ranking.predict import Predictor, PredictOutcome
 from pipeline.ranking.stats import InMemoryPatterns, InMemoryTransitions
 from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings, LearningSettings
 from pipeline.spec.load import load_catalogue
@@ -31,9 +32,44 @@ from train.session_peers import OnlinePeers, case_history, case_sessions
 MODES = ("online", "offline", "markov", "sknn")
 
 
-def _learning(predictor: Predictor, counts: InMemoryTransitions, patterns: InMemoryPatterns | None) -> Predictor:
+def with_counts(predictor: Predictor, counts: InMemoryTransitions, patterns: InMemoryPatterns | None) -> Predictor:
+    """The same model and embedder, reading these online counts (and pattern counts, when given)."""
     return Predictor(predictor.model, counts, predictor.settings, predictor.embedder, predictor.op_embeddings,
                      patterns)
+
+
+def spec_loader(predictor: Predictor, cases_dir: Path, fetch: FetchSettings) -> Callable[[Case], PreparedSpec]:
+    """A case's prepared spec, each spec prepared once."""
+    specs: dict[str, PreparedSpec] = {}
+
+    def prepared(case: Case) -> PreparedSpec:
+        location = spec_location(case, cases_dir)
+        if location not in specs:
+            specs[location] = predictor.prepare(load_catalogue(location, fetch))
+        return specs[location]
+
+    return prepared
+
+
+def replay_sink(spool_dir: Path, counts: InMemoryTransitions, patterns: InMemoryPatterns) -> LabelSink:
+    """Labels kept as the embedded service keeps them: claimed in-process, spooled under `spool_dir`."""
+    store = ResilientStore(CacheSettings())
+    return LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=spool_dir / "feedback.jsonl")), counts,
+                     CacheSettings().prediction_ttl_s, patterns)
+
+
+def expected_rank(outcome: PredictOutcome, case: Case) -> int | None:
+    endpoints = [p.endpoint for p in outcome.predictions]
+    return endpoints.index(case.expected) + 1 if case.expected in endpoints else None
+
+
+def learn_case(sink: LabelSink, spec: PreparedSpec, case: Case, outcome: PredictOutcome) -> None:
+    """The case's true call reported for the prediction the service answered with `outcome`, as /feedback does."""
+    record = PredictionRecord.of(
+        outcome, prediction_id=uuid.uuid4().hex, user_id="replay", spec_id=spec.content_hash,
+        events=[e.endpoint for e in case.events], prompt=case.prompt, created_at=datetime.now(UTC),
+    )
+    sink.record(label(record, case.expected, None, spec.matcher.match(case.expected)))
 
 
 def replay_online(
@@ -43,24 +79,15 @@ def replay_online(
     """hit@1, hit@3 and MRR on each half of `cases`, online (after the feedback of every earlier case, remembered
     with its prompt and shared with the other specs as `learning` says), offline (the same model, no feedback),
     and the session-based peers learning from the same labels (`markov`, `sknn`, falling back to `fallback`)."""
-    patterns = InMemoryPatterns(learning.pattern_prior)
-    online = _learning(predictor, InMemoryTransitions(learning.recall, learning.borrow), patterns)
-    offline = _learning(predictor, InMemoryTransitions(), None)
-    store = ResilientStore(CacheSettings())  # in-process: labels are claimed and kept as in the embedded service
-    specs: dict[str, PreparedSpec] = {}
+    counts, patterns = InMemoryTransitions(learning.recall, learning.borrow), InMemoryPatterns(learning.pattern_prior)
+    online = with_counts(predictor, counts, patterns)
+    offline = with_counts(predictor, InMemoryTransitions(), None)
     ranks: dict[str, list[int | None]] = {mode: [] for mode in MODES}
     peers = OnlinePeers(fallback)
-
-    def prepared(case: Case) -> PreparedSpec:
-        location = spec_location(case, cases_dir)
-        if location not in specs:
-            specs[location] = predictor.prepare(load_catalogue(location, fetch))
-        return specs[location]
-
+    prepared = spec_loader(predictor, cases_dir, fetch)
     ends = {s.cases[-1] for s in case_sessions(cases, lambda case: case_history(prepared(case), case))}
     with tempfile.TemporaryDirectory(prefix="opensesame-online-") as spool:
-        sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=Path(spool) / "feedback.jsonl")),
-                         online.counts, CacheSettings().prediction_ttl_s, patterns)
+        sink = replay_sink(Path(spool), counts, patterns)
         for number, case in enumerate(cases):
             spec = prepared(case)
             history = case_history(spec, case)
@@ -72,22 +99,17 @@ def replay_online(
             outcomes = {mode: model.predict(spec, case.events, case.prompt, k=10)
                         for mode, model in (("online", online), ("offline", offline))}
             for mode, outcome in outcomes.items():
-                endpoints = [p.endpoint for p in outcome.predictions]
-                ranks[mode].append(endpoints.index(case.expected) + 1 if case.expected in endpoints else None)
-            outcome = outcomes["online"]  # what the service answered: the prediction its label belongs to
-            record = PredictionRecord.of(
-                outcome, prediction_id=uuid.uuid4().hex, user_id="replay", spec_id=spec.content_hash,
-                events=[e.endpoint for e in case.events], prompt=case.prompt, created_at=datetime.now(UTC),
-            )
-            sink.record(label(record, case.expected, None, spec.matcher.match(case.expected)))
+                ranks[mode].append(expected_rank(outcome, case))
+            learn_case(sink, spec, case, outcomes["online"])  # the prediction the service answered
     half = len(cases) // 2
     report: dict[str, Any] = {"cases": len(cases)}
     for part, sl in (("first_half", slice(0, half)), ("second_half", slice(half, None))):
-        report[part] = {mode: _pick(summary(r[sl])) for mode, r in ranks.items()}
+        report[part] = {mode: pick(summary(r[sl])) for mode, r in ranks.items()}
     return report
 
 
-def _pick(metrics: dict[str, float]) -> dict[str, float]:
+def pick(metrics: dict[str, float]) -> dict[str, float]:
+    """The verdict's metrics of a summary."""
     return {m: metrics[m] for m in VERDICT_METRICS}
 
 

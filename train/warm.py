@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import json
 import tempfile
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.adapters.kv import ResilientStore
 from pipeline.learning.imports import ImportReport, SessionLearner, TrafficImport
-from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, label
-from pipeline.ranking.context import PreparedSpec
 from pipeline.ranking.predict import Predictor
 from pipeline.ranking.stats import InMemoryPatterns, InMemoryTransitions
-from pipeline.settings import CacheSettings, FeedbackSettings, FetchSettings, ImportSettings, LearningSettings
-from pipeline.spec.load import load_catalogue
+from pipeline.settings import FetchSettings, ImportSettings, LearningSettings
 from pipeline.traffic.formats import Tally, read_traffic
 from pipeline.traffic.observed import Identity
-from train.evaluate import Case, spec_location
+from train.evaluate import Case
 from train.metrics import VERDICT_METRICS, summary
+from train.online import expected_rank, learn_case, pick, replay_sink, spec_loader, with_counts
 from train.peers import Cosine
 from train.session_peers import CaseSession, OnlinePeers, case_history, case_sessions
 
@@ -68,27 +64,16 @@ def warm_eval(
     imports: ImportSettings, fallback: Cosine, share: float = 0.5,
 ) -> dict[str, Any]:
     """hit@1, hit@3 and MRR of every mode on the cases of the sessions after the first `share` of them."""
-    specs: dict[str, PreparedSpec] = {}
-
-    def prepared(case: Case) -> PreparedSpec:
-        location = spec_location(case, cases_dir)
-        if location not in specs:
-            specs[location] = predictor.prepare(load_catalogue(location, fetch))
-        return specs[location]
-
+    prepared = spec_loader(predictor, cases_dir, fetch)
     sessions = case_sessions(cases, lambda case: case_history(prepared(case), case))
     cut = round(len(sessions) * share)
     earlier, later = sessions[:cut], sessions[cut:]
     counts, patterns = InMemoryTransitions(learning.recall, learning.borrow), InMemoryPatterns(learning.pattern_prior)
-    warm = Predictor(predictor.model, counts, predictor.settings, predictor.embedder, predictor.op_embeddings, patterns)
-    cold = Predictor(predictor.model, InMemoryTransitions(), predictor.settings, predictor.embedder,
-                     predictor.op_embeddings)
-    store = ResilientStore(CacheSettings())
+    warm, cold = with_counts(predictor, counts, patterns), with_counts(predictor, InMemoryTransitions(), None)
     peers, learned = OnlinePeers(fallback), OnlinePeers(fallback)  # learned: from the import alone
     imported: dict[str, Any] = {"sessions": len(earlier), "requests": 0, "matched": 0, "labels": 0}
     with tempfile.TemporaryDirectory(prefix="opensesame-warm-") as work:
-        sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=Path(work) / "spool.jsonl")),
-                         counts, CacheSettings().prediction_ttl_s, patterns)
+        sink = replay_sink(Path(work), counts, patterns)
         for location in dict.fromkeys(s.spec for s in earlier):
             mine = [s for s in earlier if s.spec == location]
             har = Path(work) / "traffic.har"
@@ -111,11 +96,13 @@ def warm_eval(
         # What the import alone taught first; then the same cases again, each learned after it is answered.
         for case in later_cases:
             spec = prepared(case)
-            ranks["cold"].append(_rank(cold, spec, case))
-            ranks["warm"].append(_rank(warm, spec, case))
+            for mode, model in (("cold", cold), ("warm", warm)):
+                ranks[mode].append(expected_rank(model.predict(spec, case.events, case.prompt, k=10), case))
         for case in later_cases:
             spec = prepared(case)
-            ranks["online"].append(_rank_and_learn(warm, sink, spec, case))
+            outcome = warm.predict(spec, case.events, case.prompt, k=10)
+            ranks["online"].append(expected_rank(outcome, case))
+            learn_case(sink, spec, case, outcome)
         for session in later:
             for number in session.cases:
                 case = cases[number]
@@ -129,27 +116,7 @@ def warm_eval(
             spec = prepared(last)
             peers.learn_session(spec, [*case_history(spec, last), last.expected])
     return {"sessions": len(sessions), "cases": sum(len(s.cases) for s in later), "imported": imported,
-            "later": {mode: _pick(summary(r)) for mode, r in ranks.items()}}
-
-
-def _rank(model: Predictor, spec: PreparedSpec, case: Case) -> int | None:
-    endpoints = [p.endpoint for p in model.predict(spec, case.events, case.prompt, k=10).predictions]
-    return endpoints.index(case.expected) + 1 if case.expected in endpoints else None
-
-
-def _rank_and_learn(model: Predictor, sink: LabelSink, spec: PreparedSpec, case: Case) -> int | None:
-    """Answer `case`, then take its label through the sink as /feedback would."""
-    outcome = model.predict(spec, case.events, case.prompt, k=10)
-    endpoints = [p.endpoint for p in outcome.predictions]
-    record = PredictionRecord.of(outcome, prediction_id=uuid.uuid4().hex, user_id="warm", spec_id=spec.content_hash,
-                                 events=[e.endpoint for e in case.events], prompt=case.prompt,
-                                 created_at=datetime.now(UTC))
-    sink.record(label(record, case.expected, None, spec.matcher.match(case.expected)))
-    return endpoints.index(case.expected) + 1 if case.expected in endpoints else None
-
-
-def _pick(metrics: dict[str, float]) -> dict[str, float]:
-    return {m: metrics[m] for m in VERDICT_METRICS}
+            "later": {mode: pick(summary(r)) for mode, r in ranks.items()}}
 
 
 def warm_macro(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:

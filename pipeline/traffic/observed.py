@@ -17,8 +17,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 # A response kept with its call fills the parameters of later calls; larger ones are dropped, as /predict refuses
-# them (pipeline.ranking.context.MAX_RESPONSE_BYTES, repeated here: traffic sits below ranking).
-MAX_RESPONSE_BYTES = 16 * 1024
+# them.
+from pipeline.ranking.context import MAX_RESPONSE_BYTES
 
 # Who made a request, strongest first: a session id the client sent, a user the server authenticated, a hash of
 # the credential, and last the client's address with its user agent.

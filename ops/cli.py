@@ -219,11 +219,12 @@ def _eval_suite(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from train.compare import compare, format_comparison, load_suite_report
+    from train.compare import best_peers, compare, format_comparison, load_suite_report
 
     before, after = [Path(p) for p in args.before], [Path(p) for p in args.after]
+    peers = None if args.peers is None else best_peers(load_suite_report(args.peers))
     result = compare([load_suite_report(p) for p in before], [load_suite_report(p) for p in after],
-                     [f"{b.name} -> {a.name}" for b, a in zip(before, after)])
+                     [f"{b.name} -> {a.name}" for b, a in zip(before, after)], peers)
     if args.json:
         _print_json(result)
     else:
@@ -588,10 +589,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_eval)
 
     compare = commands.add_parser("compare", help="models before and after a change, paired seed by seed: the dev "
-                                  "suite's macro per pair, its mean, every set's mean (Markdown tables)")
+                                  "suite's macro per pair, its mean, every set's mean (Markdown tables), the worst "
+                                  "set's margin over its best peer and the verdict")
     compare.add_argument("--before", nargs="+", required=True,
                          help="model directories (or `eval --suite --json` outputs), one per seed")
     compare.add_argument("--after", nargs="+", required=True, help="the same seeds after the change, in that order")
+    compare.add_argument("--peers", type=Path, help="`opensesame eval --suite --json` output whose peers give each "
+                         "set's best peer (default: the peers the first --before report holds)")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=cmd_compare)
 

@@ -66,3 +66,14 @@ def test_eval_reads_specs_from_the_folder_specs_names(capsys, tmp_path, tiny_set
     main(["eval", "--cases", str(cases), "--specs", str(FIXTURES), "--json", "--model", model, *PACKAGED])
     out = json.loads(capsys.readouterr().out)
     assert out["hit@1"] == 1.0 and out["params_exact"] == 1.0
+
+
+def test_a_case_expecting_no_operation_of_its_spec_is_refused(capsys, tmp_path, tiny_settings, tiny_model) -> None:
+    # A typo in a case would otherwise count as a miss of the ranker and of every peer alike.
+    case = {"id": "typo", "spec": "billing_oas30.yaml", "prompt": "pay this invoice", "events": [],
+            "expected": "POST /invoices/{invoice}/pays"}
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps(case) + "\n")
+    model = str(tiny_settings.paths.model_dir)
+    assert main(["eval", "--cases", str(cases), "--specs", str(FIXTURES), "--json", "--model", model, *PACKAGED]) == 2
+    assert ("case typo: expected 'POST /invoices/{invoice}/pays' is not an operation of" in capsys.readouterr().err)

@@ -119,6 +119,31 @@ def test_feature_rows_have_the_schema_width(predictor, billing) -> None:
     assert np.isnan(assembled.X[:, FEATURE_NAMES.index("llm_rank")]).all()  # no LLM: the slot stays missing
 
 
+def test_with_no_prompt_what_is_like_the_last_call_is_a_candidate(predictor, tmp_path) -> None:
+    """An RPC-style API's paths relate nothing, so the structure source has no neighbours to offer; retrieval
+    proposes the operations most like the last call instead."""
+    from pipeline.ranking.context import build_context
+    from pipeline.ranking.predict import assemble
+
+    names = ["getReservationDetails", "updateReservationFlights", "cancelReservation", "getUserDetails",
+             "searchDirectFlight", "listAllAirports", "calculate", "transferToHumanAgents", "sendCertificate",
+             *(f"{verb}{noun}" for verb in ("list", "create", "delete")
+               for noun in ("Songs", "Playlists", "Albums", "Artists", "Podcasts", "Lyrics", "Charts", "Genres"))]
+    paths = {f"/api/{name}": {"post": {"operationId": name, "summary": name, "responses": {"200": {"description": "ok"}}}}
+             for name in names}
+    (tmp_path / "rpc.json").write_text(json.dumps({"openapi": "3.0.3", "info": {"title": "airline", "version": "1"},
+                                                   "paths": paths}))
+    spec = predictor.prepare(load_catalogue(tmp_path / "rpc.json", FETCH))
+    ctx = build_context(spec, events("POST /api/getReservationDetails"), "", None, 20)
+    assembled = assemble(ctx, predictor.model.patterns, predictor.counts, predictor.settings)
+    last_sim = assembled.signals.last_sim
+    assert last_sim is not None
+    proposed = {int(op) for i, op in enumerate(assembled.candidates.indices)
+                if "retrieval" in assembled.candidates.sources_of(i)}
+    most_alike = [int(i) for i in np.argsort(-last_sim)[:3]]
+    assert proposed >= set(most_alike) and len(proposed) == predictor.settings.per_source < len(names)
+
+
 def test_reason_says_why(predictor, billing) -> None:
     top = predictor.predict(billing, events("GET /v1/invoices/in_123"), "pay this invoice", k=1).predictions[0]
     assert "acts on what your last call addressed" in top.reason

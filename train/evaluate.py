@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from pipeline.errors import OpenSesameError
 from pipeline.ranking.context import Event, PreparedSpec
 from pipeline.ranking.predict import Predictor
 from pipeline.ranking.sources import Hits
@@ -79,6 +80,10 @@ def evaluate(
             catalogue = load_catalogue(location, fetch)
             specs[location] = predictor.prepare(catalogue.without_links() if ignore_links else catalogue)
         spec = specs[location]
+        if case.expected not in spec.profile.index:
+            # A typo in a case would count as a miss of the ranker and of every peer alike, unseen.
+            raise OpenSesameError(f"case {case.id}: expected {case.expected!r} is not an operation of {location}; "
+                                  "write it as METHOD and the spec's path template")
         started = time.perf_counter()
         extra = {"llm": llm_hits[case.id]} if llm_hits is not None and case.id in llm_hits else None
         outcome = predictor.predict(spec, case.events, case.prompt, k=k, extra_sources=extra, disabled=disabled)

@@ -477,8 +477,8 @@ class SessionGenerator:
         return way
 
     def _oneshot(self) -> Session | None:
-        """No history: one operation asked for, any ids it needs quoted in the prompt (ToolAlpaca's shape); a
-        write on a thing with a lookup of its own reads the thing first."""
+        """No history: one operation asked for, any ids it needs quoted in the prompt (ToolAlpaca's shape), and
+        that operation is the call."""
         candidates = [i for i in range(len(self.profile)) if not self._avoid(i) and len(self.free[i]) <= 2]
         if not candidates:
             return None
@@ -486,8 +486,6 @@ class SessionGenerator:
         op, profile = self.catalogue.operations[target], self.profile.ops[target]
         free = self.free[target]
         walk = _Walk(self, {ent: self.ids.make(ent) for ent in free})
-        if free:
-            self._read_first(walk, target)
         walk.follow([target])
         if free:
             refs = " and ".join(f"{ent.replace('_', ' ')} {walk.values[ent]}" for ent in free) if len(free) > 1 \

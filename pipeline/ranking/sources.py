@@ -48,9 +48,11 @@ def _top(scores: np.ndarray, limit: int, mask: np.ndarray | None = None) -> Hits
 
 
 def retrieval(ctx: Context, signals: Signals, limit: int) -> Hits:
-    """Prompt against operation texts, nudged toward the recent context when there is one."""
+    """Prompt against operation texts, nudged toward the recent context when there is one; with no prompt, the
+    operations most like the last call. Where an API's paths say nothing (RPC style), the structure source finds
+    no neighbours, and what is like the last call in name and text is the next call's best recall."""
     if signals.prompt_sim is None:
-        return {}
+        return {} if signals.last_sim is None else _top(signals.last_sim, limit)
     scores = signals.prompt_sim.copy()
     if signals.last_sim is not None:
         scores += LAST_CALL_WEIGHT * signals.last_sim

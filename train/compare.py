@@ -4,8 +4,8 @@ One seed's models spread macro hit@1 as widely as most changes move it (docs/dec
 the mean over seeds, set by set, and on the **worst set**: the one where the ranker is least above its best peer at
 hit@1 (the peers rank the same cases without the model, so their scores are the same before and after). A change is
 kept when that worst margin does not fall and the macro without any one set (leave-one-set-out) does not fall by
-more than its seeds' spread: a gain that costs the hardest set, or that one set alone carries, is fitting the suite. The set that falls
-most, against its seeds' spread, is reported beside it. Each input is a model directory (the `dev_suite` of the
+more than its seeds' spread: a gain that costs the hardest set, or that one set alone carries, is fitting the
+suite. The set that falls most, against its seeds' spread, is reported beside it. Each input is a model directory (the `dev_suite` of the
 report.json `opensesame train` writes) or the JSON of `opensesame eval --suite --json`; the peers' scores come from
 such a JSON (`--peers`) or from the reports themselves when they hold them.
 """
@@ -81,10 +81,14 @@ def compare(before: list[dict[str, Any]], after: list[dict[str, Any]], labels: l
             "kept": not worst["falls"] and not any(row["falls"] for row in loso.values())}
 
 
-def _spread(reports: list[dict[str, Any]], name: str) -> float:
-    """How far one seed's hit@1 on a set lies from another's, before the change: what noise alone moves it by."""
-    values = [float(r["sets"][name]["hit@1"]) for r in reports]
+def _spread(values: list[float]) -> float:
+    """How far one seed's value lies from another's, before the change: what noise alone moves it by."""
     return max(values) - min(values)
+
+
+def _falls(delta: float, spread: float, seeds: int) -> bool:
+    """A fall beyond the seeds' spread; with one seed there is no spread to measure, and any fall counts."""
+    return delta < -spread if seeds > 1 else delta < 0
 
 
 def worst_set(sets: dict[str, dict[str, Scores]], peers: Scores) -> dict[str, Any]:
@@ -103,9 +107,9 @@ def worst_set(sets: dict[str, dict[str, Scores]], peers: Scores) -> dict[str, An
 def largest_fall(before: list[dict[str, Any]], sets: dict[str, dict[str, Scores]]) -> dict[str, Any]:
     """The set whose hit@1 falls most (mean over seeds), against the seeds' spread on it."""
     name = min(sets, key=lambda n: sets[n]["delta"]["hit@1"])
-    delta, spread = sets[name]["delta"]["hit@1"], _spread(before, name)
+    spread = _spread([float(r["sets"][name]["hit@1"]) for r in before])
     return {"set": name, "delta": sets[name]["delta"], "spread": round(spread, 4),
-            "beyond_spread": delta < -spread if len(before) > 1 else delta < 0}
+            "beyond_spread": _falls(sets[name]["delta"]["hit@1"], spread, len(before))}
 
 
 def leave_one_out(before: list[dict[str, Any]], sets: dict[str, dict[str, Scores]]) -> dict[str, dict[str, Any]]:
@@ -116,11 +120,10 @@ def leave_one_out(before: list[dict[str, Any]], sets: dict[str, dict[str, Scores
     for left in dict.fromkeys(n.partition("@")[0] for n in sets):
         rest = [n for n in sets if n.partition("@")[0] != left]
         if rest:
-            per_seed = [sum(float(r["sets"][n]["hit@1"]) for n in rest) / len(rest) for r in before]
             delta = {m: sum(sets[n]["delta"][m] for n in rest) / len(rest) for m in VERDICT_METRICS}
-            spread = max(per_seed) - min(per_seed)
+            spread = _spread([sum(float(r["sets"][n]["hit@1"]) for n in rest) / len(rest) for r in before])
             out[left] = {"delta": delta, "spread": round(spread, 4),
-                         "falls": delta["hit@1"] < -spread if len(before) > 1 else delta["hit@1"] < 0}
+                         "falls": _falls(delta["hit@1"], spread, len(before))}
     return out
 
 

@@ -20,13 +20,13 @@ async def require_admin(request: Request, authorization: Annotated[str | None, H
     """`Authorization: Bearer <learning.admin_token>`; the Ingress puts the token on `app.state.admin_token`."""
     token: str | None = request.app.state.admin_token
     if token is None:
-        raise errors.Forbidden(
+        raise errors.ForbiddenError(
             "admin endpoints are disabled: set learning.admin_token (OPENSESAME__LEARNING__ADMIN_TOKEN)"
         )
     if authorization is None or not authorization.startswith("Bearer "):
-        raise errors.Unauthorized("missing credentials: send 'Authorization: Bearer <learning.admin_token>'")
+        raise errors.UnauthorizedError("missing credentials: send 'Authorization: Bearer <learning.admin_token>'")
     if not secrets.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode()):
-        raise errors.Forbidden("wrong admin token")
+        raise errors.ForbiddenError("wrong admin token")
 
 
 Admin = Depends(require_admin)
@@ -38,6 +38,11 @@ class Caller:
 
     key: ApiKey | None
     address: str
+
+    @property
+    def name(self) -> str:
+        """Who this is when the request names no user: the key's name, else the address."""
+        return f"key:{self.key.name}" if self.key is not None else f"addr:{self.address}"
 
     def quota_id(self, user_id: str | None = None) -> str:
         """Whose quota a call counts against: the key's; without one the user's, or the address's."""
@@ -63,7 +68,7 @@ def identify(clients: ClientSettings, authorization: str | None, x_api_key: str 
     presented = x_api_key or bearer
     if presented is None:
         if clients.require_api_key:
-            raise errors.Unauthorized(
+            raise errors.UnauthorizedError(
                 "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
             )
         return Caller(None, address)
@@ -71,7 +76,7 @@ def identify(clients: ClientSettings, authorization: str | None, x_api_key: str 
     for key in clients.api_keys:
         if secrets.compare_digest(key.sha256, digest):
             return Caller(key, address)
-    raise errors.Unauthorized("unknown API key: send a key issued for this service (clients.api_keys)")
+    raise errors.UnauthorizedError("unknown API key: send a key issued for this service (clients.api_keys)")
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]

@@ -24,12 +24,16 @@ from serve.schemas import ErrorBody
 log = logging.getLogger("opensesame.http")
 
 
-class Unauthorized(Exception):
-    """An admin call without credentials."""
+class UnauthorizedError(Exception):
+    """No credentials, or an API key this service did not issue."""
 
 
-class Forbidden(Exception):
+class ForbiddenError(Exception):
     """An admin call with wrong credentials, or admin calls disabled."""
+
+
+class RequestTooLargeError(Exception):
+    """A request body over the ingress's size limit."""
 
 RETRY_AFTER_S = 1
 
@@ -43,8 +47,9 @@ STATUS: list[tuple[type[Exception], int]] = [
     (errors.UnreachableError, 400),  # the client's URL: it can fix it or send the spec inline
     (errors.SpecError, 422),  # syntax, not a spec, no paths
     (FeedbackMismatchError, 422),
-    (Unauthorized, 401),
-    (Forbidden, 403),
+    (UnauthorizedError, 401),
+    (ForbiddenError, 403),
+    (RequestTooLargeError, 413),
     (errors.ImportInputError, 400),
     (errors.JobNotFoundError, 404),
     (errors.RetrainRunningError, 409),
@@ -92,13 +97,13 @@ def error_response(exc: BaseException) -> JSONResponse:
     exc = unwrap(exc)
     if isinstance(exc, BackPressureError):
         return JSONResponse(
-            {"error": "overloaded", "detail": "the service is at capacity; retry after the Retry-After delay"},
+            {"error": "OverloadedError", "detail": "the service is at capacity; retry after the Retry-After delay"},
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     if isinstance(exc, RayActorError):  # a replica died under the request; Serve is replacing it
         return JSONResponse(
-            {"error": "replica lost", "detail": "a replica serving this request was lost (its process or node died) "
+            {"error": "ReplicaLostError", "detail": "a replica serving this request was lost (its process or node died) "
              "and is being replaced; retry after the Retry-After delay"},
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
@@ -114,24 +119,50 @@ def error_response(exc: BaseException) -> JSONResponse:
                 headers = {"WWW-Authenticate": "Bearer"}
             return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
     log.exception("unexpected error", exc_info=exc)
-    return JSONResponse({"error": "internal", "detail": "unexpected server error; it has been logged"}, status_code=500)
+    return JSONResponse({"error": "InternalError", "detail": "unexpected server error; it has been logged"}, status_code=500)
 
 
 def _field(loc: tuple[object, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "body"
 
 
+def _problem(error: dict[str, Any]) -> str:
+    """One validation error as the client can act on it. FastAPI reports a body that is not JSON at all as
+    `('body', <character offset>)` with "JSON decode error"; say so, and where."""
+    if error.get("type") == "json_invalid":
+        offset = error["loc"][-1] if error.get("loc") else "?"
+        reason = (error.get("ctx") or {}).get("error", "")
+        because = f" ({reason})" if reason else ""
+        return f"body: not valid JSON at character {offset}{because}; send a JSON object"
+    if tuple(error.get("loc", ())) == ("body",) and error.get("type") in ("model_attributes_type", "dict_type"):
+        return "body: not a JSON object; send one with 'Content-Type: application/json'"
+    return f"{_field(tuple(error['loc']))}: {error['msg']}"
+
+
+def http_error_name(status: int) -> str:
+    """The exception-style name of one of FastAPI's own refusals: 404 -> NotFoundError."""
+    return "".join(word.capitalize() for word in HTTPStatus(status).phrase.replace("-", " ").split()) + "Error"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # FastAPI's own refusals (unknown route, method not allowed, a body it cannot read) in the same shape.
-        body = {"error": HTTPStatus(exc.status_code).phrase.lower(), "detail": str(exc.detail)}
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (unknown route, method not allowed, a body it cannot read) in the same shape; its
+        # bare "Not Found" and "Method Not Allowed" say what was asked for.
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the body cannot be read: send JSON encoded as UTF-8"
+        elif detail == HTTPStatus(exc.status_code).phrase and exc.status_code in (404, 405):
+            asked = f"{request.method} {request.url.path}"
+            detail = f"no route {asked}" if exc.status_code == 404 else f"{asked}: method not allowed on this route"
+            detail += "; the routes are listed at /docs"
+        body = {"error": http_error_name(exc.status_code), "detail": detail}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{_field(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"error": "invalid request", "detail": "; ".join(problems)}, status_code=422)
+        problems = [_problem(e) for e in exc.errors()]
+        return JSONResponse({"error": "RequestValidationError", "detail": "; ".join(problems)}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _domain(_: Request, exc: Exception) -> JSONResponse:

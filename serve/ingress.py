@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers
@@ -46,6 +47,7 @@ from serve import errors, mcp
 from serve.deps import Admin, Caller, CurrentCaller
 from serve.ranker import Ranked
 from serve.schemas import (
+    VERSION,
     FeedbackRequest,
     FeedbackResponse,
     ImportJob,
@@ -61,9 +63,14 @@ from serve.schemas import (
 )
 from serve.telemetry import PredictMetrics
 
-app = FastAPI(
+DOCS_ASSETS = "/docs-assets"  # also the console's favicon
+
+# /docs and /redoc from assets the app serves itself (fastapi-offline's Swagger UI and ReDoc): the default pages
+# load them from a CDN and are blank without internet.
+app = FastAPIOffline(
+    static_url=DOCS_ASSETS,
     title="OpenSesame",
-    version="0.1.0",
+    version=VERSION,
     description="Predicts the next REST API call from recent calls, a prompt and an OpenAPI spec.",
 )
 errors.install(app)
@@ -82,10 +89,8 @@ class BodyLimit:
         limit = getattr(scope["app"].state, "max_body", None) if scope["type"] == "http" else None
         length = Headers(scope=scope).get("content-length") if limit else None
         if limit and length and length.isdigit() and int(length) > limit:
-            response = JSONResponse(
-                {"error": "too large", "detail": f"request body over {limit} bytes; send spec_url instead of the spec"},
-                status_code=413,
-            )
+            response = errors.error_response(
+                errors.RequestTooLargeError(f"request body over {limit} bytes; send spec_url instead of the spec"))
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

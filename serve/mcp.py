@@ -24,7 +24,7 @@ from pipeline.ranking.context import Event
 from pipeline.settings import ClientSettings
 from serve.deps import Caller, identify
 from serve.errors import error_response
-from serve.schemas import MAX_K, FeedbackRequest, PredictRequest
+from serve.schemas import MAX_K, VERSION, FeedbackRequest, PredictRequest
 
 # The Ingress's route code: a request and its caller in, the route's response out.
 Route = Callable[[Any, Caller], Awaitable[Any]]
@@ -39,7 +39,7 @@ INSTRUCTIONS = (
 
 def build(predict_route: Route, feedback_route: Route, clients: ClientSettings) -> ASGIApp:
     """The tools, answered by the Ingress's `/predict` and `/feedback` code."""
-    server = MCPServer("OpenSesame", instructions=INSTRUCTIONS)
+    server = MCPServer("OpenSesame", version=VERSION, instructions=INSTRUCTIONS)
 
     async def caller(ctx: Context) -> Caller:
         request: Request = ctx.request_context.request
@@ -49,14 +49,18 @@ def build(predict_route: Route, feedback_route: Route, clients: ClientSettings) 
     @server.tool(description="The k most likely next calls of the API whose spec is named (spec_id from a previous "
                  "answer or POST /specs, or spec_url), given the calls made so far (oldest first, each "
                  "'METHOD /concrete/path') and what the user asked for. Each call comes with its filled path, a "
-                 "score and a reason; keep the prediction_id for record_call.")
-    async def suggest_next_calls(ctx: Context, user_id: str, events: list[str], prompt: str = "", k: int = 5,
-                                 spec_id: str | None = None, spec_url: str | None = None) -> dict[str, Any]:
+                 "score and a reason; keep the prediction_id for record_call. user_id names whose session it "
+                 "is (default: the API key's name, else the client's address).")
+    async def suggest_next_calls(ctx: Context, events: list[str], prompt: str = "", k: int = 5,
+                                 spec_id: str | None = None, spec_url: str | None = None,
+                                 user_id: str | None = None) -> dict[str, Any]:
         async def predict() -> Any:
+            who = await caller(ctx)
             source = {"spec_id": spec_id, "spec_url": spec_url}
-            body = PredictRequest(user_id=user_id, events=[Event(endpoint=e) for e in events], prompt=prompt,
-                                  k=min(k, MAX_K), **{name: value for name, value in source.items() if value})
-            return await predict_route(body, await caller(ctx))
+            body = PredictRequest(user_id=user_id or who.name, events=[Event(endpoint=e) for e in events],
+                                  prompt=prompt, k=min(k, MAX_K),
+                                  **{name: value for name, value in source.items() if value})
+            return await predict_route(body, who)
 
         return await _answered(predict)
 
@@ -78,7 +82,7 @@ async def _answered(route: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
         response = await route()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise ToolError(f"422 invalid request: {problems}") from exc
+        raise ToolError(f"422 RequestValidationError: {problems}") from exc
     except Exception as exc:  # the domain errors, mapped as the HTTP routes map them
         refused = error_response(exc)
         body = json.loads(bytes(refused.body))

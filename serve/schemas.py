@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,6 +11,7 @@ from pipeline.learning.acceptance import Acceptance
 from pipeline.learning.imports import ImportReport
 from pipeline.ranking.context import Event
 
+VERSION = version("opensesame")  # the package's: the OpenAPI document and the MCP server report it
 MAX_EVENTS = 200
 MAX_PROMPT_CHARS = 4000
 MAX_K = 50
@@ -59,7 +61,8 @@ class PredictRequest(SpecSource):
 class ErrorBody(BaseModel):
     """Every error of the API."""
 
-    error: str = Field(..., description="what kind of error, e.g. 'invalid request', 'SpecNotFoundError'")
+    error: str = Field(..., description="the exception-style name of the error, e.g. 'RequestValidationError', "
+                       "'SpecNotFoundError', 'OverloadedError'")
     detail: str = Field(..., description="what went wrong and what to fix")
 
 

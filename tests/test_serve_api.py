@@ -57,6 +57,7 @@ from pipeline.ranking.features import FEATURE_NAMES
 from pipeline.ranking.stats import START
 from pipeline.settings import PROJECT_ROOT, FetchSettings, RegistrySettings, Settings
 from pipeline.spec.load import load_catalogue
+from serve.schemas import VERSION
 from serve.telemetry import EXPORTED, exported
 
 pytestmark = pytest.mark.slow
@@ -668,8 +669,9 @@ def test_the_python_client_predicts_labels_and_waits_out_quotas(served: Served) 
 
 
 def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
-    """The MCP tools at /mcp, called with the SDK's own client over Streamable HTTP: the same predictions as
-    /predict, a recorded call labelled as /feedback labels it, and refusals in the routes' words."""
+    """The MCP tools at /mcp, called with the SDK's own client over Streamable HTTP: the server names its version,
+    the same predictions as /predict, a recorded call labelled as /feedback labels it, and refusals in the routes'
+    words."""
     import httpx2
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -682,7 +684,8 @@ def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
             streamable_http_client(served.base + "/mcp", http_client=http) as (read, write),
             ClientSession(read, write) as session,
         ):
-            await session.initialize()
+            started = await session.initialize()
+            assert (started.serverInfo.name, started.serverInfo.version) == ("OpenSesame", VERSION)
             tools = [tool.name for tool in (await session.list_tools()).tools]
             suggested = await session.call_tool("suggest_next_calls", {
                 "user_id": "agent", "spec_id": spec_id, "events": ["GET /v1/invoices/in_42"], "prompt": "pay it",
@@ -692,8 +695,8 @@ def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
                 recorded = await session.call_tool("record_call", {
                     "prediction_id": suggested.structured_content["prediction_id"],
                     "called": "POST /v1/invoices/in_42/pay"})
-            unknown = await session.call_tool("suggest_next_calls", {"user_id": "agent", "spec_id": "0" * 64,
-                                                                     "events": []})
+            # Without user_id: the session is the caller's (its key's name, else its address).
+            unknown = await session.call_tool("suggest_next_calls", {"spec_id": "0" * 64, "events": []})
             return tools, suggested, recorded, unknown
 
     tools, suggested, recorded, unknown = asyncio.run(session_calls({}))
@@ -707,7 +710,7 @@ def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
     assert unknown.is_error and "404 SpecNotFoundError: unknown spec_id" in unknown.content[0].text, unknown
 
     _, refused, _, _ = asyncio.run(session_calls({"X-API-Key": "os_nobody"}))
-    assert refused.is_error and "401 Unauthorized: unknown API key" in refused.content[0].text, refused
+    assert refused.is_error and "401 UnauthorizedError: unknown API key" in refused.content[0].text, refused
 
 
 def test_the_console_page_predicts_and_records_calls_in_a_real_browser(served: Served, tmp_path: Path) -> None:
@@ -771,20 +774,22 @@ def test_the_console_page_predicts_and_records_calls_in_a_real_browser(served: S
 
 
 def test_every_error_has_the_one_error_shape(served: Served) -> None:
-    """Bodies FastAPI itself refuses (not JSON, not UTF-8, wrong content type, no such route) answer like ours."""
+    """Bodies FastAPI itself refuses (not JSON, not UTF-8, wrong content type, no such route) answer like ours: an
+    exception-style name and a detail that says what to fix."""
     cases = [
         (httpx.post(served.base + "/predict", content=b'{"user_id": ', headers={"content-type": "application/json"}),
-         422, "JSON decode error"),
+         422, "RequestValidationError", "body: not valid JSON at character 12"),
         (httpx.post(served.base + "/feedback", content=b"\xc8\x94\xff", headers={"content-type": "application/json"}),
-         400, "error parsing the body"),
+         400, "BadRequestError", "send JSON encoded as UTF-8"),
         (httpx.post(served.base + "/feedback", content=b"prediction_id=x", headers={"content-type": "text/plain"}),
-         422, "body"),
-        (httpx.get(served.base + "/no/such/route"), 404, "Not Found"),
-        (httpx.delete(served.base + "/predict"), 405, "Method Not Allowed"),
+         422, "RequestValidationError", "not a JSON object; send one with 'Content-Type: application/json'"),
+        (httpx.get(served.base + "/no/such/route"), 404, "NotFoundError", "no route GET /no/such/route"),
+        (httpx.delete(served.base + "/predict"), 405, "MethodNotAllowedError", "DELETE /predict: method not allowed"),
     ]
-    for response, status, detail in cases:
+    for response, status, error, detail in cases:
         assert response.status_code == status, response.text
-        assert set(response.json()) == {"error", "detail"} and detail in response.json()["detail"], response.text
+        assert response.json()["error"] == error and detail in response.json()["detail"], response.text
+        assert set(response.json()) == {"error", "detail"}
 
 
 def _redeploy_ranker(served: Served, user_config: dict[str, Any]) -> None:

@@ -97,7 +97,7 @@ def test_groups_are_never_split_across_workers() -> None:
 
 
 def test_retrain_registers_and_the_gate_refuses_a_worse_model(
-    ray_local: None, tiny_model, tiny_settings: Settings, tmp_path: Path
+    ray_local: None, tiny_model, tiny_settings: Settings, gate_cases: Path, tmp_path: Path
 ) -> None:
     reg = RegistrySettings(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri()
@@ -119,7 +119,10 @@ def test_retrain_registers_and_the_gate_refuses_a_worse_model(
             # poisoned candidate falls far below this (asserted below).
             gate_tolerance=0.15,
         )
-        return tiny_settings.model_copy(update={"registry": reg, "learning": learning})
+        # The gate's dev cases: the 40 of the Serve tests' jobs, not all 225 TMDB cases for each of two models in
+        # each of two jobs.
+        training = tiny_settings.training.model_copy(update={"dev_cases": gate_cases})
+        return tiny_settings.model_copy(update={"registry": reg, "learning": learning, "training": training})
 
     good = retrain(settings(good_log, 1.0), "job-good", reload=False, log=lambda _: None)
     assert good["labels"]["labels"] == 30 and good["label_groups_skipped"] == {

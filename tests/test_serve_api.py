@@ -716,7 +716,8 @@ def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
 def test_the_console_page_predicts_and_records_calls_in_a_real_browser(served: Served, tmp_path: Path) -> None:
     """/console in headless Chromium (Debian's chromium and chromium-driver): register a spec by pasting it, add a
     call with its response, ask, accept a suggestion with its number key (its path filled from the response): it
-    is recorded as feedback, joins the history, and the next prediction follows from it."""
+    is recorded as feedback, joins the history, and the next prediction follows from it. At a phone's width the
+    page is one column no wider than the window."""
     driver_path, browser = shutil.which("chromedriver"), shutil.which("chromium")
     if not (driver_path and browser):
         pytest.skip("Debian's chromium and chromium-driver are not installed (make install adds them as root)")
@@ -763,6 +764,13 @@ def test_the_console_page_predicts_and_records_calls_in_a_real_browser(served: S
         history = [li.text.removesuffix("×").strip() for li in driver.find_elements(By.CSS_SELECTOR, "#history li")]
         assert history == ["POST /v1/invoices (with its response)", "POST /v1/invoices/in_7/pay"], history
         driver.save_screenshot(str(tmp_path / "console.png"))
+        # A phone's width: one column, nothing wider than the window.
+        driver.set_window_size(420, 900)
+        wait.until(lambda _: driver.execute_script("return window.innerWidth") <= 420)
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        lefts = {round(s.rect["x"]) for s in driver.find_elements(By.TAG_NAME, "section")}
+        driver.save_screenshot(str(tmp_path / "console-420.png"))
+        assert overflow <= 0 and len(lefts) == 1, (overflow, lefts)
     finally:
         driver.quit()
     def recorded() -> bool:

@@ -504,8 +504,9 @@ def cmd_demo_learning(args: argparse.Namespace) -> int:
 
     interrupt_on_term()  # `kill` stops the demo's private cluster as cleanly as Ctrl-C
 
-    report = demo_learning(get_settings(), args.spec, args.redis_url, args.labels, args.per_habit,
-                           log=_progress)
+    settings = get_settings()
+    spec = args.spec or str(settings.training.data_dir / "specs" / "stripe.json")
+    report = demo_learning(settings, spec, args.redis_url, args.labels, args.per_habit, log=_progress)
     if args.json:
         _print_json(report)
     else:
@@ -717,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="demonstrations").add_subparsers(dest="demo_cmd", required=True)
     learning = demo.add_parser("learning", help="users with a new habit: hit@1 before and after retraining")
-    learning.add_argument("--spec", default=str(get_settings().training.data_dir / "specs" / "stripe.json"))
+    learning.add_argument("--spec", help="default: specs/stripe.json of training.data_dir")
     learning.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="a real Redis (keys are prefixed)")
     learning.add_argument("--labels", type=int, default=1000, help="simulated user sessions, one label each")
     learning.add_argument("--per-habit", type=int, default=20, help="fresh users per habit in each hit@1 measure")

@@ -102,3 +102,7 @@ class RateLimitedError(OpenSesameError):
 
 class ImportInputError(OpenSesameError):
     """Traffic to import that cannot be: an empty upload, a store to learn into that is not configured."""
+
+
+class ConfigError(OpenSesameError):
+    """The settings (config file, secret files, environment) do not validate: each bad field and what it takes."""

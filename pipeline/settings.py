@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources import NestedSecretsSettingsSource
+
+from pipeline.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "opensesame.yaml"
@@ -387,8 +389,19 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
     """The YAML file (default `OPENSESAME_CONFIG` or configs/opensesame.yaml) with `overrides` merged in, then
     secret files and the environment."""
     path = path or Path(os.environ.get("OPENSESAME_CONFIG", DEFAULT_CONFIG))
-    data: dict[str, Any] = yaml.safe_load(path.read_text()) or {} if path.exists() else {}
-    return Settings(**_merge(data, overrides or {}))
+    try:
+        data: dict[str, Any] = yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file is a mapping of sections (ranking:, cache:, ...)")
+    try:
+        return Settings(**_merge(data, overrides or {}))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors())
+        raise ConfigError(f"{path} (with the environment's OPENSESAME__* and secret files): {problems}") from exc
 
 
 @lru_cache(maxsize=1)

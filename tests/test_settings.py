@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from conftest import FIXTURES
 
+from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
 
 
@@ -57,8 +58,41 @@ def test_a_job_reads_the_same_settings_from_its_environment(config: Path, monkey
 
 def test_invalid_values_name_the_field(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENSESAME__FETCH__MAX_BYTES", "lots")
-    with pytest.raises(ValidationError, match="fetch.max_bytes"):
+    with pytest.raises(ConfigError, match=r"fetch\.max_bytes: Input should be a valid integer.*\(got 'lots'\)"):
         load_settings(config)
     monkeypatch.delenv("OPENSESAME__FETCH__MAX_BYTES")
-    with pytest.raises(ValidationError, match="cache.redis"):
+    with pytest.raises(ConfigError, match=r"cache\.redis: Extra inputs are not permitted"):
         load_settings(config, overrides={"cache": {"redis": "typo"}})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("ranking: [1\n", "not valid YAML at line 2: expected ',' or ']'"),
+     ("- ranking\n", "a config file is a mapping of sections")],
+)
+def test_a_config_file_that_is_not_a_mapping_says_so(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "opensesame.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"{path}: {message}"):
+        load_settings(path)
+
+
+def test_the_cli_helps_with_a_broken_config_and_names_what_is_wrong_when_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ops.cli import main
+    from pipeline.settings import get_settings
+
+    path = tmp_path / "opensesame.yaml"
+    path.write_text(yaml.safe_dump({"ranking": {"per_source": -5}}))
+    monkeypatch.setenv("OPENSESAME_CONFIG", str(path))
+    get_settings.cache_clear()
+    try:
+        for argv in (["--help"], ["demo", "learning", "--help"]):
+            with pytest.raises(SystemExit) as done:
+                main(argv)
+            assert done.value.code == 0 and "usage: opensesame" in capsys.readouterr().out
+        assert main(["spec", "inspect", str(FIXTURES / "billing_oas30.yaml")]) == 2
+        assert f"error: {path}" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()

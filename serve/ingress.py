@@ -42,6 +42,7 @@ from pipeline.runtime import label_sink
 from pipeline.settings import Settings
 from pipeline.spec.matching import CallMatch, CallMatcher
 from pipeline.spec.store import SpecInfo
+from pipeline.timing import ms_since
 from pipeline.traffic.formats import Format
 from serve import errors, mcp
 from serve.deps import Admin, Caller, CurrentCaller
@@ -106,10 +107,6 @@ ENVELOPE_BYTES = 1024 * 1024
 
 
 T = TypeVar("T")
-
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)
 
 
 @serve.deployment
@@ -191,14 +188,14 @@ class Ingress:
         quota_id = await self._admit(caller, body.user_id)
         mark = time.perf_counter()
         spec_id = await self._spec_id(body, caller, quota_id)
-        spec_ms = _ms(mark)
+        spec_ms = ms_since(mark)
         mark = time.perf_counter()
         prediction_id = uuid.uuid4().hex
         # The one hop of a prediction on a registered spec: the Ranker embeds the prompt and prepares the spec.
         ranked: Ranked = await self.ranker.predict.remote(
             prediction_id, spec_id, body.events, body.prompt, body.k, body.latency_budget_ms
         )
-        rank_ms = _ms(mark)
+        rank_ms = ms_since(mark)
         outcome, info, llm = ranked.outcome, ranked.spec, ranked.llm
         record = PredictionRecord.of(
             outcome, prediction_id=prediction_id, user_id=body.user_id, spec_id=spec_id,
@@ -215,7 +212,7 @@ class Ingress:
             "rank": rank_ms,
             **({"llm": llm.latency_ms} if llm.latency_ms is not None else {}),
             **{f"ranker.{stage}": ms for stage, ms in outcome.timing_ms.items() if stage != "embed_prompt"},
-            "total": _ms(started),
+            "total": ms_since(started),
         }
         self._observe(ranked, timing)
         response = PredictResponse(

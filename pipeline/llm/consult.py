@@ -20,6 +20,7 @@ from pipeline.llm.router import Router
 from pipeline.ranking.context import PreparedSpec
 from pipeline.ranking.sources import Hits
 from pipeline.settings import LLMSettings
+from pipeline.timing import ms_since
 
 log = logging.getLogger("opensesame.llm")
 
@@ -60,16 +61,13 @@ async def consult(
     try:
         answer = await asyncio.wait_for(generator.answer(messages, shortlist), timeout=timeout_s)
     except Exception as exc:  # time-out, back-pressure, a dead engine: the request goes on without the LLM
-        latency = _ms(started)
+        latency = ms_since(started)
         why = "timed out" if isinstance(exc, TimeoutError) else f"failed: {type(exc).__name__}"
         log.warning("llm %s after %.0f ms; answering with the cheap ranking", why, latency, exc_info=exc)
         return Consultation(False, f"llm {why}", "failed", latency_ms=latency)
-    latency = _ms(started)
+    latency = ms_since(started)
     suggestions, stats = patch(parse_answer(answer), spec.catalogue, spec.matcher, settings.max_calls)
     if stats.patched or stats.dropped:
         log.info("llm answer: %d patched, %d dropped: %s", stats.patched, stats.dropped, stats.examples[:5])
     return Consultation(True, decision.why, "used", latency, hits(suggestions, spec.profile.index), stats)
 
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)

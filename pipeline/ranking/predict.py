@@ -44,6 +44,7 @@ from pipeline.ranking.stats import (
 )
 from pipeline.settings import RankingSettings
 from pipeline.spec.catalogue import Catalogue
+from pipeline.timing import ms_since
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,17 +175,17 @@ class Predictor:
         timing: dict[str, float] = {}
         if prompt_vec is None:
             prompt_vec = self.embed_prompt(prompt)
-        timing["embed_prompt"] = _ms(started)
+        timing["embed_prompt"] = ms_since(started)
         ctx = build_context(spec, events, prompt, prompt_vec, self.settings.max_history)
         model = self.model
         mark = time.perf_counter()
         patterns = model.patterns if self.patterns is None else self.patterns.adapt(model.patterns)
         assembled = assemble(ctx, patterns, self.counts, self.settings, extra_sources, disabled, model.meta.embedder)
-        timing["candidates_features"] = _ms(mark)
+        timing["candidates_features"] = ms_since(mark)
         mark = time.perf_counter()
         ranked = rank(model, assembled, k, self.settings)
-        timing["rank"] = _ms(mark)
-        timing["total"] = _ms(started)
+        timing["rank"] = ms_since(mark)
+        timing["total"] = ms_since(started)
         unmatched = [e.endpoint for e, m in zip(events[-self.settings.max_history :], ctx.history) if not m.matched]
         operations = spec.catalogue.operations
         return PredictOutcome(
@@ -235,6 +236,3 @@ def rank(model: RankerModel, assembled: Assembled, k: int, settings: RankingSett
         out.append(RankedCall(op.id, op.method, carried.path, carried.params, round(float(score), 4), reason, sources))
     return out
 
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)

@@ -516,6 +516,13 @@ def cmd_demo_learning(args: argparse.Namespace) -> int:
     return 0 if failed == 0 and rose else 1
 
 
+SERVICE_URL = "http://127.0.0.1:8000"  # where `make serve` listens
+
+
+def _service_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=SERVICE_URL, help=f"the running service (default {SERVICE_URL})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opensesame", description="Predict the next REST API call.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -640,16 +647,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", help="model directory (default: paths.model_dir)")
     bench.add_argument("--embedder", help=EMBEDDER_HELP)
     bench.add_argument("--url", help="also load a running service with loadtest/locustfile.py, e.g. "
-                       "http://127.0.0.1:8000: one user, then each --users level; exit code 1 if an SLO is missed")
+                       f"{SERVICE_URL}: one user, then each --users level; exit code 1 if an SLO is missed")
     bench.add_argument("--users", type=int, action="append", help="locust users of a level; repeat (default 16)")
     bench.add_argument("--hold-s", type=float, default=60, help="seconds each level holds its users")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
 
-    url_help = "the running service, e.g. http://127.0.0.1:8000"
     soak_cmd = commands.add_parser("soak", help="the locust mix for a long while, memory of every process sampled; "
                                    "CSV, plot, exit 1 on a failed request or memory that grows after warm-up")
-    soak_cmd.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    _service_url(soak_cmd)
     soak_cmd.add_argument("--minutes", type=float, default=30)
     soak_cmd.add_argument("--users", type=int, default=16)
     soak_cmd.add_argument("--specs-dir", type=Path, default=Path("../shared/data/apisguru"),
@@ -663,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     overload_cmd = commands.add_parser("overload", help="the locust mix far beyond capacity: only 2xx, 429 and 503 "
                                        "with Retry-After; p99 of the answered; recovery after the load stops")
-    overload_cmd.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    _service_url(overload_cmd)
     overload_cmd.add_argument("--users", type=int, default=256)
     overload_cmd.add_argument("--hold-s", type=float, default=60)
     overload_cmd.add_argument("--spec", type=Path, action="append",
@@ -673,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reconfigure = commands.add_parser("reconfigure", help="serve deploy of changed configs under load (replicas up "
                                       "and down, a settings change that restarts replicas): failed requests per step")
-    reconfigure.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    _service_url(reconfigure)
     reconfigure.add_argument("--dashboard", help="the Ray dashboard (default: learning.dashboard_url)")
     reconfigure.add_argument("--users", type=int, default=16)
     reconfigure.add_argument("--spec", type=Path, default=TMDB_SPEC, help="the spec the clients predict on")
@@ -685,14 +691,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="what is serving and what is coming: the model a running service "
                                  "answers with, the champion, model jobs and their progress")
-    status.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
+    _service_url(status)
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
 
     watch = commands.add_parser("watch", help="started with `make serve`: seconds to the first answer and to each "
                                 "model version after it (the cold-start ranker, the full model), failed requests; "
                                 "exit 1 on a failure or a timeout")
-    watch.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
+    _service_url(watch)
     watch.add_argument("--spec", type=Path, default=TMDB_SPEC, help="the spec the clients register and predict on")
     watch.add_argument("--versions", type=int, default=2, help="stop once this many versions have answered (a "
                        "fresh start: 2, the cold-start ranker and the full model; a second start: 1)")

@@ -126,12 +126,20 @@ def _param_entities(before: dict[str, str], params: tuple[Parameter, ...]) -> tu
     )
 
 
+# What a parameter's description says it identifies: "ID of the series", "the repository's identifier".
+_IDENTIFIES = re.compile(r"\b(?:id|identifier|uuid|key|number|name)\s+of\s+(?:the|a|an)\s+([a-z]+)"
+                         r"|\b(?:the|a|an)\s+([a-z]+)(?:'s)?\s+(?:id|identifier|uuid)\b", re.IGNORECASE)
+
+
 def _param_words(before: dict[str, str], params: tuple[Parameter, ...]) -> tuple[frozenset[str], ...]:
     """Nouns a user writes next to a value of each parameter: its own name's words without the id word
-    (`issue_number` -> issue), its entity head, and the noun of the segment before it (`/servers/{id}` -> server)."""
+    (`issue_number` -> issue), its entity head, the noun of the segment before it (`/servers/{id}` -> server), and
+    the thing its description says it identifies (`/user/favorites/{id}`, "ID of the series" -> series)."""
     out = []
     for p in params:
         named = [w for w in words(p.name) if w not in GENERIC_NAMES] + words(before.get(p.name, ""))[-2:]
+        if said := _IDENTIFIES.search(p.description):
+            named.append((said.group(1) or said.group(2)).lower())
         out.append(frozenset(stem(w) for w in named if w.isalpha()) | {head(p.name)})
     return tuple(out)
 

@@ -99,3 +99,19 @@ def test_an_id_said_to_be_of_another_kind_never_fills_a_parameter() -> None:
     assert fill_from_prompt(close, prompt_values("close #61", kinds), known=frozenset({"owner", "repo"})) == {
         "issue_number": "61"
     }
+
+
+@pytest.mark.parametrize(
+    ("description", "filled"),
+    [("ID of the series", {"id": "81189"}), ("The series' identifier", {"id": "81189"}), ("", {})],
+)
+def test_a_value_named_by_what_the_parameters_description_says_it_identifies_fills_it(
+    description: str, filled: dict[str, str]
+) -> None:
+    """`PUT /user/favorites/{id}` holds series (thetvdb): "add series 81189 to my favorites" fills `id` because the
+    spec says so, not because of the path's noun ("favorite")."""
+    favorite = Operation(id="PUT /user/favorites/{id}", method="PUT", path="/user/favorites/{id}", parameters=(
+        Parameter(name="id", location="path", required=True, description=description),))
+    profile = profile_operation(favorite)
+    said = prompt_values("add series 81189 to my favorites", frozenset().union(*profile.param_words))
+    assert fill_from_prompt(profile, said) == filled

@@ -128,7 +128,7 @@ def _param_entities(before: dict[str, str], params: tuple[Parameter, ...]) -> tu
 
 # What a parameter's description says it identifies: "ID of the series", "the repository's identifier".
 _IDENTIFIES = re.compile(r"\b(?:id|identifier|uuid|key|number|name)\s+of\s+(?:the|a|an)\s+([a-z]+)"
-                         r"|\b(?:the|a|an)\s+([a-z]+)(?:'s)?\s+(?:id|identifier|uuid)\b", re.IGNORECASE)
+                         r"|\b(?:the|a|an)\s+([a-z]+)(?:'s|')?\s+(?:id|identifier|uuid)\b", re.IGNORECASE)
 
 
 def _param_words(before: dict[str, str], params: tuple[Parameter, ...]) -> tuple[frozenset[str], ...]:

@@ -685,7 +685,7 @@ def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
             ClientSession(read, write) as session,
         ):
             started = await session.initialize()
-            assert (started.serverInfo.name, started.serverInfo.version) == ("OpenSesame", VERSION)
+            assert (started.server_info.name, started.server_info.version) == ("OpenSesame", VERSION)
             tools = [tool.name for tool in (await session.list_tools()).tools]
             suggested = await session.call_tool("suggest_next_calls", {
                 "user_id": "agent", "spec_id": spec_id, "events": ["GET /v1/invoices/in_42"], "prompt": "pay it",

@@ -35,6 +35,7 @@ class ForbiddenError(Exception):
 class RequestTooLargeError(Exception):
     """A request body over the ingress's size limit."""
 
+
 RETRY_AFTER_S = 1
 
 # Most specific first: the first matching class decides.

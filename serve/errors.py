@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -140,6 +141,13 @@ def _problem(error: dict[str, Any]) -> str:
     return f"{_field(tuple(error['loc']))}: {error['msg']}"
 
 
+def validation_response(problems: Sequence[Any]) -> JSONResponse:
+    """The 422 of a request that does not validate, each problem as the client can act on it: FastAPI's own
+    validation of a route's body and pydantic's of an MCP tool's arguments answer alike."""
+    detail = "; ".join(_problem(e) for e in problems)
+    return JSONResponse({"error": "RequestValidationError", "detail": detail}, status_code=422)
+
+
 def http_error_name(status: int) -> str:
     """The exception-style name of one of FastAPI's own refusals: 404 -> NotFoundError."""
     return "".join(word.capitalize() for word in HTTPStatus(status).phrase.replace("-", " ").split()) + "Error"
@@ -162,8 +170,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [_problem(e) for e in exc.errors()]
-        return JSONResponse({"error": "RequestValidationError", "detail": "; ".join(problems)}, status_code=422)
+        return validation_response(exc.errors())
 
     @app.exception_handler(Exception)
     async def _domain(_: Request, exc: Exception) -> JSONResponse:

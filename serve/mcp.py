@@ -18,12 +18,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import ValidationError
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.ranking.context import Event
 from pipeline.settings import ClientSettings
 from serve.deps import Caller, identify
-from serve.errors import error_response
+from serve.errors import error_response, validation_response
 from serve.schemas import MAX_K, VERSION, FeedbackRequest, PredictRequest
 
 # The Ingress's route code: a request and its caller in, the route's response out.
@@ -80,16 +81,18 @@ async def _answered(route: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
     """What the route answers, as the tool's result; its refusal as a tool error in the route's words."""
     try:
         response = await route()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise ToolError(f"422 RequestValidationError: {problems}") from exc
+    except ValidationError as exc:  # the tool's arguments, refused as the HTTP route refuses its body
+        raise _refusal(validation_response(exc.errors())) from exc
     except Exception as exc:  # the domain errors, mapped as the HTTP routes map them
-        refused = error_response(exc)
-        body = json.loads(bytes(refused.body))
-        retry = refused.headers.get("Retry-After")
-        raise ToolError(f"{refused.status_code} {body['error']}: {body['detail']}"
-                        + (f" (retry after {retry} s)" if retry else "")) from exc
+        raise _refusal(error_response(exc)) from exc
     return json.loads(bytes(response.body))
+
+
+def _refusal(refused: JSONResponse) -> ToolError:
+    body = json.loads(bytes(refused.body))
+    retry = refused.headers.get("Retry-After")
+    return ToolError(f"{refused.status_code} {body['error']}: {body['detail']}"
+                     + (f" (retry after {retry} s)" if retry else ""))
 
 
 class _Started:

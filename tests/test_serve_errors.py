@@ -106,3 +106,17 @@ def test_fastapis_own_refusals_name_the_error_and_what_to_fix(
     response = refusing.request(method, path, content=content, headers=headers)
     assert response.status_code == status
     assert response.json() == {"error": error, "detail": detail}
+
+
+def test_an_mcp_tools_arguments_are_refused_as_a_routes_body() -> None:
+    """The MCP tools build the routes' request models themselves: pydantic's refusal reads as the route's 422."""
+    from pydantic import ValidationError
+
+    from serve.schemas import PredictRequest
+
+    with pytest.raises(ValidationError) as refused:
+        PredictRequest(user_id="", spec_id="x")
+    response = http_errors.validation_response(refused.value.errors())
+    assert response.status_code == 422
+    assert json.loads(response.body) == {"error": "RequestValidationError",
+                                         "detail": "user_id: String should have at least 1 character"}

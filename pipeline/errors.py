@@ -6,6 +6,14 @@ The HTTP layer maps these to status codes in one place (`serve/errors.py`); noth
 from __future__ import annotations
 
 
+def yaml_problem(exc: Exception) -> tuple[str, int | None]:
+    """What a PyYAML error says is wrong, and its 1-based line (`problem_mark`), as the person fixing the file
+    reads them: a spec or a config file."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return str(problem), mark.line + 1 if mark is not None else None
+
+
 class OpenSesameError(Exception):
     """Base of every error OpenSesame raises on purpose."""
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources import NestedSecretsSettingsSource
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, yaml_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "opensesame.yaml"
@@ -392,9 +392,9 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
     try:
         data: dict[str, Any] = yaml.safe_load(path.read_text()) or {} if path.exists() else {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+        problem, line = yaml_problem(exc)
+        where = f" at line {line}" if line is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file is a mapping of sections (ranking:, cache:, ...)")
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import NotASpecError, SpecNotFoundError, SpecSyntaxError, SpecTooLargeError
+from pipeline.errors import NotASpecError, SpecNotFoundError, SpecSyntaxError, SpecTooLargeError, yaml_problem
 from pipeline.settings import FetchSettings
 from pipeline.spec.fetch import fetch_url
 
@@ -75,10 +75,7 @@ def parse_text(text: str) -> Any:
     try:
         return yaml.load(repair_yaml(stripped), Loader=_SpecLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecSyntaxError(str(problem), line) from exc
+        raise SpecSyntaxError(*yaml_problem(exc)) from exc
 
 
 def parse_bytes(raw: bytes, source: str, max_bytes: int) -> SpecDocument:

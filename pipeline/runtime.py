@@ -6,14 +6,15 @@ import os
 import secrets
 from pathlib import Path
 
+from pipeline.adapters.feedback_log import FeedbackLog
 from pipeline.adapters.kv import DiskBlobs, ResilientStore
 from pipeline.adapters.minilm import MiniLMEmbedder, load_embedder
 from pipeline.cache import SharedStore
 from pipeline.errors import ImportInputError
 from pipeline.learning.imports import ImportReport, Progress, SessionLearner, TrafficImport
+from pipeline.learning.labels import LabelSink
 from pipeline.learning.online_counts import online_transitions
 from pipeline.learning.online_patterns import online_patterns
-from pipeline.learning.records import FeedbackLog, LabelSink
 from pipeline.ranking.embedding import CachedEmbedder, OperationEmbeddings, require_embedder
 from pipeline.ranking.model import RankerModel
 from pipeline.ranking.predict import Predictor

@@ -27,13 +27,12 @@ from pipeline.adapters.kv import ResilientStore
 from pipeline.cache import LRU
 from pipeline.errors import ImportInputError, RateLimitedError
 from pipeline.learning.acceptance import AcceptanceTally, ShadowRanking, rank_bucket, shadow_key
+from pipeline.learning.labels import followup, label
 from pipeline.learning.records import (
     FeedbackRecord,
     PredictionNotFoundError,
     PredictionRecord,
     encode_features,
-    followup,
-    label,
     last_prediction_key,
     load_prediction,
     save_prediction,

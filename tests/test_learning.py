@@ -11,21 +11,19 @@ import numpy as np
 import pytest
 from conftest import RedisServer
 
+from pipeline.adapters.feedback_log import FeedbackLog
 from pipeline.adapters.kv import ResilientStore
 from pipeline.adapters.label_log import LabelLogWriter, read_labels
 from pipeline.learning.acceptance import Acceptance, AcceptanceTally, rank_bucket
+from pipeline.learning.labels import LabelSink, followup, label
 from pipeline.learning.online_counts import OnlineTransitions
 from pipeline.learning.online_patterns import OnlinePatterns, patterns_key
 from pipeline.learning.records import (
-    FeedbackLog,
     FeedbackRecord,
-    LabelSink,
     PredictionRecord,
     decode_features,
     encode_features,
     encode_prompt,
-    followup,
-    label,
 )
 from pipeline.learning.training_rows import label_rows, split_frame
 from pipeline.ranking.features import FEATURE_NAMES, SCHEMA_VERSION

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, RedisServer, SpecServer, poll
 
+from pipeline.adapters.feedback_log import FeedbackLog
 from pipeline.adapters.kv import RESYNC_BATCH, ResilientStore
 from pipeline.errors import NotASpecError, SharedStoreDownError, SpecNotFoundError
+from pipeline.learning.labels import label
 from pipeline.learning.records import (
-    FeedbackLog,
     FeedbackMismatchError,
     FeedbackRecord,
     PredictionNotFoundError,
     PredictionRecord,
-    label,
     load_prediction,
     prediction_key,
     save_prediction,

@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.adapters.feedback_log import FeedbackLog
 from pipeline.adapters.kv import ResilientStore
-from pipeline.learning.records import FeedbackLog, LabelSink, PredictionRecord, label
+from pipeline.learning.labels import LabelSink, label
+from pipeline.learning.records import PredictionRecord
 from pipeline.ranking.context import PreparedSpec
 from pipeline.ranking.predict import Predictor, PredictOutcome
 from pipeline.ranking.stats import InMemoryPatterns, InMemoryTransitions

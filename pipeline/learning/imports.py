@@ -19,7 +19,8 @@ from itertools import pairwise
 
 from pydantic import BaseModel, Field
 
-from pipeline.learning.records import LabelSink, PredictionRecord, encode_features, label
+from pipeline.learning.labels import LabelSink, label
+from pipeline.learning.records import PredictionRecord, encode_features
 from pipeline.ranking.context import Event, PreparedSpec
 from pipeline.ranking.predict import Predictor
 from pipeline.settings import ImportSettings

@@ -35,6 +35,20 @@ _RELATION_WEIGHT = np.array([_PRIOR.get(r, 0.0) for r in Relation], dtype=np.flo
 _RECENCY = 0.6  # weight of a call one step older than the last
 # How far retrieval leans toward operations like the last call: a prompt's match first, the context second.
 LAST_CALL_WEIGHT = 0.25
+# The structure source's priors (the ranker learns the rest from their scores): an OpenAPI link from a recent
+# call is nearly as strong a hint as its item, a response field naming the candidate's parameter half as
+# strong; an operation the history can fill, or a list narrowed to the thing just called, is half a relation.
+_LINK_WEIGHT = 0.9
+_RESPONSE_LINK_WEIGHT = 0.5
+_FILLABLE_BONUS = 0.5
+_FILTERED_BONUS = 0.5
+# Below this the structure source proposes nothing: a distant relation alone (same root, ancestor) is noise.
+_STRUCTURE_FLOOR = 0.15
+# The transitions source's Dirichlet strength: the per-spec counts outweigh the agnostic pattern after a few labels.
+_PATTERN_STRENGTH = 3.0
+# The popular source's tie-breaks among equal first-call rates: lists and searches first, shallow paths first.
+_BROWSE_BONUS = 0.05
+_DEPTH_PENALTY = 0.01
 
 
 def _top(scores: np.ndarray, limit: int, mask: np.ndarray | None = None) -> Hits:
@@ -68,13 +82,14 @@ def structure(ctx: Context, signals: Signals, limit: int) -> Hits:
     for age, op in enumerate(reversed(ctx.op_history[-3:])):
         weight = _RECENCY**age
         rel = signals.rel_last if age == 0 else relations_from(profile, op)
-        scores += weight * (_RELATION_WEIGHT[rel] + 0.9 * links(profile, op) + 0.5 * response_links(profile, op))
+        scores += weight * (_RELATION_WEIGHT[rel] + _LINK_WEIGHT * links(profile, op)
+                           + _RESPONSE_LINK_WEIGHT * response_links(profile, op))
     needs = profile.n_required > 0
     all_known = needs & (signals.known_required >= profile.n_required)
-    scores += 0.5 * all_known
+    scores += _FILLABLE_BONUS * all_known
     for entity in ctx.last_entities & profile.filtered_by.keys():  # lists narrowed to the thing just called
-        scores[profile.filtered_by[entity]] += 0.5
-    return _top(scores, limit, mask=scores > 0.15)
+        scores[profile.filtered_by[entity]] += _FILTERED_BONUS
+    return _top(scores, limit, mask=scores > _STRUCTURE_FLOOR)
 
 
 def transitions(
@@ -97,8 +112,7 @@ def transitions(
         if index is not None:
             spec_prob[index] = count / total
     # Dirichlet-style blend: with little per-spec evidence the agnostic pattern dominates.
-    strength = 3.0
-    scores = (spec_prob * total + strength * pattern) / (total + strength)
+    scores = (spec_prob * total + _PATTERN_STRENGTH * pattern) / (total + _PATTERN_STRENGTH)
     support = np.full(n, total, dtype=np.float32)
     return _top(scores, limit), spec_prob, support
 
@@ -165,7 +179,7 @@ def popular(ctx: Context, signals: Signals, limit: int, first: np.ndarray) -> Hi
     ranked by the learned first-call rates `first` and preferring lists and searches, the usual way in."""
     profile = ctx.spec.profile
     browse = np.isin(profile.kind, (Kind.LIST, Kind.SEARCH))
-    scores = first + 0.05 * browse - 0.01 * profile.depth
+    scores = first + _BROWSE_BONUS * browse - _DEPTH_PENALTY * profile.depth
     return _top(scores, limit, mask=(signals.unfillable == 0) & ~profile.deprecated)
 
 

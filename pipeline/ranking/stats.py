@@ -125,6 +125,10 @@ class InMemoryTransitions:
 
 
 PatternTable = Literal["first", "transition"]
+# A pattern's rate before its counts: most candidates are not the next call (about one in a hundred is), and
+# five observations of a pattern outweigh that prior as much as it weighs.
+_RATE_PRIOR = 0.01
+_RATE_STRENGTH = 5.0
 
 
 class PatternRates(Protocol):
@@ -148,15 +152,15 @@ class PatternStats(BaseModel):
     first: dict[str, tuple[int, int]] = {}
 
     @staticmethod
-    def _rate(table: dict[str, tuple[int, int]], key: str, prior: float, strength: float = 5.0) -> float:
+    def _rate(table: dict[str, tuple[int, int]], key: str) -> float:
         chosen, available = table.get(key, (0, 0))
-        return (chosen + prior * strength) / (available + strength)
+        return (chosen + _RATE_PRIOR * _RATE_STRENGTH) / (available + _RATE_STRENGTH)
 
     def transition_rate(self, key: str) -> float:
-        return self._rate(self.transition, key, prior=0.01)
+        return self._rate(self.transition, key)
 
     def first_rate(self, key: str) -> float:
-        return self._rate(self.first, key, prior=0.01)
+        return self._rate(self.first, key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,7 @@ class SessionShapes(_Section):
     """The mixture of session shapes the training generator draws from (train/sessions.py says what each is);
     weights, normalised when drawn. The ranker's is chosen on the dev suite's macro average (docs/decisions.md)."""
 
-    # The mixture before support and iterate at 85 %, and those two at 10 % and 5 %.
+    # Relative weights (they sum to 1.10): training reports the mixture it made beside them (`session_shapes`).
     lookup: float = Field(0.2975, ge=0)
     act: float = Field(0.2125, ge=0)
     oneshot: float = Field(0.1275, ge=0)

@@ -244,3 +244,27 @@ def test_a_thing_is_updated_by_its_patch_not_by_the_put_beside_it() -> None:
     sent = [catalogue.operations[i].id for _ in range(300) if (s := generator.session()) for i in s.ops]
     assert "PATCH /notes/{id}" in sent and "PUT /notes/{id}/label" in sent
     assert "PUT /notes/{id}" not in sent
+
+
+def test_a_shape_the_spec_cannot_make_is_counted_as_the_browse_session_it_becomes() -> None:
+    """Pets has no list narrowed by another thing: a scoped session becomes a browse, and the mixture training
+    reports says so beside the configured one."""
+    from train.dataset import Corpus
+
+    catalogue = load_catalogue(FIXTURES / "pets_swagger2.yaml", FetchSettings())
+    shapes = SessionShapes(lookup=0.5, act=0, oneshot=0, lifecycle=0, browse=0, repeat=0, support=0, iterate=0,
+                           scoped=0.5, asked=0)
+    generator = SessionGenerator(catalogue, random.Random(1), shapes)
+    sessions = [s for s in (generator.session() for _ in range(200)) if s is not None]
+    assert {s.drawn for s in sessions} == {"lookup", "scoped"}
+    assert {s.shape for s in sessions if s.drawn == "scoped"} == {"browse"}
+    assert all(s.shape == "lookup" for s in sessions if s.drawn == "lookup")
+    corpus = Corpus(specs={}, problems=[])
+    for session in sessions:
+        corpus.drawn[session.drawn] += 1
+        corpus.made[session.shape] += 1
+    report = corpus.mixture(shapes)
+    assert set(report) == set(SessionShapes.model_fields)
+    assert report["scoped"]["configured"] == 0.5 and report["scoped"]["made"] == 0 < report["scoped"]["drawn"]
+    assert report["browse"]["configured"] == 0 < report["browse"]["made"]
+    assert abs(sum(r["made"] for r in report.values()) - 1) < 1e-3

@@ -48,6 +48,16 @@ class Corpus:
     specs: dict[str, PreparedSpec]
     problems: list[Problem]
     counts: InMemoryTransitions = field(default_factory=InMemoryTransitions)
+    drawn: Counter[str] = field(default_factory=Counter)  # sessions by the shape drawn for them
+    made: Counter[str] = field(default_factory=Counter)  # sessions by the shape they have (browse where one failed)
+
+    def mixture(self, configured: SessionShapes) -> dict[str, dict[str, float]]:
+        """Each shape's share of the sessions: configured (the weights, normalised), drawn and made."""
+        weights = configured.model_dump()
+        total = sum(weights.values()) or 1.0
+        drawn, made = sum(self.drawn.values()) or 1, sum(self.made.values()) or 1
+        return {shape: {"configured": round(weight / total, 4), "drawn": round(self.drawn[shape] / drawn, 4),
+                        "made": round(self.made[shape] / made, 4)} for shape, weight in weights.items()}
 
 
 def sessions_for(n_operations: int, n_searches: int, scale: float) -> int:
@@ -79,6 +89,8 @@ def generate(
         for s in range(n):
             session = generator.session()
             if session is not None:
+                corpus.drawn[session.drawn] += 1
+                corpus.made[session.shape] += 1
                 problems.extend(generator.problems(session, name, f"{name}#{s}"))
         if not problems:
             continue

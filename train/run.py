@@ -71,6 +71,9 @@ def train(
     valid_corpus = generate(valid_specs, op_embeddings, cfg.seed + 1, cfg.scale, cfg.history_fraction, cfg.shapes,
                             cfg.restyled)
     stage(f"sessions + operation embeddings ({len(train_corpus.problems)} train / {len(valid_corpus.problems)} valid problems)")
+    mixture = train_corpus.mixture(cfg.shapes)
+    log("[train] session shapes, configured -> made: " + ", ".join(
+        f"{shape} {share['configured']:.3f} -> {share['made']:.3f}" for shape, share in mixture.items()))
 
     patterns = learn_patterns(train_corpus)
     vectors = embed_prompts(train_corpus.problems + valid_corpus.problems, embedder)
@@ -107,6 +110,7 @@ def train(
     model.save(out_dir)
     save_base_data(train_ds, valid_ds, settings.learning.base_data)
     report["model_version"] = model.version
+    report["session_shapes"] = mixture
     report["model_dir"] = str(out_dir)
     if evaluate_dev and (cfg.dev_cases.exists() or cfg.dev_suite.exists()):
         predictor = build_predictor(settings, model=model, embedder=embedder)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import random
 import string
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,8 @@ class Session:
     goal: int | None
     prompts: list[str]
     responses: list[dict[str, Any] | None]  # the response body a call is sent with, when the client sends one
+    drawn: str = ""  # the shape of `SessionShapes` drawn for it
+    shape: str = ""  # the shape it has: the drawn one, or browse where the spec could not make that
 
 
 def named(searched: OpProfile, rng: random.Random) -> str:
@@ -331,11 +334,13 @@ class SessionGenerator:
     def session(self, max_len: int = 6) -> Session | None:
         if not self.entry:
             return None
-        shape = self.rng.choices(self.shapes, weights=self.shape_weights)[0]
-        made = {"lookup": self._lookup, "act": self._act, "oneshot": self._oneshot, "lifecycle": self._lifecycle,
-                "repeat": self._repeat, "support": self._support, "iterate": self._iterate,
-                "scoped": self._scoped, "asked": self._asked}.get(shape, lambda: None)()
-        return made if made is not None else self._browse(max_len)
+        drawn = shape = self.rng.choices(self.shapes, weights=self.shape_weights)[0]
+        made = _MAKERS[drawn](self, max_len)
+        if made is None and drawn != "browse":  # a shape this spec cannot make (no goal, nothing to act on) browses
+            shape, made = "browse", self._browse(max_len)
+        if made is not None:
+            made.drawn, made.shape = drawn, shape
+        return made
 
     def _lookup(self) -> Session | None:
         """A lookup chain toward a goal (RestBench's shape); the session ends there, now and then one step later."""
@@ -710,3 +715,14 @@ class SessionGenerator:
             carried = {k: v for k, v in session.params[t].items() if v in earlier or v in session.prompts[t]}
             out.append(Problem(f"{session_id}-{t}", spec_name, events, session.prompts[t], ops[i].id, carried))
         return out
+
+
+# Each shape of `SessionShapes` and what makes it (`max_len` bounds a browse), checked against the settings' fields.
+_MAKERS: dict[str, Callable[[SessionGenerator, int], Session | None]] = {
+    "lookup": lambda g, _: g._lookup(), "act": lambda g, _: g._act(), "oneshot": lambda g, _: g._oneshot(),
+    "lifecycle": lambda g, _: g._lifecycle(), "browse": lambda g, max_len: g._browse(max_len),
+    "repeat": lambda g, _: g._repeat(), "support": lambda g, _: g._support(), "iterate": lambda g, _: g._iterate(),
+    "scoped": lambda g, _: g._scoped(), "asked": lambda g, _: g._asked(),
+}
+if set(_MAKERS) != set(SessionShapes.model_fields):
+    raise TypeError(f"session shapes made {sorted(_MAKERS)} differ from SessionShapes {sorted(SessionShapes.model_fields)}")

@@ -7,6 +7,7 @@ Missing values are NaN (no prompt, no history, no LLM), which LightGBM routes on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,53 +128,81 @@ def _rank_within(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+# Writes one feature column of every candidate.
+Put = Callable[[str, "np.ndarray | float"], None]
+
+
 def featurize(
     ctx: Context, signals: Signals, candidates: CandidateSet, transitions: TransitionView, reading: PromptReading
 ) -> np.ndarray:
-    profile = ctx.spec.profile
-    idx = candidates.indices
-    X = np.full((len(idx), len(FEATURE_NAMES)), np.nan, dtype=np.float32)
+    """One row per candidate of `candidates`, in `FEATURE_NAMES` order; NaN where a group does not apply."""
+    X = np.full((len(candidates.indices), len(FEATURE_NAMES)), np.nan, dtype=np.float32)
 
     def put(name: str, values: np.ndarray | float) -> None:
         X[:, _COLUMN[name]] = values
 
+    _sources(put, candidates)
+    if signals.prompt_sim is not None:
+        _prompt_similarity(put, ctx, signals, candidates.indices)
+    if signals.last_sim is not None and ctx.last_op is not None:
+        _last_call(put, ctx, signals, candidates.indices)
+    _candidate(put, ctx, signals, transitions, candidates.indices)
+    if signals.lex_idf is not None:
+        _prompt_words(put, signals, candidates.indices)
+    put("has_prompt", float(bool(ctx.prompt)))
+    if ctx.prompt:
+        _prompt_reading(put, ctx, reading, candidates.indices)
+    return X
+
+
+
+def _sources(put: Put, candidates: CandidateSet) -> None:
     for source in SOURCE_NAMES:
         if source != "retrieval":
             put(f"{source}_score", candidates.scores[source])
         put(f"{source}_rank", candidates.ranks[source])
     put("n_sources", sum((~np.isnan(candidates.scores[s])).astype(np.float32) for s in SOURCE_NAMES))
 
-    if signals.prompt_sim is not None:
-        sim = signals.prompt_sim
-        best = max(float(sim.max()), 1e-3)
-        put("prompt_sim_rank", _rank_of(sim)[idx])
-        put("prompt_sim_ratio", sim[idx] / best)
-        put("prompt_sim_z", (sim[idx] - sim.mean()) / (sim.std() + 1e-6))
-        assert signals.goal_sim is not None
-        put("goal_sim_ratio", signals.goal_sim[idx] / best)
-        reachable = signals.unreachable == 0
-        put("prompt_rank_linked", _rank_within(sim, signals.linked_last)[idx])
-        put("prompt_rank_reachable", _rank_within(sim, reachable)[idx])
-        put("goal_rank_reachable", _rank_within(signals.goal_sim, reachable)[idx])
-        kind_rank = np.full(len(sim), np.nan, dtype=np.float32)
-        for kind in np.unique(profile.kind[idx]):
-            same = profile.kind == kind
-            kind_rank[same] = _rank_within(sim, same)[same]
-        put("prompt_rank_kind", kind_rank[idx])
-        if ctx.last_op is not None:
-            put("prompt_last_ratio", float(sim[ctx.last_op]) / best)
-    if signals.last_sim is not None and ctx.last_op is not None:
-        put("last_sim", signals.last_sim[idx])
-        put("last_sim_rank", _rank_of(signals.last_sim)[idx])
-        assert signals.history_sim is not None and signals.rel_last is not None
-        put("history_sim", signals.history_sim[idx])
-        put("rel_last", signals.rel_last[idx])
-        put("last_kind", float(profile.kind[ctx.last_op]))
-        put("last_method", float(profile.method[ctx.last_op]))
-        put("depth_diff", profile.depth[idx] - profile.depth[ctx.last_op])
-        put("is_last_op", (idx == ctx.last_op).astype(np.float32))
-        put("run_length", float(_run_length(ctx.op_history)))
 
+def _prompt_similarity(put: Put, ctx: Context, signals: Signals, idx: np.ndarray) -> None:
+    profile = ctx.spec.profile
+    sim = signals.prompt_sim
+    assert sim is not None and signals.goal_sim is not None
+    best = max(float(sim.max()), 1e-3)
+    put("prompt_sim_rank", _rank_of(sim)[idx])
+    put("prompt_sim_ratio", sim[idx] / best)
+    put("prompt_sim_z", (sim[idx] - sim.mean()) / (sim.std() + 1e-6))
+    put("goal_sim_ratio", signals.goal_sim[idx] / best)
+    reachable = signals.unreachable == 0
+    put("prompt_rank_linked", _rank_within(sim, signals.linked_last)[idx])
+    put("prompt_rank_reachable", _rank_within(sim, reachable)[idx])
+    put("goal_rank_reachable", _rank_within(signals.goal_sim, reachable)[idx])
+    kind_rank = np.full(len(sim), np.nan, dtype=np.float32)
+    for kind in np.unique(profile.kind[idx]):
+        same = profile.kind == kind
+        kind_rank[same] = _rank_within(sim, same)[same]
+    put("prompt_rank_kind", kind_rank[idx])
+    if ctx.last_op is not None:
+        put("prompt_last_ratio", float(sim[ctx.last_op]) / best)
+
+
+def _last_call(put: Put, ctx: Context, signals: Signals, idx: np.ndarray) -> None:
+    profile, last = ctx.spec.profile, ctx.last_op
+    assert last is not None and signals.last_sim is not None
+    assert signals.history_sim is not None and signals.rel_last is not None
+    put("last_sim", signals.last_sim[idx])
+    put("last_sim_rank", _rank_of(signals.last_sim)[idx])
+    put("history_sim", signals.history_sim[idx])
+    put("rel_last", signals.rel_last[idx])
+    put("last_kind", float(profile.kind[last]))
+    put("last_method", float(profile.method[last]))
+    put("depth_diff", profile.depth[idx] - profile.depth[last])
+    put("is_last_op", (idx == last).astype(np.float32))
+    put("run_length", float(_run_length(ctx.op_history)))
+
+
+def _candidate(put: Put, ctx: Context, signals: Signals, transitions: TransitionView, idx: np.ndarray) -> None:
+    profile = ctx.spec.profile
     put("trans_spec_prob", transitions.spec_prob[idx])
     put("trans_support", transitions.support[idx])
     put("trans_pattern", transitions.pattern[idx])
@@ -203,39 +232,38 @@ def featurize(
     put("calls_since", signals.calls_since[idx])
     put("log_n_ops", float(np.log1p(len(profile))))
 
-    if signals.lex_idf is not None:
-        assert signals.field_idf is not None and signals.goal_field is not None
-        put("lex_idf", signals.lex_idf[idx])
-        put("lex_idf_rank", _rank_within(signals.lex_idf, signals.lex_idf > 0)[idx])
-        put("field_idf", signals.field_idf[idx])
-        put("field_idf_rank", _rank_within(signals.field_idf, signals.field_idf > 0)[idx])
-        put("goal_field", signals.goal_field[idx])
-        assert signals.verb_idf is not None
-        put("verb_idf", signals.verb_idf[idx])
-        put("verb_idf_rank", _rank_within(signals.verb_idf, signals.verb_idf > 0)[idx])
-        assert signals.mention_pos is not None
-        put("mention_pos", signals.mention_pos[idx])
-        pending = signals.mention_pos.copy()
-        pending[signals.times_called > 0] = np.nan
-        put("mention_rank_pending", _rank_within(-pending, ~np.isnan(pending))[idx])
 
-    has_prompt = bool(ctx.prompt)
-    put("has_prompt", float(has_prompt))
-    if has_prompt:
-        ops = [profile.ops[int(i)] for i in idx]
-        content = reading.content
-        size = max(1, len(content))
-        put("lex_overlap", np.fromiter((len(content & op.tokens) / size for op in ops), np.float32, len(ops)))
-        put("lex_action", np.fromiter((bool(content & op.action) for op in ops), np.float32, len(ops)))
-        put("n_intents", float(len(reading.intents)))
-        put("n_names", float(reading.names))
-        if reading.names:
-            put("name_type_match", np.fromiter(
-                (bool(reading.name_types & op.produces) for op in ops), np.float32, len(ops)))
-        if reading.intents:
-            put("intent_match", np.isin(profile.kind[idx], list(reading.intents)).astype(np.float32))
-        methods = [ctx.spec.catalogue.operations[int(i)].method for i in idx]
-        named, owned = reading.things & profile.nouns, reading.owners & profile.nouns
-        put("destructive_intent", np.fromiter(
-            (asks_for(reading.destructive, op, m, named, owned) for op, m in zip(ops, methods)), np.float32, len(ops)))
-    return X
+def _prompt_words(put: Put, signals: Signals, idx: np.ndarray) -> None:
+    assert signals.lex_idf is not None and signals.field_idf is not None and signals.goal_field is not None
+    assert signals.verb_idf is not None and signals.mention_pos is not None
+    put("lex_idf", signals.lex_idf[idx])
+    put("lex_idf_rank", _rank_within(signals.lex_idf, signals.lex_idf > 0)[idx])
+    put("field_idf", signals.field_idf[idx])
+    put("field_idf_rank", _rank_within(signals.field_idf, signals.field_idf > 0)[idx])
+    put("goal_field", signals.goal_field[idx])
+    put("verb_idf", signals.verb_idf[idx])
+    put("verb_idf_rank", _rank_within(signals.verb_idf, signals.verb_idf > 0)[idx])
+    put("mention_pos", signals.mention_pos[idx])
+    pending = signals.mention_pos.copy()
+    pending[signals.times_called > 0] = np.nan
+    put("mention_rank_pending", _rank_within(-pending, ~np.isnan(pending))[idx])
+
+
+def _prompt_reading(put: Put, ctx: Context, reading: PromptReading, idx: np.ndarray) -> None:
+    profile = ctx.spec.profile
+    ops = [profile.ops[int(i)] for i in idx]
+    content = reading.content
+    size = max(1, len(content))
+    put("lex_overlap", np.fromiter((len(content & op.tokens) / size for op in ops), np.float32, len(ops)))
+    put("lex_action", np.fromiter((bool(content & op.action) for op in ops), np.float32, len(ops)))
+    put("n_intents", float(len(reading.intents)))
+    put("n_names", float(reading.names))
+    if reading.names:
+        put("name_type_match", np.fromiter(
+            (bool(reading.name_types & op.produces) for op in ops), np.float32, len(ops)))
+    if reading.intents:
+        put("intent_match", np.isin(profile.kind[idx], list(reading.intents)).astype(np.float32))
+    methods = [ctx.spec.catalogue.operations[int(i)].method for i in idx]
+    named, owned = reading.things & profile.nouns, reading.owners & profile.nouns
+    put("destructive_intent", np.fromiter(
+        (asks_for(reading.destructive, op, m, named, owned) for op, m in zip(ops, methods)), np.float32, len(ops)))

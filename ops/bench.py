@@ -18,7 +18,8 @@ from pipeline.ranking.predict import Predictor
 from pipeline.settings import PROJECT_ROOT, FetchSettings
 from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.load import load_catalogue
-from train.sessions import Problem, SessionGenerator
+from train.sessions import SessionGenerator
+from train.walk import Problem
 
 LOCUSTFILE = PROJECT_ROOT / "loadtest" / "locustfile.py"
 

@@ -12,7 +12,8 @@ from pipeline.spec.load import load_catalogue
 from pipeline.spec.matching import CallMatcher
 from tests.conftest import FIXTURES, REAL, TMDB_SPEC
 from train.prompts import asked_fields, asking_for_field
-from train.sessions import IdMaker, SessionGenerator
+from train.sessions import SessionGenerator
+from train.walk import IdMaker
 
 SPECS = [FIXTURES / "billing_oas30.yaml", FIXTURES / "pets_swagger2.yaml", REAL / "adyen.com__PayoutService__30__openapi.yaml",
          REAL / "googleapis.com__libraryagent__v1__openapi.yaml"]

@@ -26,7 +26,8 @@ from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.source import read_spec
 from train.parallel import ordered_map
 from train.restyle import RestyledSpec
-from train.sessions import Problem, SessionGenerator
+from train.sessions import SessionGenerator
+from train.walk import Problem
 
 
 @dataclass(slots=True)

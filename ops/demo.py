@@ -121,26 +121,11 @@ def demo_learning(
     ensure_champion(settings.model_copy(update={"registry": reg}), log=log)
     token = secrets.token_urlsafe(16)
     cluster = RayCluster(ClusterPorts.free(), work / "ray")
-    overrides = {
-        "cache": {"redis_url": redis_url, "key_prefix": f"demo{time.time_ns()}:"},
-        "feedback": {"stream": f"demo:{time.time_ns()}:feedback", "spool_path": str(work / "spool.jsonl")},
-        "registry": reg.model_dump(),
-        "learning": {
-            "admin_token": token,
-            "log_uri": str(work / "labels"),
-            "base_data": settings.learning.base_data,
-            "dashboard_url": cluster.dashboard_url,
-            "retrain_after_labels": 0,
-            "worker_cpus": 0.4,
-            "reload_check_s": RELOAD_CHECK_S,
-        },
-        # The swap is measured under 16 closed-loop clients, each as fast as the service answers: no quota here.
-        "clients": {"rate_per_s": 1000, "burst": 1000},
-    }
     port = free_port()
     local = load_config(PROJECT_ROOT / "configs" / "serve.local.yaml")
     # No LLM: the habit is a ranking matter, and the generator would only slow the demo down.
-    settings_args = {**local["applications"][0]["args"].get("settings", {}), **overrides}
+    settings_args = {**local["applications"][0]["args"].get("settings", {}),
+                     **_service_settings(settings, work, reg, cluster.dashboard_url, token, redis_url)}
     config = variant(local, port, settings_args, f"models:/{reg.model_name}@{reg.alias}", llm=False)
     report: dict[str, Any] = {"spec": spec}
     log(f"starting a private Ray cluster and the service on :{port} (work dir {work})")
@@ -164,41 +149,65 @@ def demo_learning(
             log(f"{produced} labels in {report['simulate_s']} s; "
                 f"hit@1 with online counts: {report['hit@1_online_counts']}")
 
-            champion = registry.champion(reg)
-            anchors = sorted(habits)
-            load_rng = random.Random(11)
-
-            def body(client: int, n: int) -> dict[str, Any]:
-                anchor = anchors[(client + n) % len(anchors)]
-                return {
-                    "user_id": f"load-{client}",
-                    "spec_id": demo.spec_id,
-                    "k": 5,
-                    "events": [{"endpoint": f"GET {concrete(demo.paths[anchor], load_rng)}"}],
-                }
-
-            with RequestLoop(f"{base}/predict", body, clients=16) as loop:
-                time.sleep(3)
-                job = demo.retrain()
-                gate = job.get("gate") or {}
-                if gate.get("promoted"):
-                    deadline = time.monotonic() + 3 * RELOAD_CHECK_S + 30
-                    while not loop.seen(job["model_version"]) and time.monotonic() < deadline:
-                        time.sleep(0.5)
-                    time.sleep(RELOAD_CHECK_S + 2)  # past one alias check of every replica
-            report["retrain"] = {k: job.get(k) for k in ("job_id", "status", "model_version", "message")}
-            report["retrain"]["seconds"] = round((job.get("ended_at") or 0) - (job.get("started_at") or 0), 1)
-            report["gate"] = gate
-            report["champion_before"] = champion.label if champion else None
-            swap_since = gate.get("promoted_at") or time.time()
-            report["swap_load"] = loop.report(job.get("model_version") or "", since=swap_since)
-            log(
-                f"retraining {job['status']}: {job.get('model_version')} promoted={gate.get('promoted')} "
-                f"({gate.get('reason')}); under 16 clients: {report['swap_load']}"
-            )
+            report.update(_retrain_under_load(demo, habits, reg, log))
             report["hit@1_after_retrain"] = demo.hit_at_1(habits, per_habit, "after")
-            report["model_after"] = demo.predict("demo-probe", [demo.call(anchors[0])])["model_version"]
+            report["model_after"] = demo.predict("demo-probe", [demo.call(min(habits))])["model_version"]
             log(f"hit@1 after retraining and reload ({report['model_after']}): {report['hit@1_after_retrain']}")
     finally:
         shutil.rmtree(work / "ray", ignore_errors=True)
     return report
+
+
+def _service_settings(settings: Settings, work: Path, reg: RegistrySettings, dashboard_url: str, token: str,
+                      redis_url: str) -> dict[str, Any]:
+    """The demo service's settings over serve.local.yaml's: its own keys, stream, registry and label log."""
+    return {
+        "cache": {"redis_url": redis_url, "key_prefix": f"demo{time.time_ns()}:"},
+        "feedback": {"stream": f"demo:{time.time_ns()}:feedback", "spool_path": str(work / "spool.jsonl")},
+        "registry": reg.model_dump(),
+        "learning": {
+            "admin_token": token,
+            "log_uri": str(work / "labels"),
+            "base_data": settings.learning.base_data,
+            "dashboard_url": dashboard_url,
+            "retrain_after_labels": 0,
+            "worker_cpus": 0.4,
+            "reload_check_s": RELOAD_CHECK_S,
+        },
+        # The swap is measured under 16 closed-loop clients, each as fast as the service answers: no quota here.
+        "clients": {"rate_per_s": 1000, "burst": 1000},
+    }
+
+
+def _retrain_under_load(demo: Demo, habits: dict[str, str], reg: RegistrySettings,
+                        log: Callable[[str], object]) -> dict[str, Any]:
+    """A retraining job while 16 clients predict: the job, its gate, and the requests around the swap."""
+    champion = registry.champion(reg)
+    anchors = sorted(habits)
+    load_rng = random.Random(11)
+
+    def body(client: int, n: int) -> dict[str, Any]:
+        anchor = anchors[(client + n) % len(anchors)]
+        return {
+            "user_id": f"load-{client}",
+            "spec_id": demo.spec_id,
+            "k": 5,
+            "events": [{"endpoint": f"GET {concrete(demo.paths[anchor], load_rng)}"}],
+        }
+
+    with RequestLoop(f"{demo.base}/predict", body, clients=16) as loop:
+        time.sleep(3)
+        job = demo.retrain()
+        gate = job.get("gate") or {}
+        if gate.get("promoted"):
+            deadline = time.monotonic() + 3 * RELOAD_CHECK_S + 30
+            while not loop.seen(job["model_version"]) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(RELOAD_CHECK_S + 2)  # past one alias check of every replica
+    retrain = {k: job.get(k) for k in ("job_id", "status", "model_version", "message")}
+    retrain["seconds"] = round((job.get("ended_at") or 0) - (job.get("started_at") or 0), 1)
+    swap_load = loop.report(job.get("model_version") or "", since=gate.get("promoted_at") or time.time())
+    log(f"retraining {job['status']}: {job.get('model_version')} promoted={gate.get('promoted')} "
+        f"({gate.get('reason')}); under 16 clients: {swap_load}")
+    return {"retrain": retrain, "gate": gate, "champion_before": champion.label if champion else None,
+            "swap_load": swap_load}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -306,23 +307,9 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
     log(f"[retrain] Ray Train fit: {fit_s:.1f} s, {rounds} rounds, {train_metrics}")
 
     X_hold, y_hold, _, sizes_hold = split_frame(read_part(learning.base_data, "holdout"))
-    meta = ModelMeta(
-        schema_version=SCHEMA_VERSION,
-        feature_names=list(FEATURE_NAMES),
-        version=model_version(booster),
-        calibration=calibrate(booster.predict(X_hold), y_hold),
-        patterns=champion_model.patterns,  # the base features were computed with them; labels' features too
-        embedder=champion_model.meta.embedder,  # ... and with its embedder
-        info={
-            "job_id": job_id,
-            "parent": champion.label,
-            "rounds": rounds,
-            "best_iteration": rounds,
-            "labels": describe(labels),
-            "label_groups_skipped": skipped,
-        },
-    )
-    candidate = RankerModel(booster, meta)
+    info = {"job_id": job_id, "parent": champion.label, "rounds": rounds, "best_iteration": rounds,
+            "labels": describe(labels), "label_groups_skipped": skipped}
+    candidate = _candidate(booster, champion_model, X_hold, y_hold, info)
     metrics = compare({"candidate": candidate, "champion": champion_model}, (X_hold, y_hold, sizes_hold), settings)
     decision = gate(metrics["candidate"], metrics["champion"], learning.gate_tolerance)
     log(f"[retrain] gate: {'promote' if decision[0] else 'keep the champion'}: {decision[1]}")
@@ -347,6 +334,22 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
         "fit_seconds": round(fit_s, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _candidate(booster: lgb.Booster, champion: RankerModel, X_hold: np.ndarray, y_hold: np.ndarray,
+               info: dict[str, Any]) -> RankerModel:
+    """The retrained booster as a model: calibrated on the holdout, with the champion's patterns and embedder
+    (the base features were computed with them, and so were the labels')."""
+    meta = ModelMeta(
+        schema_version=SCHEMA_VERSION,
+        feature_names=list(FEATURE_NAMES),
+        version=model_version(booster),
+        calibration=calibrate(booster.predict(X_hold), y_hold),
+        patterns=champion.patterns,
+        embedder=champion.meta.embedder,
+        info=info,
+    )
+    return RankerModel(booster, meta)
 
 
 def run_job(job: Callable[..., dict[str, Any]], kind: str, description: str, argv: list[str] | None) -> int:

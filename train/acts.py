@@ -33,48 +33,10 @@ class ActShapes(SpecWalker):
         target = self.rng.choices(targets, weights=weights)[0]
         free = self.free[target]
         walk = Walk(self, {})
-        quoted: str | None = None
-        opened = False
-        listing = self._listing(target) if self.kind[target] == Kind.CREATE and self.rng.random() < 0.4 else None
-        if listing is not None:
-            # Look at what exists, then create ("GET /labels", then "create a label called needs-triage"): ids of
-            # the parents are held from before the session; the request comes with the act.
-            walk.values.update({ent: self.ids.make(ent) for ent in free})
-            walk.follow([listing])
-            opened = True
-            ref = reference(free[-1], self.rng) if free else object_phrase(self.catalogue.operations[target], self.rng)
-        elif free:
-            # Parents the user already holds (the repository of an issue): their ids, made up front.
-            for ent in free[:-1]:
-                walk.values[ent] = self.ids.make(ent)
-            entity = free[-1]
-            if self.rng.random() < 0.35:
-                quoted = walk.values[entity] = self.ids.make(entity)
-                # The parents show in the history (the repository page before "comment on issue 128").
-                parents = [j for j in range(len(profile)) if not self._avoid(j) and self.free[j] == free[:-1]
-                           and self.kind[j] in (Kind.GET, Kind.LIST)] if len(free) > 1 else []
-                if len(free) > 1 and not parents:
-                    return None
-                if parents:
-                    walk.follow([self.rng.choice(parents)])
-                elif self.rng.random() < 0.5:  # whatever they did before (an entry point), then the act
-                    walk.follow([self.rng.choice(self.entry)])
-                else:
-                    self._read_first(walk, target)
-            else:
-                way = self._way_to(target, entity, walk.values)
-                if way is None or not walk.follow(way):
-                    return None
-                # Opened first, asked after ("email it to the customer" on the invoice page): the request comes
-                # with the act. Asked first, the thing still to be found: the request is there at every step.
-                opened = len(way) > 1
-            ref = reference(entity, self.rng, quoted)
-        else:
-            if self.rng.random() < 0.5:
-                walk.follow([self.rng.choice(self.entry)])
-            ref = object_phrase(self.catalogue.operations[target], self.rng)
-        if not walk.follow([target]):
+        approached = self._approach(walk, target)
+        if approached is None or not walk.follow([target]):
             return None
+        ref, opened = approached
         op = self.catalogue.operations[target]
         asked = profile.ops[target]
         prompt = act_phrase(op, asked, self.rng, ref) if free else phrase(op, asked, self.rng)
@@ -90,6 +52,47 @@ class ActShapes(SpecWalker):
         if then is not None and not self._avoid(then) and walk.follow([then]):
             prompts.append(prompt)
         return walk.session("act", target, prompts)
+
+    def _approach(self, walk: Walk, target: int) -> tuple[str, bool] | None:
+        """The calls before the act on `target`: how the thing it acts on is referred to in the request, and whether
+        the user opened it before asking (the request then comes with the act); None when it cannot be reached."""
+        free = self.free[target]
+        listing = self._listing(target) if self.kind[target] == Kind.CREATE and self.rng.random() < 0.4 else None
+        if listing is not None:
+            # Look at what exists, then create ("GET /labels", then "create a label called needs-triage"): ids of
+            # the parents are held from before the session; the request comes with the act.
+            walk.values.update({ent: self.ids.make(ent) for ent in free})
+            walk.follow([listing])
+            ref = reference(free[-1], self.rng) if free else object_phrase(self.catalogue.operations[target], self.rng)
+            return ref, True
+        if not free:
+            if self.rng.random() < 0.5:
+                walk.follow([self.rng.choice(self.entry)])
+            return object_phrase(self.catalogue.operations[target], self.rng), False
+        # Parents the user already holds (the repository of an issue): their ids, made up front.
+        for ent in free[:-1]:
+            walk.values[ent] = self.ids.make(ent)
+        entity = free[-1]
+        if self.rng.random() < 0.35:
+            quoted = walk.values[entity] = self.ids.make(entity)
+            # The parents show in the history (the repository page before "comment on issue 128").
+            parents = [j for j in range(len(self.profile)) if not self._avoid(j) and self.free[j] == free[:-1]
+                       and self.kind[j] in (Kind.GET, Kind.LIST)] if len(free) > 1 else []
+            if len(free) > 1 and not parents:
+                return None
+            if parents:
+                walk.follow([self.rng.choice(parents)])
+            elif self.rng.random() < 0.5:  # whatever they did before (an entry point), then the act
+                walk.follow([self.rng.choice(self.entry)])
+            else:
+                self._read_first(walk, target)
+            return reference(entity, self.rng, quoted), False
+        way = self._way_to(target, entity, walk.values)
+        if way is None or not walk.follow(way):
+            return None
+        # Opened first, asked after ("email it to the customer" on the invoice page): the request comes with the
+        # act. Asked first, the thing still to be found: the request is there at every step.
+        return reference(entity, self.rng, None), len(way) > 1
 
     def _lookups(self, target: int) -> list[int]:
         """The thing's own lookups: GETs with the same ids, on the same path or the one `target` is a

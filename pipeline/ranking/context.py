@@ -70,6 +70,7 @@ class Context:
     values: dict[str, str] = field(default_factory=dict)  # parameter name -> latest value seen
     entity_values: dict[str, str] = field(default_factory=dict)  # entity head ("invoice") -> latest id seen
     last_entities: set[str] = field(default_factory=set)  # entities whose ids the last call carried
+    last_answered: bool = False  # the last matched call came with its response
     prompt_values: tuple[PromptValue, ...] = ()  # ids and codes the prompt quotes ("order #W8855135"), in its order
     # names the prompt enumerates together ("between San Francisco and Rivermist"): each is one more call
     enumerated: tuple[frozenset[str], ...] = ()
@@ -107,6 +108,7 @@ def build_context(
         heads: dict[str, str] = {}
         ctx.last_entities, ctx.last_linked = set(), {}
         if match.operation is not None:
+            ctx.last_answered = event.response is not None
             index = spec.profile.index[match.operation.id]
             ctx.op_history.append(index)
             heads = spec.profile.ops[index].entity_of

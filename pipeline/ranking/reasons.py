@@ -1,4 +1,6 @@
-"""A short, human reason for each prediction, from the strongest signals behind it."""
+"""A short, human reason for each prediction, from the strongest signals behind it, and true of this request: a
+response is cited only when the client sent it, a last call only when there was one (tests/test_reasons.py holds
+one test per template)."""
 
 from __future__ import annotations
 
@@ -30,14 +32,15 @@ def explain(
         parts.append(DEMOTED_REASON)
     last = ops[ctx.last_op] if ctx.last_op is not None else None
     if last is not None and any(link.target == ops[op_index].id for link in last.links):
-        parts.append(f"the spec links it from the response of {last.id}")
-    elif signals.known_from_last[op_index] > 0:
+        origin = f"the response of {last.id}" if ctx.last_answered else last.id
+        parts.append(f"the spec links it from {origin}")
+    elif last is not None and signals.known_from_last[op_index] > 0:
         parts.append("acts on what your last call addressed")
     elif last is not None:
         if signals.linked_last[op_index]:
             parts.append(f"needs an id that {last.id} lists or creates")
         elif signals.linked_response[op_index]:
-            parts.append(f"needs an id named in the response of {last.id}")
+            parts.append(f"needs an id {'named in the response of' if ctx.last_answered else 'returned by'} {last.id}")
         elif signals.rel_last is not None and Relation(int(signals.rel_last[op_index])) in _RELATION_TEXT:
             parts.append(f"{_RELATION_TEXT[Relation(int(signals.rel_last[op_index]))]} {last.id}")
     if signals.verb_idf is not None and 0 < signals.verb_idf[op_index] == signals.verb_idf.max():
@@ -57,11 +60,12 @@ def explain(
         if asked:
             parts.append(f"its response has the {' and '.join(asked[:2])} asked for")
     if spec_prob >= 0.2:
-        parts.append(f"follows this call {spec_prob:.0%} of the time on this API")
+        parts.append(f"follows this call {spec_prob:.0%} of the time on this API" if last is not None
+                     else f"the first call {spec_prob:.0%} of the time on this API")
     if not ctx.op_history and "popular" in sources and len(parts) < _MAX_PARTS:
         parts.append("a common first call")
     if "llm" in sources:
         parts.append("suggested by the language model")
-    if not parts and "transitions" in sources:
+    if not parts and last is not None and "transitions" in sources:
         parts.append("a common next step after a call like your last one")
     return "; ".join(parts[:_MAX_PARTS]) or f"proposed by {', '.join(sources)}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import FIXTURES
 from pydantic import ValidationError
 
-from pipeline.ranking.context import MAX_RESPONSE_BYTES, Event
+from pipeline.ranking.carry import carry_params
+from pipeline.ranking.context import MAX_RESPONSE_BYTES, Event, PreparedSpec, build_context
 from pipeline.ranking.response_values import produced_entity, response_ids
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
@@ -42,3 +44,24 @@ def test_an_id_only_a_response_holds_fills_the_next_call(predictor) -> None:
 def test_a_response_over_the_cap_is_refused_with_what_to_send() -> None:
     with pytest.raises(ValidationError, match="send the part with the ids later calls need"):
         Event(endpoint="GET /v1/invoices", response={"data": ["x" * MAX_RESPONSE_BYTES]})
+
+
+def test_the_list_item_the_prompt_describes_fills_the_call_not_the_first() -> None:
+    issues = [{"id": 901, "number": 7, "title": "Crash on start", "state": "open"},
+              {"id": 902, "number": 5, "title": "Docs typo", "state": "open"}]
+    assert response_ids(issues, "issue", ENTITIES, "close the docs typo issue")["issue_number"] == "5"
+    customers = {"data": [{"id": "cus_1", "email": "a@x.com"}, {"id": "cus_2", "email": "b@x.com"}]}
+    assert response_ids(customers, "customer", ENTITIES, "show b@x.com's subscriptions")["customer"] == "cus_2"
+    # Nothing the prompt says tells them apart ("open" is every item's state), or no prompt: the first item.
+    assert response_ids(issues, "issue", ENTITIES, "reopen the open one")["issue_number"] == "7"
+    assert response_ids(customers, "customer", ENTITIES)["customer"] == "cus_1"
+
+
+def test_the_item_meant_reaches_the_predicted_call() -> None:
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    billing_spec = PreparedSpec.build(catalogue, np.eye(len(catalogue.operations), dtype=np.float32))
+    listed = Event(endpoint="GET /v1/invoices", response=[
+        {"id": "in_1", "description": "March hosting"}, {"id": "in_2", "description": "April support hours"}])
+    ctx = build_context(billing_spec, [listed], "pay the april support invoice", None, 20)
+    pay = billing_spec.catalogue.by_id()["POST /invoices/{invoice}/pay"]
+    assert carry_params(pay, ctx, billing_spec.catalogue.base_path).params == {"invoice": "in_2"}

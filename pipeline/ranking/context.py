@@ -137,7 +137,7 @@ def build_context(
             produced = spec.profile.ops[spec.profile.index[match.operation.id]].produces
             thing = produced_entity(match.operation.path, produced, spec.profile.path_entities)
             ctx.listed.update(listed_ids(event.response, thing, spec.profile.path_entities))
-            for name, value in response_ids(event.response, thing, spec.profile.path_entities).items():
+            for name, value in response_ids(event.response, thing, spec.profile.path_entities, prompt).items():
                 ctx.values[name] = value
                 ctx.entity_values[head(name)] = value
         for name, value in scalars.items():

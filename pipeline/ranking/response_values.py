@@ -4,16 +4,17 @@
 From the response body an event carries (`Event.response`): its top-level `id` (and `number`, `uuid`, `key`,
 `slug`) belong to the entity the call produces (what it creates, reads or lists, `OpProfile.produces`, when that
 is one entity some path parameter takes); a field named as an id (`customer_id`, `invoiceId`) or as such an entity
-(`"customer": "cus_9"`, `"server": {"id": 42}`) is that entity's id; a list's first item (`data`, `items`,
-`results`, a field named as the entity listed, or the body itself) stands for the list, and the ids of all its
-items are the list a user may work through (`listed_ids`).
+(`"customer": "cus_9"`, `"server": {"id": 42}`) is that entity's id; of a list (`data`, `items`, `results`, a
+field named as the entity listed, or the body itself), the item the prompt describes stands for it ("close the
+docs typo issue" over issues "Crash on start" and "Docs typo"), else its first item; the ids of all its items are
+the list a user may work through (`listed_ids`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ranking.text import head
+from pipeline.ranking.text import head, tokens
 from pipeline.spec.catalogue import is_id_name
 from pipeline.spec.matching import split_path
 
@@ -32,10 +33,36 @@ def produced_entity(path: str, produces: frozenset[str], entities: frozenset[str
     return next(iter(produced)) if len(produced) == 1 else None
 
 
-def response_ids(response: Any, thing: str | None, entities: frozenset[str]) -> dict[str, str]:
+def response_ids(response: Any, thing: str | None, entities: frozenset[str], prompt: str = "") -> dict[str, str]:
     """Field name (or, for the top-level id, `thing`: the entity the call produced) -> value, for the values that
-    look like ids."""
-    return _ids_of(_first_item(response, thing), thing, entities)
+    look like ids; of a list, those of the item `prompt` describes (`item_meant`)."""
+    items = _items(response, thing)
+    if items is None:
+        return _ids_of(response, thing, entities)
+    return _ids_of(item_meant(items, prompt), thing, entities) if items else {}
+
+
+def item_meant(items: list[Any], prompt: str) -> Any:
+    """The item whose own words the prompt uses most (a value it quotes whole, an email, counts more than a word:
+    a title, a name, a status), when one item alone does; else the first, as a user who opened the list would."""
+    if not prompt or len(items) < 2:
+        return items[0]
+    asked, words = prompt.casefold(), tokens(prompt)
+    scores = [_described(item, asked, words) for item in items]
+    best = max(scores)
+    return items[scores.index(best)] if best > 0 and scores.count(best) == 1 else items[0]
+
+
+def _described(item: Any, asked: str, words: frozenset[str]) -> int:
+    """How much of `item`'s text (its string fields) the prompt `asked` holds: 3 for a value quoted whole, 1 per
+    shared word."""
+    if not isinstance(item, dict):
+        return 0
+    score = 0
+    for value in item.values():
+        if isinstance(value, str) and value.strip():
+            score += 3 if len(value) >= 3 and value.casefold() in asked else len(tokens(value) & words)
+    return score
 
 
 def _ids_of(body: Any, thing: str | None, entities: frozenset[str]) -> dict[str, str]:
@@ -99,13 +126,6 @@ def _items(response: Any, thing: str | None) -> list[Any] | None:
                     and items and isinstance(items[0], dict):
                 return items
     return None
-
-
-def _first_item(response: Any, thing: str | None) -> Any:
-    items = _items(response, thing)
-    if items is None:
-        return response
-    return items[0] if items else None
 
 
 def id_value(value: Any) -> str | None:

@@ -3,13 +3,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import FIXTURES, REAL, TMDB_SPEC
 
 from pipeline.errors import MissingPathsError, NotASpecError, SpecNotFoundError, SpecSyntaxError, SpecTooLargeError
 from pipeline.settings import FetchSettings
 from pipeline.spec.catalogue import Catalogue, is_destructive
 from pipeline.spec.load import load_catalogue
 from pipeline.spec.source import parse_text, repair_yaml
-from tests.conftest import FIXTURES, REAL, TMDB_SPEC
 
 FETCH = FetchSettings()
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import FIXTURES, PACKAGED, TMDB_CASES
 
 from ops.cli import main
-from tests.conftest import FIXTURES, PACKAGED, TMDB_CASES
 
 pytestmark = pytest.mark.usefixtures("packaged_cli")  # `--embedder packaged` finds its export
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import FIXTURES
 
 from ops.cli import main
-from tests.conftest import FIXTURES
 
 
 def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, object]:

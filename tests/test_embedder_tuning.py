@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from pipeline.adapters.minilm import (
     FAST_MODEL,
@@ -18,7 +19,6 @@ from pipeline.ranking.embedding import STOCK_EMBEDDER, EmbedderMismatchError, op
 from pipeline.runtime import build_predictor
 from pipeline.settings import EmbedderSettings, FetchSettings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import FIXTURES
 from train.embedder_tuning import ensure_embedder, fine_tune, request_triples
 
 

@@ -4,12 +4,12 @@ import json
 import socket
 
 import pytest
+from conftest import FIXTURES, SpecServer
 
 from pipeline.errors import RefusedAddressError, SpecTooLargeError, UnreachableError, UnsupportedSchemeError
 from pipeline.settings import FetchSettings
 from pipeline.spec.fetch import fetch_url
 from pipeline.spec.load import load_catalogue
-from tests.conftest import FIXTURES, SpecServer
 
 SPEC = (FIXTURES / "events_oas31.json").read_bytes()
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TMDB_CASES, TMDB_SPEC
 
 from pipeline.ranking.context import PreparedSpec, build_context
 from pipeline.ranking.lexical import LexicalIndex, shares
@@ -16,7 +17,6 @@ from pipeline.ranking.text import tokens
 from pipeline.settings import FetchSettings
 from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.load import load_catalogue
-from tests.conftest import TMDB_CASES, TMDB_SPEC
 
 
 def test_a_rare_word_outweighs_a_common_one() -> None:

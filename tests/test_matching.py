@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import FIXTURES, TMDB_SPEC
 
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
 from pipeline.spec.matching import CallMatcher, parse_call
-from tests.conftest import FIXTURES, TMDB_SPEC
 
 
 @pytest.fixture(scope="module")

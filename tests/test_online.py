@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import FIXTURES, PACKAGED
 
 from ops.cli import main
 from pipeline.ranking.context import Event
 from pipeline.settings import FetchSettings, get_settings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import FIXTURES, PACKAGED
 
 pytestmark = pytest.mark.usefixtures("packaged_cli")  # `--embedder packaged` finds its export
 

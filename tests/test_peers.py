@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from pipeline.ranking.context import Event, PreparedSpec
 from pipeline.ranking.embedding import OperationEmbeddings
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import FIXTURES
 from train.peers import Cosine, Peers, rank_of
 
 

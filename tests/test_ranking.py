@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import FIXTURES, REAL
 
 from pipeline.ranking.context import Event
 from pipeline.ranking.features import FEATURE_NAMES
@@ -18,7 +19,6 @@ from pipeline.ranking.sources import first_keys, transition_keys
 from pipeline.ranking.stats import InMemoryTransitions, first_key, link_levels, transition_key
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import FIXTURES, REAL
 
 FETCH = FetchSettings()
 

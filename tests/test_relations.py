@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TMDB_SPEC
 
 from pipeline.ranking.profile import SpecProfile
 from pipeline.ranking.relations import Relation, relation, relations_from
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import TMDB_SPEC
 
 
 def test_relation_rows_are_kept_per_spec_and_read_only() -> None:

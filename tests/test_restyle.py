@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from conftest import FIXTURES, PROJECT_ROOT
+
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import FIXTURES, PROJECT_ROOT
 from train.evaluate import Case
 from train.restyle import is_rpc, name_words, restyle_set, restyle_spec
 

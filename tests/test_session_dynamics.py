@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import FIXTURES
 
 from pipeline.ranking.context import Event
 from pipeline.ranking.features import column
@@ -10,7 +11,6 @@ from pipeline.ranking.hedge import hedge
 from pipeline.ranking.prompt_values import enumerations, prompt_values
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from tests.conftest import FIXTURES
 
 
 def test_the_items_of_an_enumeration_share_the_noun_of_the_first() -> None:

@@ -4,13 +4,13 @@ import random
 
 import numpy as np
 import pytest
+from conftest import FIXTURES, REAL, TMDB_SPEC
 
 from pipeline.ranking.features import read_prompt
 from pipeline.ranking.profile import Kind, SpecProfile
 from pipeline.settings import FetchSettings, SessionShapes
 from pipeline.spec.load import load_catalogue
 from pipeline.spec.matching import CallMatcher
-from tests.conftest import FIXTURES, REAL, TMDB_SPEC
 from train.prompts import asked_fields, asking_for_field
 from train.sessions import SessionGenerator
 from train.walk import IdMaker

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import FIXTURES, PACKAGED
 
 from ops.cli import main
-from tests.conftest import FIXTURES, PACKAGED
 from train.evaluate import peer_verdict
 from train.suite import macro, verdict
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import FIXTURES, PACKAGED, RedisServer
 
 from ops.cli import main
 from pipeline.adapters.kv import ResilientStore
@@ -33,7 +34,6 @@ from pipeline.spec.load import load_catalogue
 from pipeline.traffic.formats import Tally, detect, read_traffic
 from pipeline.traffic.observed import Identity, Observed, epoch
 from pipeline.traffic.sessions import Sessionizer
-from tests.conftest import FIXTURES, PACKAGED, RedisServer
 
 TRAFFIC = FIXTURES / "traffic"
 BILLING = FIXTURES / "billing_oas30.yaml"

@@ -21,3 +21,14 @@ def test_metrics_against_hand_computed_values() -> None:
 def test_metrics_of_nothing_are_zero() -> None:
     assert summary([]) == {"hit@1": 0.0, "hit@3": 0.0, "hit@5": 0.0, "mrr": 0.0, "ndcg@5": 0.0}
     assert summary([None, None])["mrr"] == 0.0
+
+
+def test_calibration_error_of_the_top_score_against_hand_computed_values() -> None:
+    from train.metrics import calibration_error
+
+    # Bin 0.9-1.0: scores 0.95 and 0.95, one right: |0.95 - 0.5| = 0.45 over half the cases; bin 0.1-0.2: score
+    # 0.15, wrong, and 0.15, wrong: |0.15 - 0| = 0.15 over the other half.
+    assert calibration_error([0.95, 0.95, 0.15, 0.15], [True, False, False, False]) == pytest.approx(0.3)
+    assert calibration_error([0.8, 0.8, 0.8, 0.8, 0.8], [True, True, True, True, False]) == pytest.approx(0.0)
+    assert calibration_error([1.0], [True]) == pytest.approx(0.0)  # a score of 1 is the last bin's
+    assert calibration_error([], []) == 0.0

@@ -17,7 +17,7 @@ from pipeline.ranking.predict import Predictor
 from pipeline.ranking.sources import Hits
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
-from train.metrics import VERDICT_METRICS, summary
+from train.metrics import VERDICT_METRICS, calibration_error, summary
 from train.peers import Peers
 
 
@@ -72,6 +72,7 @@ def evaluate(
     ranks: list[int | None] = []
     peer_ranks: dict[str, list[int | None]] = {name: [] for name in (peers.names if peers else [])}
     params_ok: list[bool] = []
+    top_scores: list[float] = []  # the first answer's score, for its calibration
     latencies: list[float] = []
     misses: list[dict[str, Any]] = []
     for case in cases:
@@ -91,6 +92,7 @@ def evaluate(
         endpoints = [p.endpoint for p in outcome.predictions]
         rank = endpoints.index(case.expected) + 1 if case.expected in endpoints else None
         ranks.append(rank)
+        top_scores.append(outcome.predictions[0].score if outcome.predictions else 0.0)
         if peers is not None:
             for name, peer_rank in peers.ranks(spec, case.events, case.prompt, case.expected).items():
                 peer_ranks[name].append(peer_rank)
@@ -101,6 +103,7 @@ def evaluate(
             misses.append({"id": case.id, "expected": case.expected, "rank": rank, "top": endpoints[:3]})
     report: dict[str, Any] = {"cases": len(cases), **summary(ranks)}
     report["params_exact"] = round(sum(params_ok) / len(params_ok), 4) if params_ok else None
+    report["ece@1"] = round(calibration_error(top_scores, [r == 1 for r in ranks]), 4)
     report["p50_ms"] = round(float(np.percentile(latencies, 50)), 2) if latencies else None
     report["p95_ms"] = round(float(np.percentile(latencies, 95)), 2) if latencies else None
     if peers is not None:

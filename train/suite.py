@@ -61,6 +61,7 @@ def macro(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for metric in METRICS:
         out[metric] = _mean([r[metric] for r in rows.values()])
     out["params_exact"] = _mean([r["params_exact"] for r in rows.values() if r["params_exact"] is not None])
+    out["ece@1"] = _mean([r["ece@1"] for r in rows.values() if "ece@1" in r])
     names = next(iter(rows.values())).get("peers", {}) if rows else {}
     out["peers"] = {name: {m: _mean([r["peers"][name][m] for r in rows.values()]) for m in METRICS} for name in names}
     if names:
@@ -131,11 +132,13 @@ def worst_margin(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def format_table(report: dict[str, Any]) -> str:
     """Per set, the ranker's line and one per peer (`*` the best peer, by MRR); the macro average last; then the
     verdict."""
-    lines = [f"{'set':<16}{'cases':>6}  {'system':<14}" + "".join(f"{m:>8}" for m in (*METRICS, "params_exact"))]
+    lines = [f"{'set':<16}{'cases':>6}  {'system':<14}" + "".join(f"{m:>8}" for m in METRICS)
+             + f"{'params_exact':>14}{'ece@1':>8}"]
     for name, row in {**report["sets"], "MACRO": report["macro"]}.items():
         exact = "-" if row["params_exact"] is None else f"{row['params_exact']:.3f}"
+        ece = "-" if row.get("ece@1") is None else f"{row['ece@1']:.3f}"
         lines.append(f"{name:<16}{row['cases']:>6}  {'ranker':<14}" + "".join(f"{row[m]:>8.3f}" for m in METRICS)
-                     + f"{exact:>14}")
+                     + f"{exact:>14}{ece:>8}")
         for peer, metrics in row["peers"].items():
             label = peer + (" *" if row.get("best_peer") == peer else "")
             lines.append(f"{'':<24}{label:<14}" + "".join(f"{metrics[m]:>8.3f}" for m in METRICS))

@@ -251,7 +251,7 @@ class SpecProfile:
         # Lists and searches narrowed to an entity (of those a path takes an id of: the thing a user has open).
         filtered: dict[str, list[int]] = {}
         for i, p in enumerate(self.ops):
-            for e in p.filters & self.path_entities:
+            for e in sorted(p.filters & self.path_entities):  # in a stable order: sessions draw from it
                 filtered.setdefault(e, []).append(i)
         self.filtered_by = {e: np.array(ops, dtype=np.int32) for e, ops in filtered.items()}
         self.words = LexicalIndex([with_roles(p.tokens) for p in self.ops])

@@ -27,7 +27,7 @@ from pipeline.ranking.signals import Signals
 from pipeline.ranking.sources import SOURCE_NAMES, CandidateSet
 from pipeline.ranking.text import stem, tokens
 
-SCHEMA_VERSION = "opensesame-features-v7"
+SCHEMA_VERSION = "opensesame-features-v8"
 
 # Prompt similarity enters only scale-free (ranks, z-scores, ratios to the best match): real questions sit at
 # about half the cosine of operation-summary-like prompts, and an absolute threshold learned on one style
@@ -67,7 +67,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_n_ops",
 )
 CATEGORICAL: tuple[str, ...] = ("rel_last", "cand_kind", "cand_method", "last_kind", "last_method")
+# What a candidate is, apart from what was asked (its kind, method, depth, place in the API, how often sessions
+# open with its pattern): priors learned from the training generator's sessions. A request with nothing before it
+# is decided on what it asks, so these are missing there (docs/decisions.md: first calls decided by the request).
+GENERATOR_PRIORS: tuple[str, ...] = ("cand_kind", "cand_method", "cand_depth", "centrality", "has_body",
+                                     "trans_pattern", "popular_score", "popular_rank")
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_PRIORS = [_COLUMN[name] for name in GENERATOR_PRIORS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +158,8 @@ def featurize(
     put("has_prompt", float(bool(ctx.prompt)))
     if ctx.prompt:
         _prompt_reading(put, ctx, reading, candidates.indices)
+        if ctx.last_op is None:
+            X[:, _PRIORS] = np.nan
     return X
 
 

@@ -69,7 +69,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 CATEGORICAL: tuple[str, ...] = ("rel_last", "cand_kind", "cand_method", "last_kind", "last_method")
 # What a candidate is, apart from what was asked (its kind, method, depth, place in the API, how often sessions
 # open with its pattern): priors learned from the training generator's sessions. A request with nothing before it
-# is decided on what it asks, so these are missing there (docs/decisions.md: first calls decided by the request).
+# is decided on what it asks, so these are missing there (docs/decisions.md, "A request with nothing before it").
 GENERATOR_PRIORS: tuple[str, ...] = ("cand_kind", "cand_method", "cand_depth", "centrality", "has_body",
                                      "trans_pattern", "popular_score", "popular_rank")
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}

@@ -41,6 +41,12 @@ def test_parse_answer_tolerates_garbage() -> None:
     assert parse_answer('{"calls": "GET /a"}') == []
 
 
+def test_an_answer_cut_short_by_max_tokens_keeps_the_calls_it_finished() -> None:
+    cut = ('{\n  "calls": [\n    {\n      "operation": "GET /invoices/{invoice}",\n      "reason": "read it \\"first\\""\n'
+           '    },\n    {\n      "operation": "POST /invoices/{invoice}/pay",\n      "reason": "pay the inv')
+    assert parse_answer(cut) == [("GET /invoices/{invoice}", 'read it "first"')]
+
+
 def test_patch_keeps_real_maps_near_misses_and_drops_inventions(billing) -> None:
     catalogue, matcher = billing
     answer = [

@@ -5,6 +5,7 @@ path-template matching, or dropped; both are counted. The kept ones become the `
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from pipeline.ranking.sources import Hits
@@ -33,12 +34,16 @@ class PatchStats:
         self.dropped += other.dropped
 
 
+# A call the model finished writing, in an answer cut short by `llm.max_tokens` (the JSON then does not parse).
+_FINISHED_CALL = re.compile(r'\{\s*"operation"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"reason"\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}')
+
+
 def parse_answer(text: str) -> list[tuple[str, str]]:
-    """(operation, reason) pairs from the model's JSON; an unparsable answer is no answer."""
+    """(operation, reason) pairs from the model's JSON; of an answer cut short, the calls it finished."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return []
+        return [(json.loads(f'"{op}"'), json.loads(f'"{why}"')[:200]) for op, why in _FINISHED_CALL.findall(text)]
     calls = data.get("calls") if isinstance(data, dict) else None
     if not isinstance(calls, list):
         return []

@@ -11,8 +11,6 @@ from ops.commands.common import Commands, add_model, load_peers, load_predictor,
 from pipeline.ranking.sources import SOURCE_NAMES
 from pipeline.settings import get_settings
 
-METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
-
 
 def register(commands: Commands) -> None:
     evaluate = commands.add_parser("eval", help="hit@k, MRR, NDCG@5 on eval cases, beside BM25, cosine and "
@@ -68,6 +66,7 @@ def evaluate_ranker(args: argparse.Namespace) -> int:
 
 def _cases(args: argparse.Namespace) -> int:
     from train.evaluate import evaluate, load_cases
+    from train.suite import METRICS
 
     predictor = load_predictor(args)
     cases_path = Path(args.cases)

@@ -34,10 +34,10 @@ def explain(
     if last is not None and any(link.target == ops[op_index].id for link in last.links):
         origin = f"the response of {last.id}" if ctx.last_answered else last.id
         parts.append(f"the spec links it from {origin}")
-    elif last is not None and signals.known_from_last[op_index] > 0:
-        parts.append("acts on what your last call addressed")
     elif last is not None:
-        if signals.linked_last[op_index]:
+        if signals.known_from_last[op_index] > 0:
+            parts.append("acts on what your last call addressed")
+        elif signals.linked_last[op_index]:
             parts.append(f"needs an id that {last.id} lists or creates")
         elif signals.linked_response[op_index]:
             parts.append(f"needs an id {'named in the response of' if ctx.last_answered else 'returned by'} {last.id}")

@@ -37,7 +37,7 @@ def test_training_reports_held_out_validation(tiny_model) -> None:
     assert report["valid_groups"] > 0 and report["train_groups"] > report["valid_groups"]
     assert 0.0 < report["valid"]["ndcg@5"] <= 1.0
     assert set(report["dev"]) >= {"hit@1", "hit@3", "mrr"}
-    # The mixture of session shapes made, beside the one configured (a shape a spec cannot make is a browse).
+    # The mixture of session shapes made, beside the one configured (a shape a spec cannot make is redrawn).
     shapes = report["session_shapes"]
     assert abs(sum(s["made"] for s in shapes.values()) - 1) < 1e-3 and shapes["lookup"]["made"] > 0
     assert set(report["stages_s"]) >= {"fit", "dev evaluation"}

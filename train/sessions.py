@@ -63,15 +63,23 @@ class SessionGenerator(ActShapes):
         self.shapes, self.shape_weights = list(mixture), list(mixture.values())
 
     def session(self, max_len: int = 6) -> Session | None:
+        """A session of the shape drawn; a shape this spec does not make in `_ATTEMPTS` tries is replaced by
+        another drawn from the rest of the mixture, so each spec makes the mixture as far as it can."""
         if not self.entry:
             return None
-        drawn = shape = self.rng.choices(self.shapes, weights=self.shape_weights)[0]
-        made = _MAKERS[drawn](self, max_len)
-        if made is None and drawn != "browse":  # a shape this spec cannot make (no goal, nothing to act on) browses
-            shape, made = "browse", self._browse(max_len)
-        if made is not None:
-            made.drawn, made.shape = drawn, shape
-        return made
+        shapes, weights = list(self.shapes), list(self.shape_weights)
+        drawn = shape = self.rng.choices(shapes, weights=weights)[0]
+        while True:
+            for _ in range(_ATTEMPTS):
+                made = _MAKERS[shape](self, max_len)
+                if made is not None:
+                    made.drawn, made.shape = drawn, shape
+                    return made
+            at = shapes.index(shape)
+            del shapes[at], weights[at]
+            if sum(weights) <= 0:
+                return None
+            shape = self.rng.choices(shapes, weights=weights)[0]
 
     def _lookup(self) -> Session | None:
         """A lookup chain toward a goal (RestBench's shape); the session ends there, now and then one step later."""
@@ -197,6 +205,10 @@ class SessionGenerator(ActShapes):
             walk.call(step)
         return walk.session("act" if prompt else "none", op_index, [prompt] * len(walk.ops))
 
+
+# Where a spec can make a shape at all, one try makes it four times in five, a support flow two in five (the thing
+# drawn to act on may have no lookup): four tries make nearly every session a spec can (docs/decisions.md).
+_ATTEMPTS = 4
 
 # Each shape of `SessionShapes` and what makes it (`max_len` bounds a browse), checked against the settings' fields.
 _MAKERS: dict[str, Callable[[SessionGenerator, int], Session | None]] = {

@@ -48,17 +48,21 @@ def build(predict_route: Route, feedback_route: Route, clients: ClientSettings) 
                         request.client.host if request.client else "unknown")
 
     @server.tool(description="The k most likely next calls of the API whose spec is named (spec_id from a previous "
-                 "answer or POST /specs, or spec_url), given the calls made so far (oldest first, each "
-                 "'METHOD /concrete/path') and what the user asked for. Each call comes with its filled path, a "
-                 "score and a reason; keep the prediction_id for record_call. user_id names whose session it "
-                 "is (default: the API key's name, else the client's address).")
-    async def suggest_next_calls(ctx: Context, events: list[str], prompt: str = "", k: int = 5,
+                 "answer or POST /specs, spec_url, or the spec itself as spec), given the calls made so far (oldest "
+                 "first, each 'METHOD /concrete/path' or an object with its endpoint and optionally the params "
+                 "sent and the JSON response) and what the user asked for. Each call comes with its filled path, "
+                 "query and body (filled_from says where each value came from), the required fields still missing, "
+                 "a score and a reason; keep the prediction_id for record_call. user_id names whose session it is "
+                 "(default: the API key's name, else the client's address).")
+    async def suggest_next_calls(ctx: Context, events: list[str | Event], prompt: str = "", k: int = 5,
                                  spec_id: str | None = None, spec_url: str | None = None,
+                                 spec: dict[str, Any] | str | None = None,
                                  user_id: str | None = None) -> dict[str, Any]:
         async def predict() -> Any:
             who = await caller(ctx)
-            source = {"spec_id": spec_id, "spec_url": spec_url}
-            body = PredictRequest(user_id=user_id or who.name, events=[Event(endpoint=e) for e in events],
+            source = {"spec_id": spec_id, "spec_url": spec_url, "spec": spec}
+            body = PredictRequest(user_id=user_id or who.name,
+                                  events=[Event(endpoint=e) if isinstance(e, str) else e for e in events],
                                   prompt=prompt, k=min(k, MAX_K),
                                   **{name: value for name, value in source.items() if value})
             return await predict_route(body, who)

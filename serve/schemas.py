@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -70,10 +70,19 @@ class Prediction(BaseModel):
     endpoint: str = Field(..., description='"METHOD /template" of a real operation of the spec')
     method: str
     path: str = Field(..., description="the path with parameters carried over from the history")
-    params: dict[str, str]
+    params: dict[str, str] = Field(..., description="the path parameters' values (those `path` holds)")
     score: float = Field(..., description="calibrated probability that this is the next call, monotone in rank")
     reason: str
     sources: list[str]
+    query: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="query parameters filled, typed by the spec's schema")
+    body: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="top-level request body fields filled (JSON or form), typed by the schema")
+    filled_from: dict[str, Literal["prompt", "link", "history", "default"]] = Field(
+        default_factory=dict, description="where each query and body value came from: the prompt, an OpenAPI link "
+        "of an earlier call, the history's calls and responses, or the spec's default for a required field")
+    missing: list[str] = Field(default_factory=list, description="required path, query and body fields nothing "
+                               "filled: what a console asks the user for")
 
 
 class SpecSummary(BaseModel):

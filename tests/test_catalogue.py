@@ -61,6 +61,27 @@ def test_swagger2_base_path_body_formdata_and_param_override() -> None:
     assert ops["POST /pets"].has_body and ops["POST /pets/{petId}/photos"].has_body
     status = ops["PUT /pets/{petId}/status/{status}"].parameters[1]
     assert status.enum == ("available", "pending", "sold")
+    # The body's fields: the `in: body` parameter's schema, and a form's formData parameters.
+    assert [(f.name, f.location, f.type) for f in ops["POST /pets"].body] == [("id", "body", "integer"),
+                                                                              ("parent", "body", "object")]
+    assert [(f.name, f.type) for f in ops["POST /pets/{petId}/photos"].body] == [("file", "file")]
+
+
+def test_a_request_bodys_top_level_fields_required_first_typed_with_defaults() -> None:
+    """OAS 3: JSON and form bodies, fields composed by `allOf` with their `required`, fields the server writes
+    (`readOnly`) left out; a query parameter's default kept."""
+    ops = load("requests_oas30.yaml").by_id()
+    repos = {f.name: f for f in ops["POST /user/repos"].body}
+    assert next(iter(repos)) == "name" and repos["name"].required and "id" not in repos
+    assert (repos["private"].type, repos["private"].default, repos["private"].required) == ("boolean", False, False)
+    issue = ops["POST /repos/{owner}/{repo}/issues"].body
+    assert [(f.name, f.required) for f in issue] == [("title", True), ("body", False), ("labels", False),
+                                                      ("assignees", False)]
+    charge = {f.name: f for f in ops["POST /charges"].body}  # application/x-www-form-urlencoded
+    assert charge["amount"].required and "smallest currency unit" in charge["amount"].description
+    sort = next(p for p in ops["GET /repos/{owner}/{repo}/issues"].parameters if p.name == "sort")
+    assert (sort.enum, sort.default) == (("created", "updated", "comments"), "created")
+    assert ops["GET /customers"].body == ()
 
 
 def test_oas31_nullable_type_lists_and_webhooks_ignored() -> None:

@@ -63,6 +63,7 @@ from serve.telemetry import EXPORTED, exported
 pytestmark = pytest.mark.slow
 
 BILLING = (FIXTURES / "billing_oas30.yaml").read_text()
+REQUESTS = (FIXTURES / "requests_oas30.yaml").read_text()
 STREAM = "test:feedback"
 ADMIN_TOKEN = "test-admin-token"
 CONTRACT_SEEDS = (7, 1, 13, 21, 42)  # schemathesis runs, each with the stateful phase along our OpenAPI links
@@ -643,6 +644,12 @@ def test_the_python_client_predicts_labels_and_waits_out_quotas(served: Served) 
         assert answer.predictions[0].params == {"invoice": "in_7"} and answer.model_version
         label = api.feedback(answer.prediction_id, called="POST /v1/invoices/in_7/pay")
         assert (label.outcome, label.rank) == ("called", 1)
+        # The whole request, typed: a name and a flag the prompt said, in the body of the call it belongs to.
+        created = api.predict(user_id="client", spec=REQUESTS, prompt="create a new private repository called demo",
+                              k=50)
+        repo = next(p for p in created.predictions if p.endpoint == "POST /user/repos")
+        assert (repo.body, repo.filled_from, repo.missing) == ({"name": "demo", "private": True},
+                                                               {"name": "prompt", "private": "prompt"}, [])
         assert api.ready().ready is True
         with pytest.raises(ApiError) as unknown:
             api.spec("0" * 64)
@@ -671,14 +678,15 @@ def test_the_python_client_predicts_labels_and_waits_out_quotas(served: Served) 
 def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
     """The MCP tools at /mcp, called with the SDK's own client over Streamable HTTP: the server names its version,
     the same predictions as /predict, a recorded call labelled as /feedback labels it, and refusals in the routes'
-    words."""
+    words. Events may be objects with their response and the spec inline, as /predict takes them, and each call
+    comes whole: its body filled from the response, with where each value came from."""
     import httpx2
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
     spec_id = served.post("/specs", {"spec": BILLING}).json()["spec_id"]
 
-    async def session_calls(headers: dict[str, str]) -> tuple[list[str], Any, Any, Any]:
+    async def session_calls(headers: dict[str, str]) -> tuple[list[str], Any, Any, Any, Any]:
         async with (
             httpx2.AsyncClient(headers=headers, timeout=60) as http,
             streamable_http_client(served.base + "/mcp", http_client=http) as (read, write),
@@ -697,9 +705,12 @@ def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
                     "called": "POST /v1/invoices/in_42/pay"})
             # Without user_id: the session is the caller's (its key's name, else its address).
             unknown = await session.call_tool("suggest_next_calls", {"spec_id": "0" * 64, "events": []})
-            return tools, suggested, recorded, unknown
+            whole = await session.call_tool("suggest_next_calls", {
+                "spec": REQUESTS, "prompt": "create an invoice for this customer", "k": 50,
+                "events": [{"endpoint": "GET /v1/customers/cus_9", "response": {"id": "cus_9", "email": "b@x.com"}}]})
+            return tools, suggested, recorded, unknown, whole
 
-    tools, suggested, recorded, unknown = asyncio.run(session_calls({}))
+    tools, suggested, recorded, unknown, whole = asyncio.run(session_calls({}))
     assert {"suggest_next_calls", "record_call"} <= set(tools)
     assert not suggested.is_error, suggested
     top = suggested.structured_content["predictions"][0]
@@ -708,8 +719,12 @@ def test_agents_suggest_and_record_calls_over_mcp(served: Served) -> None:
     assert not recorded.is_error and recorded.structured_content["rank"] == 1, recorded
     assert recorded.structured_content["outcome"] == "called"
     assert unknown.is_error and "404 SpecNotFoundError: unknown spec_id" in unknown.content[0].text, unknown
+    assert not whole.is_error, whole
+    invoice = next(p for p in whole.structured_content["predictions"] if p["endpoint"] == "POST /invoices")
+    assert (invoice["body"], invoice["filled_from"], invoice["missing"]) == ({"customer": "cus_9"},
+                                                                             {"customer": "history"}, [])
 
-    _, refused, _, _ = asyncio.run(session_calls({"X-API-Key": "os_nobody"}))
+    _, refused, _, _, _ = asyncio.run(session_calls({"X-API-Key": "os_nobody"}))
     assert refused.is_error and "401 UnauthorizedError: unknown API key" in refused.content[0].text, refused
 
 
@@ -757,6 +772,13 @@ def test_the_console_page_predicts_and_records_calls_in_a_real_browser(served: S
         assert "POST /invoices/{invoice}/pay" in endpoints, first
         number = endpoints.index("POST /invoices/{invoice}/pay") + 1
         assert first[number - 1][1] == "POST /v1/invoices/in_7/pay", first
+        # Each suggestion shows the query and body values the answer filled and an input for each field missing.
+        shown = driver.execute_script(
+            "return state.prediction.predictions.map((p, i) => {"
+            " const li = document.querySelectorAll('#predictions li')[i];"
+            " return [Object.keys(p.query).length + Object.keys(p.body).length, li.querySelectorAll('.filled code').length,"
+            " p.missing.length, li.querySelectorAll('.missing input').length]; })")
+        assert all(values == codes and missing == inputs for values, codes, missing, inputs in shown), shown
         driver.find_element(By.TAG_NAME, "h1").click()  # focus leaves the inputs: number keys choose
         driver.switch_to.active_element.send_keys(str(number))
         wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, "#history li")) == 2)

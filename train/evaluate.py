@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from pipeline.errors import OpenSesameError
 from pipeline.ranking.context import Event, PreparedSpec
-from pipeline.ranking.predict import Predictor
+from pipeline.ranking.predict import Predictor, RankedCall
+from pipeline.ranking.request_values import JSONScalar
 from pipeline.ranking.sources import Hits
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
@@ -27,7 +28,8 @@ class Case(BaseModel):
     prompt: str = ""
     events: list[Event] = Field(default_factory=list)
     expected: str
-    expected_params: dict[str, str] | None = None
+    # Path, query and body values by name; a string stands for a value of any type ("2500" for 2500).
+    expected_params: dict[str, str | float | bool] | None = None
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -39,6 +41,21 @@ def load_cases(path: Path) -> list[Case]:
             except ValueError as exc:
                 raise ValueError(f"{path}:{number}: not an eval case: {exc}") from exc
     return cases
+
+
+def _same(got: JSONScalar, want: str | float | bool) -> bool:
+    if isinstance(want, str):
+        return (str(got).lower() if isinstance(got, bool) else str(got)) == want
+    return isinstance(got, bool) == isinstance(want, bool) and got == want
+
+
+def params_match(call: RankedCall, expected: dict[str, str | float | bool]) -> bool:
+    """The call holds every value expected, wherever it goes (path, query, body), and no path value the case does
+    not expect: `{}` expects a call without path parameters. A query or body value the case does not name is not
+    judged (a default a console would show anyway)."""
+    values: dict[str, JSONScalar] = {**call.query, **call.body, **call.params}
+    return not set(call.params) - set(expected) and all(
+        name in values and _same(values[name], want) for name, want in expected.items())
 
 
 def spec_location(case: Case, cases_dir: Path) -> str:
@@ -98,7 +115,7 @@ def evaluate(
                 peer_ranks[name].append(peer_rank)
         if case.expected_params is not None:  # {} is a definition too: the call takes no path parameter
             top = outcome.predictions[rank - 1] if rank else None
-            params_ok.append(top is not None and top.params == case.expected_params)
+            params_ok.append(top is not None and params_match(top, case.expected_params))
         if rank != 1:
             misses.append({"id": case.id, "expected": case.expected, "rank": rank, "top": endpoints[:3]})
     report: dict[str, Any] = {"cases": len(cases), **summary(ranks)}

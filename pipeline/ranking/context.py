@@ -83,6 +83,9 @@ class Context:
     # and of the last call alone
     linked_values: dict[int, dict[str, str]] = field(default_factory=dict)
     last_linked: dict[int, dict[str, str]] = field(default_factory=dict)
+    # the top-level scalar fields of the responses sent, by name, the latest winning (a login's `token`): what a
+    # later call's required field of the same name takes
+    answered: dict[str, str] = field(default_factory=dict)
 
     @property
     def last_op(self) -> int | None:
@@ -133,6 +136,9 @@ def build_context(
             ctx.values[name] = value
             ctx.entity_values[ent] = value
             ctx.last_entities.add(ent)
+        if isinstance(event.response, dict):
+            ctx.answered.update({k: str(v) for k, v in event.response.items()
+                                 if isinstance(v, (str, int, float)) and not isinstance(v, bool)})
         if event.response is not None and match.operation is not None:
             produced = spec.profile.ops[spec.profile.index[match.operation.id]].produces
             thing = produced_entity(match.operation.path, produced, spec.profile.path_entities)

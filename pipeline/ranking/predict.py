@@ -22,6 +22,8 @@ from pipeline.ranking.guardrails import demote_destructive
 from pipeline.ranking.hedge import hedge, steps
 from pipeline.ranking.model import RankerModel
 from pipeline.ranking.reasons import explain
+from pipeline.ranking.request_values import JSONScalar, Source, fill_request
+from pipeline.ranking.said_values import SaidValues
 from pipeline.ranking.signals import Signals, compute_signals
 from pipeline.ranking.sources import (
     CandidateSet,
@@ -52,10 +54,14 @@ class RankedCall:
     endpoint: str  # "METHOD /template" of a real operation of the spec
     method: str
     path: str  # concrete where the history fills it, with the server prefix
-    params: dict[str, str]
+    params: dict[str, str]  # the path's
     score: float  # calibrated, monotone in rank
     reason: str
     sources: list[str]
+    query: dict[str, JSONScalar] = field(default_factory=dict)
+    body: dict[str, JSONScalar] = field(default_factory=dict)  # top-level fields
+    filled_from: dict[str, Source] = field(default_factory=dict)  # query and body field -> where its value came from
+    missing: list[str] = field(default_factory=list)  # required parameters and fields nothing filled
 
 
 @dataclass(slots=True)
@@ -226,13 +232,16 @@ def rank(model: RankerModel, assembled: Assembled, k: int, settings: RankingSett
         order, ordered_scores = hedge(order, scores, steps(profile, idx, ctx.last_op), settings.hedge_width,
                                       settings.hedge_share)
     out: list[RankedCall] = []
+    said = SaidValues.of(ctx.prompt, ctx.prompt_values)
     for position, score in zip(order[:k], ordered_scores[:k]):
         op_index = int(idx[position])
         op = operations[op_index]
         carried = carry_params(op, ctx, ctx.spec.catalogue.base_path)
+        request = fill_request(op, op_index, ctx, said, frozenset(carried.params.values()), carried.unresolved)
         sources = candidates.sources_of(int(position))
         spec_prob = float(assembled.transitions.spec_prob[op_index])
         reason = explain(ctx, assembled.signals, op_index, sources, spec_prob, int(position) in demoted)
-        out.append(RankedCall(op.id, op.method, carried.path, carried.params, round(float(score), 4), reason, sources))
+        out.append(RankedCall(op.id, op.method, carried.path, carried.params, round(float(score), 4), reason, sources,
+                              request.query, request.body, request.filled_from, list(request.missing)))
     return out
 

@@ -167,7 +167,7 @@ def speaks_for_self(prompt: str) -> bool:
     return bool({w.lower() for w in _TOKEN.findall(prompt)} & _FIRST_PERSON)
 
 
-def _prefix_names(prefix: str, words_: frozenset[str]) -> bool:
+def prefix_names(prefix: str, words_: frozenset[str]) -> bool:
     """`in` -> invoice, `cus` -> customer, `pm` -> payment_method (initials), `sub` -> subscription."""
     return any(w.startswith(prefix) for w in words_ if len(prefix) >= 2) or (
         len(prefix) >= 2 and "".join(sorted(w[0] for w in words_)) == "".join(sorted(prefix))
@@ -194,7 +194,7 @@ def fill_from_prompt(
     used: set[int] = set()
     for n, v in enumerate(values):
         for name, words_ in free:
-            if name not in filled and (v.nouns & words_ or (v.prefix and _prefix_names(v.prefix, words_))):
+            if name not in filled and (v.nouns & words_ or (v.prefix and prefix_names(v.prefix, words_))):
                 filled[name] = v.value
                 used.add(n)
                 break

@@ -41,6 +41,7 @@ class Parameter(BaseModel):
     type: str | None = None
     enum: tuple[str, ...] = ()
     description: str = ""
+    default: str | int | float | bool | None = None  # the spec's default, when a JSON scalar
 
 
 class Link(BaseModel):
@@ -65,6 +66,8 @@ class Operation(BaseModel):
     tags: tuple[str, ...] = ()
     parameters: tuple[Parameter, ...] = ()
     has_body: bool = False
+    # The request body's top-level fields (JSON, form), `location` "body": what a console fills beside the path.
+    body: tuple[Parameter, ...] = ()
     deprecated: bool = False
     destructive: bool = False
     # Field names (and referenced schema names) of the success response: which entities' ids it returns.
@@ -178,18 +181,73 @@ def _parameter(raw: dict[str, Any], resolver: RefResolver) -> Parameter | None:
     schema = resolver.deref(raw.get("schema") or {})
     if not isinstance(schema, dict):
         schema = {}
-    param_type = raw.get("type") or schema.get("type")
+    # A Swagger 2.0 parameter carries its schema's keys itself; the description read is the parameter's own.
+    merged = {**schema, **{key: value for key, value in raw.items() if value}, "description": raw.get("description")}
+    return _described(name, location, bool(raw.get("required")) or location == "path", merged)
+
+
+def _described(name: str, location: ParameterLocation, required: bool, schema: dict[str, Any]) -> Parameter:
+    """A parameter or body field from its schema."""
+    param_type = schema.get("type")
     if isinstance(param_type, list):  # OAS 3.1: type: [string, "null"]
         param_type = next((t for t in param_type if t != "null"), None)
-    enum = raw.get("enum") or schema.get("enum") or []
+    enum = schema.get("enum") or []
+    default = schema.get("default")
     return Parameter(
         name=name,
         location=location,
-        required=bool(raw.get("required")) or location == "path",
+        required=required,
         type=str(param_type) if param_type else None,
         enum=tuple(str(v) for v in enum[:_MAX_ENUM]) if isinstance(enum, list) else (),
-        description=str(raw.get("description") or "")[:300],
+        description=str(schema.get("description") or "")[:300],
+        default=default if isinstance(default, (str, int, float, bool)) else None,
     )
+
+
+# A body's media types in the order a client would choose to send one.
+_BODY_MEDIA = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _body_schema(op: dict[str, Any], item_params: Any, resolver: RefResolver) -> Any:
+    """The request body's schema: OAS 3's `requestBody`, or a Swagger 2.0 `in: body` parameter's."""
+    body = resolver.deref(op.get("requestBody"))
+    if isinstance(body, dict):
+        content = resolver.deref(body.get("content"))
+        if isinstance(content, dict) and content:
+            media = next((content[m] for m in _BODY_MEDIA if m in content), next(iter(content.values())))
+            media = resolver.deref(media)
+            return media.get("schema") if isinstance(media, dict) else None
+    for raw_list in (item_params, op.get("parameters")):
+        for raw in raw_list if isinstance(raw_list, list) else []:
+            param = resolver.deref(raw)
+            if isinstance(param, dict) and param.get("in") == "body":
+                return param.get("schema")
+    return None
+
+
+def body_fields(op: dict[str, Any], item_params: Any, params: tuple[Parameter, ...],
+                resolver: RefResolver) -> tuple[Parameter, ...]:
+    """The top-level fields of the request body (its own and those of the schemas it is composed of by `allOf`),
+    required ones first; a Swagger 2.0 form's fields are its `formData` parameters. Fields the server writes
+    (`readOnly`) are no part of a request."""
+    found: dict[str, Parameter] = {p.name: p.model_copy(update={"location": "body"})
+                                   for p in params if p.location == "formData"}
+    required: set[str] = set()
+    parts, seen = [_body_schema(op, item_params, resolver)], set()
+    while parts:
+        schema = resolver.deref(parts.pop(0))
+        if not isinstance(schema, dict) or id(schema) in seen:
+            continue
+        seen.add(id(schema))
+        parts += schema.get("allOf") if isinstance(schema.get("allOf"), list) else []
+        required.update(str(n) for n in schema.get("required") or [] if isinstance(schema.get("required"), list))
+        properties = schema.get("properties")
+        for name, raw in properties.items() if isinstance(properties, dict) else ():
+            field = resolver.deref(raw)
+            if isinstance(field, dict) and not field.get("readOnly") and str(name) not in found:
+                found[str(name)] = _described(str(name), "body", False, field)
+    fields = [f.model_copy(update={"required": True}) if f.name in required else f for f in found.values()]
+    return tuple(sorted(fields, key=lambda f: not f.required))[:_MAX_FIELDS]
 
 
 def _merged_parameters(item_params: Any, op_params: Any, resolver: RefResolver) -> tuple[Parameter, ...]:
@@ -330,6 +388,7 @@ def build_catalogue(document: SpecDocument) -> Catalogue:
                     tags=tuple(str(t) for t in tags),
                     parameters=params,
                     has_body="requestBody" in op or any(p.location in ("body", "formData") for p in params),
+                    body=body_fields(op, item.get("parameters"), params, resolver),
                     deprecated=bool(op.get("deprecated")),
                     destructive=is_destructive(upper, template, operation_id),
                     response_fields=response_fields(op, resolver),

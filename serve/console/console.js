@@ -64,12 +64,51 @@ function renderPredictions() {
     const path = Object.assign(document.createElement("span"), { className: "path", textContent: `${i + 1}. ${p.method} ${p.path}` });
     const score = Object.assign(document.createElement("span"), { className: "score", textContent: p.score.toFixed(3) });
     const reason = Object.assign(document.createElement("span"), { className: "reason", textContent: `${p.endpoint}: ${p.reason}` });
-    item.append(path, score, reason);
-    item.addEventListener("click", () => accept(i));
+    item.append(path, score, request(p), reason);
+    item.addEventListener("click", (e) => { if (!e.target.closest("input")) accept(i); });
     item.addEventListener("keydown", (e) => { if (e.key === "Enter") accept(i); });
     return item;
   });
   $("predictions").replaceChildren(...items);
+}
+
+// The rest of the request: the query and body filled (each value titled with where it came from) and an input
+// for each required field nothing filled, read when the call is accepted.
+function request(p) {
+  const block = Object.assign(document.createElement("span"), { className: "request" });
+  const filled = (values, label) => {
+    const names = Object.keys(values ?? {});
+    if (!names.length) return;
+    const line = Object.assign(document.createElement("span"), { className: "filled", textContent: `${label} ` });
+    line.append(...names.map((name) => Object.assign(document.createElement("code"), {
+      textContent: `${name}=${JSON.stringify(values[name])}`, title: `from the ${p.filled_from?.[name] ?? "request"}`,
+    })));
+    block.append(line);
+  };
+  filled(p.query, "query");
+  filled(p.body, "body");
+  if (p.missing?.length) {
+    const line = Object.assign(document.createElement("span"), { className: "missing", textContent: "needs " });
+    line.append(...p.missing.map((name) => Object.assign(document.createElement("input"), {
+      placeholder: name, title: `${name}: required, nothing filled it`, name,
+    })));
+    block.append(line);
+  }
+  return block;
+}
+
+// The call accepted, with what the user typed for its missing fields: a path parameter into the path, the rest
+// sent as the call's params.
+function made(p, item) {
+  let path = p.path;
+  const params = { ...p.query, ...p.body };
+  for (const input of item?.querySelectorAll(".missing input") ?? []) {
+    const value = input.value.trim();
+    if (!value) continue;
+    if (path.includes(`{${input.name}}`)) path = path.replace(`{${input.name}}`, encodeURIComponent(value));
+    else params[input.name] = value;
+  }
+  return { endpoint: `${p.method} ${path}`, params };
 }
 
 async function register() {
@@ -106,11 +145,11 @@ async function predict() {
 async function accept(rank) {
   const chosen = state.prediction?.predictions[rank];
   if (!chosen) return;
-  const made = `${chosen.method} ${chosen.path}`;
+  const accepted = made(chosen, $("predictions").children[rank]);
   try {
-    const label = await call("POST", "/feedback", { prediction_id: state.prediction.prediction_id, called: made });
-    addCall({ endpoint: made });
-    say(`recorded ${made} (rank ${label.rank}, ${label.stored})`);
+    const label = await call("POST", "/feedback", { prediction_id: state.prediction.prediction_id, called: accepted.endpoint });
+    addCall(Object.keys(accepted.params).length ? accepted : { endpoint: accepted.endpoint });
+    say(`recorded ${accepted.endpoint} (rank ${label.rank}, ${label.stored})`);
     await predict();
   } catch (error) { say(error.message, true); }
 }

@@ -18,7 +18,8 @@ def test_predict_json(capsys, tiny_settings, tiny_model) -> None:
     assert code == 0 and len(out["predictions"]) == 3
     assert out["predictions"][0]["endpoint"] == "POST /invoices/{invoice}/pay"
     assert out["predictions"][0]["path"] == "/v1/invoices/in_5/pay"
-    assert set(out["predictions"][0]) == {"endpoint", "method", "path", "params", "score", "reason", "sources"}
+    assert set(out["predictions"][0]) == {"endpoint", "method", "path", "params", "score", "reason", "sources",
+                                          "query", "body", "filled_from", "missing"}
 
 
 def test_eval_json_has_the_documented_keys(capsys, tiny_settings, tiny_model) -> None:
@@ -26,8 +27,9 @@ def test_eval_json_has_the_documented_keys(capsys, tiny_settings, tiny_model) ->
                  *PACKAGED])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert set(out) == {"cases", "hit@1", "hit@3", "hit@5", "mrr", "ndcg@5", "params_exact", "ece@1", "p50_ms",
-                        "p95_ms", "peers", "best_peer", "above_best_peer", "not_above_at"}
+    assert set(out) == {"cases", "hit@1", "hit@3", "hit@5", "mrr", "ndcg@5", "params_exact", "values", "ece@1",
+                        "p50_ms", "p95_ms", "peers", "best_peer", "above_best_peer", "not_above_at"}
+    assert set(out["values"]) == {"by_place", "by_source"}
     assert 0.0 <= out["ece@1"] <= 1.0
     # The packaged MiniLM serves this ranker: its "tuned" peer would repeat "minilm".
     assert set(out["peers"]) == {"bm25", "minilm", "repeat+minilm"} and out["best_peer"] in out["peers"]

@@ -65,3 +65,16 @@ def test_the_item_meant_reaches_the_predicted_call() -> None:
     ctx = build_context(billing_spec, [listed], "pay the april support invoice", None, 20)
     pay = billing_spec.catalogue.by_id()["POST /invoices/{invoice}/pay"]
     assert carry_params(pay, ctx, billing_spec.catalogue.base_path).params == {"invoice": "in_2"}
+
+
+def test_a_quoted_value_that_describes_a_listed_item_names_the_item_not_an_id() -> None:
+    """"pay invoice INV-0042" over invoices numbered INV-0041 and INV-0042: the second invoice's id, not the number
+    the prompt quotes as if it were one; an id the list does not describe still fills as quoted."""
+    catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
+    billing_spec = PreparedSpec.build(catalogue, np.eye(len(catalogue.operations), dtype=np.float32))
+    listed = Event(endpoint="GET /v1/invoices", response={"data": [
+        {"id": "in_1Q0aAA", "number": "INV-0041"}, {"id": "in_1Q0bBB", "number": "INV-0042"}]})
+    pay = billing_spec.catalogue.by_id()["POST /invoices/{invoice}/pay"]
+    for prompt, invoice in (("pay invoice INV-0042", "in_1Q0bBB"), ("pay invoice in_9ZZZZZ", "in_9ZZZZZ")):
+        ctx = build_context(billing_spec, [listed], prompt, None, 20)
+        assert carry_params(pay, ctx, billing_spec.catalogue.base_path).params == {"invoice": invoice}, prompt

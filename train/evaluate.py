@@ -29,7 +29,7 @@ class Case(BaseModel):
     events: list[Event] = Field(default_factory=list)
     expected: str
     # Path, query and body values by name; a string stands for a value of any type ("2500" for 2500).
-    expected_params: dict[str, str | float | bool] | None = None
+    expected_params: dict[str, JSONScalar] | None = None
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -43,19 +43,44 @@ def load_cases(path: Path) -> list[Case]:
     return cases
 
 
-def _same(got: JSONScalar, want: str | float | bool) -> bool:
+def _same(got: JSONScalar, want: JSONScalar) -> bool:
     if isinstance(want, str):
         return (str(got).lower() if isinstance(got, bool) else str(got)) == want
     return isinstance(got, bool) == isinstance(want, bool) and got == want
 
 
-def params_match(call: RankedCall, expected: dict[str, str | float | bool]) -> bool:
+def params_match(call: RankedCall, expected: dict[str, JSONScalar]) -> bool:
     """The call holds every value expected, wherever it goes (path, query, body), and no path value the case does
     not expect: `{}` expects a call without path parameters. A query or body value the case does not name is not
     judged (a default a console would show anyway)."""
     values: dict[str, JSONScalar] = {**call.query, **call.body, **call.params}
     return not set(call.params) - set(expected) and all(
         name in values and _same(values[name], want) for name, want in expected.items())
+
+
+class ValueTally:
+    """Each expected value right or not, by where the call holds it (path, query, body, or nowhere) and by the
+    source the prediction names for it: what `params_exact` is made of."""
+
+    def __init__(self) -> None:
+        self.by_place: dict[str, list[int]] = {}
+        self.by_source: dict[str, list[int]] = {}
+
+    def add(self, call: RankedCall | None, expected: dict[str, JSONScalar]) -> None:
+        for name, want in expected.items():
+            place, source, got = "not ranked", "not ranked", None
+            if call is not None:
+                holders = (("path", call.params), ("query", call.query), ("body", call.body))
+                place, got = next(((where, held[name]) for where, held in holders if name in held), ("unfilled", None))
+                source = "path" if place == "path" else call.filled_from.get(name, "unfilled")
+            for tally, key in ((self.by_place, place), (self.by_source, source)):
+                counts = tally.setdefault(key, [0, 0])
+                counts[0] += got is not None and _same(got, want)
+                counts[1] += 1
+
+    def report(self) -> dict[str, dict[str, str]]:
+        return {"by_place": {k: f"{a}/{n}" for k, (a, n) in sorted(self.by_place.items())},
+                "by_source": {k: f"{a}/{n}" for k, (a, n) in sorted(self.by_source.items())}}
 
 
 def spec_location(case: Case, cases_dir: Path) -> str:
@@ -89,6 +114,7 @@ def evaluate(
     ranks: list[int | None] = []
     peer_ranks: dict[str, list[int | None]] = {name: [] for name in (peers.names if peers else [])}
     params_ok: list[bool] = []
+    values = ValueTally()
     top_scores: list[float] = []  # the first answer's score, for its calibration
     latencies: list[float] = []
     misses: list[dict[str, Any]] = []
@@ -116,10 +142,12 @@ def evaluate(
         if case.expected_params is not None:  # {} is a definition too: the call takes no path parameter
             top = outcome.predictions[rank - 1] if rank else None
             params_ok.append(top is not None and params_match(top, case.expected_params))
+            values.add(top, case.expected_params)
         if rank != 1:
             misses.append({"id": case.id, "expected": case.expected, "rank": rank, "top": endpoints[:3]})
     report: dict[str, Any] = {"cases": len(cases), **summary(ranks)}
     report["params_exact"] = round(sum(params_ok) / len(params_ok), 4) if params_ok else None
+    report["values"] = values.report()  # right / expected, by where the value went and where it came from
     report["ece@1"] = round(calibration_error(top_scores, [r == 1 for r in ranks]), 4)
     report["p50_ms"] = round(float(np.percentile(latencies, 50)), 2) if latencies else None
     report["p95_ms"] = round(float(np.percentile(latencies, 95)), 2) if latencies else None

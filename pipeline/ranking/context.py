@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from pipeline.ranking.link_values import MadeCall, link_values
 from pipeline.ranking.profile import SpecProfile
 from pipeline.ranking.prompt_values import PromptValue, enumerations, prompt_values, speaks_for_self
-from pipeline.ranking.response_values import listed_ids, produced_entity, response_ids
+from pipeline.ranking.response_values import described_by, listed_ids, produced_entity, response_ids
 from pipeline.ranking.text import head
 from pipeline.spec.catalogue import Catalogue, is_id_name
 from pipeline.spec.matching import CallMatch, CallMatcher
@@ -86,6 +86,7 @@ class Context:
     # the top-level scalar fields of the responses sent, by name, the latest winning (a login's `token`): what a
     # later call's required field of the same name takes
     answered: dict[str, str] = field(default_factory=dict)
+    described: frozenset[str] = frozenset()  # the text listed items are described by (`response_values.described_by`)
 
     @property
     def last_op(self) -> int | None:
@@ -143,6 +144,7 @@ def build_context(
             produced = spec.profile.ops[spec.profile.index[match.operation.id]].produces
             thing = produced_entity(match.operation.path, produced, spec.profile.path_entities)
             ctx.listed.update(listed_ids(event.response, thing, spec.profile.path_entities))
+            ctx.described |= described_by(event.response, thing)
             for name, value in response_ids(event.response, thing, spec.profile.path_entities, prompt).items():
                 ctx.values[name] = value
                 ctx.entity_values[head(name)] = value

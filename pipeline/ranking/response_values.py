@@ -65,6 +65,15 @@ def _described(item: Any, asked: str, words: frozenset[str]) -> int:
     return score
 
 
+def described_by(response: Any, thing: str | None) -> frozenset[str]:
+    """The text a list's items are described by (a title, a name, an invoice's `number` "INV-0042"), not their
+    ids: a prompt that quotes one names an item, not an id to send."""
+    items = _items(response, thing) or []
+    return frozenset(value for item in items if isinstance(item, dict) for name, value in item.items()
+                     if isinstance(value, str) and name not in ("id", *_OWN_KEYS[2:]) and not is_id_name(name)
+                     and not (thing is not None and head(name) == thing))
+
+
 def _ids_of(body: Any, thing: str | None, entities: frozenset[str]) -> dict[str, str]:
     """The ids of one thing's fields (`response_ids` of a body that is no list)."""
     if not isinstance(body, dict):

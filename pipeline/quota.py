@@ -47,6 +47,12 @@ class Registrations:
             self._sets.set(client, (members, expires))
         return len(members), expires - now
 
+    def members(self, client: str) -> frozenset[str]:
+        """The members the client added within its current window."""
+        with self._lock:
+            members, expires = self._sets.get(client) or (frozenset(), 0.0)
+        return members if expires > time.monotonic() else frozenset()
+
     def remove(self, client: str, member: str) -> None:
         with self._lock:
             entry = self._sets.get(client)

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.adapters.kv import ResilientStore
 from pipeline.cache import LRU
-from pipeline.errors import ImportInputError, RateLimitedError
+from pipeline.errors import ImportInputError, RateLimitedError, SpecNotFoundError
 from pipeline.learning.acceptance import AcceptanceTally, ShadowRanking, rank_bucket, shadow_key
 from pipeline.learning.labels import followup, label
 from pipeline.learning.records import (
@@ -323,6 +323,20 @@ class Ingress:
         if body.spec_id is not None:
             return await self.spec_store.info.remote(body.spec_id)
         return await self._register(body, caller, quota_id)
+
+    @app.get("/specs", response_model=list[SpecInfo], summary="The specs this caller registered lately",
+             operation_id="list_specs", responses=errors.documented(401, 429))
+    async def list_specs(self, caller: CurrentCaller) -> list[SpecInfo]:
+        """Those registered within the caller's window of `cache.spec_ttl_s` (its key's, else its address's) and
+        still held, by title: what a console offers to choose from."""
+        quota_id = await self._admit(caller)
+        found: list[SpecInfo] = []
+        for spec_id in sorted(await self._store_call(self.cache.members, f"specs:{quota_id}")):
+            try:
+                found.append(await self.spec_store.info.remote(spec_id))
+            except SpecNotFoundError:
+                continue  # evicted since: registering it again brings it back
+        return sorted(found, key=lambda info: info.title.casefold())
 
     @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec", operation_id="get_spec",
              responses=errors.documented(401, 404, 422, 429))

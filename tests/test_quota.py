@@ -33,8 +33,10 @@ def test_registrations_count_distinct_members_per_window() -> None:
     assert registrations.add("c", "a", ttl_s=60)[0] == 1  # the same spec again is no new registration
     size, left = registrations.add("c", "b", ttl_s=60)
     assert size == 2 and 59 < left <= 60
+    assert registrations.members("c") == {"a", "b"} and registrations.members("other") == frozenset()
     registrations.remove("c", "b")
     assert registrations.add("c", "a", ttl_s=60)[0] == 1
+    assert registrations.members("c") == {"a"}
 
 
 def test_replicas_share_one_bucket_and_one_cap_through_redis(redis_server: RedisServer) -> None:
@@ -45,6 +47,7 @@ def test_replicas_share_one_bucket_and_one_cap_through_redis(redis_server: Redis
     assert one.add_member("specs:c", "s1", 60)[0] == 1
     size, left = two.add_member("specs:c", "s2", 60)
     assert size == 2 and 0 < left <= 60
+    assert one.members("specs:c") == two.members("specs:c") == {"s1", "s2"}
     two.remove_member("specs:c", "s2")
     assert one.add_member("specs:c", "s1", 60)[0] == 1
 
@@ -54,6 +57,7 @@ def test_a_dead_redis_falls_back_to_each_replica_alone() -> None:
     assert [down.take_token("quota:c", 1, 2) for _ in range(3)][:2] == [0, 0]
     assert down.take_token("quota:c", 1, 2) > 0
     assert down.add_member("specs:c", "s1", 60)[0] == 1 and down.add_member("specs:c", "s2", 60)[0] == 2
+    assert down.members("specs:c") == {"s1", "s2"}
 
 
 def test_keys_come_hashed_from_a_secret_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -231,6 +231,12 @@ def test_register_then_predict_by_spec_id_and_inline(served: Served) -> None:
     assert [p["endpoint"] for p in by_id.json()["predictions"]] == [p["endpoint"] for p in inline.json()["predictions"]]
     tmdb = served.post("/specs", {"spec": TMDB_SPEC.read_text()})
     assert tmdb.status_code == 201 and tmdb.json()["operations"] == 54
+    # The caller's registrations, listed by title (a console offers them); another key's list holds none of them.
+    listed = httpx.get(f"{served.base}/specs").json()
+    assert {spec_id, tmdb.json()["spec_id"]} <= {s["spec_id"] for s in listed}
+    assert [s["title"].casefold() for s in listed] == sorted(s["title"].casefold() for s in listed)
+    others = httpx.get(f"{served.base}/specs", headers={"X-API-Key": TIGHT_KEY})
+    assert others.status_code == 200 and spec_id not in {s["spec_id"] for s in others.json()}
 
 
 def test_a_specs_declared_links_survive_the_shared_cache_and_fill_the_linked_call(served: Served) -> None:

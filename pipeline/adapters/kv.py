@@ -282,6 +282,13 @@ class ResilientStore:
                 self._failed(exc)
         return self._registrations.add(key, member, ttl_s)
 
+    def members(self, key: str) -> frozenset[str]:
+        """The members of a set `add_member` keeps (empty once it expired)."""
+        found = self._call("smembers", self._prefix + key)
+        if found is None:
+            return self._registrations.members(key)
+        return frozenset(m.decode() if isinstance(m, bytes) else str(m) for m in found)
+
     def remove_member(self, key: str, member: str) -> None:
         if self._call("srem", self._prefix + key, member) is None:
             self._registrations.remove(key, member)

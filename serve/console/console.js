@@ -1,5 +1,5 @@
 // The OpenSesame console: no build step, no dependencies. It calls the service's own HTTP API (same origin):
-// POST /specs, POST /predict, POST /feedback. What the user set up (key, specs, history) stays in this browser.
+// GET and POST /specs, POST /predict, POST /feedback. What the user set up (key, specs, history) stays in this browser.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -182,5 +182,17 @@ document.addEventListener("keydown", (e) => {
   const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
   if (!typing && /^[1-9]$/.test(e.key)) accept(Number(e.key) - 1);
 });
+// The specs this key (or address) registered from anywhere lately, beside those remembered in this browser.
+async function loadSpecs() {
+  try {
+    const listed = await call("GET", "/specs");
+    const known = new Set(listed.map((s) => s.spec_id));
+    state.specs = [...listed, ...state.specs.filter((s) => !known.has(s.spec_id))];
+    store("specs", state.specs);
+    renderSpecs();
+  } catch (error) { say(`listing specs: ${error.message}`, true); }
+}
+
 renderSpecs();
 renderHistory();
+loadSpecs();

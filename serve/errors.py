@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from pipeline import errors
 from pipeline.adapters.registry import RegistryError
@@ -153,6 +154,15 @@ def http_error_name(status: int) -> str:
     return "".join(word.capitalize() for word in HTTPStatus(status).phrase.replace("-", " ").split()) + "Error"
 
 
+def _allowed(request: Request) -> list[str]:
+    """Every method some route of the requested path answers (`GET /specs` and `POST /specs` are two routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -166,7 +176,10 @@ def install(app: FastAPI) -> None:
             detail = f"no route {asked}" if exc.status_code == 404 else f"{asked}: method not allowed on this route"
             detail += "; the routes are listed at /docs"
         body = {"error": http_error_name(exc.status_code), "detail": detail}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the first route of the path alone; a path may have several
+            headers["Allow"] = ", ".join(_allowed(request))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

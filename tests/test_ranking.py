@@ -10,7 +10,7 @@ import pytest
 from conftest import FIXTURES, REAL
 
 from pipeline.ranking.context import Event
-from pipeline.ranking.features import FEATURE_NAMES
+from pipeline.ranking.features import FEATURE_NAMES, column
 from pipeline.ranking.guardrails import DEMOTED_REASON
 from pipeline.ranking.model import ModelSchemaError, RankerModel
 from pipeline.ranking.predict import Predictor
@@ -83,10 +83,15 @@ def test_destructive_never_first_without_explicit_intent(predictor, billing) -> 
         assert not operation.destructive, (prompt, top.endpoint)
 
 
-def test_explicit_destructive_request_may_rank_first(predictor, billing) -> None:
+def test_an_explicit_destructive_request_is_read_as_asked_and_not_demoted(predictor, billing) -> None:
+    """"delete this draft invoice": the deletion is asked for, so the guardrail leaves it where the model puts it,
+    among the first answers and with no demotion in its reason (where it ranks is the model's: the full model puts
+    it first; the tests' tiny model, trained on six fixture specs, has put the invoice's read and other acts first)."""
     outcome = predictor.predict(billing, events("GET /v1/invoices/in_9"), "delete this draft invoice", k=5)
-    assert outcome.predictions[0].endpoint == "DELETE /invoices/{invoice}"
-    assert DEMOTED_REASON not in outcome.predictions[0].reason
+    deletion = next(p for p in outcome.predictions if p.endpoint == "DELETE /invoices/{invoice}")
+    assert DEMOTED_REASON not in deletion.reason and "does what the prompt asks for" in deletion.reason
+    row = outcome.candidates.index("DELETE /invoices/{invoice}")
+    assert column(outcome.features, "destructive_intent")[row] == 1.0
 
 
 def test_demotion_is_visible_in_the_reason() -> None:

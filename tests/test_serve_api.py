@@ -1119,4 +1119,4 @@ def test_the_openapi_document_is_the_contract(served: Served) -> None:
         summary = stdout[stdout.rfind("SUMMARY"):]
         print(f"seed {seed}:", stdout[stdout.rfind("Stateful"):][:400], summary)
         assert runs[seed].returncode == 0, f"seed {seed}: " + stdout[-6000:]
-        assert "Server error" not in summary and "Tested: 11" in summary, summary
+        assert "Server error" not in summary and "Tested: 12" in summary, summary

@@ -78,6 +78,10 @@ def refusing() -> TestClient:
     async def feedback(body: FeedbackRequest) -> dict[str, str]:
         return {"prediction_id": body.prediction_id}
 
+    @app.get("/feedback")
+    async def feedbacks() -> list[str]:
+        return []
+
     return TestClient(app)
 
 
@@ -106,6 +110,12 @@ def test_fastapis_own_refusals_name_the_error_and_what_to_fix(
     response = refusing.request(method, path, content=content, headers=headers)
     assert response.status_code == status
     assert response.json() == {"error": error, "detail": detail}
+
+
+def test_a_method_not_allowed_names_every_method_of_the_path(refusing: TestClient) -> None:
+    """A path answered by two routes (`GET` and `POST /specs`): the 405's `Allow` names both, not the first alone."""
+    response = refusing.request("OPTIONS", "/feedback")
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, POST")
 
 
 def test_an_mcp_tools_arguments_are_refused_as_a_routes_body() -> None:

@@ -22,6 +22,7 @@ from serve.schemas import (
     PredictResponse,
     Ready,
     RetrainJob,
+    SpecList,
     SpecSource,
 )
 
@@ -176,6 +177,10 @@ class OpenSesame(_Base):
     def spec(self, spec_id: str) -> SpecInfo:
         return self._send(Call("GET", f"/specs/{spec_id}", SpecInfo))
 
+    def specs(self) -> list[SpecInfo]:
+        """The specs this key (else this address) registered lately, by title."""
+        return self._send(Call("GET", "/specs", SpecList)).root
+
     def ready(self) -> Ready:
         """The service's readiness; an unready service answers 503, which raises ApiError after the retries."""
         return self._send(Call("GET", "/readyz", Ready))
@@ -244,6 +249,9 @@ class AsyncOpenSesame(_Base):
 
     async def spec(self, spec_id: str) -> SpecInfo:
         return await self._send(Call("GET", f"/specs/{spec_id}", SpecInfo))
+
+    async def specs(self) -> list[SpecInfo]:
+        return (await self._send(Call("GET", "/specs", SpecList))).root
 
     async def ready(self) -> Ready:
         return await self._send(Call("GET", "/readyz", Ready))

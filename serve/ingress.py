@@ -58,6 +58,7 @@ from serve.schemas import (
     PredictResponse,
     Ready,
     RetrainJob,
+    SpecList,
     SpecSource,
     SpecSummary,
 )
@@ -324,9 +325,9 @@ class Ingress:
             return await self.spec_store.info.remote(body.spec_id)
         return await self._register(body, caller, quota_id)
 
-    @app.get("/specs", response_model=list[SpecInfo], summary="The specs this caller registered lately",
+    @app.get("/specs", response_model=SpecList, summary="The specs this caller registered lately",
              operation_id="list_specs", responses=errors.documented(401, 429))
-    async def list_specs(self, caller: CurrentCaller) -> list[SpecInfo]:
+    async def list_specs(self, caller: CurrentCaller) -> SpecList:
         """Those registered within the caller's window of `cache.spec_ttl_s` (its key's, else its address's) and
         still held, by title: what a console offers to choose from."""
         quota_id = await self._admit(caller)
@@ -336,7 +337,7 @@ class Ingress:
                 found.append(await self.spec_store.info.remote(spec_id))
             except SpecNotFoundError:
                 continue  # evicted since: registering it again brings it back
-        return sorted(found, key=lambda info: info.title.casefold())
+        return SpecList(sorted(found, key=lambda info: info.title.casefold()))
 
     @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec", operation_id="get_spec",
              responses=errors.documented(401, 404, 422, 429))

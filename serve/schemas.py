@@ -5,11 +5,12 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from pipeline.learning.acceptance import Acceptance
 from pipeline.learning.imports import ImportReport
 from pipeline.ranking.context import Event
+from pipeline.spec.store import SpecInfo
 
 VERSION = version("opensesame")  # the package's: the OpenAPI document and the MCP server report it
 MAX_EVENTS = 200
@@ -83,6 +84,10 @@ class Prediction(BaseModel):
         "of an earlier call, the history's calls and responses, or the spec's default for a required field")
     missing: list[str] = Field(default_factory=list, description="required path, query and body fields nothing "
                                "filled: what a console asks the user for")
+
+
+class SpecList(RootModel[list[SpecInfo]]):
+    """`GET /specs`: the specs a caller registered lately, by title."""
 
 
 class SpecSummary(BaseModel):

@@ -644,6 +644,7 @@ def test_the_python_client_predicts_labels_and_waits_out_quotas(served: Served) 
 
     with OpenSesame(served.base) as api:
         spec = api.register_spec(spec=BILLING)
+        assert spec.spec_id in {listed.spec_id for listed in api.specs()}
         answer = api.predict(user_id="client", spec_id=spec.spec_id, prompt="pay it", k=3,
                              events=[Event(endpoint="GET /v1/invoices/in_7")])
         assert answer.predictions[0].endpoint == "POST /invoices/{invoice}/pay"

@@ -115,3 +115,12 @@ def test_a_required_field_takes_what_an_earlier_response_answered_by_its_name(sp
     alarm = filled(spec, "POST /alarms", "set an alarm", [login])
     assert (alarm.body, alarm.filled_from, alarm.missing) == ({"token": "t0k3n9x8c7"}, {"token": "history"},
                                                               ("time",))
+
+
+def test_an_amount_of_money_beside_a_things_noun_is_no_id_of_it(spec: PreparedSpec) -> None:
+    """"charge this customer 25 euros": 25 is the amount, not the customer's id; the customer is the one open."""
+    ctx = build_context(spec, [Event(endpoint="GET /v1/customers/cus_9")], "charge this customer 25 euros", None, 20)
+    read = spec.catalogue.by_id()["GET /customers/{customer}"]
+    assert carry_params(read, ctx, spec.catalogue.base_path).params == {"customer": "cus_9"}
+    charge = filled(spec, "POST /charges", "charge this customer 25 euros", [{"endpoint": "GET /v1/customers/cus_9"}])
+    assert charge.body == {"amount": 2500, "currency": "eur", "customer": "cus_9"}

@@ -7,8 +7,8 @@ when both paths share the prefix up to that parameter, (3) the most recent param
 most recent value of the same entity (`invoice_id` fills `{invoice}`); a generic `{id}` by position or by its
 segment's entity (`/credit_notes/{id}`). A value the operation was already called with gives way to the next item
 of a list a response held (the receipt of each ride listed). A value the prompt quotes that describes a listed item
-(an invoice's number "INV-0042") names the item: its id, from the history, fills the parameter. Whatever stays
-unknown remains a `{placeholder}`.
+(an invoice's number "INV-0042") names the item: its id, from the history, fills the parameter; an amount of money
+("charge this customer 25 euros") is no id. Whatever stays unknown remains a `{placeholder}`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from pipeline.ranking.context import Context, fresh_listed
 from pipeline.ranking.prompt_values import fill_from_prompt
+from pipeline.ranking.said_values import amounts
 from pipeline.ranking.text import GENERIC_NAMES
 from pipeline.spec.catalogue import Operation
 from pipeline.spec.matching import split_path
@@ -71,6 +72,7 @@ def carry_params(op: Operation, ctx: Context, base_path: str) -> CarriedCall:
     named = fill_from_prompt(profile, ctx.prompt_values_for(index), frozenset(from_history)) if ctx.prompt_values else {}
     # "pay invoice INV-0042" over a list holding it as an invoice's number: the item's id, which the history holds.
     named = {name: value for name, value in named.items() if value not in ctx.described or name not in from_history}
+    named = {name: value for name, value in named.items() if value not in amounts(ctx.prompt)}  # "25 euros"
     params = {p.name: value for p in op.path_params if (value := named.get(p.name) or from_history.get(p.name))}
     rendered = op.path
     for name, value in params.items():

@@ -43,6 +43,11 @@ _LINKERS = frozenset({"to", "is", "as", "of", "=", ":"})
 _VALUE_LIKE = re.compile(r"^(?=.*[\d.\-/_])[\w.\-/:+]+$")
 
 
+def amounts(prompt: str) -> frozenset[str]:
+    """The numbers the prompt says are money ("25 euros", "$19.99"): never an id, whatever noun stands beside them."""
+    return frozenset(before or number for _, before, number, _ in _MONEY.findall(prompt))
+
+
 def root(word: str) -> str:
     """"update", "updated", "updates" -> one root (the stemmer keeps a final e that its -ed rule drops)."""
     return stem(word.lower()).removesuffix("e")
@@ -83,7 +88,7 @@ class SaidValues:
         if money:
             symbol, before, number, word = money.groups()
             amount = (float(before or number), _CURRENCIES[(symbol or word).lower()])
-            values = tuple(v for v in values if v.value not in (before, number))  # "25 euros" is no id
+            values = tuple(v for v in values if v.value not in amounts(prompt))  # "25 euros" is no id
         size = _SIZE.search(prompt)
         return cls(
             words=tuple(found), roots=frozenset(root(w) for w in found),

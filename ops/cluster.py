@@ -377,3 +377,12 @@ def serve_app(
         for node in nodes:
             node.stop()
         cluster.stop()
+        _released(config.get("http_options", {}).get("port"))
+
+
+def _released(port: int | None, timeout_s: float = 30.0) -> None:
+    """Wait for the app's HTTP port to be let go: Serve's HAProxy can outlive the session's processes by a moment,
+    and the service started again on that port then fails to bind it ("Address already in use")."""
+    deadline = time.monotonic() + timeout_s
+    while port is not None and _in_use(port) and time.monotonic() < deadline:
+        time.sleep(0.2)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from pipeline.learning.acceptance import Acceptance
 from pipeline.learning.imports import ImportReport
 from pipeline.ranking.context import Event
+from pipeline.ranking.request_values import JSONScalar, Source
 from pipeline.spec.store import SpecInfo
 
 VERSION = version("opensesame")  # the package's: the OpenAPI document and the MCP server report it
@@ -75,11 +76,11 @@ class Prediction(BaseModel):
     score: float = Field(..., description="calibrated probability that this is the next call, monotone in rank")
     reason: str
     sources: list[str]
-    query: dict[str, str | int | float | bool] = Field(
+    query: dict[str, JSONScalar] = Field(
         default_factory=dict, description="query parameters filled, typed by the spec's schema")
-    body: dict[str, str | int | float | bool] = Field(
+    body: dict[str, JSONScalar] = Field(
         default_factory=dict, description="top-level request body fields filled (JSON or form), typed by the schema")
-    filled_from: dict[str, Literal["prompt", "link", "history", "default"]] = Field(
+    filled_from: dict[str, Source] = Field(
         default_factory=dict, description="where each query and body value came from: the prompt, an OpenAPI link "
         "of an earlier call, the history's calls and responses, or the spec's default for a required field")
     missing: list[str] = Field(default_factory=list, description="required path, query and body fields nothing "

@@ -81,23 +81,26 @@ class SaidValues:
 
     @classmethod
     def of(cls, prompt: str, values: tuple[PromptValue, ...]) -> SaidValues:
-        found = [w.lower() for w in _WORD.findall(_URL.sub(" ", _EMAIL.sub(" ", prompt)))]
+        plain = _URL.sub(" ", _EMAIL.sub(" ", prompt))  # prose: addresses are read apart
+        found = [w.lower() for w in _WORD.findall(plain)]
+        last = prompt.split()[-1] if prompt.strip() else ""  # where a full stop ends the sentence, not a name
         named = next((next(g for g in m.groups() if g) for m in _NAMED.finditer(prompt)), None)
         money = _MONEY.search(prompt)
         amount = None
         if money:
             symbol, before, number, word = money.groups()
             amount = (float(before or number), _CURRENCIES[(symbol or word).lower()])
-            values = tuple(v for v in values if v.value not in amounts(prompt))  # "25 euros" is no id
+            spent = amounts(prompt)
+            values = tuple(v for v in values if v.value not in spent)  # "25 euros" is no id
         size = _SIZE.search(prompt)
         return cls(
             words=tuple(found), roots=frozenset(root(w) for w in found),
             negated=frozenset(root(b) for a, b in pairwise(found) if a in _NEGATIONS),
-            named=_bare(named, named == prompt.rstrip().split()[-1]) if named else None,
+            named=_bare(named, named == last) if named else None,
             quoted=tuple((_said_of(prompt[: m.start()]), next(g for g in m.groups() if g))
                          for m in _QUOTED.finditer(prompt)),
             after=_said_after(prompt), emails=tuple(_EMAIL.findall(prompt)), urls=tuple(_URL.findall(prompt)),
-            domains=tuple(_bare(d, d == prompt.rstrip().split()[-1]) for d in _DOMAIN.findall(_URL.sub(" ", _EMAIL.sub(" ", prompt)))),
+            domains=tuple(_bare(d, d == last) for d in _DOMAIN.findall(plain)),
             money=amount, size=float(size.group(1)) if size else None, values=values,
         )
 

@@ -225,7 +225,7 @@ def _body_schema(op: dict[str, Any], item_params: Any, resolver: RefResolver) ->
     return None
 
 
-def body_fields(op: dict[str, Any], item_params: Any, params: tuple[Parameter, ...],
+def _body_fields(op: dict[str, Any], item_params: Any, params: tuple[Parameter, ...],
                 resolver: RefResolver) -> tuple[Parameter, ...]:
     """The top-level fields of the request body (its own and those of the schemas it is composed of by `allOf`),
     required ones first; a Swagger 2.0 form's fields are its `formData` parameters. Fields the server writes
@@ -388,7 +388,7 @@ def build_catalogue(document: SpecDocument) -> Catalogue:
                     tags=tuple(str(t) for t in tags),
                     parameters=params,
                     has_body="requestBody" in op or any(p.location in ("body", "formData") for p in params),
-                    body=body_fields(op, item.get("parameters"), params, resolver),
+                    body=_body_fields(op, item.get("parameters"), params, resolver),
                     deprecated=bool(op.get("deprecated")),
                     destructive=is_destructive(upper, template, operation_id),
                     response_fields=response_fields(op, resolver),

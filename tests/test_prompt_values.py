@@ -58,6 +58,8 @@ def test_a_quoted_value_fills_the_parameter_it_names(prompt, method, path, expec
         ("tell me about the anime Naruto", "/anime/{animeId}"),  # a name never fills an id
         ("compare Japan with Germany", "/holidays/{country}"),  # two names, neither said of the holidays
         ("the top-rated restaurants in Rome", "/restaurants/{restaurantsId}"),  # said of the restaurants, not one
+        ("charge this customer 25 euros", "/v1/customers/{customer}"),  # an amount of money, not a customer
+        ("pay the invoice 30 dollars", "/v1/invoices/{invoice}/pay"),
     ],
 )
 def test_values_that_name_something_else_fill_nothing(prompt, path) -> None:

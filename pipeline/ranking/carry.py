@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 from pipeline.ranking.context import Context, fresh_listed
 from pipeline.ranking.prompt_values import fill_from_prompt
-from pipeline.ranking.said_values import amounts
 from pipeline.ranking.text import GENERIC_NAMES
 from pipeline.spec.catalogue import Operation
 from pipeline.spec.matching import split_path
@@ -71,10 +70,8 @@ def carry_params(op: Operation, ctx: Context, base_path: str) -> CarriedCall:
             from_history[p.name] = value
     named = fill_from_prompt(profile, ctx.prompt_values_for(index), frozenset(from_history)) if ctx.prompt_values else {}
     # Not an id: a listed item's description ("pay invoice INV-0042" over a list holding it as an invoice's number:
-    # the item's id, which the history holds) or an amount of money ("25 euros").
-    spent = amounts(ctx.prompt) if named else frozenset()
-    named = {name: value for name, value in named.items()
-             if (value not in ctx.described or name not in from_history) and value not in spent}
+    # the item's id, which the history holds).
+    named = {name: value for name, value in named.items() if value not in ctx.described or name not in from_history}
     params = {p.name: value for p in op.path_params if (value := named.get(p.name) or from_history.get(p.name))}
     rendered = op.path
     for name, value in params.items():

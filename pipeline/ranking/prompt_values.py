@@ -36,6 +36,9 @@ _PREFIXED = re.compile(r"^([a-z]{1,6})_[A-Za-z0-9_]{4,}$")  # in_1Nv8aB..., cus_
 _OWNER_REPO = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _VERSION = re.compile(r"^v?\d+(\.\d+)+$")  # v2.1, 1.0.3: a release's name, not an id to fill
 _ADDRESSES = re.compile(r"\S+@\S+|\w+://\S+")  # e-mails and URLs are data for a body, not path ids
+# ... and so are amounts of money ("charge this customer 25 euros": no customer 25)
+MONEY = re.compile(r"([$€£])\s?(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(euros?|eur|dollars?|usd|pounds?|gbp|yen|jpy)\b",
+                   re.IGNORECASE)
 _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")  # acme-prod, tshirt-unique: a handle, when a noun says of what
 _YEAR = re.compile(r"^(19|20)\d\d$")  # "holidays in 2023": a year, whatever noun stands beside it
 _LIST_JOINERS = frozenset({"and", "or", "&", "then"})  # "orders 9001, 9002 and 9003": one noun for all three
@@ -84,7 +87,7 @@ def _noun(word: str) -> str | None:
 
 def prompt_values(prompt: str, kinds: frozenset[str] = frozenset()) -> tuple[PromptValue, ...]:
     """The values `prompt` quotes; `kinds`: the nouns that name the spec's parameters (`SpecProfile.param_nouns`)."""
-    raw = [t.rstrip(".:/-") for t in _TOKEN.findall(_ADDRESSES.sub(" ", prompt))]
+    raw = [t.rstrip(".:/-") for t in _TOKEN.findall(MONEY.sub(" ", _ADDRESSES.sub(" ", prompt)))]
     found: list[PromptValue] = []
     previous_at = -2  # the token index of the last value found: an enumeration continues right after it
     for i, token in enumerate(raw):

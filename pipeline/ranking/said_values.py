@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from itertools import pairwise
 
-from pipeline.ranking.prompt_values import PromptValue
+from pipeline.ranking.prompt_values import MONEY, PromptValue
 from pipeline.ranking.text import STOP_WORDS, stem
 from pipeline.spec.catalogue import words
 
@@ -30,7 +30,6 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]*\w")
 _URL = re.compile(r"https?://[^\s\"'<>]+[^\s\"'<>.,;:!?)]")
 _WORD = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)?")
 _TOKEN = re.compile(r"[^\s,;!?()\"“”']+")
-_MONEY = re.compile(r"([$€£])\s?(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(euros?|eur|dollars?|usd|pounds?|gbp|yen|jpy)\b", re.IGNORECASE)
 _CURRENCIES = {"$": "usd", "€": "eur", "£": "gbp", "euro": "eur", "euros": "eur", "eur": "eur", "dollar": "usd",
                "dollars": "usd", "usd": "usd", "pound": "gbp", "pounds": "gbp", "gbp": "gbp", "yen": "jpy", "jpy": "jpy"}
 _DOMAIN = re.compile(r"(?<![\w@/.])(?:[a-z0-9-]+\.)+[a-z]{2,}\.?(?![\w/])", re.IGNORECASE)
@@ -41,11 +40,6 @@ _ID_NOUNS = frozenset({"id", "number", "no", "code"})
 _LINKERS = frozenset({"to", "is", "as", "of", "=", ":"})
 # A value said after a noun without a linker looks like one: a digit, or a dot, hyphen, slash or underscore inside.
 _VALUE_LIKE = re.compile(r"^(?=.*[\d.\-/_])[\w.\-/:+]+$")
-
-
-def amounts(prompt: str) -> frozenset[str]:
-    """The numbers the prompt says are money ("25 euros", "$19.99"): never an id, whatever noun stands beside them."""
-    return frozenset(before or number for _, before, number, _ in _MONEY.findall(prompt))
 
 
 def root(word: str) -> str:
@@ -85,13 +79,11 @@ class SaidValues:
         found = [w.lower() for w in _WORD.findall(plain)]
         last = prompt.split()[-1] if prompt.strip() else ""  # where a full stop ends the sentence, not a name
         named = next((next(g for g in m.groups() if g) for m in _NAMED.finditer(prompt)), None)
-        money = _MONEY.search(prompt)
+        money = MONEY.search(prompt)
         amount = None
         if money:
             symbol, before, number, word = money.groups()
             amount = (float(before or number), _CURRENCIES[(symbol or word).lower()])
-            spent = amounts(prompt)
-            values = tuple(v for v in values if v.value not in spent)  # "25 euros" is no id
         size = _SIZE.search(prompt)
         return cls(
             words=tuple(found), roots=frozenset(root(w) for w in found),

@@ -62,6 +62,11 @@ class RankingSettings(_Section):
     # default ranker is trained without per-spec counts and learns from them only through this mixture
     # (docs/benchmarks.md, "A habit's counts mixed in").
     habit_prior: float = Field(100.0, gt=0, description="labels after one call at which its counts weigh as the model")
+    # Each label scores every one of these weights on the prediction it labels; a spec's mixture then takes the one
+    # that has predicted its labels best so far (`habit_prior` until a label has told them apart): an API where the
+    # model is wrong trusts its counts after a few labels, one where the model is right keeps it.
+    habit_priors: list[float] = Field([1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0], min_length=1,
+                                      description="the weights a spec's labels choose among")
 
 
 class FitSettings(_Section):

@@ -27,7 +27,15 @@ from pipeline.learning.records import (
 )
 from pipeline.learning.training_rows import label_rows, split_frame
 from pipeline.ranking.features import FEATURE_NAMES, SCHEMA_VERSION
-from pipeline.ranking.stats import START, InMemoryTransitions, PatternOffer, PatternStats, PromptVector
+from pipeline.ranking.stats import (
+    START,
+    HabitOffer,
+    InMemoryTransitions,
+    PatternOffer,
+    PatternStats,
+    PromptVector,
+    best_prior,
+)
 from pipeline.settings import CacheSettings, FeedbackSettings, RecallSettings
 
 CANDIDATES = ["GET /invoices/{invoice}", "POST /invoices/{invoice}/pay", "GET /customers/{customer}"]
@@ -113,6 +121,34 @@ def test_first_label_wins_and_feeds_the_online_counts(tmp_path: Path, redis_serv
     # No history: the count goes to the session start.
     sink.record(called(prediction("p-start").model_copy(update={"last_operation": None}), CANDIDATES[0]))
     assert counts.next_counts("spec1", START) == {CANDIDATES[0]: 1}
+
+
+def test_each_label_scores_the_weights_of_the_counts_and_the_spec_takes_the_one_its_labels_favour(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The model puts the invoice's read first (0.6), the counts of four labels put the payment first (0.75): a
+    payment label makes a light weight of the counts likelier than the configured one; once the spec's labels are
+    three times as likely under it, every replica mixes with it. A spec whose labels follow the model keeps it."""
+    settings = cache_settings(redis_server.url)
+    store = ResilientStore(settings)
+    counts = OnlineTransitions(store, 0.1, RecallSettings())
+    other_replica = OnlineTransitions(ResilientStore(settings), 0.1, RecallSettings())
+    sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=tmp_path / "s")), counts, 60)
+    priors = [1.0, 10.0, 100.0]
+    offer = HabitOffer(labels=4, model=[0.6, 0.1, 0.3], habit=[0.25, 0.75, 0.0], priors=priors)
+    spec = f"habit-{time.time_ns()}"
+    assert best_prior(other_replica.prior_scores(spec), priors, 100.0) == 100.0  # no label yet
+    record = prediction(f"p-{spec}", spec).model_copy(update={"habit": offer})
+    sink.record(called(record, CANDIDATES[1]))
+    time.sleep(0.15)  # past the refresh
+    # The payment had 0.62 of the mixture with a weight of 1, 0.125 with 100: five times as likely.
+    assert best_prior(other_replica.prior_scores(spec), priors, 100.0) == 1.0
+    followed = f"model-{time.time_ns()}"
+    for n in range(3):
+        record = prediction(f"p-{followed}-{n}", followed).model_copy(update={"habit": offer})
+        sink.record(called(record, CANDIDATES[0]))
+    time.sleep(0.15)
+    assert best_prior(counts.prior_scores(followed), priors, 100.0) == 100.0
 
 
 def _unit(*values: float) -> np.ndarray:

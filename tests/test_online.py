@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, PACKAGED
 
 from ops.cli import main
 from pipeline.ranking.context import Event
+from pipeline.ranking.stats import InMemoryPatterns, InMemoryTransitions
 from pipeline.settings import FetchSettings, get_settings
 from pipeline.spec.load import load_catalogue
+from train.evaluate import Case
+from train.online import learn_case, replay_sink, with_counts
 
 pytestmark = pytest.mark.usefixtures("packaged_cli")  # `--embedder packaged` finds its export
 
@@ -156,3 +161,36 @@ def test_a_habit_learned_on_one_api_carries_to_another_through_the_patterns(
     # test_learning. Carried, the habit never loses a place.
     carried, offline = second_half["0.2"]["online"], second_half["0.2"]["offline"]
     assert carried["mrr"] >= offline["mrr"] and carried["hit@3"] >= offline["hit@3"]
+
+
+
+def labels_until_first(predictor, habit_priors: list[float], tmp_path) -> tuple[int, int]:
+    """A habit the model ranks far down (the lowest of its ten, of those not destructive) shown once per case:
+    the labels fed back before it is the first answer, with the counts weighed by each of `habit_priors`' best
+    so far, and its rank before any label."""
+    spec = predictor.prepare(load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings()))
+    opened = [Event(endpoint="GET /v1/invoices"), Event(endpoint="GET /v1/invoices/in_0")]
+    ranked = [p.endpoint for p in predictor.predict(spec, opened, "", k=10).predictions]
+    operations = spec.catalogue.by_id()
+    habit = [e for e in ranked if not operations[e].destructive][-1]
+    counts = InMemoryTransitions()
+    online = with_counts(predictor, counts, None)
+    online.settings = predictor.settings.model_copy(update={"habit_priors": habit_priors})
+    with tempfile.TemporaryDirectory(dir=tmp_path) as spool:
+        sink = replay_sink(Path(spool), counts, InMemoryPatterns(1.0))
+        for n in range(60):
+            case = Case(id=f"habit-{n}", spec="billing_oas30.yaml", expected=habit,
+                        events=[Event(endpoint="GET /v1/invoices"), Event(endpoint=f"GET /v1/invoices/in_{n}")])
+            outcome = online.predict(spec, case.events, "", k=10)
+            if outcome.predictions[0].endpoint == habit:
+                return n, ranked.index(habit) + 1
+            learn_case(sink, spec, case, outcome)
+    return 60, ranked.index(habit) + 1
+
+
+def test_a_habit_the_model_misses_weighs_as_soon_as_its_labels_say_it_predicts(predictor, tmp_path) -> None:
+    """Each label scores every weight of the counts against the model by what its mixture gave the call: where the
+    model is wrong about an API, the counts take over after a few labels, not after `habit_prior` of them."""
+    fixed, rank = labels_until_first(predictor, [predictor.settings.habit_prior], tmp_path)
+    learned, _ = labels_until_first(predictor, predictor.settings.habit_priors, tmp_path)
+    assert rank > 3 and learned <= 3 < fixed

@@ -19,7 +19,7 @@ from pipeline.learning.records import (
     PredictionRecord,
     label_key,
 )
-from pipeline.ranking.stats import START, PatternCounts, TransitionCounts
+from pipeline.ranking.stats import START, PatternCounts, TransitionCounts, habit_scores
 from pipeline.spec.matching import CallMatch
 
 
@@ -88,7 +88,8 @@ def label(
 
 class LabelSink:
     """Where a label goes: the first label of a prediction is kept (explicit or implicit, whichever came first),
-    appended to the log, and added to the online transition and pattern counts."""
+    appended to the log, and added to the online transition and pattern counts; it scores each weight of the
+    counts against the model by what its mixture gave the call (`habit_scores`)."""
 
     def __init__(
         self, store: SharedStore, log: LabelLog, counts: TransitionCounts | None, ttl_s: int,
@@ -106,6 +107,9 @@ class LabelSink:
             return "duplicate", None
         entry = self.log.append(record)
         if self._counts is not None and record.endpoint is not None:
+            if record.habit is not None and record.endpoint in record.candidates:
+                chosen = record.candidates.index(record.endpoint)
+                self._counts.add_prior_scores(record.spec_id, habit_scores(record.habit, chosen))
             self._counts.add(record.spec_id, record.last_operation or START, record.endpoint,
                              prompt=record.prompt_of())
         if self._patterns is not None and record.patterns is not None and record.endpoint is not None:

@@ -1,5 +1,6 @@
 """Online adaptation: per-spec transition counts in Redis, updated by every label as it arrives, and the latest
-labels of each (spec, previous operation) remembered with their prompt's vector.
+labels of each (spec, previous operation) remembered with their prompt's vector, and how well each weight of the
+counts against the model has predicted the spec's labels (`habit:<spec>`).
 
 The `transitions` source reads them through `TransitionCounts`, so a habit that users show today moves the
 ranking within `counts_refresh_s`, long before a retrained model ships; the remembered prompts make it the habit
@@ -29,6 +30,10 @@ def recall_key(space: str, spec_hash: str, previous: str) -> str:
     return f"recall2:{space}:{spec_hash}:{previous}"
 
 
+def prior_scores_key(spec_hash: str) -> str:
+    return f"habit:{spec_hash}"
+
+
 def _encode(spec_hash: str, following: str, vector: np.ndarray) -> bytes:
     return f"{spec_hash}\0{following}\0".encode() + vector.astype(np.float16).tobytes()
 
@@ -55,6 +60,7 @@ class OnlineTransitions:
         self._ttl_s = ttl_s
         self._cache: LRU[dict[str, int]] = LRU(capacity)
         self._remembered: LRU[list[tuple[str, str, np.ndarray]]] = LRU(recall_capacity)
+        self._scores: LRU[dict[str, float]] = LRU(recall_capacity)
 
     def _evidence(self, spec_hash: str, previous: str, space: str | None) -> Evidence:
         key = counts_key(spec_hash, previous)
@@ -89,6 +95,18 @@ class OnlineTransitions:
                 self._store.push_capped(recall_key(prompt.space, key, previous),
                                         _encode(spec_hash, following, prompt.vector), self._recall.per_key,
                                         self._ttl_s)
+
+
+    def prior_scores(self, spec_hash: str) -> dict[str, float]:
+        key = prior_scores_key(spec_hash)
+        scores = self._scores.get(key)
+        if scores is None:
+            scores = self._store.float_fields(key) or {}  # Redis down: the configured weight for a moment
+            self._scores.set(key, scores, self._refresh_s)
+        return scores
+
+    def add_prior_scores(self, spec_hash: str, scores: dict[str, float]) -> None:
+        self._store.incr_fields(prior_scores_key(spec_hash), scores, self._ttl_s)
 
 
 def online_transitions(store: SharedStore, settings: Settings) -> OnlineTransitions | None:

@@ -20,7 +20,7 @@ from pipeline.errors import OpenSesameError
 from pipeline.lookups import lookup
 from pipeline.ranking.features import SCHEMA_VERSION
 from pipeline.ranking.predict import PredictOutcome
-from pipeline.ranking.stats import PatternOffer, PromptVector
+from pipeline.ranking.stats import HabitOffer, PatternOffer, PromptVector
 
 Outcome = Literal["called", "accepted", "none"]
 # explicit: /feedback; implicit: the next /predict showed the call; imported: a session of imported traffic.
@@ -53,6 +53,7 @@ class PredictionRecord(BaseModel):
     prompt_vector: str = Field("", description="the prompt's unit vector: float16, base64 (see encode_prompt)")
     embedder: str = Field("", description="the embedder that made prompt_vector")
     patterns: PatternOffer | None = Field(None, description="the patterns offered, for the online pattern counts")
+    habit: HabitOffer | None = Field(None, description="the mixture's halves, for the weight of the spec's counts")
 
     def feature_matrix(self) -> np.ndarray:
         return decode_features(self.features, len(self.candidates))
@@ -66,7 +67,7 @@ class PredictionRecord(BaseModel):
             prediction_id=prediction_id, user_id=user_id, spec_id=spec_id, events=events, prompt=prompt,
             predicted=[p.endpoint for p in outcome.predictions], model_version=outcome.model_version,
             created_at=created_at, last_operation=outcome.last_operation, candidates=outcome.candidates,
-            feature_schema=SCHEMA_VERSION, patterns=outcome.patterns, **encode_prompt(outcome.prompt), **extra,
+            feature_schema=SCHEMA_VERSION, patterns=outcome.patterns, habit=outcome.habit, **encode_prompt(outcome.prompt), **extra,
         )
 
     def prompt_of(self) -> PromptVector | None:

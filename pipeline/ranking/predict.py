@@ -37,12 +37,14 @@ from pipeline.ranking.sources import (
     union,
 )
 from pipeline.ranking.stats import (
+    HabitOffer,
     PatternCounts,
     PatternOffer,
     PatternRates,
     PatternStats,
     PromptVector,
     TransitionCounts,
+    best_prior,
 )
 from pipeline.settings import RankingSettings
 from pipeline.spec.catalogue import Catalogue
@@ -78,6 +80,7 @@ class PredictOutcome:
     last_operation: str | None = None
     prompt: PromptVector | None = None  # remembered with the label (the online counts' recall)
     patterns: PatternOffer | None = None  # what the label teaches the spec-agnostic patterns
+    habit: HabitOffer | None = None  # what the label teaches the weight of the spec's counts (None: no counts yet)
 
 
 @dataclass(slots=True)
@@ -189,7 +192,11 @@ class Predictor:
         assembled = assemble(ctx, patterns, self.counts, self.settings, extra_sources, disabled, model.meta.embedder)
         timing["candidates_features"] = ms_since(mark)
         mark = time.perf_counter()
-        ranked = rank(model, assembled, k, self.settings)
+        labels = float(assembled.transitions.support[0])  # every operation's support is the previous call's total
+        prior = self.settings.habit_prior
+        if labels > 0:
+            prior = best_prior(self.counts.prior_scores(spec.content_hash), self.settings.habit_priors, prior)
+        ranked, habit = rank(model, assembled, k, self.settings, prior)
         timing["rank"] = ms_since(mark)
         timing["total"] = ms_since(started)
         unmatched = [e.endpoint for e, m in zip(events[-self.settings.max_history :], ctx.history) if not m.matched]
@@ -205,21 +212,30 @@ class Predictor:
             last_operation=operations[ctx.last_op].id if ctx.last_op is not None else None,
             prompt=PromptVector(model.meta.embedder, prompt_vec) if prompt_vec is not None else None,
             patterns=assembled.pattern_offer(model.patterns),
+            habit=habit,
         )
 
 
-def rank(model: RankerModel, assembled: Assembled, k: int, settings: RankingSettings) -> list[RankedCall]:
+def rank(
+    model: RankerModel, assembled: Assembled, k: int, settings: RankingSettings, prior: float
+) -> tuple[list[RankedCall], HabitOffer | None]:
+    """The top `k` calls; the spec's counts weigh n / (n + `prior`) against the model after n labels of the last
+    call. With the calls, what a label of this prediction teaches that weight."""
     ctx, candidates = assembled.ctx, assembled.candidates
     if len(candidates.indices) == 0:
-        return []
+        return [], None
     raw = model.raw_scores(assembled.X)
     profile, operations = ctx.spec.profile, ctx.spec.catalogue.operations
     idx = candidates.indices
     probabilities = model.probabilities(raw)
-    labels = float(assembled.transitions.support[0])  # every operation's support is the previous call's total
+    labels = float(assembled.transitions.support[0])
+    habit = None
     if labels > 0:
-        share = labels / (labels + settings.habit_prior)
-        probabilities = (1 - share) * probabilities + share * assembled.transitions.spec_prob[idx]
+        counted = assembled.transitions.spec_prob[idx]
+        habit = HabitOffer(labels=labels, model=np.round(probabilities, 5).tolist(),
+                           habit=np.round(counted, 5).tolist(), priors=settings.habit_priors)
+        share = labels / (labels + prior)
+        probabilities = (1 - share) * probabilities + share * counted
         order = np.argsort(-probabilities, kind="stable")
     else:  # the raw scores: their order is the probabilities', without the ties of a saturated calibration
         order = np.argsort(-raw, kind="stable")
@@ -243,5 +259,5 @@ def rank(model: RankerModel, assembled: Assembled, k: int, settings: RankingSett
         reason = explain(ctx, assembled.signals, op_index, sources, spec_prob, int(position) in demoted)
         out.append(RankedCall(op.id, op.method, carried.path, carried.params, round(float(score), 4), reason, sources,
                               request.query, request.body, request.filled_from, list(request.missing)))
-    return out
+    return out, habit
 

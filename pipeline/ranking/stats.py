@@ -5,6 +5,7 @@ spec with no history still get sensible transitions.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
@@ -30,13 +31,62 @@ class PromptVector:
 class TransitionCounts(Protocol):
     """Per-spec counts; the in-memory one below for training and tests, Redis-backed in the service. Given the
     prompt asked now, the counts lean toward what followed the remembered labels with alike prompts
-    (`recall_counts`)."""
+    (`recall_counts`). Beside them, how well each weight of the counts against the model has predicted the spec's
+    labels (`habit_scores`)."""
 
     def next_counts(self, spec_hash: str, previous: str, prompt: PromptVector | None = None) -> dict[str, float]: ...
 
     def add(
         self, spec_hash: str, previous: str, following: str, weight: int = 1, prompt: PromptVector | None = None
     ) -> None: ...
+
+    def prior_scores(self, spec_hash: str) -> dict[str, float]: ...
+
+    def add_prior_scores(self, spec_hash: str, scores: dict[str, float]) -> None: ...
+
+
+# A candidate's least probability in a label's score: a label the mixture gave nothing costs every weight alike.
+_FLOOR = 1e-6
+
+
+class HabitOffer(BaseModel):
+    """The two halves of a prediction's mixture, per candidate in the prediction's order: the model's probability
+    and the share the spec's counts gave it after `labels` labels of the last call; and the weights (`habit_prior`
+    values) its label is to score."""
+
+    labels: float
+    model: list[float]
+    habit: list[float]
+    priors: list[float]
+
+
+def prior_key(prior: float) -> str:
+    return f"{prior:g}"
+
+
+def habit_scores(offer: HabitOffer, chosen: int) -> dict[str, float]:
+    """For each weight of `offer.priors`, the log-probability its mixture gave the chosen candidate among the
+    candidates: summed over a spec's labels, the weight that predicts them best has the highest."""
+    model, habit = np.asarray(offer.model), np.asarray(offer.habit)
+    scores = {}
+    for prior in offer.priors:
+        share = offer.labels / (offer.labels + prior)
+        mixed = (1 - share) * model + share * habit
+        scores[prior_key(prior)] = float(np.log(max(mixed[chosen], _FLOOR) / max(mixed.sum(), _FLOOR)))
+    return scores
+
+
+# A weight replaces the configured one once its mixture has made the spec's labels three times as likely (Jeffreys'
+# "substantial" Bayes factor): on a few labels the best weight is mostly noise (docs/decisions.md, "Evidence wins").
+_SUBSTANTIAL = math.log(3.0)
+
+
+def best_prior(scores: dict[str, float], priors: list[float], default: float) -> float:
+    """The weight whose mixture has predicted the spec's labels best; `default` until one does substantially
+    better than it."""
+    standing = scores.get(prior_key(default), 0.0)
+    best = max(priors, key=lambda prior: scores.get(prior_key(prior), 0.0))
+    return best if scores.get(prior_key(best), 0.0) > standing + _SUBSTANTIAL else default
 
 
 def recall_counts(
@@ -98,6 +148,7 @@ class InMemoryTransitions:
         self._borrow = borrow
         self._counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self._remembered: dict[tuple[str, str, str], deque[tuple[str, str, np.ndarray]]] = {}
+        self._prior_scores: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._lock = threading.Lock()
 
     def _evidence(self, spec_hash: str, previous: str, space: str | None) -> Evidence:
@@ -122,6 +173,14 @@ class InMemoryTransitions:
                     queue = self._remembered.setdefault((prompt.space, key, previous),
                                                         deque(maxlen=self._recall.per_key))
                     queue.append((spec_hash, following, prompt.vector))
+
+    def prior_scores(self, spec_hash: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self._prior_scores.get(spec_hash, {}))
+
+    def add_prior_scores(self, spec_hash: str, scores: dict[str, float]) -> None:
+        with self._lock:
+            self._prior_scores[spec_hash].update(scores)
 
 
 PatternTable = Literal["first", "transition"]

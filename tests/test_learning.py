@@ -128,27 +128,30 @@ def test_each_label_scores_the_weights_of_the_counts_and_the_spec_takes_the_one_
 ) -> None:
     """The model puts the invoice's read first (0.6), the counts of four labels put the payment first (0.75): a
     payment label makes a light weight of the counts likelier than the configured one; once the spec's labels are
-    three times as likely under it, every replica mixes with it. A spec whose labels follow the model keeps it."""
+    three times as likely under it, every replica mixes with it, for requests without a prompt as the labels were.
+    A spec whose labels follow the model keeps the weight."""
     settings = cache_settings(redis_server.url)
     store = ResilientStore(settings)
     counts = OnlineTransitions(store, 0.1, RecallSettings())
     other_replica = OnlineTransitions(ResilientStore(settings), 0.1, RecallSettings())
     sink = LabelSink(store, FeedbackLog(store, FeedbackSettings(spool_path=tmp_path / "s")), counts, 60)
     priors = [1.0, 10.0, 100.0]
-    offer = HabitOffer(labels=4, model=[0.6, 0.1, 0.3], habit=[0.25, 0.75, 0.0], priors=priors)
+    offer = HabitOffer(labels=4, model=[0.6, 0.1, 0.3], habit=[0.25, 0.75, 0.0], priors=priors, prompted=False)
     spec = f"habit-{time.time_ns()}"
-    assert best_prior(other_replica.prior_scores(spec), priors, 100.0) == 100.0  # no label yet
+    assert best_prior(other_replica.prior_scores(spec), priors, 100.0, False) == 100.0  # no label yet
     record = prediction(f"p-{spec}", spec).model_copy(update={"habit": offer})
     sink.record(called(record, CANDIDATES[1]))
     time.sleep(0.15)  # past the refresh
     # The payment had 0.62 of the mixture with a weight of 1, 0.125 with 100: five times as likely.
-    assert best_prior(other_replica.prior_scores(spec), priors, 100.0) == 1.0
+    assert best_prior(other_replica.prior_scores(spec), priors, 100.0, False) == 1.0
+    # Labels of requests without a prompt (imported traffic) leave the weight of requests with one as it was.
+    assert best_prior(other_replica.prior_scores(spec), priors, 100.0, True) == 100.0
     followed = f"model-{time.time_ns()}"
     for n in range(3):
         record = prediction(f"p-{followed}-{n}", followed).model_copy(update={"habit": offer})
         sink.record(called(record, CANDIDATES[0]))
     time.sleep(0.15)
-    assert best_prior(counts.prior_scores(followed), priors, 100.0) == 100.0
+    assert best_prior(counts.prior_scores(followed), priors, 100.0, False) == 100.0
 
 
 def _unit(*values: float) -> np.ndarray:

@@ -195,7 +195,8 @@ class Predictor:
         labels = float(assembled.transitions.support[0])  # every operation's support is the previous call's total
         prior = self.settings.habit_prior
         if labels > 0:
-            prior = best_prior(self.counts.prior_scores(spec.content_hash), self.settings.habit_priors, prior)
+            prior = best_prior(self.counts.prior_scores(spec.content_hash), self.settings.habit_priors, prior,
+                               bool(ctx.prompt))
         ranked, habit = rank(model, assembled, k, self.settings, prior)
         timing["rank"] = ms_since(mark)
         timing["total"] = ms_since(started)
@@ -233,7 +234,8 @@ def rank(
     if labels > 0:
         counted = assembled.transitions.spec_prob[idx]
         habit = HabitOffer(labels=labels, model=np.round(probabilities, 5).tolist(),
-                           habit=np.round(counted, 5).tolist(), priors=settings.habit_priors)
+                           habit=np.round(counted, 5).tolist(), priors=settings.habit_priors,
+                           prompted=bool(ctx.prompt))
         share = labels / (labels + prior)
         probabilities = (1 - share) * probabilities + share * counted
         order = np.argsort(-probabilities, kind="stable")

@@ -58,10 +58,13 @@ class HabitOffer(BaseModel):
     model: list[float]
     habit: list[float]
     priors: list[float]
+    prompted: bool  # the request asked something: the model reads it, the counts barely
 
 
-def prior_key(prior: float) -> str:
-    return f"{prior:g}"
+def prior_key(prior: float, prompted: bool) -> str:
+    """Weights are scored apart for requests with a prompt and without: traffic imported from logs has no prompt,
+    and where the counts beat the model without one they need not beat it when the request says what it wants."""
+    return f"{'asked' if prompted else 'plain'}:{prior:g}"
 
 
 def habit_scores(offer: HabitOffer, chosen: int) -> dict[str, float]:
@@ -72,7 +75,7 @@ def habit_scores(offer: HabitOffer, chosen: int) -> dict[str, float]:
     for prior in offer.priors:
         share = offer.labels / (offer.labels + prior)
         mixed = (1 - share) * model + share * habit
-        scores[prior_key(prior)] = float(np.log(max(mixed[chosen], _FLOOR) / max(mixed.sum(), _FLOOR)))
+        scores[prior_key(prior, offer.prompted)] = float(np.log(max(mixed[chosen], _FLOOR) / max(mixed.sum(), _FLOOR)))
     return scores
 
 
@@ -81,12 +84,12 @@ def habit_scores(offer: HabitOffer, chosen: int) -> dict[str, float]:
 _SUBSTANTIAL = math.log(3.0)
 
 
-def best_prior(scores: dict[str, float], priors: list[float], default: float) -> float:
-    """The weight whose mixture has predicted the spec's labels best; `default` until one does substantially
-    better than it."""
-    standing = scores.get(prior_key(default), 0.0)
-    best = max(priors, key=lambda prior: scores.get(prior_key(prior), 0.0))
-    return best if scores.get(prior_key(best), 0.0) > standing + _SUBSTANTIAL else default
+def best_prior(scores: dict[str, float], priors: list[float], default: float, prompted: bool) -> float:
+    """The weight whose mixture has predicted the spec's labels (of requests with a prompt, or without) best;
+    `default` until one does substantially better than it."""
+    score = {prior: scores.get(prior_key(prior, prompted), 0.0) for prior in {*priors, default}}
+    best = max(priors, key=score.__getitem__)
+    return best if score[best] > score[default] + _SUBSTANTIAL else default
 
 
 def recall_counts(

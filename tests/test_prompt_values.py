@@ -48,6 +48,13 @@ def test_a_quoted_value_fills_the_parameter_it_names(prompt, method, path, expec
     assert fill_from_prompt(profile_operation(op(method, path)), prompt_values(prompt)) == expected
 
 
+def test_a_generic_id_no_path_segment_places_is_the_id_of_what_the_operation_is_named_after() -> None:
+    """RPC style: `POST /api/cancelProject?id=` is `/projects/{id}/cancel` said another way."""
+    cancel = profile_operation(op("POST", "/api/cancelProject", query_ids=("id",)))
+    assert cancel.required_entities == ("project",)
+    assert fill_from_prompt(cancel, prompt_values("cancel translation project 5512")) == {"id": "5512"}
+
+
 @pytest.mark.parametrize(
     ("prompt", "path"),
     [

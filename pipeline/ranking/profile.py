@@ -158,6 +158,10 @@ def profile_operation(op: Operation) -> OpProfile:
     path_params = op.path_params
     needs = path_params + op.query_ids  # what the call needs an id for, wherever the id goes
     before = _segment_before(raw)
+    # A generic id no path segment places (`POST /api/cancelProject?id=`, RPC style) identifies the thing the
+    # operation is named after, as `/projects/{id}/cancel` says by its segment.
+    before |= {p.name: literals[-1] for p in op.query_ids
+               if literals and p.name.lower() in GENERIC_NAMES and p.name not in before}
     produces: set[str] = set()
     if kind in (Kind.LIST, Kind.SEARCH, Kind.CREATE):
         # Every word after the last parameter (before it is the parent, already known): /person/{id}/movie_credits

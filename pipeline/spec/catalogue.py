@@ -7,7 +7,6 @@ sees. It is a pydantic model so that it can be cached (Redis, disk) as JSON and 
 from __future__ import annotations
 
 import re
-from collections import deque
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import MissingPathsError, NotASpecError
 from pipeline.spec.refs import RefResolver, pointer_tokens
+from pipeline.spec.response_schema import MAX_FIELDS, response_fields
 from pipeline.spec.source import SpecDocument
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -247,7 +247,7 @@ def _body_fields(op: dict[str, Any], item_params: Any, params: tuple[Parameter, 
             if isinstance(field, dict) and not field.get("readOnly") and str(name) not in found:
                 found[str(name)] = _described(str(name), "body", False, field)
     fields = [f.model_copy(update={"required": True}) if f.name in required else f for f in found.values()]
-    return tuple(sorted(fields, key=lambda f: not f.required))[:_MAX_FIELDS]
+    return tuple(sorted(fields, key=lambda f: not f.required))[:MAX_FIELDS]
 
 
 def _merged_parameters(item_params: Any, op_params: Any, resolver: RefResolver) -> tuple[Parameter, ...]:
@@ -259,60 +259,6 @@ def _merged_parameters(item_params: Any, op_params: Any, resolver: RefResolver) 
             if param is not None:
                 merged[(param.name, param.location)] = param
     return tuple(merged.values())
-
-
-_MAX_FIELDS = 200
-_FIELD_DEPTH = 3
-
-
-def _success_schema(op: dict[str, Any], resolver: RefResolver) -> Any:
-    responses = resolver.deref(op.get("responses"))
-    if not isinstance(responses, dict):
-        return None
-    # YAML may key responses by int (200) or by string ("200"); the first 2xx wins, else `default`.
-    ordered = sorted((str(code), value) for code, value in responses.items() if str(code).startswith("2"))
-    ordered += [(str(code), value) for code, value in responses.items() if str(code) == "default"]
-    for _, raw in ordered:
-        response = resolver.deref(raw)
-        if not isinstance(response, dict):
-            continue
-        if "schema" in response:  # Swagger 2.0
-            return response["schema"]
-        content = response.get("content")
-        if isinstance(content, dict) and content:
-            media = content.get("application/json") or next(iter(content.values()))
-            if isinstance(media, dict) and "schema" in media:
-                return media["schema"]
-    return None
-
-
-def response_fields(op: dict[str, Any], resolver: RefResolver) -> tuple[str, ...]:
-    """Property names (and `$ref` schema names) of the success response, breadth-first to a small depth.
-
-    Each schema object is visited once, so recursive schemas terminate; the result is capped to stay small.
-    """
-    found: dict[str, None] = {}
-    seen: set[int] = set()
-    queue: deque[tuple[Any, int]] = deque([(_success_schema(op, resolver), 0)])
-    while queue and len(found) < _MAX_FIELDS:
-        raw, depth = queue.popleft()
-        if isinstance(raw, dict) and isinstance(raw.get("$ref"), str):
-            found.setdefault(raw["$ref"].rsplit("/", 1)[-1], None)
-        node = resolver.deref(raw)
-        if not isinstance(node, dict) or id(node) in seen or depth > _FIELD_DEPTH:
-            continue
-        seen.add(id(node))
-        for key in ("allOf", "oneOf", "anyOf"):
-            for part in node.get(key) or []:
-                queue.append((part, depth))  # composition: the same object, same depth
-        if isinstance(node.get("items"), dict):
-            queue.append((node["items"], depth + 1))
-        properties = node.get("properties")
-        if isinstance(properties, dict):
-            for name, child in properties.items():
-                found.setdefault(str(name), None)
-                queue.append((child, depth + 1))
-    return tuple(found)[:_MAX_FIELDS]
 
 
 _MAX_LINKS = 32
@@ -354,6 +300,27 @@ def _text(value: Any, limit: int) -> str:
     return str(value).strip()[:limit] if value else ""
 
 
+def _operation(method: str, template: str, op: dict[str, Any], item_params: Any, resolver: RefResolver) -> Operation:
+    params = _merged_parameters(item_params, op.get("parameters"), resolver)
+    operation_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
+    tags = op.get("tags") if isinstance(op.get("tags"), list) else []
+    return Operation(
+        id=f"{method} {template}",
+        method=method,
+        path=template,
+        operation_id=operation_id,
+        summary=_text(op.get("summary"), 300),
+        description=_text(op.get("description"), _MAX_DESCRIPTION),
+        tags=tuple(str(t) for t in tags),
+        parameters=params,
+        has_body="requestBody" in op or any(p.location in ("body", "formData") for p in params),
+        body=_body_fields(op, item_params, params, resolver),
+        deprecated=bool(op.get("deprecated")),
+        destructive=is_destructive(method, template, operation_id),
+        response_fields=response_fields(op, resolver),
+    )
+
+
 def build_catalogue(document: SpecDocument) -> Catalogue:
     data, source = document.data, document.source
     version = _spec_version(data, source)
@@ -373,27 +340,7 @@ def build_catalogue(document: SpecDocument) -> Catalogue:
             op = resolver.deref(item.get(method))
             if not isinstance(op, dict) or method not in item:
                 continue
-            params = _merged_parameters(item.get("parameters"), op.get("parameters"), resolver)
-            operation_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
-            upper = method.upper()
-            tags = op.get("tags") if isinstance(op.get("tags"), list) else []
-            operations.append(
-                Operation(
-                    id=f"{upper} {template}",
-                    method=upper,
-                    path=template,
-                    operation_id=operation_id,
-                    summary=_text(op.get("summary"), 300),
-                    description=_text(op.get("description"), _MAX_DESCRIPTION),
-                    tags=tuple(str(t) for t in tags),
-                    parameters=params,
-                    has_body="requestBody" in op or any(p.location in ("body", "formData") for p in params),
-                    body=_body_fields(op, item.get("parameters"), params, resolver),
-                    deprecated=bool(op.get("deprecated")),
-                    destructive=is_destructive(upper, template, operation_id),
-                    response_fields=response_fields(op, resolver),
-                )
-            )
+            operations.append(_operation(method.upper(), template, op, item.get("parameters"), resolver))
             declared.append(_declared_links(op, resolver))
             by_route[(path, method)] = operations[-1].id
     if not operations:

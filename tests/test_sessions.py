@@ -231,6 +231,25 @@ def test_ordered_map_keeps_the_order_and_works_alone_in_a_daemonic_process() -> 
         assert pool.apply(_square_all, (list(range(5)),)) == [0, 1, 4, 9, 16]
 
 
+def test_ordered_map_leaves_no_worker_behind_where_sigterm_raises() -> None:
+    """The CLI's SIGTERM handler (KeyboardInterrupt) is inherited by forked workers; they are closed and joined,
+    never signalled, so none is left waiting on the task queue's lock (a `make test` run hung there once)."""
+    import multiprocessing
+    import signal
+
+    from ops.cluster import interrupt_on_term
+    from train.parallel import ordered_map
+
+    previous = signal.getsignal(signal.SIGTERM)
+    interrupt_on_term()
+    try:
+        for _ in range(20):
+            assert ordered_map(_square, list(range(8)), workers=2) == [x * x for x in range(8)]
+            assert multiprocessing.active_children() == []
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_a_thing_is_updated_by_its_patch_not_by_the_put_beside_it() -> None:
     """A PUT beside a PATCH of the same path replaces the whole thing; a user changing some of its fields sends
     the PATCH: sessions update by the PATCH and never send that PUT, while a PUT alone on its path is still sent."""

@@ -96,7 +96,6 @@ class OnlineTransitions:
                                         _encode(spec_hash, following, prompt.vector), self._recall.per_key,
                                         self._ttl_s)
 
-
     def prior_scores(self, spec_hash: str) -> dict[str, float]:
         key = prior_scores_key(spec_hash)
         scores = self._scores.get(key)

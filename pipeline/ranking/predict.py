@@ -45,6 +45,7 @@ from pipeline.ranking.stats import (
     PromptVector,
     TransitionCounts,
     best_prior,
+    habit_mixture,
 )
 from pipeline.settings import RankingSettings
 from pipeline.spec.catalogue import Catalogue
@@ -94,6 +95,11 @@ class Assembled:
     reading: PromptReading
     X: np.ndarray
     patterns: PatternView
+
+    @property
+    def labels(self) -> float:
+        """Labels this spec's counts hold after the last call (every operation's support is their total)."""
+        return float(self.transitions.support[0])
 
     def pattern_offer(self, trained: PatternStats) -> PatternOffer:
         """Each pattern's share of the `trained` rates over every operation, and each candidate's pattern in the
@@ -192,9 +198,8 @@ class Predictor:
         assembled = assemble(ctx, patterns, self.counts, self.settings, extra_sources, disabled, model.meta.embedder)
         timing["candidates_features"] = ms_since(mark)
         mark = time.perf_counter()
-        labels = float(assembled.transitions.support[0])  # every operation's support is the previous call's total
         prior = self.settings.habit_prior
-        if labels > 0:
+        if assembled.labels > 0:  # the spec's weight is read only where there are counts to weigh
             prior = best_prior(self.counts.prior_scores(spec.content_hash), self.settings.habit_priors, prior,
                                bool(ctx.prompt))
         ranked, habit = rank(model, assembled, k, self.settings, prior)
@@ -229,15 +234,14 @@ def rank(
     profile, operations = ctx.spec.profile, ctx.spec.catalogue.operations
     idx = candidates.indices
     probabilities = model.probabilities(raw)
-    labels = float(assembled.transitions.support[0])
+    labels = assembled.labels
     habit = None
     if labels > 0:
         counted = assembled.transitions.spec_prob[idx]
         habit = HabitOffer(labels=labels, model=np.round(probabilities, 5).tolist(),
                            habit=np.round(counted, 5).tolist(), priors=settings.habit_priors,
                            prompted=bool(ctx.prompt))
-        share = labels / (labels + prior)
-        probabilities = (1 - share) * probabilities + share * counted
+        probabilities = habit_mixture(probabilities, counted, labels, prior)
         order = np.argsort(-probabilities, kind="stable")
     else:  # the raw scores: their order is the probabilities', without the ties of a saturated calibration
         order = np.argsort(-raw, kind="stable")

@@ -67,14 +67,19 @@ def prior_key(prior: float, prompted: bool) -> str:
     return f"{'asked' if prompted else 'plain'}:{prior:g}"
 
 
+def habit_mixture(model: np.ndarray, habit: np.ndarray, labels: float, prior: float) -> np.ndarray:
+    """The model's probabilities with the spec's counts mixed in: they weigh n / (n + `prior`) after n `labels`."""
+    share = labels / (labels + prior)
+    return (1 - share) * model + share * habit
+
+
 def habit_scores(offer: HabitOffer, chosen: int) -> dict[str, float]:
     """For each weight of `offer.priors`, the log-probability its mixture gave the chosen candidate among the
     candidates: summed over a spec's labels, the weight that predicts them best has the highest."""
     model, habit = np.asarray(offer.model), np.asarray(offer.habit)
     scores = {}
     for prior in offer.priors:
-        share = offer.labels / (offer.labels + prior)
-        mixed = (1 - share) * model + share * habit
+        mixed = habit_mixture(model, habit, offer.labels, prior)
         scores[prior_key(prior, offer.prompted)] = float(np.log(max(mixed[chosen], _FLOOR) / max(mixed.sum(), _FLOOR)))
     return scores
 

@@ -164,33 +164,39 @@ def test_a_habit_learned_on_one_api_carries_to_another_through_the_patterns(
 
 
 
-def labels_until_first(predictor, habit_priors: list[float], tmp_path) -> tuple[int, int]:
-    """A habit the model ranks far down (the lowest of its ten, of those not destructive) shown once per case:
-    the labels fed back before it is the first answer, with the counts weighed by each of `habit_priors`' best
-    so far, and its rank before any label."""
+def habit_after_labels(predictor, habit_priors: list[float], tmp_path, labels: int = 3) -> tuple[int | None, float, int]:
+    """A habit the model ranks far down (the last of its candidates, of those not destructive) shown `labels` times,
+    the counts weighed by the best of `habit_priors` so far: then its rank and score, and its rank before any
+    label."""
     spec = predictor.prepare(load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings()))
     opened = [Event(endpoint="GET /v1/invoices"), Event(endpoint="GET /v1/invoices/in_0")]
-    ranked = [p.endpoint for p in predictor.predict(spec, opened, "", k=10).predictions]
+    ranked = [p.endpoint for p in predictor.predict(spec, opened, "", k=50).predictions]
     operations = spec.catalogue.by_id()
-    habit = [e for e in ranked if not operations[e].destructive][-1]
+    # A call of it must be read back as it (`GET .../{id}` written as a call also matches a `{id}.json` twin).
+    habit = [e for e in ranked if not operations[e].destructive and spec.matcher.match(e).operation.id == e][-1]
     counts = InMemoryTransitions()
     online = with_counts(predictor, counts, None)
     online.settings = predictor.settings.model_copy(update={"habit_priors": habit_priors})
     with tempfile.TemporaryDirectory(dir=tmp_path) as spool:
         sink = replay_sink(Path(spool), counts, InMemoryPatterns(1.0))
-        for n in range(60):
+        for n in range(labels + 1):
             case = Case(id=f"habit-{n}", spec="billing_oas30.yaml", expected=habit,
                         events=[Event(endpoint="GET /v1/invoices"), Event(endpoint=f"GET /v1/invoices/in_{n}")])
             outcome = online.predict(spec, case.events, "", k=10)
-            if outcome.predictions[0].endpoint == habit:
-                return n, ranked.index(habit) + 1
-            learn_case(sink, spec, case, outcome)
-    return 60, ranked.index(habit) + 1
+            if n < labels:
+                learn_case(sink, spec, case, outcome)
+    answered = [p.endpoint for p in outcome.predictions]
+    rank = answered.index(habit) + 1 if habit in answered else None
+    score = outcome.predictions[rank - 1].score if rank else 0.0
+    return rank, score, ranked.index(habit) + 1
 
 
 def test_a_habit_the_model_misses_weighs_as_soon_as_its_labels_say_it_predicts(predictor, tmp_path) -> None:
     """Each label scores every weight of the counts against the model by what its mixture gave the call: where the
-    model is wrong about an API, the counts take over after a few labels, not after `habit_prior` of them."""
-    fixed, rank = labels_until_first(predictor, [predictor.settings.habit_prior], tmp_path)
-    learned, _ = labels_until_first(predictor, predictor.settings.habit_priors, tmp_path)
-    assert rank > 3 and learned <= 3 < fixed
+    model is wrong about an API, the counts take over after a few labels, not after `habit_prior` of them. (Whether
+    the configured weight alone puts the habit first by then depends on how the tiny model ranks it, which moves
+    with a machine's arithmetic: its score is compared.)"""
+    fixed_rank, fixed_score, before = habit_after_labels(predictor, [predictor.settings.habit_prior], tmp_path)
+    learned_rank, learned_score, _ = habit_after_labels(predictor, predictor.settings.habit_priors, tmp_path)
+    assert before > 3 and learned_rank == 1
+    assert learned_score > fixed_score + 0.2, (learned_score, fixed_score, fixed_rank)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
 from pipeline.adapters.feedback_log import FeedbackLog
@@ -23,7 +25,7 @@ from pipeline.settings import Settings
 from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.load import load_catalogue
 from pipeline.spec.store import SpecStore
-from pipeline.traffic.formats import Format, Tally, detect, read_traffic
+from pipeline.traffic.formats import Format, Location, Tally, detect, read_traffic
 from pipeline.traffic.observed import Identity
 
 
@@ -87,32 +89,42 @@ def spec_catalogue(spec: str | Path | Catalogue, store: SharedStore, settings: S
     return SpecStore(store, settings.cache, settings.fetch).catalogue(str(spec))
 
 
-def import_traffic(
-    path: Path, spec: str | Path | Catalogue, settings: Settings, *, host: str | None = None, prefix: str | None = None,
-    fmt: Format | None = None, progress: Progress | None = None, model: RankerModel | None = None,
-    model_dir: Path | None = None, embedder: MiniLMEmbedder | None = None, learn: bool = True,
-) -> ImportReport:
-    """Learn the traffic in `path` (HAR, OTLP JSON, JSON Lines or combined logs) on `spec` (a file, a URL, the
-    spec_id of a spec registered with the service, or its catalogue) into the store the service shares: Redis, which must be
-    configured (an embedded service keeps its counts in its own memory). `learn=False`: a dry run, which reads,
-    matches and reports, and stores nothing."""
+def session_learner(
+    catalogue: Catalogue, settings: Settings, model: RankerModel | None = None, model_dir: Path | None = None,
+    embedder: MiniLMEmbedder | None = None,
+) -> SessionLearner:
+    """What learns imported sessions into the store the service shares: Redis, which must be configured (an
+    embedded service keeps its counts in its own memory)."""
     store = ResilientStore(settings.cache)
-    catalogue = spec_catalogue(spec, store, settings)
-    learner = None
-    if learn:
-        if not store.configured:
-            raise ImportInputError(
-                "importing needs the service's Redis: set cache.redis_url (OPENSESAME__CACHE__REDIS_URL), or send "
-                "the file to the running service: POST /admin/import"
-            )
-        # Each call is predicted as the service would answer it then: with the counts earlier sessions taught.
-        predictor = build_predictor(settings, model, model_dir, online_transitions(store, settings), embedder,
-                                    online_patterns(store, settings))
-        learner = SessionLearner(predictor, predictor.prepare(catalogue),
-                                 label_sink(store, settings, settings.imports.remember_s), settings.imports.history)
-    fmt = fmt or detect(path)
+    if not store.configured:
+        raise ImportInputError(
+            "importing needs the service's Redis: set cache.redis_url (OPENSESAME__CACHE__REDIS_URL), or send "
+            "the file to the running service: POST /admin/import"
+        )
+    # Each call is predicted as the service would answer it then: with the counts earlier sessions taught.
+    predictor = build_predictor(settings, model, model_dir, online_transitions(store, settings), embedder,
+                                online_patterns(store, settings))
+    return SessionLearner(predictor, predictor.prepare(catalogue),
+                          label_sink(store, settings, settings.imports.remember_s), settings.imports.history)
+
+
+def import_traffic(
+    files: Location | Sequence[Location], spec: str | Path | Catalogue, settings: Settings, *,
+    host: str | None = None, prefix: str | None = None, fmt: Format | None = None, progress: Progress | None = None,
+    model: RankerModel | None = None, model_dir: Path | None = None, embedder: MiniLMEmbedder | None = None,
+    learn: bool = True,
+) -> ImportReport:
+    """Learn the traffic in `files` (HAR, OTLP JSON, JSON Lines or combined logs; paths or URIs, read one after
+    another as one stream: rotated logs oldest first) on `spec` (a file, a URL, the spec_id of a spec registered
+    with the service, or its catalogue). `learn=False`: a dry run, which reads, matches and reports, and stores
+    nothing."""
+    locations = [files] if isinstance(files, str | Path) else list(files)
+    catalogue = spec_catalogue(spec, ResilientStore(settings.cache), settings)
+    learner = session_learner(catalogue, settings, model, model_dir, embedder) if learn else None
+    formats = [fmt or detect(location) for location in locations]
     tally = Tally()
     # A dry run stores no key: any secret tells people apart as well.
-    secret = import_secret(settings) if learn else secrets.token_bytes(32)
-    requests = read_traffic(path, Identity(secret), tally, fmt)
-    return TrafficImport(catalogue, settings.imports, learner, host, prefix).run(requests, fmt, tally, progress)
+    identity = Identity(import_secret(settings) if learn else secrets.token_bytes(32))
+    requests = chain.from_iterable(read_traffic(loc, identity, tally, f) for loc, f in zip(locations, formats, strict=True))
+    return TrafficImport(catalogue, settings.imports, learner, host, prefix).run(
+        requests, ",".join(dict.fromkeys(formats)), tally, progress)

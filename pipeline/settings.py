@@ -324,6 +324,9 @@ class ImportSettings(_Section):
     # of the cluster sees (a volume all pods mount), as the job may run on any of them. An upload is deleted once
     # its import ended.
     upload_dir: Path = PROJECT_ROOT / "var" / "imports"
+    # An import of several files or URIs runs over Ray Data: each file read by a task, callers learned by this many
+    # actors, each holding the ranker and MiniLM (about 1 GB of memory and a CPU each).
+    concurrency: int = Field(2, ge=1, description="actors learning callers' sessions in an import over Ray")
 
     def report_dir(self, job_id: str) -> Path:
         """Where an import job writes its report (read back by GET /admin/import/{job_id})."""

@@ -97,10 +97,19 @@ class ModelJobs:
         """An import of `upload` onto the spec whose catalogue is in `catalogue` (train/import_job.py); imports
         run beside model jobs and each other (each learns through the claims every label takes)."""
         job_id = upload.stem
-        flags = " ".join(f"--{name} {shlex.quote(value)}" for name, value in options.items())
-        self._submit(job_id, f"-m train.import_job --job-id {job_id} --file {shlex.quote(str(upload))} "
-                             f"--catalogue {shlex.quote(str(catalogue))} {flags}".rstrip(), "import")
+        self._submit_import(job_id, ["--upload", str(upload), "--catalogue", str(catalogue)], options)
         return job_id
+
+    def submit_file_import(self, files: list[str], spec: str, options: dict[str, str]) -> str:
+        """An import of traffic files or URIs the cluster's nodes can read, over Ray Data (`opensesame import
+        --address`); the job prints its report as JSON."""
+        job_id = f"import-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self._submit_import(job_id, ["--json", "--spec", spec, *files], options)
+        return job_id
+
+    def _submit_import(self, job_id: str, arguments: list[str], options: dict[str, str]) -> None:
+        flags = [part for name, value in options.items() for part in (f"--{name}", value)]
+        self._submit(job_id, shlex.join(["-m", "train.import_job", "--job-id", job_id, *flags, *arguments]), "import")
 
     def import_status(self, job_id: str) -> dict[str, Any]:
         """The import job's Ray status and, once it wrote it, its report."""

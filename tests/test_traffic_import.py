@@ -129,6 +129,23 @@ def test_unreadable_input_is_counted_and_never_stops_the_rest(tmp_path: Path) ->
     assert tally == {"truncated": 1} and 0 < len(requests) < 13
 
 
+def test_rotated_logs_oldest_first_are_one_stream_and_gzip_is_told_by_its_bytes(tmp_path: Path) -> None:
+    """A session cut by a log's rotation is read whole (a dry run: read, matched and counted, nothing stored); the
+    second part gzipped under a name that does not say so, given as a file:// URI."""
+    import gzip
+
+    har = json.loads((TRAFFIC / "billing.har").read_text())
+    entries = sorted(har["log"]["entries"], key=lambda e: e["startedDateTime"])
+    older, newer = tmp_path / "older.har", tmp_path / "newer.log"
+    older.write_text(json.dumps({"log": {**har["log"], "entries": entries[:6]}}))
+    newer.write_bytes(gzip.compress(json.dumps({"log": {**har["log"], "entries": entries[6:]}}).encode()))
+    settings = Settings(imports=ImportSettings(secret="s"))
+    whole = import_traffic(TRAFFIC / "billing.har", BILLING, settings, host="api.billing.example", learn=False)
+    rotated = import_traffic([older, newer.as_uri()], BILLING, settings, host="api.billing.example", learn=False)
+    assert whole.sessions == 3 and whole.workflows[0].sessions == 3
+    assert rotated.model_dump(exclude={"seconds"}) == whole.model_dump(exclude={"seconds"})
+
+
 def _observed(key: str, at: float, path: str = "/a", status: int | None = 200) -> Observed:
     return Observed(at, "GET", path, "h", status, None, key, "user")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -132,68 +133,111 @@ class SessionLearner:
         return learned, known
 
 
-class TrafficImport:
-    """One import of requests onto one spec; `run` reads, matches and sessions them, has `learner` learn each
-    session (none: a dry run, which only reports), and returns the report."""
+@dataclass
+class ImportTally:
+    """What an import counted. Parts of one import counted apart (files read on different nodes, callers learned
+    on different nodes) add up to the whole's: `add`."""
 
-    def __init__(
-        self, catalogue: Catalogue, settings: ImportSettings, learner: SessionLearner | None,
-        host: str | None = None, prefix: str | None = None,
-    ) -> None:
-        self._spec_id = catalogue.content_hash
-        self._matcher = learner.spec.matcher if learner is not None else CallMatcher(catalogue)
-        self._learner = learner
-        self._settings = settings
+    requests: int = 0
+    filtered: Counter[str] = field(default_factory=Counter)
+    unreadable: Counter[str] = field(default_factory=Counter)
+    matched: int = 0
+    unmatched: int = 0
+    unmatched_calls: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    sessions: int = 0
+    labels: int = 0
+    already_imported: int = 0
+    transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sequences: Counter[tuple[str, ...]] = field(default_factory=Counter)
+
+    def add(self, other: ImportTally) -> None:
+        for name in ("requests", "matched", "unmatched", "retries", "sessions", "labels", "already_imported"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.filtered.update(other.filtered)
+        self.unreadable.update(other.unreadable)
+        self.transitions.update(other.transitions)
+        for call, n in other.unmatched_calls.items():
+            self._name_unmatched(call, n)
+        self.sequences.update(other.sequences)
+        self._bound_sequences()
+
+    def count_unmatched(self, call: str) -> None:
+        self.unmatched += 1
+        self._name_unmatched(call, 1)
+
+    def _name_unmatched(self, call: str, n: int) -> None:
+        if call in self.unmatched_calls or len(self.unmatched_calls) < _UNMATCHED_PATHS:
+            self.unmatched_calls[call] += n
+
+    def count_session(self, operations: list[str]) -> None:
+        self.sessions += 1
+        self.transitions.update(pairwise(operations))
+        seen = {tuple(operations[i:i + n]) for n in _WORKFLOW_LENGTHS for i in range(len(operations) - n + 1)}
+        self.sequences.update(s for s in seen if len(set(s)) > 1)
+        self._bound_sequences()
+
+    def _bound_sequences(self) -> None:
+        if len(self.sequences) > _SEQUENCES_KEPT:
+            self.sequences = Counter(dict(self.sequences.most_common(_SEQUENCES_KEPT // 2)))
+
+    def report(self, spec_id: str, fmt: str, seconds: float) -> ImportReport:
+        return ImportReport(
+            spec_id=spec_id, format=fmt, requests=self.requests, filtered=dict(self.filtered),
+            unreadable=dict(self.unreadable), matched=self.matched, unmatched=self.unmatched,
+            top_unmatched=self.unmatched_calls.most_common(10), retries=self.retries, sessions=self.sessions,
+            labels=self.labels, already_imported=self.already_imported,
+            transitions=[Transition(previous=a, following=b, count=n) for (a, b), n in self.transitions.most_common(20)],
+            workflows=self._workflows(), seconds=round(seconds, 3),
+        )
+
+    def _workflows(self, top: int = 10) -> list[Workflow]:
+        """The most supported sequences, longest first among equals; a sequence inside a listed longer one with
+        the same support says nothing more and is left out."""
+        ranked = sorted(((n, s) for s, n in self.sequences.items() if n >= 2), key=lambda x: (-x[0], -len(x[1])))
+        chosen: list[Workflow] = []
+        for support, steps in ranked:
+            if any(w.sessions == support and _inside(steps, tuple(w.steps)) for w in chosen):
+                continue
+            chosen.append(Workflow(steps=list(steps), sessions=support))
+            if len(chosen) == top:
+                break
+        return chosen
+
+
+class RequestSieve:
+    """Requests filtered (methods that are never a user's call, other hosts, other path prefixes) and matched onto
+    the spec, each counted in a tally."""
+
+    def __init__(self, matcher: CallMatcher, settings: ImportSettings, host: str | None = None,
+                 prefix: str | None = None) -> None:
+        self._matcher = matcher
         self._host = host.lower() if host else None
         self._prefix = "/" + prefix.strip("/") if prefix and prefix.strip("/") else None
         self._skip = {m.upper() for m in settings.skip_methods}
-        self._filtered: Counter[str] = Counter()
-        self._unmatched: Counter[str] = Counter()
-        self._unmatched_total = 0
-        self._matched = 0
-        self._requests = 0
-        self._transitions: Counter[tuple[str, str]] = Counter()
-        self._sequences: Counter[tuple[str, ...]] = Counter()
 
-    def run(self, requests: Iterable[Observed], fmt: str, tally: Tally, progress: Progress | None = None) -> ImportReport:
-        started = time.perf_counter()
-        sessionizer: Sessionizer[CallMatch] = Sessionizer(self._settings.gap_s, self._settings.retry_window_s)
-        sessions = labels = already = 0
-        for session in sessionizer.sessions(self._matched_requests(requests)):
-            sessions += 1
-            operations = [match.operation.id for _, match in session.calls if match.operation is not None]
-            self._transitions.update(pairwise(operations))
-            self._count_sequences(operations)
-            if self._learner is not None:
-                learned, known = self._learner.learn(session)
-                labels, already = labels + learned, already + known
-            if progress is not None:
-                progress(self._requests, sessions, labels)
-        return ImportReport(
-            spec_id=self._spec_id, format=fmt, requests=self._requests, filtered=dict(self._filtered),
-            unreadable=dict(tally), matched=self._matched, unmatched=self._unmatched_total,
-            top_unmatched=self._unmatched.most_common(10), retries=sessionizer.retries, sessions=sessions,
-            labels=labels, already_imported=already,
-            transitions=[Transition(previous=a, following=b, count=n) for (a, b), n in self._transitions.most_common(20)],
-            workflows=self._workflows(), seconds=round(time.perf_counter() - started, 3),
-        )
-
-    def _matched_requests(self, requests: Iterable[Observed]) -> Iterator[tuple[Observed, CallMatch]]:
+    def matched(self, requests: Iterable[Observed], tally: ImportTally) -> Iterator[tuple[Observed, CallMatch]]:
         for request in requests:
-            self._requests += 1
+            tally.requests += 1
             reason = self._filter(request)
             if reason is not None:
-                self._filtered[reason] += 1
+                tally.filtered[reason] += 1
                 continue
-            match = self._match(request)
+            match = self.match(request)
             if match is None:
-                self._unmatched_total += 1
-                call = f"{request.method} {request.path}"
-                if call in self._unmatched or len(self._unmatched) < _UNMATCHED_PATHS:
-                    self._unmatched[call] += 1
+                tally.count_unmatched(f"{request.method} {request.path}")
                 continue
-            self._matched += 1
+            tally.matched += 1
             yield request, match
+
+    def match(self, request: Observed) -> CallMatch | None:
+        """The route the record resolved names the operation when it fits; the concrete path fills its values."""
+        by_path = self._matcher.match(f"{request.method} {request.path}")
+        if request.route:
+            by_route = self._matcher.match(f"{request.method} {request.route}")
+            if by_route.operation is not None and by_route.operation != by_path.operation:
+                return by_route
+        return by_path if by_path.operation is not None else None
 
     def _filter(self, request: Observed) -> str | None:
         if request.method in self._skip:
@@ -204,33 +248,49 @@ class TrafficImport:
             return "other_prefix"
         return None
 
-    def _match(self, request: Observed) -> CallMatch | None:
-        """The route the record resolved names the operation when it fits; the concrete path fills its values."""
-        by_path = self._matcher.match(f"{request.method} {request.path}")
-        if request.route:
-            by_route = self._matcher.match(f"{request.method} {request.route}")
-            if by_route.operation is not None and by_route.operation != by_path.operation:
-                return by_route
-        return by_path if by_path.operation is not None else None
 
-    def _count_sequences(self, operations: list[str]) -> None:
-        seen = {tuple(operations[i:i + n]) for n in _WORKFLOW_LENGTHS for i in range(len(operations) - n + 1)}
-        self._sequences.update(s for s in seen if len(set(s)) > 1)
-        if len(self._sequences) > _SEQUENCES_KEPT:
-            self._sequences = Counter(dict(self._sequences.most_common(_SEQUENCES_KEPT // 2)))
+def learn_sessions(
+    calls: Iterable[tuple[Observed, CallMatch]], settings: ImportSettings, learner: SessionLearner | None,
+    tally: ImportTally, on_session: Callable[[], None] | None = None,
+) -> None:
+    """`calls` (in time order) grouped into sessions, each counted and, unless a dry run (no learner), learned."""
+    sessionizer: Sessionizer[CallMatch] = Sessionizer(settings.gap_s, settings.retry_window_s)
+    for session in sessionizer.sessions(calls):
+        tally.count_session([match.operation.id for _, match in session.calls if match.operation is not None])
+        if learner is not None:
+            learned, known = learner.learn(session)
+            tally.labels += learned
+            tally.already_imported += known
+        if on_session is not None:
+            on_session()
+    tally.retries += sessionizer.retries
 
-    def _workflows(self, top: int = 10) -> list[Workflow]:
-        """The most supported sequences, longest first among equals; a sequence inside a listed longer one with
-        the same support says nothing more and is left out."""
-        ranked = sorted(((n, s) for s, n in self._sequences.items() if n >= 2), key=lambda x: (-x[0], -len(x[1])))
-        chosen: list[Workflow] = []
-        for support, steps in ranked:
-            if any(w.sessions == support and _inside(steps, tuple(w.steps)) for w in chosen):
-                continue
-            chosen.append(Workflow(steps=list(steps), sessions=support))
-            if len(chosen) == top:
-                break
-        return chosen
+
+class TrafficImport:
+    """One import of requests, read in time order, onto one spec; `run` reads, matches and sessions them, has
+    `learner` learn each session (none: a dry run, which only reports), and returns the report."""
+
+    def __init__(
+        self, catalogue: Catalogue, settings: ImportSettings, learner: SessionLearner | None,
+        host: str | None = None, prefix: str | None = None,
+    ) -> None:
+        self._spec_id = catalogue.content_hash
+        matcher = learner.spec.matcher if learner is not None else CallMatcher(catalogue)
+        self._sieve = RequestSieve(matcher, settings, host, prefix)
+        self._learner = learner
+        self._settings = settings
+
+    def run(self, requests: Iterable[Observed], fmt: str, tally: Tally, progress: Progress | None = None) -> ImportReport:
+        started = time.perf_counter()
+        counted = ImportTally()
+
+        def report_progress() -> None:
+            if progress is not None:
+                progress(counted.requests, counted.sessions, counted.labels)
+
+        learn_sessions(self._sieve.matched(requests, counted), self._settings, self._learner, counted, report_progress)
+        counted.unreadable.update(tally)
+        return counted.report(self._spec_id, fmt, time.perf_counter() - started)
 
 
 def _inside(short: tuple[str, ...], long: tuple[str, ...]) -> bool:

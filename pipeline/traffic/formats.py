@@ -19,7 +19,8 @@
   `downstream_remote_address`, `user_agent`, `authority` / `host`).
 - **nginx / Apache combined** lines: `addr - user [time] "METHOD /path HTTP/1.1" status bytes "referer" "agent"`.
 
-Gzipped files are read as they are. A line that is not UTF-8, not JSON, or lacks a method or path is counted and
+Gzipped files are read as they are, from a path or a URI of any filesystem pyarrow reads (`file://`, `s3://`,
+`gs://`, `hdfs://`). A line that is not UTF-8, not JSON, or lacks a method or path is counted and
 skipped; a truncated HAR keeps the entries before the cut. Nothing here aborts the rest of the file.
 """
 
@@ -27,9 +28,11 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -54,18 +57,33 @@ class Tally(Counter[str]):
     """What reading met besides requests: `garbage`, `not_utf8`, `truncated`, `no_time`, ... by count."""
 
 
-def open_traffic(path: Path) -> IO[bytes]:
-    handle = path.open("rb")
-    if handle.read(2) == b"\x1f\x8b":
-        handle.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    handle.seek(0)
-    return handle
+Location = str | Path  # a local path, or a URI (`s3://bucket/logs/access-01.jsonl.gz`)
 
 
-def detect(path: Path) -> Format:
+def _raw(location: Location) -> io.BufferedReader:
+    if isinstance(location, str) and "://" in location:
+        from pyarrow import fs
+
+        filesystem, inside = fs.FileSystem.from_uri(location)
+        # pyarrow would decompress by the file's extension; the magic bytes decide here, as for a local file.
+        return io.BufferedReader(filesystem.open_input_stream(inside, compression=None))  # type: ignore[arg-type]
+    return Path(location).open("rb")
+
+
+@contextmanager
+def open_traffic(location: Location) -> Iterator[IO[bytes]]:
+    """The file's bytes, decompressed when it is gzipped (told by its first bytes, not its name)."""
+    with _raw(location) as raw:
+        if raw.peek(2)[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield unzipped  # type: ignore[misc]
+        else:
+            yield raw
+
+
+def detect(location: Location) -> Format:
     """The format of a traffic file, from its first bytes."""
-    with open_traffic(path) as handle:
+    with open_traffic(location) as handle:
         head = handle.read(_SNIFF_BYTES).decode("utf-8", errors="replace")
     stripped = head.lstrip()
     if '"resourceSpans"' in head:
@@ -77,13 +95,13 @@ def detect(path: Path) -> Format:
     return "combined"
 
 
-def read_traffic(path: Path, identity: Identity, tally: Tally, fmt: Format | None = None) -> Iterator[Observed]:
+def read_traffic(location: Location, identity: Identity, tally: Tally, fmt: Format | None = None) -> Iterator[Observed]:
     """Every request the file records, in the file's order (HAR: in time order)."""
     readers: dict[Format, Callable[[IO[bytes], Identity, Tally], Iterator[Observed]]] = {
         "har": _har, "otlp": _otlp, "jsonl": _jsonl, "combined": _combined,
     }
-    with open_traffic(path) as handle:
-        yield from readers[fmt or detect(path)](handle, identity, tally)
+    with open_traffic(location) as handle:
+        yield from readers[fmt or detect(location)](handle, identity, tally)
 
 
 def _lines(handle: IO[bytes], tally: Tally) -> Iterator[str]:

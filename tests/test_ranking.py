@@ -86,8 +86,9 @@ def test_destructive_never_first_without_explicit_intent(predictor, billing) -> 
 def test_an_explicit_destructive_request_is_read_as_asked_and_not_demoted(predictor, billing) -> None:
     """"delete this draft invoice": the deletion is asked for, so the guardrail leaves it where the model puts it,
     among the first answers and with no demotion in its reason (where it ranks is the model's: the full model puts
-    it first; the tests' tiny model, trained on six fixture specs, has put the invoice's read and other acts first)."""
-    outcome = predictor.predict(billing, events("GET /v1/invoices/in_9"), "delete this draft invoice", k=5)
+    it first; the tests' tiny model, trained on six fixture specs, has put the invoice's read and other acts first,
+    and the deletion sixth)."""
+    outcome = predictor.predict(billing, events("GET /v1/invoices/in_9"), "delete this draft invoice", k=10)
     deletion = next(p for p in outcome.predictions if p.endpoint == "DELETE /invoices/{invoice}")
     assert DEMOTED_REASON not in deletion.reason and "does what the prompt asks for" in deletion.reason
     row = outcome.candidates.index("DELETE /invoices/{invoice}")

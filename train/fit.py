@@ -8,7 +8,6 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from pipeline.ranking.embedding import STOCK_EMBEDDER
 from pipeline.ranking.features import CATEGORICAL, FEATURE_NAMES, SCHEMA_VERSION
@@ -66,15 +65,31 @@ def group_ranks(scores: np.ndarray, y: np.ndarray, group_sizes: np.ndarray) -> l
     return ranks
 
 
-def calibrate(raw: np.ndarray, labels: np.ndarray) -> Calibration:
-    """Platt scaling on held-out scores. Monotone increasing, so calibrated scores keep the model's order."""
-    if len(np.unique(labels)) < 2:
+def calibrate(raw: np.ndarray, labels: np.ndarray, group_sizes: np.ndarray, recall: float) -> Calibration:
+    """The softmax temperature and outside logit that make held-out requests' scores likeliest (maximum
+    likelihood): each request's next call is its positive candidate, and for every request whose pool held it
+    (`recall` of them) (1 - recall) / recall more requests were answered by none of the candidates."""
+    from scipy.optimize import minimize
+
+    starts = np.concatenate([[0], np.cumsum(group_sizes)[:-1]]).astype(int)
+    group = np.repeat(np.arange(len(group_sizes)), group_sizes)
+    positive = np.full(len(group_sizes), np.nan)
+    positive[group[labels > 0]] = raw[labels > 0]
+    known = ~np.isnan(positive)
+    if not known.any():
         return Calibration()
-    lr = LogisticRegression(C=10.0).fit(raw.reshape(-1, 1), labels)
-    slope = float(lr.coef_[0][0])
-    if slope <= 0:  # a degenerate fit would invert the order; keep the identity logistic instead
-        return Calibration()
-    return Calibration(slope=slope, intercept=float(lr.intercept_[0]))
+    missed = (1 - recall) / max(recall, 1e-6)
+
+    def loss(params: np.ndarray) -> float:
+        temperature, outside = params
+        z = temperature * raw
+        top = np.maximum(np.maximum.reduceat(z, starts), outside)
+        norm = np.log(np.add.reduceat(np.exp(z - top[group]), starts) + np.exp(outside - top)) + top
+        return float(-(np.sum(temperature * positive[known] - norm[known]) + missed * np.sum(outside - norm[known]))
+                     / known.sum())
+
+    fitted = minimize(loss, x0=np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[(1e-3, 100.0), (-50.0, 50.0)])
+    return Calibration(temperature=float(fitted.x[0]), outside=float(fitted.x[1]))
 
 
 def model_version(booster: lgb.Booster) -> str:
@@ -112,7 +127,7 @@ def fit_ranker(
     )
     fit_seconds = time.perf_counter() - started
     raw_valid = booster.predict(valid_X, num_iteration=booster.best_iteration)
-    calibration = calibrate(raw_valid, valid.y)
+    calibration = calibrate(raw_valid, valid.y, valid.group_sizes, valid.recall)
     valid_metrics = summary(group_ranks(raw_valid, valid.y, valid.group_sizes))
     report = {
         "fit_seconds": round(fit_seconds, 1),

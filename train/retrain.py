@@ -309,7 +309,7 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
     X_hold, y_hold, _, sizes_hold = split_frame(read_part(learning.base_data, "holdout"))
     info = {"job_id": job_id, "parent": champion.label, "rounds": rounds, "best_iteration": rounds,
             "labels": describe(labels), "label_groups_skipped": skipped}
-    candidate = _candidate(booster, champion_model, X_hold, y_hold, info)
+    candidate = _candidate(booster, champion_model, X_hold, y_hold, sizes_hold, info)
     metrics = compare({"candidate": candidate, "champion": champion_model}, (X_hold, y_hold, sizes_hold), settings)
     decision = gate(metrics["candidate"], metrics["champion"], learning.gate_tolerance)
     log(f"[retrain] gate: {'promote' if decision[0] else 'keep the champion'}: {decision[1]}")
@@ -337,14 +337,16 @@ def retrain(settings: Settings, job_id: str, reload: bool = True, log: Any = pri
 
 
 def _candidate(booster: lgb.Booster, champion: RankerModel, X_hold: np.ndarray, y_hold: np.ndarray,
-               info: dict[str, Any]) -> RankerModel:
-    """The retrained booster as a model: calibrated on the holdout, with the champion's patterns and embedder
-    (the base features were computed with them, and so were the labels')."""
+               sizes_hold: np.ndarray, info: dict[str, Any]) -> RankerModel:
+    """The retrained booster as a model: calibrated on the holdout (whose pools held the next call as often as
+    when the champion was trained on it), with the champion's patterns and embedder (the base features were
+    computed with them, and so were the labels')."""
     meta = ModelMeta(
         schema_version=SCHEMA_VERSION,
         feature_names=list(FEATURE_NAMES),
         version=model_version(booster),
-        calibration=calibrate(booster.predict(X_hold), y_hold),
+        calibration=calibrate(booster.predict(X_hold), y_hold, sizes_hold,
+                              float(champion.meta.info.get("valid_candidate_recall", 1.0))),
         patterns=champion.patterns,
         embedder=champion.meta.embedder,
         info=info,

@@ -34,13 +34,22 @@ class ModelNotFoundError(OpenSesameError):
 
 
 class Calibration(BaseModel):
-    """Platt scaling of raw lambdarank scores to P(next call): monotone, so it never reorders."""
+    """Raw lambdarank scores of one request's candidates to P(this is the next call): a softmax over them at a
+    `temperature`, beside an `outside` logit for a next call none of them is (the pool misses some). Fitted on
+    the held-out specs' requests (`train.fit.calibrate`); monotone within a request, so it never reorders. A model
+    saved with the older per-candidate Platt fields loads with the defaults: lambdarank's raw scores are nearly
+    log-odds between candidates already (docs/decisions.md, "A score is a softmax")."""
 
-    slope: float = 1.0
-    intercept: float = 0.0
+    temperature: float = Field(1.0, gt=0)
+    outside: float = 0.0
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.slope * raw + self.intercept)))
+        if len(raw) == 0:
+            return np.zeros(0)
+        z = self.temperature * raw
+        top = max(float(z.max()), self.outside)
+        e = np.exp(z - top)
+        return e / (e.sum() + np.exp(self.outside - top))
 
 
 class ModelMeta(BaseModel):

@@ -7,13 +7,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
-import numpy as np
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -24,27 +22,21 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.adapters.kv import ResilientStore
-from pipeline.cache import LRU
-from pipeline.errors import ImportInputError, RateLimitedError, SpecNotFoundError
-from pipeline.learning.acceptance import AcceptanceTally, ShadowRanking, rank_bucket, shadow_key
-from pipeline.learning.labels import followup, label
+from pipeline.errors import ImportInputError, SpecNotFoundError
+from pipeline.learning.labels import label
 from pipeline.learning.records import (
-    FeedbackRecord,
     PredictionNotFoundError,
     PredictionRecord,
-    encode_features,
-    last_prediction_key,
-    load_prediction,
-    save_prediction,
 )
 from pipeline.runtime import label_sink
 from pipeline.settings import Settings
-from pipeline.spec.matching import CallMatch, CallMatcher
 from pipeline.spec.store import SpecInfo
 from pipeline.timing import ms_since
 from pipeline.traffic.formats import Format
 from serve import errors, mcp
+from serve.admission import Admission
 from serve.deps import Admin, Caller, CurrentCaller
+from serve.labelling import Labelling
 from serve.ranker import Ranked
 from serve.schemas import (
     VERSION,
@@ -106,8 +98,6 @@ log = logging.getLogger("opensesame.ingress")
 ENVELOPE_BYTES = 1024 * 1024
 
 
-T = TypeVar("T")
-
 
 @serve.deployment
 @serve.ingress(app)
@@ -124,11 +114,11 @@ class Ingress:
         self.ranker = ranker
         self.learning = learning
         self.cache = ResilientStore(settings.cache)
-        self.labels = label_sink(self.cache, settings)
-        self.acceptance = AcceptanceTally(self.cache)
-        # Each spec's routes, to match the calls feedback reports here instead of one more hop to the spec store.
-        self._matchers: LRU[CallMatcher] = LRU(settings.cache.prepared_specs)
         self.metrics = PredictMetrics()
+        self.admission = Admission(self.cache, settings)
+        self.labelling = Labelling(self.cache, label_sink(self.cache, settings), settings, self.metrics,
+                                   lambda spec_id: self.spec_store.routes.remote(spec_id),
+                                   lambda prediction_id: self.ranker.shadow_ranking.remote(prediction_id))
         self._background: set[asyncio.Task[None]] = set()  # implicit labelling, off the response path
         self._stop = threading.Event()
         threading.Thread(target=self._refresh_gauges, name="gauges", daemon=True).start()
@@ -139,37 +129,9 @@ class Ingress:
         tools = mcp.build(self.predict, self.feedback, settings.clients)
         app.add_route(mcp.PATH, tools, methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
-    async def _store_call(self, call: Callable[..., T], *args: Any) -> T:
-        """A call of the shared store: in a worker thread when it may go to Redis (network I/O must not hold the
-        event loop); inline when the store is this process's memory, where it takes microseconds and each thread
-        hop would cost a request another wait for the loop under load."""
-        if self.cache.configured:
-            return await asyncio.to_thread(call, *args)
-        return call(*args)
-
-    async def _admit(self, caller: Caller, user_id: str | None = None) -> str:
-        """One request of the caller's quota (a token bucket shared by every replica); its quota id."""
-        quota_id = caller.quota_id(user_id)
-        clients = self.config.clients
-        rate = (caller.key and caller.key.rate_per_s) or clients.rate_per_s
-        burst = (caller.key and caller.key.burst) or clients.burst
-        wait = await self._store_call(self.cache.take_token, f"quota:{quota_id}", rate, burst)
-        if wait > 0:
-            raise RateLimitedError(f"over {rate:g} requests/s (burst {burst}) for {quota_id}: slow down", wait)
-        return quota_id
-
     async def _register(self, source: SpecSource, caller: Caller, quota_id: str) -> SpecInfo:
-        """Register a spec by URL or body, within the caller's cap of distinct specs per `cache.spec_ttl_s`: every
-        registered spec is kept in every replica's cache, so one client must not fill them."""
         info: SpecInfo = await self.spec_store.register.remote(source.spec_url, source.spec)
-        cap = (caller.key and caller.key.max_specs) or self.config.clients.max_specs
-        key, ttl = f"specs:{quota_id}", self.config.cache.spec_ttl_s
-        count, left = await self._store_call(self.cache.add_member, key, info.spec_id, ttl)
-        if count > cap:
-            await self._store_call(self.cache.remove_member, key, info.spec_id)
-            raise RateLimitedError(
-                f"{quota_id} registered {cap} distinct specs within {ttl} s: reuse their spec_id", left
-            )
+        await self.admission.count_spec(caller, quota_id, info.spec_id)
         return info
 
     async def _spec_id(self, source: SpecSource, caller: Caller, quota_id: str) -> str:
@@ -185,7 +147,7 @@ class Ingress:
               }}})
     async def predict(self, body: PredictRequest, caller: CurrentCaller) -> Response:
         started = time.perf_counter()
-        quota_id = await self._admit(caller, body.user_id)
+        quota_id = await self.admission.admit(caller, body.user_id)
         mark = time.perf_counter()
         spec_id = await self._spec_id(body, caller, quota_id)
         spec_ms = ms_since(mark)
@@ -202,8 +164,8 @@ class Ingress:
             events=[e.endpoint for e in body.events], prompt=body.prompt, created_at=datetime.now(UTC),
             owner=quota_id if caller.key is not None else None, shadowed=ranked.shadowed,
         )
-        await asyncio.to_thread(self._save_prediction, record, outcome.features)
-        task = asyncio.create_task(self._implicit_label(record))
+        await asyncio.to_thread(self.labelling.save, record, outcome.features)
+        task = asyncio.create_task(self.labelling.implicit(record))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         timing = {
@@ -243,75 +205,11 @@ class Ingress:
         """In a thread of its own: the spool's size and Redis's state, every `learning.metrics_refresh_s`."""
         while not self._stop.wait(self.config.learning.metrics_refresh_s):
             try:
-                self.metrics.spooled.set(self.labels.log.spooled)
+                self.metrics.spooled.set(self.labelling.sink.log.spooled)
                 if self.cache.configured:
                     self.metrics.redis_up.set(1 if self.cache.ping() else 0)
             except Exception:  # a gauge must never take the replica down
                 log.exception("refreshing the gauges failed")
-
-    async def _label(self, record: FeedbackRecord) -> tuple[str, str | None]:
-        """Store the first label of a prediction, and count where its model ranked the call (and where the shadow
-        model did, when one ranked the same prediction)."""
-        shadow = await self._shadow_ranking(record) if record.shadowed else None
-        return await asyncio.to_thread(self._record_label, record, shadow)
-
-    async def _shadow_ranking(self, record: FeedbackRecord) -> ShadowRanking | None:
-        raw = await self._store_call(self.cache.get, shadow_key(record.prediction_id))
-        if raw is not None:
-            return ShadowRanking.model_validate_json(raw)
-        # Not (yet) in the store: the Ranker replica that made it may still be ranking, or Redis is off.
-        return await self.ranker.shadow_ranking.remote(record.prediction_id)
-
-    def _record_label(self, record: FeedbackRecord, ranking: ShadowRanking | None) -> tuple[str, str | None]:
-        stored, entry = self.labels.record(record)
-        self.metrics.feedback.inc(tags={"source": record.source, "stored": stored})
-        if stored == "duplicate":
-            return stored, entry
-        bucket = rank_bucket(record.endpoint, record.predicted)
-        tags = {"model_version": record.model_version, "role": "champion", "source": record.source}
-        self.metrics.labels.inc(tags={**tags, "rank": bucket})
-        shadow = None
-        if ranking is not None:
-            shadow = ranking.model_version, rank_bucket(record.endpoint, ranking.predicted)
-            self.metrics.labels.inc(tags={**tags, "model_version": shadow[0], "role": "shadow", "rank": shadow[1]})
-        self.acceptance.add(record.model_version, bucket, shadow)
-        return stored, entry
-
-    async def _match(self, spec_id: str, call: str) -> CallMatch:
-        """The operation a reported call made. A spec_id names one content, so its routes never go stale here."""
-        matcher = self._matchers.get(spec_id)
-        if matcher is None:
-            matcher = CallMatcher(await self.spec_store.routes.remote(spec_id))
-            self._matchers.set(spec_id, matcher)
-        return matcher.match(call)
-
-    def _save_prediction(self, record: PredictionRecord, features: np.ndarray | None) -> None:
-        """In a worker thread: compressing the candidates' features (~0.2 ms) stays off the event loop."""
-        if features is not None:
-            record.features = encode_features(features)
-        save_prediction(self.cache, record, self.config.cache.prediction_ttl_s)
-
-    async def _implicit_label(self, current: PredictionRecord) -> None:
-        """The user's previous prediction on this spec is labelled by the call its new history shows after it."""
-        try:
-            key = last_prediction_key(current.user_id, current.spec_id, current.owner)
-            ttl = self.config.cache.prediction_ttl_s
-            previous_id = await self._store_call(self.cache.swap, key, current.prediction_id.encode(), ttl)
-            if previous_id is None:
-                return
-            previous = await self._store_call(load_prediction, self.cache, previous_id.decode())
-            call = followup(previous.events, current.events)
-            if call is None:
-                return
-            match = await self._match(previous.spec_id, call)
-            if match.operation is None:
-                return
-            record = label(previous, call, None, match, source="implicit")
-            await self._label(record)
-        except PredictionNotFoundError:
-            pass  # expired: nothing to label
-        except Exception:  # a lost implicit label must never fail or slow a prediction
-            log.exception("implicit label for user %s failed", current.user_id)
 
     @app.post("/specs", response_model=SpecInfo, status_code=201, summary="Register a spec by URL or body",
               operation_id="register_spec", responses={**errors.documented(400, 401, 404, 413, 422, 429), 201: {
@@ -320,7 +218,7 @@ class Ingress:
                       "ReadIt": {"operationId": "get_spec", "parameters": {"spec_id": "$response.body#/spec_id"}},
                   }}})
     async def register_spec(self, body: SpecSource, caller: CurrentCaller) -> SpecInfo:
-        quota_id = await self._admit(caller)
+        quota_id = await self.admission.admit(caller)
         if body.spec_id is not None:
             return await self.spec_store.info.remote(body.spec_id)
         return await self._register(body, caller, quota_id)
@@ -330,9 +228,9 @@ class Ingress:
     async def list_specs(self, caller: CurrentCaller) -> SpecList:
         """Those registered within the caller's window of `cache.spec_ttl_s` (its key's, else its address's) and
         still held, by title: what a console offers to choose from."""
-        quota_id = await self._admit(caller)
+        quota_id = await self.admission.admit(caller)
         found: list[SpecInfo] = []
-        for spec_id in sorted(await self._store_call(self.cache.members, f"specs:{quota_id}")):
+        for spec_id in await self.admission.registered(quota_id):
             try:
                 found.append(await self.spec_store.info.remote(spec_id))
             except SpecNotFoundError:
@@ -342,22 +240,22 @@ class Ingress:
     @app.get("/specs/{spec_id}", response_model=SpecInfo, summary="A registered spec", operation_id="get_spec",
              responses=errors.documented(401, 404, 422, 429))
     async def get_spec(self, spec_id: str, caller: CurrentCaller) -> SpecInfo:
-        await self._admit(caller)
+        await self.admission.admit(caller)
         return await self.spec_store.info.remote(spec_id)
 
     @app.post("/feedback", response_model=FeedbackResponse, status_code=202, summary="What the user did next",
               operation_id="feedback", responses=errors.documented(400, 401, 404, 413, 422, 429))
     async def feedback(self, body: FeedbackRequest, caller: CurrentCaller) -> Response:
-        prediction = await self._store_call(load_prediction, self.cache, body.prediction_id)
-        quota_id = await self._admit(caller, prediction.user_id)  # without a key: the predicted user's quota
+        prediction = await self.labelling.prediction(body.prediction_id)
+        quota_id = await self.admission.admit(caller, prediction.user_id)  # without a key: the predicted user's quota
         if prediction.owner is not None and prediction.owner != quota_id:
             # Another key's prediction is, to this caller, one that does not exist.
             raise PredictionNotFoundError(f"unknown prediction_id {body.prediction_id!r} for this API key")
         match = None
         if body.called is not None:
-            match = await self._match(prediction.spec_id, body.called)
+            match = await self.labelling.match(prediction.spec_id, body.called)
         record = label(prediction, body.called, body.accepted_rank, match)
-        stored, entry = await self._label(record)
+        stored, entry = await self.labelling.record(record)
         response = FeedbackResponse(
             prediction_id=record.prediction_id,
             outcome=record.outcome,
@@ -414,10 +312,10 @@ class Ingress:
     async def models(self) -> ModelsReport:
         state: ModelState = await self.ranker.model_state.remote()
         versions = [v for v in (state.champion, state.shadow) if v is not None]
-        online = await asyncio.gather(*(asyncio.to_thread(self.acceptance.of, v) for v in versions))
+        online = await asyncio.gather(*(asyncio.to_thread(self.labelling.acceptance.of, v) for v in versions))
         paired = None
         if state.champion is not None and state.shadow is not None:
-            champion, shadow = await asyncio.to_thread(self.acceptance.paired, state.champion, state.shadow)
+            champion, shadow = await asyncio.to_thread(self.labelling.acceptance.paired, state.champion, state.shadow)
             paired = {"champion": champion, "shadow": shadow}
         return ModelsReport(
             champion=state.champion,
@@ -441,7 +339,7 @@ class Ingress:
             model_version=state.champion,
             model_reload_error=state.reload_error,
             redis=redis_state,
-            feedback_spooled=self.labels.log.spooled,
+            feedback_spooled=self.labelling.sink.log.spooled,
         )
         # Redis down, or a registry the alias cannot be checked in, is degraded, not unready: predictions keep
         # working from the in-process caches and the model loaded.

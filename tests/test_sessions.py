@@ -71,20 +71,24 @@ def test_ids_quoted_in_a_prompt_are_expected_parameters() -> None:
     assert quoted, "some act sessions should quote the id they act on"
 
 
-def test_a_thing_quoted_at_a_sessions_start_is_acted_on_at_once_alone_or_read_first_in_a_flow() -> None:
-    """"void invoice in_3kf92ja" as a one-shot request: the void is the call. In a support flow that starts with
-    the request: `GET /invoices/{invoice}`, then the void. (Working through several quoted things, one call each,
-    is iteration's shape, not this one.)"""
+def test_a_thing_quoted_at_a_sessions_start_is_acted_on_at_once_and_read_first_only_when_opened_before_asking(
+) -> None:
+    """"void invoice in_3kf92ja" with nothing before it: the void is the call. A support flow that opened the
+    invoice by its id first (`GET /invoices/{invoice}`, then the void) has no request on the read: it came with the
+    act. (Working through several quoted things, one call each, is iteration's shape, not this one.)"""
     catalogue = load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings())
     generator = SessionGenerator(catalogue, random.Random(6))
     sessions = [s for _ in range(400) if (s := generator.session()) is not None and len(set(s.ops)) == len(s.ops)]
-    cold = [[catalogue.operations[i].id for i in s.ops] for s in sessions
+    ops = [[catalogue.operations[i].id for i in s.ops] for s in sessions]
+    acts_on_it = {"POST /invoices/{invoice}/pay", "POST /invoices/{invoice}/void"}
+    cold = [o for o, s in zip(ops, sessions, strict=True)
             if s.params[0] and all(v in s.prompts[0] for v in s.params[0].values())]
     assert cold, "some sessions should start from a quoted id"
-    acts_on_it = {"POST /invoices/{invoice}/pay", "POST /invoices/{invoice}/void"}
-    acted_at_once = [ops for ops in cold if ops[0] in acts_on_it]
-    assert acted_at_once and all(len(ops) == 1 for ops in acted_at_once)
-    assert [ops for ops in cold if ops[:1] == ["GET /invoices/{invoice}"] and set(ops[1:2]) & acts_on_it]
+    assert [o for o in cold if o[0] in acts_on_it]
+    assert not [o for o in cold if o[:1] == ["GET /invoices/{invoice}"] and set(o[1:2]) & acts_on_it]
+    opened_first = [s for o, s in zip(ops, sessions, strict=True)
+                    if o[:1] == ["GET /invoices/{invoice}"] and set(o[1:2]) & acts_on_it and s.prompts[1]]
+    assert opened_first and all(s.prompts[0] == "" for s in opened_first)
 
 
 def test_sessions_with_nothing_asked_open_on_the_central_collections() -> None:

@@ -84,8 +84,6 @@ class ActShapes(SpecWalker):
                 walk.follow([self.rng.choice(parents)])
             elif self.rng.random() < 0.5:  # whatever they did before (an entry point), then the act
                 walk.follow([self.rng.choice(self.entry)])
-            else:
-                self._read_first(walk, target)
             return reference(entity, self.rng, quoted), False
         way = self._way_to(target, entity, walk.values)
         if way is None or not walk.follow(way):
@@ -101,12 +99,6 @@ class ActShapes(SpecWalker):
         ops = self.profile.ops
         return [j for j in range(len(ops)) if j != target and not self._avoid(j) and self.kind[j] == Kind.GET
                 and self.free[j] == self.free[target] and relation(ops[j], ops[target]) in opens]
-
-    def _read_first(self, walk: Walk, target: int) -> None:
-        """A request to act on a thing the session has not opened yet ("void invoice inv_77Q2K" as the first
-        words of a session): the thing is read before it is acted on, where it has a lookup."""
-        if self.kind[target] in WRITES and (items := self._lookups(target)):
-            walk.follow([self.rng.choice(items)])
 
     def _listing(self, target: int) -> int | None:
         """The list operation of the collection `target` creates in (`GET /labels` for `POST /labels`)."""
@@ -157,7 +149,9 @@ class ActShapes(SpecWalker):
             return None
         op = self.catalogue.operations[target]
         prompt = act_phrase(op, profile.ops[target], self.rng, reference(entity, self.rng, quoted))
-        asked_late = quoted is None and self.rng.random() < 0.3
+        # A request that quotes the id is acted on at once where the session starts with it; the thing was read
+        # first when the user had opened it before asking.
+        asked_late = quoted is not None or self.rng.random() < 0.3
         prompts = [""] * (len(walk.ops) - 1) + [prompt] if asked_late else [prompt] * len(walk.ops)
         return walk.session("act", target, prompts)
 

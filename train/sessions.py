@@ -12,18 +12,19 @@ Assumptions (also in docs/architecture.md), chosen to resemble how people and ag
   ("refund this charge", "comment on issue 128", "reboot server 4711"); the user identifies the thing (list or
   search) and acts, the request there at every step (the asked operation is the answer as soon as it is
   reachable); or opens the thing first and asks then (the request comes with the act); or, to create, lists the
-  collection first (40% of creates); or quotes its id in the prompt (35%): then acts at once after the parents'
-  page or whatever they did before, and reads the thing first where the session starts with the request.
+  collection first (40% of creates); or quotes its id in the prompt (35%): then acts at once, after the parents'
+  page, whatever they did before, or nothing.
 - One-shot requests: no history, one operation asked for (ToolAlpaca / NESTFUL shape, RPC-style specs), the
-  prompt from the spec's own summary or description rephrased, from templates, or two requests in one. A write
-  on a thing with a lookup of its own reads the thing first ("void invoice inv_77Q2K": `GET /invoices/{id}`).
+  prompt from the spec's own summary or description rephrased, from templates, or two requests in one; a request
+  that quotes the id of the thing it acts on is that act ("void invoice inv_77Q2K": the void).
 - Lifecycle: create -> get -> update/action -> (delete), each step with its own prompt half the time.
 - Browsing: list -> get -> update/action -> sub-resources, moving mostly to path-tree neighbours and to
   operations whose ids they hold. Browsing and lifecycles start on the spec's central operations (what most of it
   leads from: `SpecProfile.centrality`) up to four times as often as on its corners.
 - Repeats: the same operation called for several ids (`GET /items/7`, `/items/9`).
-- Support flows (read before act): the request acts on one thing; the user opens it first (by the id the prompt
-  quotes, or found in a list) and acts once it has been read.
+- Support flows (read before act): the request acts on one thing; the user opens it first (by its id, or found in
+  a list) and acts once it has been read. Where the user opened it by its id, the request comes with the act:
+  a request quoting the id with nothing before it is acted on at once, as in a one-shot request.
 - Narrowed lists: with a thing open (`GET /customers/{id}`), a list of other things narrowed to it by a query
   parameter named after it ("the charges of this customer": `GET /charges?customer=...`), asked once the thing
   is open.

@@ -98,7 +98,6 @@ log = logging.getLogger("opensesame.ingress")
 ENVELOPE_BYTES = 1024 * 1024
 
 
-
 @serve.deployment
 @serve.ingress(app)
 class Ingress:
@@ -130,6 +129,7 @@ class Ingress:
         app.add_route(mcp.PATH, tools, methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
     async def _register(self, source: SpecSource, caller: Caller, quota_id: str) -> SpecInfo:
+        """Register a spec by URL or body, within the caller's cap of distinct specs."""
         info: SpecInfo = await self.spec_store.register.remote(source.spec_url, source.spec)
         await self.admission.count_spec(caller, quota_id, info.spec_id)
         return info

@@ -57,13 +57,14 @@ def _read_file(
     unreadable, tally = Tally(), ImportTally()
     sieve = RequestSieve(CallMatcher(catalogue), settings, host, prefix)
     for request, _ in sieve.matched(read_traffic(location, Identity(secret), unreadable, found), tally):
-        yield {"key": request.key, "time": request.time, "request": pickle.dumps(request), "format": found}
+        yield {"key": request.key, "time": request.time, "payload": pickle.dumps(request), "format": found}
     tally.unreadable.update(unreadable)
-    yield {"key": "", "time": 0.0, "request": pickle.dumps(tally), "format": found}
+    yield {"key": "", "time": 0.0, "payload": pickle.dumps(tally), "format": found}
 
 
 class _CallerLearner:
-    """An actor that learns callers' requests: each group holds one caller's, from every file."""
+    """An actor that learns callers' requests: each group holds one caller's, from every file. Requests are matched
+    again here: a match carries its operation, heavier to ship between nodes than to find again."""
 
     def __init__(self, catalogue: Catalogue, settings: Settings, model_dir: Path | None, learn: bool,
                  host: str | None, prefix: str | None) -> None:
@@ -83,7 +84,7 @@ class _CallerLearner:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         order = np.argsort(batch["time"], kind="stable")
-        requests = [pickle.loads(batch["request"][i]) for i in order]
+        requests = [pickle.loads(batch["payload"][i]) for i in order]
         calls = [(request, match) for request in requests if (match := self._sieve.match(request)) is not None]
         tally = ImportTally()
         learn_sessions(calls, self._settings.imports, self._learner, tally)
@@ -106,7 +107,7 @@ def import_over_ray(
     read = read.materialize()
     total, formats = ImportTally(), {}
     for row in read.filter(lambda r: r["key"] == "").iter_rows():
-        total.add(pickle.loads(row["request"]))
+        total.add(pickle.loads(row["payload"]))
         formats[row["format"]] = None
     # One actor at first, more as groups wait: a pool that took every CPU up front would leave none for the
     # shuffle that feeds it.

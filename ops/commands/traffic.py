@@ -109,11 +109,10 @@ def _import_on_cluster(args: argparse.Namespace, settings: Settings) -> ImportRe
         time.sleep(1)
     log = jobs.client.get_job_logs(job_id)
     # The job prints its report as JSON last: an object whose braces start a line.
-    at = 0 if log.startswith("{\n") else log.rfind("\n{\n") + 1
-    if status != "SUCCEEDED" or (at == 0 and not log.startswith("{\n")):
+    if status != "SUCCEEDED" or not (log.startswith("{\n") or "\n{\n" in log):
         print(f"error: import job {job_id} {status.lower()}: {log[-2000:]}", file=sys.stderr)
         return None
-    return ImportReport.model_validate_json(log[at:])
+    return ImportReport.model_validate_json(log[log.rfind("\n{\n") + 1:])
 
 
 def _progress_bar(name: str) -> Progress | None:

@@ -1,7 +1,7 @@
 """Synthetic sessions over real specs: the training data of the ranker.
 
 Assumptions (also in docs/architecture.md), chosen to resemble how people and agents use REST APIs:
-- Session shapes, drawn per session in the proportions of `training.shapes` (pipeline/settings.py): lookup
+- Session shapes, drawn per session in the proportions of `training.shapes` (pipeline/settings/training.py): lookup
   chains, goal-directed acts, one-shot requests, lifecycle CRUD, browsing, repeated calls of one operation with
   other ids, support flows that read before they act, and iteration over the items a prompt or a list names.
 - Lookup chains pursue a goal operation that needs an id (`GET /movie/{id}/credits`): the user first calls

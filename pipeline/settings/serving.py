@@ -1,42 +1,19 @@
-"""The one settings schema, read by pydantic-settings: the YAML file, then a Serve config's overrides, then
-secret files, then the environment (each wins over the ones before it).
-
-- `configs/opensesame.yaml`, or the file `OPENSESAME_CONFIG` names;
-- `overrides`: a Serve config's `args.settings`, section by section (validated once, when the app is built);
-- secret files (Kubernetes): `$OPENSESAME_SECRETS_DIR` (default /run/secrets/opensesame) holding files named like
-  the variables below, e.g. `opensesame__learning__admin_token`;
-- environment variables `OPENSESAME__<SECTION>__<FIELD>` (double underscores), e.g.
-  `OPENSESAME__FETCH__MAX_BYTES=1000000`. Lists and nested sections are JSON
-  (`OPENSESAME__FETCH__ALLOW_ADDRESSES='["127.0.0.1/32"]'`); `null` is None.
-"""
+"""The sections serving reads: fetching specs, ranking, the embedder, caches and Redis, feedback, the registry, the
+LLM, clients, learning from labels and importing traffic."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings.sources import NestedSecretsSettingsSource
+from pydantic import Field
 
-from pipeline.errors import ConfigError, yaml_problem
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "opensesame.yaml"
-DEFAULT_SECRETS_DIR = "/run/secrets/opensesame"
-ENV_PREFIX = "OPENSESAME__"
+from pipeline.settings.section import PROJECT_ROOT, Section
+from pipeline.settings.training import SessionShapes
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FetchSettings(_Section):
+class FetchSettings(Section):
     connect_timeout_s: float = Field(3.0, gt=0)
     read_timeout_s: float = Field(10.0, gt=0)
     max_bytes: int = Field(25 * 1024 * 1024, gt=0)
@@ -48,7 +25,7 @@ class FetchSettings(_Section):
         return [ipaddress.ip_network(a, strict=False) for a in self.allow_addresses]
 
 
-class RankingSettings(_Section):
+class RankingSettings(Section):
     candidate_pool: int = Field(50, ge=5, le=500, description="union size ranked: k plus a buffer")
     per_source: int = Field(30, ge=1, le=500, description="candidates each source contributes at most")
     max_history: int = Field(20, ge=1, le=200, description="most recent events used as context")
@@ -69,89 +46,13 @@ class RankingSettings(_Section):
                                       description="the weights a spec's labels choose among")
 
 
-class FitSettings(_Section):
-    """LightGBM lambdarank; early stopping on held-out specs."""
-
-    num_leaves: int = Field(31, ge=2)
-    learning_rate: float = Field(0.05, gt=0)
-    rounds: int = Field(600, ge=1)
-    # As long as the rounds: LightGBM stops when *any* of NDCG@1/3/5 on the held-out specs has not improved for this
-    # many rounds, and NDCG@1 plateaus long before the others stop climbing (docs/benchmarks.md, "Patience").
-    early_stopping: int = Field(600, ge=1)
-    # Larger leaves and an L2 penalty, sized for the full corpus (~1.4M rows; docs/decisions.md, "fit settings"). A
-    # corpus of a few hundred problems needs smaller leaves (the tests' 40).
-    min_data_in_leaf: int = Field(100, ge=1)
-    feature_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    lambda_l2: float = Field(1.0, ge=0)
-    lambdarank_truncation_level: int = Field(20, ge=1)
-    # Ablations: features blanked (missing) in training, so the model learns without them.
-    ablate: list[str] = Field(default_factory=list, description="feature names (pipeline/ranking/features.py)")
-
-
-class SessionShapes(_Section):
-    """The mixture of session shapes the training generator draws from (train/sessions.py says what each is);
-    weights, normalised when drawn. The ranker's is chosen on the dev suite's macro average (docs/decisions.md)."""
-
-    # Relative weights (they sum to 1.10): training reports the mixture it made beside them (`session_shapes`).
-    lookup: float = Field(0.2975, ge=0)
-    act: float = Field(0.2125, ge=0)
-    oneshot: float = Field(0.1275, ge=0)
-    lifecycle: float = Field(0.085, ge=0)
-    browse: float = Field(0.085, ge=0)
-    repeat: float = Field(0.0425, ge=0)
-    support: float = Field(0.10, ge=0)
-    iterate: float = Field(0.05, ge=0)
-    scoped: float = Field(0.05, ge=0)
-    asked: float = Field(0.05, ge=0)
-
-
-class ColdStartSettings(_Section):
-    """The ranker `make serve` starts with where there is none: trained in a minute or two on a sample of the
-    specs with the packaged MiniLM, while the full preparation (embedder tuning, the full ranker) runs as a job and
-    replaces it through the gate."""
-
-    specs: int = Field(100, ge=2, description="training specs sampled")
-    scale: float = Field(0.5, gt=0)
-
-
-class TrainingSettings(_Section):
-    # Layout of ../shared/data: specs/*.json (always train) and apisguru/*.yaml (split by spec).
-    data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
-    # Development set for model selection and reports; never trained on.
-    # The gate's dev cases: RestBench TMDB, shipped with the code (train/devsets, MIT) so every image has them.
-    dev_cases: Path = PROJECT_ROOT / "train" / "devsets" / "tmdb_cases.jsonl"
-    # The dev suite (several sets, macro average): what model selection is decided on (`opensesame eval --suite`).
-    dev_suite: Path = PROJECT_ROOT / "configs" / "dev_suite.yaml"
-    valid_percent: int = Field(20, ge=5, le=50)
-    max_operations: int = Field(1000, ge=2, description="larger specs are skipped: sessions would be too sparse")
-    scale: float = Field(3.0, gt=0, description="multiplies the number of sessions per spec")
-    # Trained with no per-spec counts, like every spec a deployment has no labels on (the dev suite's cases, a new
-    # API): labels reach the ranking through `ranking.habit_prior`'s mixture instead (docs/decisions.md).
-    history_fraction: float = Field(0.0, ge=0, le=1, description="share of specs with per-spec transition counts")
-    # Specs trained in the other API style (RPC <-> resource paths, train/restyle.py), with the same sessions: a
-    # ranker must not learn that an API's paths always carry its structure (docs/decisions.md, "API style").
-    restyled: float = Field(0.3, ge=0, le=1, description="share of training specs rendered in the other API style")
-    # Chosen by the dev suite's macro MRR among seeds 13, 7 and 21 trained on the same code (docs/benchmarks.md).
-    seed: int = 7
-    llm_problems: int = Field(0, ge=0, description="training problems given llm features by running the LLM (0: none)")
-    shapes: SessionShapes = SessionShapes()
-    fit: FitSettings = FitSettings()
-    max_specs: int | None = Field(None, ge=2, description="at most this many training specs (a stable sample); "
-                                  "None: all")
-    cold_start: ColdStartSettings = ColdStartSettings()
-    # Parsing the specs and building each problem's feature rows are independent of one another.
-    workers: int = Field(0, ge=0, description="processes parsing specs and building feature rows, and threads "
-                         "tuning the embedder (0: one per CPU this process may use)")
-
-
-class PathSettings(_Section):
+class PathSettings(Section):
     var_dir: Path = PROJECT_ROOT / "var"
     model_dir: Path = PROJECT_ROOT / "var" / "model"
     embedding_cache: Path = PROJECT_ROOT / "var" / "cache" / "embeddings"
 
 
-class EmbedderSettings(_Section):
+class EmbedderSettings(Section):
     """The text embedder of prompts and operations. A ranker is trained on one embedder and served only with it."""
 
     # Fine-tuned by `opensesame models prepare` from the packaged MiniLM (request -> operation pairs of the
@@ -167,7 +68,7 @@ class EmbedderSettings(_Section):
     packaged_dir: Path = PROJECT_ROOT / "var" / "models" / "minilm"
 
 
-class CacheSettings(_Section):
+class CacheSettings(Section):
     """Shared cache of specs, catalogues, embeddings and prediction records.
 
     Without `redis_url` (the embedded default) everything lives in an in-process LRU; with it, Redis is shared
@@ -193,14 +94,14 @@ class CacheSettings(_Section):
     retry_after_s: float = Field(5.0, gt=0, description="after a Redis failure, skip it this long, then reconnect")
 
 
-class FeedbackSettings(_Section):
+class FeedbackSettings(Section):
     stream: str = "opensesame:feedback"
     stream_maxlen: int = Field(1_000_000, ge=1000, description="approximate cap of the Redis Stream")
     # Feedback that arrives while Redis is down is appended here and replayed into the stream on reconnect.
     spool_path: Path = PROJECT_ROOT / "var" / "spool" / "feedback.jsonl"
 
 
-class RegistrySettings(_Section):
+class RegistrySettings(Section):
     """MLflow: sqlite under ./var by default; a server URI in a cluster."""
 
     tracking_uri: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'mlflow.db'}"
@@ -213,7 +114,7 @@ class RegistrySettings(_Section):
     http_max_retries: int = Field(2, ge=0, le=10, description="retries of a failed request (backoff 2 s, 4 s, ...)")
 
 
-class LLMSettings(_Section):
+class LLMSettings(Section):
     """The vLLM candidate generator and the router that decides when to ask it (pipeline/llm/)."""
 
     mode: Literal["off", "auto", "always"] = "auto"
@@ -235,7 +136,7 @@ class LLMSettings(_Section):
     enable_prefix_caching: bool = True  # the system prompt and shortlist prefix repeat across a session
 
 
-class ApiKey(_Section):
+class ApiKey(Section):
     """One client's key, stored hashed (`opensesame keys new` makes a key and prints its digest)."""
 
     sha256: str = Field(..., pattern="^[0-9a-f]{64}$", description="SHA-256 hex digest of the key, never the key")
@@ -246,7 +147,7 @@ class ApiKey(_Section):
     max_specs: int | None = Field(None, ge=1)
 
 
-class ClientSettings(_Section):
+class ClientSettings(Section):
     """Who may call /predict, /specs and /feedback, and how much: per API key, or per user_id (per address for
     calls without one) when the caller sends no key. Enforced across replicas through Redis."""
 
@@ -257,7 +158,7 @@ class ClientSettings(_Section):
     max_specs: int = Field(50, ge=1, description="distinct specs one client may register per cache.spec_ttl_s")
 
 
-class RecallSettings(_Section):
+class RecallSettings(Section):
     """Labels remembered with their prompt: the transition counts a prediction reads weigh each remembered label by
     how alike its prompt is to the one asked now, so "what came next after a request like this" moves the ranking
     without a retrain, not only "what came next after this operation"."""
@@ -267,7 +168,7 @@ class RecallSettings(_Section):
     prior: float = Field(0.02, ge=0, description="weight of the plain counts beside the remembered labels' kernel")
 
 
-class LearningSettings(_Section):
+class LearningSettings(Section):
     """The learning loop: labels -> online counts and the durable log -> retraining -> gate -> reload."""
 
     admin_token: str | None = Field(None, description="bearer token of /admin/*; None refuses every admin call")
@@ -306,7 +207,7 @@ class LearningSettings(_Section):
     metrics_refresh_s: float = Field(5.0, gt=0, description="gauges (spool, Redis, label log backlog) refresh")
 
 
-class ImportSettings(_Section):
+class ImportSettings(Section):
     """Traffic a team already has (HAR, OpenTelemetry, gateway logs) learned as labels: `opensesame import`."""
 
     gap_s: float = Field(1800.0, gt=0, description="a pause longer than this ends a session")
@@ -331,88 +232,3 @@ class ImportSettings(_Section):
     def report_dir(self, job_id: str) -> Path:
         """Where an import job writes its report (read back by GET /admin/import/{job_id})."""
         return self.upload_dir / job_id
-
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_parse_none_str="null", extra="forbid"
-    )
-
-    fetch: FetchSettings = FetchSettings()
-    ranking: RankingSettings = RankingSettings()
-    training: TrainingSettings = TrainingSettings()
-    paths: PathSettings = PathSettings()
-    embedder: EmbedderSettings = EmbedderSettings()
-    cache: CacheSettings = CacheSettings()
-    feedback: FeedbackSettings = FeedbackSettings()
-    registry: RegistrySettings = RegistrySettings()
-    llm: LLMSettings = LLMSettings()
-    learning: LearningSettings = LearningSettings()
-    clients: ClientSettings = ClientSettings()
-    imports: ImportSettings = ImportSettings()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        secrets = NestedSecretsSettingsSource(
-            file_secret_settings,
-            secrets_dir=os.environ.get("OPENSESAME_SECRETS_DIR", DEFAULT_SECRETS_DIR),
-            secrets_dir_missing="ok",  # no secrets mounted: the embedded local setup
-            secrets_nested_delimiter="__",
-        )
-        return env_settings, secrets, init_settings  # first wins: environment, secret files, YAML + overrides
-
-    def to_env(self) -> dict[str, str]:
-        """The variables that make another process (a retraining job) read these settings: every field that
-        differs from its default, e.g. {"OPENSESAME__CACHE__REDIS_URL": "redis://..."}."""
-        env = {}
-        # The admin token and the clients' keys are the service's, not the job's: job variables are visible in
-        # Ray's job list.
-        changed = self.model_dump(mode="json", exclude_defaults=True, exclude=_SERVICE_SECRETS)
-        for section, fields in changed.items():
-            for field, value in fields.items():
-                text = value if isinstance(value, str) else "null" if value is None else json.dumps(value)
-                env[f"{ENV_PREFIX}{section.upper()}__{field.upper()}"] = text
-        return env
-
-
-_SERVICE_SECRETS: dict[str, Any] = {"learning": {"admin_token"}, "clients": True, "imports": {"secret"}}
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = _merge(merged[key], value) if nested else value
-    return merged
-
-
-def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """The YAML file (default `OPENSESAME_CONFIG` or configs/opensesame.yaml) with `overrides` merged in, then
-    secret files and the environment."""
-    path = path or Path(os.environ.get("OPENSESAME_CONFIG", DEFAULT_CONFIG))
-    try:
-        data: dict[str, Any] = yaml.safe_load(path.read_text()) or {} if path.exists() else {}
-    except yaml.YAMLError as exc:
-        problem, line = yaml_problem(exc)
-        where = f" at line {line}" if line is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file is a mapping of sections (ranking:, cache:, ...)")
-    try:
-        return Settings(**_merge(data, overrides or {}))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors())
-        raise ConfigError(f"{path} (with the environment's OPENSESAME__* and secret files): {problems}") from exc
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """Process-wide settings, read once."""
-    return load_settings()

@@ -28,8 +28,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Two lanes side by side: the slow tests (each starts a Ray cluster, vLLM or a model job) one after another, those
+# that only train, import or clean up first, while the other lane runs everything else; its report is printed when
+# both are done, and the target fails if either lane does.
 test: install
-	$(PY) -m pytest
+	@mkdir -p var
+	$(PY) -m pytest -m "not slow" > var/test-lane.log 2>&1 & lane=$$!; \
+	$(PY) -m pytest -m slow tests/ops tests/train tests/serve; slow=$$?; \
+	wait $$lane; other=$$?; cat var/test-lane.log; test $$slow -eq 0 -a $$other -eq 0
 
 # Serves first, improves in the background: prepares what serving needs at once (the LLM checkpoint, the embedders'
 # exports), registers a ranker in MLflow (sqlite under ./var; a cold-start one, trained in a minute or two, when

@@ -29,7 +29,7 @@ def test_import_layers_hold() -> None:
 
 def test_the_kuberay_manifests_inline_the_prod_configs() -> None:
     """KubeRay needs the Serve config inline: k8s/base inlines configs/serve.prod.yaml and the gpu overlay's patch
-    configs/serve.prod-gpu.yaml, verbatim (tests/test_k8s.py checks the rendered overlays too)."""
+    configs/serve.prod-gpu.yaml, verbatim (tests/ops/test_k8s.py checks the rendered overlays too)."""
     import yaml
 
     for manifest, config in [("base/rayservice.yaml", "serve.prod.yaml"),

@@ -1,5 +1,5 @@
 """A short, human reason for each prediction, from the strongest signals behind it, and true of this request: a
-response is cited only when the client sent it, a last call only when there was one (tests/test_reasons.py holds
+response is cited only when the client sent it, a last call only when there was one (tests/pipeline/test_reasons.py holds
 one test per template)."""
 
 from __future__ import annotations

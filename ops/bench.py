@@ -18,6 +18,7 @@ from pipeline.ranking.predict import Predictor
 from pipeline.settings import PROJECT_ROOT, FetchSettings
 from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.load import load_catalogue
+from pipeline.timing import ms_since
 from train.sessions import SessionGenerator
 from train.walk import Problem
 
@@ -40,17 +41,17 @@ def bench_in_process(
     catalogue = load_catalogue(spec_source, fetch)
     started = time.perf_counter()
     spec = predictor.prepare(catalogue)
-    prepare_ms = (time.perf_counter() - started) * 1000
+    prepare_ms = ms_since(started)
     problems = bench_problems(catalogue, spec_source, n, seed)
     cold_prompts: list[float] = []
     warm: list[float] = []
     for problem in problems:
         t0 = time.perf_counter()
         predictor.predict(spec, problem.events, problem.prompt, k=k)
-        cold_prompts.append((time.perf_counter() - t0) * 1000)
+        cold_prompts.append(ms_since(t0))
         t0 = time.perf_counter()  # the same request again: the prompt embedding is now cached
         predictor.predict(spec, problem.events, problem.prompt, k=k)
-        warm.append((time.perf_counter() - t0) * 1000)
+        warm.append(ms_since(t0))
     return {
         "spec": catalogue.title,
         "operations": len(catalogue.operations),

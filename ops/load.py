@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 
 from client import OpenSesame
+from pipeline.timing import ms_since
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class RequestLoop:
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
                 with self._lock:
-                    self.samples.append(Sample(sent, (time.perf_counter() - t0) * 1000, status, version))
+                    self.samples.append(Sample(sent, ms_since(t0), status, version))
                 self._stop.wait(self._pause_s)
 
     def seen(self, version: str) -> bool:

@@ -17,6 +17,7 @@ import httpx
 
 from ops.bench import LoadLevel, read_requests, read_timeline, run_locust
 from ops.load import percentiles, register_spec
+from pipeline.timing import ms_since
 
 SHED = (429, 503)
 
@@ -60,7 +61,7 @@ def normal_latency(client: httpx.Client, base_url: str, spec_id: str, n: int = 3
     for i in range(n):
         started = time.perf_counter()
         client.post(f"{base_url}/predict", json=_predict_body(spec_id, i)).raise_for_status()
-        took.append((time.perf_counter() - started) * 1000)
+        took.append(ms_since(started))
     return percentiles(took, (99,))["p99_ms"]
 
 
@@ -73,7 +74,7 @@ def recovery(client: httpx.Client, base_url: str, spec_id: str, stopped: float, 
     while time.time() - stopped < timeout_s:
         started = time.perf_counter()
         response = client.post(f"{base_url}/predict", json=_predict_body(spec_id, 10_000 + n))
-        took = (time.perf_counter() - started) * 1000
+        took = ms_since(started)
         n += 1
         if len(seen) < 5:
             seen.append(round(took, 1))

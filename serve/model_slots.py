@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.adapters.registry import RegistryError
 from pipeline.ranking.model import RankerModel
 from pipeline.ranking.predict import Predictor
+from pipeline.timing import ms_since
 from serve.schemas import ModelState
 from serve.telemetry import RankerMetrics
 
@@ -118,8 +119,7 @@ class ModelSlots:
             # cannot pair the model now serving with a stale message (the alias checks of the round still run).
             self.reload_error = None
         self._metrics.reloads.inc(tags={"outcome": "loaded"})
-        log.info("%s model %s loaded from %s in %.0f ms", slot.role, model.version, uri,
-                 (time.perf_counter() - started) * 1000)
+        log.info("%s model %s loaded from %s in %.0f ms", slot.role, model.version, uri, ms_since(started))
 
     async def check_aliases(self) -> None:
         """Does an alias (champion or shadow) name another version than the one serving? Then load it. This is

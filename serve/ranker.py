@@ -39,6 +39,7 @@ from pipeline.ranking.predict import Predictor, PredictOutcome
 from pipeline.ranking.stats import InMemoryTransitions, TransitionCounts
 from pipeline.settings import Settings
 from pipeline.spec.store import SpecInfo
+from pipeline.timing import ms_since
 from serve.model_slots import ModelSlots, RankerConfig
 from serve.schemas import LLMUse, ModelState
 from serve.shadowing import Shadowing
@@ -280,4 +281,4 @@ async def _timed(awaitable: Awaitable[T]) -> tuple[T, float]:
     """What `awaitable` gives and the milliseconds it took."""
     started = time.perf_counter()
     result = await awaitable
-    return result, round((time.perf_counter() - started) * 1000, 3)
+    return result, ms_since(started)

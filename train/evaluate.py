@@ -18,6 +18,7 @@ from pipeline.ranking.request_values import JSONScalar
 from pipeline.ranking.sources import Hits
 from pipeline.settings import FetchSettings
 from pipeline.spec.load import load_catalogue
+from pipeline.timing import ms_since
 from train.metrics import VERDICT_METRICS, calibration_error, summary
 from train.peers import Peers
 
@@ -131,7 +132,7 @@ def evaluate(
         started = time.perf_counter()
         extra = {"llm": llm_hits[case.id]} if llm_hits is not None and case.id in llm_hits else None
         outcome = predictor.predict(spec, case.events, case.prompt, k=k, extra_sources=extra, disabled=disabled)
-        latencies.append((time.perf_counter() - started) * 1000)
+        latencies.append(ms_since(started))
         endpoints = [p.endpoint for p in outcome.predictions]
         rank = endpoints.index(case.expected) + 1 if case.expected in endpoints else None
         ranks.append(rank)

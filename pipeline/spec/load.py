@@ -11,6 +11,7 @@ from pipeline.errors import OpenSesameError
 from pipeline.settings import FetchSettings
 from pipeline.spec.catalogue import Catalogue, build_catalogue
 from pipeline.spec.source import read_spec
+from pipeline.timing import ms_since
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +36,9 @@ def inspect_spec(source: str, settings: FetchSettings) -> InspectResult:
     try:
         catalogue = load_catalogue(source, settings)
     except OpenSesameError as exc:
-        elapsed = (time.perf_counter() - started) * 1000
+        elapsed = ms_since(started)
         return InspectResult(source, None, None, None, round(elapsed, 1), f"{type(exc).__name__}: {exc}")
-    elapsed = (time.perf_counter() - started) * 1000
+    elapsed = ms_since(started)
     return InspectResult(
         source, catalogue.title, catalogue.openapi, len(catalogue.operations), round(elapsed, 1), None
     )

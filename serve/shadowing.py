@@ -30,18 +30,16 @@ class Shadowing:
         """The same share of requests on every replica, decided by the prediction id (no shared random state)."""
         return int(hashlib.blake2b(prediction_id.encode(), digest_size=4).hexdigest(), 16) < share * 2**32
 
-    def start(self, prediction_id: str, ranking: Awaitable[ShadowRanking | None]) -> None:
+    def start(self, prediction_id: str, ranking: Awaitable[ShadowRanking]) -> None:
         """Make the shadow's ranking of a prediction in the background (the answer is on its way already)."""
         task = asyncio.ensure_future(self._kept(prediction_id, ranking))
         self._running[prediction_id] = task
         task.add_done_callback(lambda _: self._running.pop(prediction_id, None))
 
-    async def _kept(self, prediction_id: str, ranking: Awaitable[ShadowRanking | None]) -> ShadowRanking | None:
+    async def _kept(self, prediction_id: str, ranking: Awaitable[ShadowRanking]) -> ShadowRanking | None:
         try:
             await asyncio.sleep(0)  # yield first: the champion's answer leaves this replica before we score
             made = await ranking
-            if made is None:
-                return None
             self._made.set(prediction_id, made, self._ttl_s)
             await asyncio.to_thread(self._store.set, shadow_key(prediction_id), made.model_dump_json().encode(),
                                     self._ttl_s)

@@ -28,14 +28,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Two lanes side by side: the slow tests (each starts a Ray cluster, vLLM or a model job) one after another, those
-# that only train, import or clean up first, while the other lane runs everything else; its report is printed when
-# both are done, and the target fails if either lane does.
+# Two lanes side by side, each one pytest process, balanced by their slowest tests (docs/benchmarks.md, "`make
+# test` in two lanes"): the served app and the outages (a cluster each, one after another) in one; everything else
+# in the other, by directory (the fault stand starts once the app's vLLM has, the training tests last). The other
+# lane's report is printed when both are done, and the target fails if either lane does.
+APP_LANE := tests/serve/app tests/serve/test_outages.py
 test: install
 	@mkdir -p var
-	$(PY) -m pytest -m "not slow" > var/test-lane.log 2>&1 & lane=$$!; \
-	$(PY) -m pytest -m slow tests/ops tests/train tests/serve; slow=$$?; \
-	wait $$lane; other=$$?; cat var/test-lane.log; test $$slow -eq 0 -a $$other -eq 0
+	$(PY) -m pytest $(addprefix --ignore=,$(APP_LANE)) > var/test-lane.log 2>&1 & lane=$$!; \
+	$(PY) -m pytest $(APP_LANE); app=$$?; \
+	wait $$lane; other=$$?; cat var/test-lane.log; test $$app -eq 0 -a $$other -eq 0
 
 # Serves first, improves in the background: prepares what serving needs at once (the LLM checkpoint, the embedders'
 # exports), registers a ranker in MLflow (sqlite under ./var; a cold-start one, trained in a minute or two, when

@@ -89,6 +89,10 @@ def asks_for(
     this API (`SpecProfile.nouns`) the prompt names, and those it names as their owners."""
     if not prompt_destructive:
         return False
+    # The owner named is not the thing ended, whatever the verb: "delete this invoice's line items" asks for no
+    # DeleteInvoice, though its operationId says "delete".
+    if op.thing in owned and not named & op.nouns - owned:
+        return False
     if prompt_destructive & op.action:
         return True
     # A DELETE is asked for by any verb that ends a thing (Stripe cancels a subscription with DELETE): a thing its

@@ -73,6 +73,15 @@ def test_explicit_destructive_intent(prompt: str, method: str, path: str, asked:
                     reading.owners & api_things) is asked
 
 
+@pytest.mark.parametrize(("prompt", "asked"), [("delete this invoice's line items", False), ("delete this invoice", True)])
+def test_an_owner_is_not_the_thing_ended_whatever_the_operation_id_says(prompt: str, asked: bool) -> None:
+    # The verb matches `DeleteInvoice`; in the first request the invoice only owns the line items.
+    _, profile = op("DELETE", "/invoices/{invoice}", "DeleteInvoice")
+    reading = read_prompt(prompt)
+    things = frozenset({"invoice", "line"})
+    assert asks_for(reading.destructive, profile, "DELETE", reading.things & things, reading.owners & things) is asked
+
+
 def test_prompt_intents_map_to_kinds() -> None:
     assert Kind.CREATE in read_prompt("create a new customer").intents
     assert Kind.SEARCH in read_prompt("find invoices over 100").intents

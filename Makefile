@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # Two lanes side by side, each one pytest process, balanced by their slowest tests (docs/benchmarks.md, "`make
-# test` in two lanes"): the served app and the outages (a cluster each, one after another) in one; everything else
+# test` balanced"): the served app and the outages (a cluster each, one after another) in one; everything else
 # in the other, by directory (the fault stand starts once the app's vLLM has, the training tests last). The other
 # lane's report is printed when both are done, and the target fails if either lane does.
 APP_LANE := tests/serve/app tests/serve/test_outages.py

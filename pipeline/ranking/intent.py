@@ -97,11 +97,11 @@ def asks_for(
         return True
     # A DELETE is asked for by any verb that ends a thing (Stripe cancels a subscription with DELETE): a thing its
     # path is about; or a thing of an owner the prompt names, which the API may call otherwise ("remove the card
-    # from this customer": `DELETE /customers/{customer}/sources/{id}`), not the owner itself; or any, when the
-    # prompt names no thing ("cancel it").
+    # from this customer": `DELETE /customers/{customer}/sources/{id}`; the owner itself was refused above); or
+    # any, when the prompt names no thing ("cancel it").
     if method != "DELETE" or not prompt_destructive & _ENDS_A_THING:
         return False
-    return bool(named & op.nouns) or bool(owned & op.nouns and op.thing not in owned) or not (named or owned)
+    return bool(named & op.nouns) or bool(owned & op.nouns) or not (named or owned)
 
 
 _QUOTED = re.compile(r"[\"“”«»]([^\"“”«»]{2,80})[\"“”«»]")

@@ -98,7 +98,10 @@ def test_the_shadows_rankings_are_a_stable_share_kept_for_their_labels_and_never
 
     made = ShadowRanking(model_version="shadow-1", predicted=["GET /a", "POST /b"])
 
+    began: list[str] = []
+
     async def rank() -> ShadowRanking:
+        began.append("p1")
         await asyncio.sleep(0.05)
         return made
 
@@ -107,6 +110,7 @@ def test_the_shadows_rankings_are_a_stable_share_kept_for_their_labels_and_never
 
     async def run() -> tuple[ShadowRanking | None, ...]:
         shadowing.start("p1", rank())
+        assert not began  # started, not run: the champion's answer leaves the replica before the shadow ranks
         shadowing.start("p2", broken())
         waited = await shadowing.ranking("p1")  # asked while it is being made: waits for it
         return waited, await shadowing.ranking("p1"), await shadowing.ranking("p2"), await shadowing.ranking("p3")

@@ -3,7 +3,6 @@ waited for, and shadowed. Each test puts back the deployed config and the alias 
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
@@ -127,16 +126,14 @@ def test_a_failing_alias_check_keeps_the_model_serving_and_readiness_says_why(se
         assert recovered["model_reload_error"] is None
 
 
-def _sequential(served: Served, body: dict[str, Any], n: int) -> tuple[list[list[str]], float]:
-    """n predictions one after another, each by a new user (no implicit labels): their rankings and median ms."""
-    rankings, took = [], []
+def _rankings(served: Served, body: dict[str, Any], n: int) -> list[list[str]]:
+    """n predictions one after another, each by a new user (no implicit labels): their rankings."""
+    rankings = []
     for i in range(n):
-        started = time.perf_counter()
         response = served.predict(**body, user_id=f"seq-{time.time_ns()}-{i}")
-        took.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.text
         rankings.append([p["endpoint"] for p in response.json()["predictions"]])
-    return rankings, statistics.median(took)
+    return rankings
 
 
 def test_replicas_started_before_any_champion_wait_for_it_then_serve(served: Served) -> None:
@@ -166,21 +163,17 @@ def test_replicas_started_before_any_champion_wait_for_it_then_serve(served: Ser
 
 def test_a_shadow_model_ranks_off_the_response_path_and_admin_models_compares_both(served: Served) -> None:
     """The shadow (here a second registered version) ranks every request after the answer is sent: the answers
-    are the same as without it, the sequential median grows by at most 5 ms + 50 %, and labels score both
-    rankings of the same predictions."""
+    are the same as without it and labels score both rankings of the same predictions. What the shadow costs the
+    answer's latency is a benchmark (docs/benchmarks.md), not a bound here: the other lane's load moves it."""
     champion, shadow = served.versions
     with served.restored():
         body = {"spec_url": served.spec_url, "events": [{"endpoint": "GET /v1/invoices/in_3"}], "prompt": "pay it"}
         poll(lambda: httpx.get(served.base + "/readyz").json()["model_version"] == champion.label)
-        _sequential(served, body, 5)  # warm
-        alone, alone_ms = _sequential(served, body, 30)
+        alone = _rankings(served, body, 10)
         served.redeploy(ranker={"model_uri": champion.uri, "shadow_uri": shadow.uri, "shadow_share": 1.0})
         models = poll(lambda: (r := httpx.get(served.base + "/admin/models", headers=ADMIN).json())["shadow"] and r)
         assert (models["champion"], models["shadow"], models["shadow_share"]) == (champion.label, shadow.label, 1.0)
-        shadowed, shadowed_ms = _sequential(served, body, 30)
-        print(f"sequential p50: {alone_ms:.1f} ms alone, {shadowed_ms:.1f} ms with the shadow ranking every request")
-        assert shadowed == alone
-        assert shadowed_ms <= alone_ms * 1.5 + 5
+        assert _rankings(served, body, 10) == alone
         made = [served.predict(**body, user_id=f"shadow-{i}").json()["prediction_id"] for i in range(6)]
         time.sleep(1)  # the shadow's rankings are stored after the answers: a label comes seconds later in real use
         before = httpx.get(served.base + "/admin/models", headers=ADMIN).json()

@@ -26,6 +26,7 @@ from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.load import load_catalogue
 from pipeline.spec.store import SpecStore
 from pipeline.traffic.formats import Format, Location, Tally, detect, read_traffic
+from pipeline.traffic.locations import expand
 from pipeline.traffic.observed import Identity
 
 
@@ -118,7 +119,7 @@ def import_traffic(
     another as one stream: rotated logs oldest first) on `spec` (a file, a URL, the spec_id of a spec registered
     with the service, or its catalogue). `learn=False`: a dry run, which reads, matches and reports, and stores
     nothing."""
-    locations = [files] if isinstance(files, str | Path) else list(files)
+    locations = expand([files] if isinstance(files, str | Path) else list(files))
     catalogue = spec_catalogue(spec, ResilientStore(settings.cache), settings)
     learner = session_learner(catalogue, settings, model, model_dir, embedder) if learn else None
     formats = [fmt or detect(location) for location in locations]

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from pipeline.settings import FetchSettings
-from tests.support import FIXTURES, REAL, TMDB_CASES, TMDB_SPEC, TRAINING_FIXTURES, RedisServer, SpecServer
+from tests.support import (
+    FIXTURES,
+    REAL,
+    TMDB_CASES,
+    TMDB_SPEC,
+    TRAINING_FIXTURES,
+    FakeS3,
+    RedisServer,
+    SpecServer,
+)
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +163,10 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_s3() -> Iterator[FakeS3]:
+    store = FakeS3()
+    yield store
+    store.stop()

@@ -179,3 +179,37 @@ class RedisServer:
         self.process.kill()
         self.process.wait(timeout=10)
         self.process = None
+
+
+class FakeS3:
+    """A fake S3: moto's S3 server on a free local port, standing in for an object store, which cannot run on this
+    machine (no object store, no network to one). pyarrow reaches it as it reaches S3, by URI: `uri(key)` names
+    an object with the endpoint and credentials in it, as a user would write them for an S3-compatible store."""
+
+    BUCKET = "traffic-logs"
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self._endpoint = f"http://{host}:{port}"
+        self._filesystem(allow_bucket_creation=True).create_dir(self.BUCKET)
+
+    def uri(self, key: str) -> str:
+        return f"s3://key:secret@{self.BUCKET}/{key}?endpoint_override={self._endpoint}"
+
+    def put(self, key: str, data: bytes) -> str:
+        with self._filesystem().open_output_stream(f"{self.BUCKET}/{key}") as out:
+            out.write(data)
+        return self.uri(key)
+
+    def _filesystem(self, allow_bucket_creation: bool = False):
+        from pyarrow import fs
+
+        creating = "&allow_bucket_creation=true" if allow_bucket_creation else ""
+        return fs.FileSystem.from_uri(self.uri("") + creating)[0]
+
+    def stop(self) -> None:
+        self._server.stop()

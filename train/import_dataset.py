@@ -26,6 +26,7 @@ from pipeline.settings import ImportSettings, Settings
 from pipeline.spec.catalogue import Catalogue
 from pipeline.spec.matching import CallMatcher
 from pipeline.traffic.formats import Format, Tally, detect, read_traffic
+from pipeline.traffic.locations import expand
 from pipeline.traffic.observed import Identity
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def import_over_ray(
     import ray
 
     started = time.perf_counter()
+    locations = expand(locations)
     files = ray.data.from_items([{"location": str(loc)} for loc in locations], override_num_blocks=len(locations))
     read = files.flat_map(_read_file, fn_kwargs={"catalogue": catalogue, "settings": settings.imports,
                                                  "secret": secret, "host": host, "prefix": prefix, "fmt": fmt})

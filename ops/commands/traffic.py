@@ -48,14 +48,10 @@ def register(commands: Commands) -> None:
 def import_file(args: argparse.Namespace) -> int:
     from pipeline.adapters.kv import ResilientStore
     from pipeline.runtime import import_traffic, spec_catalogue
+    from pipeline.traffic.locations import expand
 
     settings = settings_of(args)
-    local = [f for f in args.files if "://" not in f]
-    missing = [f for f in local if not Path(f).is_file()]
-    if missing:
-        print(f"error: {', '.join(missing)}: not a file: give the HAR, OTLP JSON or log files to import",
-              file=sys.stderr)
-        return 2
+    expand([f for f in args.files if "://" not in f])  # a local file missing is said before anything runs
     catalogue = spec_catalogue(args.spec, ResilientStore(settings.cache), settings)  # once: the import, the report
     if args.address is not None:
         if args.dry_run:

@@ -31,9 +31,10 @@ from pipeline.settings import (
 )
 from pipeline.spec.load import load_catalogue
 from pipeline.traffic.formats import Tally, detect, read_traffic
+from pipeline.traffic.locations import expand
 from pipeline.traffic.observed import Identity, Observed, epoch
 from pipeline.traffic.sessions import Sessionizer
-from tests.support import FIXTURES, PACKAGED, RedisServer
+from tests.support import FIXTURES, PACKAGED, FakeS3, RedisServer
 
 TRAFFIC = FIXTURES / "traffic"
 BILLING = FIXTURES / "billing_oas30.yaml"
@@ -144,6 +145,42 @@ def test_rotated_logs_oldest_first_are_one_stream_and_gzip_is_told_by_its_bytes(
     rotated = import_traffic([older, newer.as_uri()], BILLING, settings, host="api.billing.example", learn=False)
     assert whole.sessions == 3 and whole.workflows[0].sessions == 3
     assert rotated.model_dump(exclude={"seconds"}) == whole.model_dump(exclude={"seconds"})
+
+
+def test_a_pattern_or_a_prefix_names_the_files_of_an_object_store_and_of_a_folder(
+    tmp_path: Path, fake_s3: FakeS3,
+) -> None:
+    """Logs as they lie in a bucket (a day per object, one gzipped, an older month in a subfolder, another API's
+    beside them): a pattern reads the days it matches in order, a prefix every file under it, and the import is
+    the one the whole HAR makes. A pattern that matches nothing is refused with what to give instead."""
+    import gzip
+
+    har = json.loads((TRAFFIC / "billing.har").read_text())
+    entries = sorted(har["log"]["entries"], key=lambda e: e["startedDateTime"])
+    day = f"api-{time.time_ns()}"
+    fake_s3.put(f"{day}/2026-11-20.har", json.dumps({"log": {**har["log"], "entries": entries[:6]}}).encode())
+    fake_s3.put(f"{day}/2026-11-21.har",
+                gzip.compress(json.dumps({"log": {**har["log"], "entries": entries[6:]}}).encode()))
+    fake_s3.put(f"{day}/2026-10/2026-10-01.log", (TRAFFIC / "access.log").read_bytes())
+    fake_s3.put(f"other-{day}/2026-11-20.har", b"not this API's")
+    assert [u.partition("?")[0] for u in expand([fake_s3.uri(f"{day}/2026-11-*.har")])] == [
+        f"s3://key:secret@{FakeS3.BUCKET}/{day}/2026-11-20.har", f"s3://key:secret@{FakeS3.BUCKET}/{day}/2026-11-21.har"]
+    assert [u.partition("?")[0].rpartition(day)[2] for u in expand([fake_s3.uri(f"{day}/")])] == [
+        "/2026-10/2026-10-01.log", "/2026-11-20.har", "/2026-11-21.har"]
+    settings = Settings(imports=ImportSettings(secret="s"))
+    whole = import_traffic(TRAFFIC / "billing.har", BILLING, settings, host="api.billing.example", learn=False)
+    days = import_traffic(fake_s3.uri(f"{day}/2026-11-*.har"), BILLING, settings, host="api.billing.example",
+                          learn=False)
+    assert days.model_dump(exclude={"seconds"}) == whole.model_dump(exclude={"seconds"})
+    with pytest.raises(ImportInputError, match=r"2026-12-\*\.har: no file there: give files, a folder, or a pattern"):
+        expand([fake_s3.uri(f"{day}/2026-12-*.har")])
+
+    (tmp_path / "old").mkdir()
+    for name in ("b.har", "a.har", "old/c.har", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    assert expand([str(tmp_path / "*.har")]) == [str(tmp_path / "a.har"), str(tmp_path / "b.har")]
+    assert expand([tmp_path.as_uri() + "/*/*.har"]) == [(tmp_path / "old" / "c.har").as_uri()]
+    assert len(expand([tmp_path])) == 4 and expand([tmp_path / "a.har"]) == [tmp_path / "a.har"]
 
 
 def _observed(key: str, at: float, path: str = "/a", status: int | None = 200) -> Observed:

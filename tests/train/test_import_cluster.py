@@ -1,7 +1,8 @@
 """Traffic larger than one machine: `opensesame import --address` runs the import as a Ray job over Ray Data on a
 multi-node cluster on this machine (a head with no CPUs and two worker nodes joined with `ray start --address`,
 each from a working directory of its own), with a real Redis and the registry's champion. The files are given
-as paths and a `file://` URI; a session split across two files is learned whole, as one file would teach it."""
+as a path and a pattern of `s3://` URIs (a fake S3: no object store runs here); a session split across two files
+is learned whole, as one file would teach it."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pipeline.adapters import registry
 from pipeline.adapters.kv import ResilientStore
 from pipeline.learning.online_counts import OnlineTransitions
 from pipeline.settings import CacheSettings, RecallSettings, RegistrySettings, get_settings
-from tests.support import FIXTURES, PACKAGED, RedisServer
+from tests.support import FIXTURES, PACKAGED, FakeS3, RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ def cluster(tiny_settings, tiny_model) -> Iterator[tuple[RayCluster, RegistrySet
 
 @pytest.mark.usefixtures("packaged_cli")
 def test_an_import_over_ray_data_learns_sessions_split_across_files(
-    cluster, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+    cluster, redis_server: RedisServer, fake_s3: FakeS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
 ) -> None:
     head, reg = cluster
     har = json.loads((TRAFFIC / "billing.har").read_text())
@@ -68,7 +69,9 @@ def test_an_import_over_ray_data_learns_sessions_split_across_files(
     }.items():
         monkeypatch.setenv(f"OPENSESAME__{name}", value)
     get_settings.cache_clear()
-    files = [str(halves[0]), halves[1].as_uri()]
+    bucket = f"billing-{time.time_ns()}"
+    fake_s3.put(f"{bucket}/2026-11-20.har", halves[1].read_bytes())
+    files = [str(halves[0]), fake_s3.uri(f"{bucket}/2026-11-*.har")]  # read by the nodes, listed by the job
     command = ["import", *files, "--spec", str(BILLING), "--host", "api.billing.example",
                "--address", head.dashboard_url, *PACKAGED, "--json"]
     try:

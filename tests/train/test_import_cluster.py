@@ -35,8 +35,11 @@ def cluster(tiny_settings, tiny_model) -> Iterator[tuple[RayCluster, RegistrySet
     registry.promote(registry.register(tiny_settings.paths.model_dir, reg, run_name="import"), reg.alias, reg)
     head = RayCluster(ClusterPorts.free(), work / "head", num_cpus=0)
     head.start()
+    # Workers' ports within 20000-22999, where `free_ports` never hands out the nodes' other ports (23000 and up
+    # collided: a node's agent drew 23060 inside its own worker range). The fault stand's ranges: the two modules
+    # run one after another in one lane.
     nodes = [WorkerNode(head, name, work / name, num_cpus=2, worker_ports=ports)
-             for name, ports in (("node_a", (23000, 23499)), ("node_b", (23500, 23999)))]
+             for name, ports in (("node_a", (22000, 22499)), ("node_b", (22500, 22999)))]
     try:
         for node in nodes:
             node.start()

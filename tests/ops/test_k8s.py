@@ -161,7 +161,9 @@ def test_mlflow_as_deployed_answers_requests_addressed_to_its_service(tmp_path: 
     with subprocess.Popen(local, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True) as server:
         try:
             url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
-            deadline = time.monotonic() + 60
+            # Its start (gunicorn, the database migrations) can take over a minute beside the app lane's cluster in
+            # `make test`: this waits for it to answer, it does not time it.
+            deadline = time.monotonic() + 240
             while True:
                 try:
                     answer = httpx.get(url, headers={"Host": "opensesame-mlflow:5000"}, timeout=5)

@@ -15,7 +15,7 @@ from tests.serve.app.served import (
     TIGHT_KEY,
     Served,
 )
-from tests.support import FIXTURES, TMDB_SPEC, SpecServer
+from tests.support import FIXTURES, TMDB_SPEC, SpecServer, poll
 
 pytestmark = pytest.mark.slow
 
@@ -170,11 +170,19 @@ def test_predictions_are_answered_before_the_llm_generator_is_up(served: Served)
 
 
 def test_llm_candidates_are_real_operations_and_a_timeout_never_fails_predict(served: Served) -> None:
+    """The generator's candidates are operations of the spec. Asked with a budget it cannot meet, or while the
+    other lane's clusters keep both cores busy, it times out and the answer comes without it, never an error: each
+    try is a 200, until one within the budget uses it."""
     real = {op.id for op in load_catalogue(FIXTURES / "billing_oas30.yaml", FetchSettings()).operations}
     body = {"spec_url": served.spec_url, "events": [{"endpoint": "GET /v1/invoices/in_5"}], "prompt": "pay it", "k": 5}
-    used = served.predict(**body, latency_budget_ms=30000)
-    assert used.status_code == 200, used.text
-    assert used.json()["llm"]["used"] is True and used.json()["llm"]["dropped"] == 0
+
+    def answered_with_the_llm() -> httpx.Response | None:
+        response = served.predict(**body, latency_budget_ms=20000)
+        assert response.status_code == 200, response.text
+        return response if response.json()["llm"]["used"] else None
+
+    used = poll(answered_with_the_llm, timeout_s=240)
+    assert used.json()["llm"]["dropped"] == 0
     assert used.json()["timing"]["llm"] > 0
     assert any("llm" in p["sources"] for p in used.json()["predictions"])
     assert {p["endpoint"] for p in used.json()["predictions"]} <= real

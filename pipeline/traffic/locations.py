@@ -31,12 +31,13 @@ def _files(location: Location) -> list[Location]:
     text = str(location)
     uri = "://" in text
     address, _, query = text.partition("?") if uri else (text, "", "")
+    options = f"?{query}" if query else ""
     segments = address.split("/")
     fixed = next((i for i, s in enumerate(segments) if _PATTERN & set(s)), len(segments))
     if uri and fixed <= 2:  # the pattern is in the scheme, the bucket or the host
         raise ImportInputError(f"{address}: a pattern names files within a bucket or folder, not the bucket")
     root = "/".join(segments[:fixed])
-    filesystem, base = (fs.FileSystem.from_uri(root + (f"?{query}" if query else "")) if uri
+    filesystem, base = (fs.FileSystem.from_uri(root + options) if uri
                         else (fs.LocalFileSystem(), str(Path(root or ".").resolve())))
     try:
         found = filesystem.get_file_info(base)
@@ -55,7 +56,7 @@ def _files(location: Location) -> list[Location]:
                                "s3://bucket/logs/*.jsonl.gz")
     if not uri:
         return list(files)
-    return [root.rstrip("/") + path[len(base):] + (f"?{query}" if query else "") for path in files]
+    return [root.rstrip("/") + path[len(base):] + options for path in files]
 
 
 def _matches(parts: list[str], pattern: list[str]) -> bool:

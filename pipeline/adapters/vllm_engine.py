@@ -12,8 +12,6 @@ from typing import Any, Self
 from pipeline.llm.prompt import output_schema
 from pipeline.settings import LLMSettings
 
-# vLLM's CPU backend binds its OpenMP threads to these cores; the default binds one core (prefill 2x slower).
-os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1" if (os.cpu_count() or 1) >= 2 else "0")
 # vLLM logs to stdout by default, which would mix its lines into `opensesame eval --llm --json`.
 os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 

@@ -84,9 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     target = settings.imports.report_dir(args.job_id)
     try:
         report, catalogue, source = _import(args, settings)
-        target.mkdir(parents=True, exist_ok=True)
+        # Written beside, then renamed: GET /admin/import/{id}, polling, never reads half a report.
+        staged = target.with_name(f"{target.name}.partial")
+        staged.mkdir(parents=True, exist_ok=True)
         for name, text in report_files(report, catalogue, source).items():
-            (target / name).write_text(text)
+            (staged / name).write_text(text)
+        staged.rename(target)
         print(report.model_dump_json(indent=2) if args.json else report.markdown())
     except OpenSesameError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import os
 import shutil
 import subprocess
 import sys
@@ -153,12 +154,14 @@ def test_mlflow_as_deployed_answers_requests_addressed_to_its_service(tmp_path: 
     """MLflow 3 refuses unknown Host headers: started with k8s/base/mlflow.yaml's own command, it answers
     `Host: opensesame-mlflow:5000` (how the Ray pods call it) and still refuses another host."""
     manifest = next(d for d in yaml.safe_load_all((K8S / "base" / "mlflow.yaml").read_text()) if d["kind"] == "Deployment")
-    command = manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    command, env = container["command"], {e["name"]: e["value"] for e in container.get("env", [])}
     port = free_port()
     local = [arg.replace("/mlflow", str(tmp_path)).replace("5000", str(port)) if not arg.startswith("opensesame")
              else arg for arg in command]
     local[0] = str(Path(sys.executable).with_name("mlflow"))
-    with subprocess.Popen(local, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True) as server:
+    with subprocess.Popen(local, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True) as server:
         try:
             url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
             # Its start (gunicorn, the database migrations) can take over a minute beside the app lane's cluster in

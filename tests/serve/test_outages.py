@@ -58,6 +58,7 @@ class MlflowServer:
             [mlflow, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
              "--backend-store-uri", f"sqlite:///{self.work / 'mlflow.db'}",
              "--default-artifact-root", self.settings.artifact_root],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # as k8s/base/mlflow.yaml runs it
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         # Restarted beside a loaded Serve app on 2 cores, MLflow's own start (14 s idle) has taken over 60 s.

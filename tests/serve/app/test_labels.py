@@ -151,6 +151,7 @@ def test_admin_import_learns_a_har_export_in_a_job(served: Served) -> None:
     assert report.workflows[0].steps[-1] == "POST /invoices/{invoice}/pay"
     uploads = Path(served.settings["imports"]["upload_dir"])
     assert not list(uploads.glob("*.upload")) and not list(uploads.glob("*.json"))  # the traffic, with its tokens, is gone
-    assert (uploads / job_id / "arazzo.yaml").exists()
+    # The report's folder was written beside and renamed into place: the status never reads half a report.
+    assert (uploads / job_id / "arazzo.yaml").exists() and not list(uploads.glob("*.partial"))
     assert served.redis.client().xlen(STREAM) == before + 9
     assert httpx.get(f"{url}/import-nothing", headers=ADMIN, timeout=60).status_code == 404

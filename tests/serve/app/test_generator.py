@@ -1,6 +1,7 @@
 """The LLM generator's place in an answer: a prediction before it is up, its candidates real operations, its
-time-out never an error. A module of its own so that it runs early in its lane: beside the other lane's
-clusters and trainings later on, the generator inside the served app answered nothing on a 2-core machine."""
+time-out never an error. A module of its own so that it runs early in its lane, before the other lane's clusters
+and trainings slow every token (with its threads bound to both cores, vLLM answered nothing there at all:
+docs/decisions.md, "vLLM binds its CPU threads itself")."""
 
 from __future__ import annotations
 
